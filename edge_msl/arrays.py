@@ -1,0 +1,333 @@
+"""Microphone-array geometries and channel maps, shared by training and the device.
+
+One frame everywhere: metres, x forward, y left, z up, origin at the array's centre;
+azimuth counter-clockwise from +x in degrees, elevation up from the x-y plane.
+This module only describes arrays; it must not import TensorFlow or touch audio devices.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+SPEED_OF_SOUND_M_S = 343.0
+"""Speed of sound used for delays everywhere in the project (dry air at about 20 degC)."""
+
+_MIN_MIC_SPACING_M = 1e-3
+_MAX_APERTURE_M = 2.0
+
+
+class ArrayConfigError(ValueError):
+    """A microphone array description is invalid; the message names the field and the fix."""
+
+
+@dataclass(frozen=True)
+class MicArray:
+    """A microphone array: where each microphone is and which capture channel carries it."""
+
+    name: str
+    """Identifier used on the command line, in configs and inside models (e.g. ``uca8-r10``)."""
+    positions_m: tuple[tuple[float, float, float], ...]
+    """Microphone positions (x, y, z) in metres in the array frame, one per microphone."""
+    channel_map: tuple[int, ...]
+    """For microphone i, the 0-based index of the capture channel that carries it."""
+    n_channels: int
+    """Number of channels the capture device delivers (may exceed the number of microphones)."""
+    native_rate_hz: int = 16000
+    """Sample rate the board captures at by default."""
+    source: str = "user configuration"
+    """Where the geometry comes from (vendor document, driver, measurement)."""
+    notes: str = ""
+    """Anything a user should know about the channels (loopback channels, firmware)."""
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    @property
+    def n_mics(self) -> int:
+        """Number of microphones used for localization."""
+        return len(self.positions_m)
+
+    def positions(self) -> np.ndarray:
+        """Microphone positions as a float64 array of shape (n_mics, 3)."""
+        return np.asarray(self.positions_m, dtype=np.float64)
+
+    def aperture_m(self) -> float:
+        """Largest distance between two microphones."""
+        p = self.positions()
+        return float(np.max(np.linalg.norm(p[:, None, :] - p[None, :, :], axis=-1)))
+
+    def max_delay_s(self) -> float:
+        """Largest possible time difference of arrival between two microphones."""
+        return self.aperture_m() / SPEED_OF_SOUND_M_S
+
+    def select_channels(self, frames: np.ndarray) -> np.ndarray:
+        """Pick the microphone channels, in microphone order, from captured frames.
+
+        ``frames`` has shape (n_samples, n_channels) as delivered by the device.
+        """
+        frames = np.asarray(frames)
+        if frames.ndim != 2 or frames.shape[1] != self.n_channels:
+            found = frames.shape[1] if frames.ndim == 2 else f"an array of shape {frames.shape}"
+            raise ArrayConfigError(
+                f"array {self.name!r} expects {self.n_channels} capture channels, found {found}; "
+                f"check the device or the array name"
+            )
+        return frames[:, list(self.channel_map)]
+
+    def rotated(self, yaw_deg: float) -> np.ndarray:
+        """Microphone positions rotated counter-clockwise about z by ``yaw_deg``."""
+        a = math.radians(yaw_deg)
+        rot = np.array([[math.cos(a), -math.sin(a), 0.0], [math.sin(a), math.cos(a), 0.0], [0.0, 0.0, 1.0]])
+        return self.positions() @ rot.T
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON/TOML-friendly description that :func:`from_dict` reads back."""
+        return {
+            "name": self.name,
+            "positions_m": [list(p) for p in self.positions_m],
+            "channel_map": list(self.channel_map),
+            "n_channels": self.n_channels,
+            "native_rate_hz": self.native_rate_hz,
+            "source": self.source,
+            "notes": self.notes,
+        }
+
+    def same_geometry(self, other: "MicArray", tol_m: float = 1e-4) -> bool:
+        """True when both arrays have the same microphones in the same order (names may differ)."""
+        if self.n_mics != other.n_mics:
+            return False
+        return bool(np.all(np.abs(self.positions() - other.positions()) <= tol_m))
+
+
+def validate(array: MicArray) -> None:
+    """Raise :class:`ArrayConfigError` naming the first problem found in ``array``."""
+    where = f"array {array.name!r}"
+    if not array.name or not isinstance(array.name, str):
+        raise ArrayConfigError("array name must be a non-empty string")
+    try:
+        pos = np.asarray(array.positions_m, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ArrayConfigError(f"{where}: positions_m must be a list of [x, y, z] numbers ({exc})") from None
+    if pos.ndim != 2 or pos.shape[1] != 3:
+        raise ArrayConfigError(f"{where}: positions_m must be a list of [x, y, z] in metres, got shape {pos.shape}")
+    if pos.shape[0] < 2:
+        raise ArrayConfigError(f"{where}: at least 2 microphones are needed, got {pos.shape[0]}")
+    if not np.all(np.isfinite(pos)):
+        raise ArrayConfigError(f"{where}: positions_m contains a non-finite number")
+    dist = np.linalg.norm(pos[:, None, :] - pos[None, :, :], axis=-1) + np.eye(len(pos)) * 1e9
+    i, j = np.unravel_index(np.argmin(dist), dist.shape)
+    if dist[i, j] < _MIN_MIC_SPACING_M:
+        raise ArrayConfigError(
+            f"{where}: microphones {i} and {j} are {dist[i, j] * 1000:.2f} mm apart; positions are in metres, "
+            f"not millimetres, and two microphones cannot share a place"
+        )
+    aperture = float(np.max(dist[dist < 1e8]))
+    if aperture > _MAX_APERTURE_M:
+        raise ArrayConfigError(
+            f"{where}: aperture {aperture:.2f} m exceeds {_MAX_APERTURE_M} m; positions must be in metres"
+        )
+    if not isinstance(array.n_channels, int) or array.n_channels < 1:
+        raise ArrayConfigError(f"{where}: n_channels must be a positive integer, got {array.n_channels!r}")
+    cmap = list(array.channel_map)
+    if len(cmap) != pos.shape[0]:
+        raise ArrayConfigError(
+            f"{where}: channel_map has {len(cmap)} entries but there are {pos.shape[0]} microphones; "
+            f"give one capture channel per microphone"
+        )
+    for c in cmap:
+        if not isinstance(c, (int, np.integer)) or isinstance(c, bool) or not 0 <= c < array.n_channels:
+            raise ArrayConfigError(
+                f"{where}: channel_map entry {c!r} is not a channel index in [0, {array.n_channels - 1}]"
+            )
+    if len(set(cmap)) != len(cmap):
+        raise ArrayConfigError(f"{where}: channel_map {cmap} uses a channel twice")
+    if not isinstance(array.native_rate_hz, int) or not 8000 <= array.native_rate_hz <= 192000:
+        raise ArrayConfigError(f"{where}: native_rate_hz must be an integer in [8000, 192000]")
+
+
+def circular_positions(n_mics: int, radius_m: float, first_deg: float = 0.0) -> tuple[tuple[float, float, float], ...]:
+    """Positions of ``n_mics`` on a horizontal circle, mic k at ``first_deg + 360 k / n_mics``."""
+    out = []
+    for k in range(n_mics):
+        a = math.radians(first_deg + 360.0 * k / n_mics)
+        out.append((round(radius_m * math.cos(a), 9), round(radius_m * math.sin(a), 9), 0.0))
+    return tuple(out)
+
+
+def _xy(points_mm: Iterable[Sequence[float]]) -> tuple[tuple[float, float, float], ...]:
+    return tuple((x / 1000.0, y / 1000.0, 0.0) for x, y in points_mm)
+
+
+_BUILTIN: dict[str, MicArray] = {}
+
+
+def _register(array: MicArray) -> None:
+    _BUILTIN[array.name] = array
+
+
+_register(MicArray(
+    name="uca8-r10",
+    positions_m=circular_positions(8, 0.10),
+    channel_map=tuple(range(8)),
+    n_channels=8,
+    native_rate_hz=16000,
+    source="reference design: 8-mic uniform circular array, r = 0.10 m (AV16.3-like), mic k at 45 k deg",
+    notes="AV16.3 numbers its mics from 180 deg; reorder its channels as mic5..8, mic1..4 to use this map",
+))
+_register(MicArray(
+    name="respeaker-4mic",
+    positions_m=_xy([(-40.5, 0.0), (0.0, 40.5), (40.5, 0.0), (0.0, -40.5)]),
+    channel_map=(0, 1, 2, 3),
+    n_channels=4,
+    native_rate_hz=16000,
+    source="Seeed ReSpeaker 4-Mic Array for Raspberry Pi (AC108); coordinates as published for this "
+           "board in ODAS' config/odaslive/respeaker_4_mic_array.cfg (mics on a 40.5 mm radius)",
+    notes="seeed-voicecard driver; 4 capture channels, all microphones",
+))
+_register(MicArray(
+    name="respeaker-6mic",
+    positions_m=_xy([(-23.2, 40.1), (-46.3, 0.0), (-23.2, -40.1), (23.2, -40.1), (46.3, 0.0), (23.2, 40.1)]),
+    channel_map=(0, 1, 2, 3, 4, 5),
+    n_channels=8,
+    native_rate_hz=16000,
+    source="Seeed ReSpeaker 6-Mic Circular Array Kit for Raspberry Pi; circle of radius 46.3 mm as published "
+           "in ODAS' config/odaslive/respeaker_6_mic_array.cfg and Seeed's wiki",
+    notes="8 capture channels: 1-6 are the microphones, 7-8 are the playback loopback (echo reference)",
+))
+_register(MicArray(
+    name="respeaker-usb-v2",
+    positions_m=_xy([(-32.0, 0.0), (0.0, -32.0), (32.0, 0.0), (0.0, 32.0)]),
+    channel_map=(1, 2, 3, 4),
+    n_channels=6,
+    native_rate_hz=16000,
+    source="Seeed ReSpeaker USB Mic Array v2.0 (XVF-3000), 6_channels_firmware: square of 45.3 mm side; "
+           "coordinates as in ODAS' config/odaslive/respeaker_usb_4_mic_array.cfg",
+    notes="6 capture channels: 0 = processed (ASR) audio, 1-4 = raw microphones, 5 = playback reference",
+))
+_register(MicArray(
+    name="matrix-voice",
+    positions_m=_xy([(0.0, 0.0), (-38.133, 3.576), (-20.980, 32.043), (11.971, 36.381),
+                     (35.908, 13.323), (32.805, -19.767), (4.999, -37.972), (-26.571, -27.584)]),
+    channel_map=tuple(range(8)),
+    n_channels=8,
+    native_rate_hz=48000,
+    source="MATRIX Voice: microphone locations from MATRIX HAL (micarray_location, mm), the same as in "
+           "ODAS' config/odaslive/matrix_voice.cfg; 7 mics on a 38.3 mm circle plus one in the centre",
+    notes="matrixio-kernel-modules ALSA driver; capture at 48 kHz by default",
+))
+_register(MicArray(
+    name="matrix-creator",
+    positions_m=_xy([(20.091, -48.504), (-20.091, -48.504), (-48.504, -20.091), (-48.504, 20.091),
+                     (-20.091, 48.504), (20.091, 48.504), (48.504, 20.091), (48.504, -20.091)]),
+    channel_map=tuple(range(8)),
+    n_channels=8,
+    native_rate_hz=48000,
+    source="MATRIX Creator: microphone locations from MATRIX HAL (micarray_location, mm), the same as in "
+           "ODAS' config/odaslive/matrix_creator.cfg; 8 mics on a 52.5 mm circle",
+    notes="matrixio-kernel-modules ALSA driver; capture at 48 kHz by default",
+))
+_register(MicArray(
+    name="minidsp-uma8",
+    positions_m=_xy([(0.0, 0.0), (0.0, 43.0), (37.0, 21.0), (37.0, -21.0), (0.0, -43.0), (-37.0, -21.0),
+                     (-37.0, 21.0)]),
+    channel_map=(0, 1, 2, 3, 4, 5, 6),
+    n_channels=8,
+    native_rate_hz=48000,
+    source="miniDSP UMA-8 USB mic array (raw firmware): 6 mics on a 43 mm circle plus one in the centre, "
+           "per miniDSP's user manual; coordinates as in ODAS' config/odaslive/minidsp.cfg",
+    notes="8 capture channels with the raw (no DSP) firmware, channels 1-7 are microphones, 8 is unused",
+))
+
+DEFAULT_ARRAY = "uca8-r10"
+
+
+def list_arrays() -> list[str]:
+    """Names of the built-in arrays, sorted."""
+    return sorted(_BUILTIN)
+
+
+def get_array(name: str) -> MicArray:
+    """The built-in array called ``name``; unknown names raise with the list of known ones."""
+    try:
+        return _BUILTIN[name]
+    except KeyError:
+        raise ArrayConfigError(
+            f"unknown array {name!r}; known arrays: {', '.join(list_arrays())}, or describe a custom one "
+            f"with positions_m and channel_map"
+        ) from None
+
+
+_CUSTOM_KEYS = {"name", "positions_m", "channel_map", "n_channels", "native_rate_hz", "source", "notes"}
+
+
+def from_dict(cfg: Mapping[str, Any]) -> MicArray:
+    """Build an array from a config table.
+
+    ``{"name": "uca8-r10"}`` alone picks a built-in array; a custom array gives ``positions_m``
+    (list of [x, y, z] in metres) and optionally ``channel_map`` (default 0..n-1) and
+    ``n_channels`` (default: one past the largest channel used).
+    """
+    if not isinstance(cfg, Mapping):
+        raise ArrayConfigError(f"array must be a table (name, positions_m, channel_map), got {type(cfg).__name__}")
+    unknown = sorted(set(cfg) - _CUSTOM_KEYS)
+    if unknown:
+        raise ArrayConfigError(f"unknown array key(s) {unknown}; allowed: {sorted(_CUSTOM_KEYS)}")
+    if "positions_m" not in cfg:
+        if "name" not in cfg:
+            raise ArrayConfigError("array needs a name (one of the built-in arrays) or positions_m")
+        return get_array(str(cfg["name"]))
+    positions = cfg["positions_m"]
+    try:
+        pos = tuple(tuple(float(v) for v in p) for p in positions)
+    except (TypeError, ValueError):
+        raise ArrayConfigError("positions_m must be a list of [x, y, z] numbers in metres") from None
+    for p in pos:
+        if len(p) != 3:
+            raise ArrayConfigError(f"positions_m entry {list(p)} must have 3 numbers [x, y, z]")
+    cmap_raw = cfg.get("channel_map", list(range(len(pos))))
+    if not isinstance(cmap_raw, (list, tuple)):
+        raise ArrayConfigError("channel_map must be a list of channel indices, one per microphone")
+    cmap = tuple(cmap_raw)
+    default_channels = (max(c for c in cmap if isinstance(c, int)) + 1) if cmap and all(
+        isinstance(c, int) for c in cmap) else len(pos)
+    name = cfg.get("name", "custom")
+    if name in _BUILTIN:
+        raise ArrayConfigError(f"custom array name {name!r} is a built-in array; choose another name")
+    return MicArray(
+        name=str(name),
+        positions_m=pos,
+        channel_map=cmap,
+        n_channels=cfg.get("n_channels", default_channels),
+        native_rate_hz=cfg.get("native_rate_hz", 16000),
+        source=str(cfg.get("source", "user configuration")),
+        notes=str(cfg.get("notes", "")),
+    )
+
+
+def azimuth_deg(xyz: np.ndarray) -> np.ndarray:
+    """Azimuth in [0, 360) of points (..., 3) or (..., 2), counter-clockwise from +x."""
+    xyz = np.asarray(xyz, dtype=np.float64)
+    return np.mod(np.degrees(np.arctan2(xyz[..., 1], xyz[..., 0])), 360.0)
+
+
+def direction_vector(azimuth_deg_: float | np.ndarray, elevation_deg: float | np.ndarray = 0.0) -> np.ndarray:
+    """Unit vector(s) (..., 3) pointing towards azimuth/elevation in the array frame."""
+    az = np.radians(azimuth_deg_)
+    el = np.radians(elevation_deg)
+    return np.stack(np.broadcast_arrays(np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)), axis=-1)
+
+
+def far_field_delays_s(array: MicArray, azimuth_deg_: float, elevation_deg: float = 0.0) -> np.ndarray:
+    """Arrival time of a plane wave at each mic relative to the array centre (negative = earlier)."""
+    u = direction_vector(azimuth_deg_, elevation_deg)
+    return -(array.positions() @ u) / SPEED_OF_SOUND_M_S
+
+
+__all__ = [
+    "ArrayConfigError", "MicArray", "SPEED_OF_SOUND_M_S", "DEFAULT_ARRAY", "get_array", "list_arrays",
+    "from_dict", "validate", "circular_positions", "azimuth_deg", "direction_vector", "far_field_delays_s",
+]

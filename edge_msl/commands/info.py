@@ -1,0 +1,16 @@
+"""Print a model's parameters and the runtime that will run it."""
+
+from __future__ import annotations
+
+import argparse
+
+from . import not_implemented
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """No options until the subcommand is implemented."""
+
+
+def main(args: argparse.Namespace) -> int:
+    """Stub until its issue lands."""
+    return not_implemented("info", "streaming-localization")

@@ -1,0 +1,249 @@
+"""Region coding: the one place that turns source positions into network targets and back.
+
+Training (``train_tf``) encodes with :func:`encode`; the device decodes with :func:`decode`;
+both use this module so the two cannot drift apart. Pure numpy, no TensorFlow.
+
+Layout: N equal azimuth sectors; sector k covers [offset + k w, offset + (k + 1) w) with
+w = 360 / N. Each sector owns three outputs: active (0/1), normalized distance, normalized
+azimuth. Rules (see README, "Region coding"):
+
+* A source belongs to exactly one sector (half-open intervals), so a source on a border is
+  encoded once; on decode, detections closer than ``min_separation_deg`` are merged (the more
+  confident one is kept), so a border source that fires in both neighbours comes out once.
+* Two sources in one sector: the stronger one (larger ``weight``; by default the nearer one)
+  keeps the sector. The weaker one moves to the neighbouring sector on its side if that sector
+  is free and the source lies within ``margin_deg`` of the shared border (only when
+  ``margin_deg`` > 0, which widens every sector's fine-azimuth range by the margin on both
+  sides); otherwise it is dropped and reported as such. Sources closer than
+  ``min_separation_deg`` to a stronger kept source are dropped too, as decode would merge them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+ACTIVE, DISTANCE, AZIMUTH = 0, 1, 2
+"""Column order of a target / output array of shape (n_regions, 3)."""
+
+
+class RegionConfigError(ValueError):
+    """A region layout is invalid; the message names the field and the allowed values."""
+
+
+@dataclass(frozen=True)
+class RegionLayout:
+    """How space around the array is split into regions and how fine outputs are normalized."""
+
+    n_regions: int = 8
+    """Number of equal azimuth sectors (the paper uses 8)."""
+    d_min_m: float = 0.2
+    """Horizontal distance mapped to normalized distance 0."""
+    d_max_m: float = 4.0
+    """Horizontal distance mapped to normalized distance 1 (farther sources are clipped to it)."""
+    offset_deg: float = 0.0
+    """Azimuth where sector 0 starts (counter-clockwise from the array's x axis)."""
+    margin_deg: float = 0.0
+    """Overlap: each sector's fine azimuth spans its width plus this margin on both sides."""
+    min_separation_deg: float = 10.0
+    """Detections closer than this are one source (duplicate suppression on decode)."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.n_regions, int) or isinstance(self.n_regions, bool) or not 1 <= self.n_regions <= 360:
+            raise RegionConfigError(f"n_regions must be an integer in [1, 360], got {self.n_regions!r}")
+        if not (0.0 <= self.d_min_m < self.d_max_m) or not math.isfinite(self.d_max_m):
+            raise RegionConfigError(
+                f"distance range must satisfy 0 <= d_min_m < d_max_m, got [{self.d_min_m}, {self.d_max_m}]"
+            )
+        if not 0.0 <= self.margin_deg <= self.width_deg / 2:
+            raise RegionConfigError(
+                f"margin_deg must be in [0, {self.width_deg / 2:g}] (half a sector), got {self.margin_deg}"
+            )
+        if not 0.0 <= self.min_separation_deg < 180.0:
+            raise RegionConfigError(f"min_separation_deg must be in [0, 180), got {self.min_separation_deg}")
+        if not math.isfinite(self.offset_deg):
+            raise RegionConfigError(f"offset_deg must be finite, got {self.offset_deg}")
+
+    @property
+    def width_deg(self) -> float:
+        """Angular width of one sector."""
+        return 360.0 / self.n_regions
+
+    def region_of(self, azimuth_deg: float | np.ndarray) -> np.ndarray:
+        """Home sector index of each azimuth (half-open sectors, so borders belong to one sector)."""
+        rel = np.mod(np.asarray(azimuth_deg, dtype=np.float64) - self.offset_deg, 360.0)
+        return np.minimum((rel // self.width_deg).astype(np.int64), self.n_regions - 1)
+
+    def fine_range_deg(self, region: int) -> tuple[float, float]:
+        """(low, high) azimuth mapped to normalized azimuth 0 and 1 for ``region`` (not wrapped)."""
+        lo = self.offset_deg + region * self.width_deg - self.margin_deg
+        return lo, lo + self.width_deg + 2 * self.margin_deg
+
+    def centers_deg(self) -> np.ndarray:
+        """Centre azimuth of each sector, in [0, 360)."""
+        return np.mod(self.offset_deg + (np.arange(self.n_regions) + 0.5) * self.width_deg, 360.0)
+
+    def normalize_azimuth(self, region: int, azimuth_deg: float) -> float:
+        """Position of ``azimuth_deg`` inside ``region``'s fine range, in [0, 1]."""
+        lo, hi = self.fine_range_deg(region)
+        # unwrap the azimuth to the branch nearest the range's centre
+        centre = (lo + hi) / 2
+        az = centre + _wrap180(azimuth_deg - centre)
+        return float(np.clip((az - lo) / (hi - lo), 0.0, 1.0))
+
+    def normalize_distance(self, distance_m: float | np.ndarray) -> np.ndarray:
+        """Distance mapped linearly to [0, 1] (clipped) over [d_min_m, d_max_m]."""
+        return np.clip((np.asarray(distance_m, dtype=np.float64) - self.d_min_m) / (self.d_max_m - self.d_min_m), 0, 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict for JSON model parameters; :meth:`from_dict` reads it back."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, cfg: Mapping[str, Any]) -> "RegionLayout":
+        """Layout from a dict, refusing unknown keys with the list of allowed ones."""
+        allowed = set(cls.__dataclass_fields__)
+        unknown = sorted(set(cfg) - allowed)
+        if unknown:
+            raise RegionConfigError(f"unknown region key(s) {unknown}; allowed: {sorted(allowed)}")
+        return cls(**dict(cfg))
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One decoded source."""
+
+    azimuth_deg: float
+    """Azimuth in [0, 360), counter-clockwise from the array's x axis."""
+    distance_m: float
+    """Horizontal distance from the array centre."""
+    confidence: float
+    """The region's activity probability."""
+    region: int
+    """Index of the region whose outputs produced it."""
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """Result of :func:`encode`: the target and where each input source went."""
+
+    target: np.ndarray
+    """Float32 array (n_regions, 3): active, normalized distance, normalized azimuth."""
+    assigned_region: np.ndarray
+    """For each input source, its region, or -1 when it was dropped (see module rules)."""
+
+
+def _wrap180(deg: float | np.ndarray) -> float | np.ndarray:
+    return (np.asarray(deg) + 180.0) % 360.0 - 180.0
+
+
+def angular_distance_deg(a: float | np.ndarray, b: float | np.ndarray) -> np.ndarray:
+    """Absolute circular difference between azimuths, in [0, 180]."""
+    return np.abs(_wrap180(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)))
+
+
+def encode(
+    layout: RegionLayout,
+    azimuth_deg: Sequence[float] | np.ndarray,
+    distance_m: Sequence[float] | np.ndarray,
+    weight: Sequence[float] | np.ndarray | None = None,
+) -> Encoding:
+    """Encode sources (azimuth, horizontal distance, optional strength) into a region target.
+
+    ``weight`` ranks sources when two compete for a sector; by default nearer sources rank
+    higher (1 / distance), which for equal source power is the louder one at the array.
+    """
+    az = np.mod(np.asarray(azimuth_deg, dtype=np.float64).reshape(-1), 360.0)
+    dist = np.asarray(distance_m, dtype=np.float64).reshape(-1)
+    if az.shape != dist.shape:
+        raise ValueError(f"azimuth_deg has {az.size} entries but distance_m has {dist.size}")
+    if not (np.all(np.isfinite(az)) and np.all(np.isfinite(dist))):
+        raise ValueError("source azimuths and distances must be finite")
+    w = 1.0 / np.maximum(dist, 1e-3) if weight is None else np.asarray(weight, dtype=np.float64).reshape(-1)
+    if w.shape != az.shape:
+        raise ValueError(f"weight has {w.size} entries but there are {az.size} sources")
+    target = np.zeros((layout.n_regions, 3), dtype=np.float32)
+    assigned = np.full(az.shape, -1, dtype=np.int64)
+    occupied = np.zeros(layout.n_regions, dtype=bool)
+    kept_az: list[float] = []
+    # strongest first; ties broken by azimuth so the result does not depend on input order
+    order = sorted(range(az.size), key=lambda i: (-w[i], az[i], dist[i]))
+    for i in order:
+        if kept_az and np.min(angular_distance_deg(az[i], np.asarray(kept_az))) < layout.min_separation_deg:
+            continue
+        region = int(layout.region_of(az[i]))
+        if occupied[region]:
+            region = _free_neighbour(layout, az[i], region, occupied)
+            if region < 0:
+                continue
+        occupied[region] = True
+        assigned[i] = region
+        kept_az.append(float(az[i]))
+        target[region, ACTIVE] = 1.0
+        target[region, DISTANCE] = layout.normalize_distance(dist[i])
+        target[region, AZIMUTH] = layout.normalize_azimuth(region, az[i])
+    return Encoding(target=target, assigned_region=assigned)
+
+
+def _free_neighbour(layout: RegionLayout, az: float, home: int, occupied: np.ndarray) -> int:
+    if layout.margin_deg <= 0 or layout.n_regions < 2:
+        return -1
+    lo = layout.offset_deg + home * layout.width_deg
+    hi = lo + layout.width_deg
+    if angular_distance_deg(az, lo) <= layout.margin_deg:
+        cand = (home - 1) % layout.n_regions
+    elif angular_distance_deg(az, hi) <= layout.margin_deg:
+        cand = (home + 1) % layout.n_regions
+    else:
+        return -1
+    return -1 if occupied[cand] else cand
+
+
+def encode_batch(
+    layout: RegionLayout,
+    azimuth_deg: np.ndarray,
+    distance_m: np.ndarray,
+    weight: np.ndarray | None = None,
+) -> np.ndarray:
+    """Targets (B, n_regions, 3) for padded source arrays (B, K); NaN azimuth marks padding."""
+    az = np.asarray(azimuth_deg, dtype=np.float64)
+    dist = np.asarray(distance_m, dtype=np.float64)
+    out = np.zeros((az.shape[0], layout.n_regions, 3), dtype=np.float32)
+    for b in range(az.shape[0]):
+        valid = np.isfinite(az[b])
+        wb = None if weight is None else np.asarray(weight[b], dtype=np.float64)[valid]
+        out[b] = encode(layout, az[b][valid], dist[b][valid], wb).target
+    return out
+
+
+def decode(layout: RegionLayout, outputs: np.ndarray, threshold: float = 0.5) -> list[Detection]:
+    """Turn network outputs (n_regions, 3) into detections, sorted by azimuth.
+
+    Regions whose activity is >= ``threshold`` give a source; then detections closer than
+    ``layout.min_separation_deg`` to a more confident one are suppressed.
+    """
+    out = np.asarray(outputs, dtype=np.float64)
+    if out.shape != (layout.n_regions, 3):
+        raise ValueError(f"outputs must have shape ({layout.n_regions}, 3), got {out.shape}")
+    candidates: list[Detection] = []
+    for region in np.flatnonzero(out[:, ACTIVE] >= threshold):
+        lo, hi = layout.fine_range_deg(int(region))
+        az = float(np.mod(lo + np.clip(out[region, AZIMUTH], 0, 1) * (hi - lo), 360.0))
+        dist = layout.d_min_m + float(np.clip(out[region, DISTANCE], 0, 1)) * (layout.d_max_m - layout.d_min_m)
+        candidates.append(Detection(az, dist, float(out[region, ACTIVE]), int(region)))
+    candidates.sort(key=lambda d: (-d.confidence, d.region))
+    kept: list[Detection] = []
+    for det in candidates:
+        if all(angular_distance_deg(det.azimuth_deg, k.azimuth_deg) >= layout.min_separation_deg for k in kept):
+            kept.append(det)
+    kept.sort(key=lambda d: d.azimuth_deg)
+    return kept
+
+
+__all__ = [
+    "ACTIVE", "DISTANCE", "AZIMUTH", "RegionConfigError", "RegionLayout", "Detection", "Encoding",
+    "angular_distance_deg", "encode", "encode_batch", "decode",
+]
