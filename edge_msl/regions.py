@@ -136,6 +136,12 @@ class Encoding:
     """For each input source, its region, or -1 when it was dropped (see module rules)."""
 
 
+def wrap360(deg: float | np.ndarray) -> np.ndarray:
+    """Azimuth(s) in [0, 360); a tiny negative value maps to 0, not to 360."""
+    out = np.mod(np.asarray(deg, dtype=np.float64), 360.0)
+    return np.where(out >= 360.0, 0.0, out)
+
+
 def _wrap180(deg: float | np.ndarray) -> float | np.ndarray:
     return (np.asarray(deg) + 180.0) % 360.0 - 180.0
 
@@ -156,7 +162,7 @@ def encode(
     ``weight`` ranks sources when two compete for a sector; by default nearer sources rank
     higher (1 / distance), which for equal source power is the louder one at the array.
     """
-    az = np.mod(np.asarray(azimuth_deg, dtype=np.float64).reshape(-1), 360.0)
+    az = wrap360(np.asarray(azimuth_deg, dtype=np.float64).reshape(-1))
     dist = np.asarray(distance_m, dtype=np.float64).reshape(-1)
     if az.shape != dist.shape:
         raise ValueError(f"azimuth_deg has {az.size} entries but distance_m has {dist.size}")
@@ -231,7 +237,7 @@ def decode(layout: RegionLayout, outputs: np.ndarray, threshold: float = 0.5) ->
     candidates: list[Detection] = []
     for region in np.flatnonzero(out[:, ACTIVE] >= threshold):
         lo, hi = layout.fine_range_deg(int(region))
-        az = float(np.mod(lo + np.clip(out[region, AZIMUTH], 0, 1) * (hi - lo), 360.0))
+        az = float(wrap360(lo + np.clip(out[region, AZIMUTH], 0, 1) * (hi - lo)))
         dist = layout.d_min_m + float(np.clip(out[region, DISTANCE], 0, 1)) * (layout.d_max_m - layout.d_min_m)
         candidates.append(Detection(az, dist, float(out[region, ACTIVE]), int(region)))
     candidates.sort(key=lambda d: (-d.confidence, d.region))
@@ -245,5 +251,5 @@ def decode(layout: RegionLayout, outputs: np.ndarray, threshold: float = 0.5) ->
 
 __all__ = [
     "ACTIVE", "DISTANCE", "AZIMUTH", "RegionConfigError", "RegionLayout", "Detection", "Encoding",
-    "angular_distance_deg", "encode", "encode_batch", "decode",
+    "angular_distance_deg", "wrap360", "encode", "encode_batch", "decode",
 ]

@@ -1,0 +1,154 @@
+"""Region coding: property tests of encode/decode and the rules for borders and conflicts."""
+
+import numpy as np
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from edge_msl.regions import (ACTIVE, AZIMUTH, DISTANCE, RegionConfigError, RegionLayout, angular_distance_deg,
+                              decode, encode, encode_batch)
+
+layouts = st.builds(
+    RegionLayout,
+    n_regions=st.sampled_from([4, 6, 8, 12, 16, 24, 36]),
+    d_min_m=st.floats(0.0, 0.5),
+    d_max_m=st.floats(2.0, 8.0),
+    offset_deg=st.floats(-180.0, 180.0),
+    min_separation_deg=st.floats(0.0, 8.0),
+)
+
+
+@st.composite
+def layout_and_sources(draw, max_sources=6):
+    layout = draw(layouts)
+    margin = draw(st.floats(0.0, layout.width_deg / 2))
+    layout = RegionLayout(layout.n_regions, layout.d_min_m, layout.d_max_m, layout.offset_deg, margin,
+                          layout.min_separation_deg)
+    k = draw(st.integers(0, min(max_sources, layout.n_regions)))
+    regions = draw(st.lists(st.integers(0, layout.n_regions - 1), min_size=k, max_size=k, unique=True))
+    az = [layout.offset_deg + (r + draw(st.floats(0.0, 0.999999))) * layout.width_deg for r in regions]
+    dist = [draw(st.floats(layout.d_min_m, layout.d_max_m)) for _ in regions]
+    return layout, np.mod(np.array(az, dtype=float), 360.0), np.array(dist, dtype=float)
+
+
+@settings(max_examples=300, deadline=None)
+@given(layout_and_sources())
+def test_decode_recovers_every_encoded_source(case):
+    """decode(encode(x)) == x within float tolerance, for sources in distinct regions that are
+    farther apart than the suppression distance."""
+    layout, az, dist = case
+    if len(az) > 1:
+        sep = angular_distance_deg(az[:, None], az[None, :]) + np.eye(len(az)) * 360
+        assume(sep.min() >= layout.min_separation_deg + 1e-3)
+    enc = encode(layout, az, dist)
+    assert np.all(enc.assigned_region >= 0)
+    assert enc.target[:, ACTIVE].sum() == len(az)
+    dets = decode(layout, enc.target, threshold=0.5)
+    assert len(dets) == len(az)
+    for a, d in zip(az, dist):
+        err = angular_distance_deg(a, np.array([x.azimuth_deg for x in dets]))
+        j = int(np.argmin(err))
+        assert err[j] < 1e-3
+        assert dets[j].distance_m == pytest.approx(d, abs=1e-5)
+        assert 0.0 <= dets[j].azimuth_deg < 360.0
+
+
+@settings(max_examples=200, deadline=None)
+@given(layout_and_sources(max_sources=12), st.permutations(range(12)))
+def test_encode_is_independent_of_source_order(case, perm):
+    layout, az, dist = case
+    idx = [i for i in perm if i < len(az)]
+    a = encode(layout, az, dist).target
+    b = encode(layout, az[idx], dist[idx]).target
+    np.testing.assert_array_equal(a, b)
+
+
+@settings(max_examples=200, deadline=None)
+@given(layouts, st.integers(0, 35), st.floats(0.5, 3.0))
+def test_a_source_on_a_border_comes_out_once(layout, border, dist):
+    """A source exactly on a sector border is encoded in one region; if the network fires both
+    neighbours at the border, decode still reports one source."""
+    border %= layout.n_regions
+    az = layout.offset_deg + border * layout.width_deg
+    enc = encode(layout, [az], [dist])
+    assert enc.target[:, ACTIVE].sum() == 1
+    out = np.zeros((layout.n_regions, 3))
+    left, right = (border - 1) % layout.n_regions, border
+    out[left] = [0.9, 0.5, 1.0]   # end of the left sector
+    out[right] = [0.8, 0.5, 0.0]  # start of the right sector
+    dets = decode(RegionLayout(layout.n_regions, layout.d_min_m, layout.d_max_m, layout.offset_deg,
+                               min_separation_deg=5.0), out)
+    assert len(dets) == 1
+    assert dets[0].region == left and dets[0].confidence == pytest.approx(0.9)
+    assert angular_distance_deg(dets[0].azimuth_deg, az) < 1e-6
+
+
+def test_two_sources_in_one_region_keep_the_stronger():
+    layout = RegionLayout(n_regions=8)
+    enc = encode(layout, [10.0, 30.0], [2.0, 1.0])  # default weight: nearer is stronger
+    assert list(enc.assigned_region) == [-1, 0]
+    assert enc.target[0, AZIMUTH] == pytest.approx(30.0 / 45.0)
+    enc = encode(layout, [10.0, 30.0], [2.0, 1.0], weight=[0.0, -6.0])  # explicit levels in dB
+    assert list(enc.assigned_region) == [0, -1]
+
+
+def test_margin_moves_the_weaker_source_to_a_free_neighbour():
+    layout = RegionLayout(n_regions=8, margin_deg=10.0)
+    enc = encode(layout, [20.0, 40.0], [1.0, 2.0])
+    assert list(enc.assigned_region) == [0, 1]
+    dets = decode(layout, enc.target)
+    np.testing.assert_allclose(sorted(d.azimuth_deg for d in dets), [20.0, 40.0], atol=1e-4)
+    # too far from the border for the margin: dropped
+    assert list(encode(layout, [5.0, 25.0], [1.0, 2.0]).assigned_region) == [0, -1]
+    # neighbour taken: dropped
+    assert list(encode(layout, [20.0, 40.0, 60.0], [1.0, 3.0, 0.5]).assigned_region) == [0, -1, 1]
+
+
+def test_sources_closer_than_the_separation_are_one():
+    layout = RegionLayout(n_regions=8, min_separation_deg=10.0)
+    enc = encode(layout, [43.0, 47.0], [1.0, 1.5])
+    assert list(enc.assigned_region) == [0, -1]
+
+
+def test_wraparound_region_and_distance_clipping():
+    layout = RegionLayout(n_regions=8, offset_deg=-22.5, d_min_m=0.5, d_max_m=3.0)
+    enc = encode(layout, [359.0, 5.0 + 180], [9.0, 0.1])
+    assert enc.assigned_region[0] == 0 and enc.assigned_region[1] == 4
+    assert enc.target[0, DISTANCE] == 1.0 and enc.target[4, DISTANCE] == 0.0
+    dets = decode(layout, enc.target)
+    assert angular_distance_deg(dets[-1].azimuth_deg, 359.0) < 1e-4
+
+
+def test_threshold_and_shape_checks():
+    layout = RegionLayout(n_regions=4)
+    out = np.array([[0.49, 0.5, 0.5], [0.51, 0.5, 0.5], [0.0, 0, 0], [1.0, 0, 0]])
+    assert [d.region for d in decode(layout, out, threshold=0.5)] == [1, 3]
+    with pytest.raises(ValueError, match=r"shape \(4, 3\)"):
+        decode(layout, np.zeros((8, 3)))
+
+
+def test_encode_batch_skips_padding():
+    layout = RegionLayout()
+    az = np.array([[10.0, np.nan, np.nan], [100.0, 200.0, np.nan]])
+    dist = np.array([[1.0, np.nan, np.nan], [1.0, 2.0, np.nan]])
+    t = encode_batch(layout, az, dist)
+    assert t.shape == (2, 8, 3)
+    assert t[0, :, ACTIVE].sum() == 1 and t[1, :, ACTIVE].sum() == 2
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"n_regions": 0}, "n_regions"),
+    ({"d_min_m": 3.0, "d_max_m": 2.0}, "d_min_m < d_max_m"),
+    ({"n_regions": 8, "margin_deg": 30.0}, "margin_deg"),
+    ({"min_separation_deg": 200.0}, "min_separation_deg"),
+])
+def test_layout_validation(kwargs, message):
+    with pytest.raises(RegionConfigError, match=message):
+        RegionLayout(**kwargs)
+
+
+def test_layout_dict_roundtrip_and_unknown_keys():
+    layout = RegionLayout(n_regions=16, margin_deg=5.0)
+    assert RegionLayout.from_dict(layout.to_dict()) == layout
+    with pytest.raises(RegionConfigError, match="unknown region key"):
+        RegionLayout.from_dict({"n_regions": 8, "sectors": 8})

@@ -1,0 +1,852 @@
+"""Room simulation for training: random shoebox rooms, arrays and sources, rendered windows.
+
+Two modes share one renderer: *windows* writes ready multichannel int16 windows with labels
+in .npz shards; *rir-bank* stores room impulse responses so training can mix dry signals on
+the fly. Needs pyroomacoustics and a dry-signal bank (``train_tf.signals``); never imported
+by ``edge_msl``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+from scipy.signal import fftconvolve
+
+from edge_msl.arrays import SPEED_OF_SOUND_M_S, MicArray, get_array
+from edge_msl.regions import RegionLayout, encode_batch
+
+log = logging.getLogger("train_tf.simulate")
+
+FORMAT_VERSION = 1
+"""Version of the shard layout; bumped when arrays or their meaning change."""
+
+KIND_CODES = {"speech_real": 0, "speech_synth": 1, "music": 2, "noise": 3}
+"""Integer code stored per source for the kind of dry signal it plays."""
+
+
+@dataclass(frozen=True)
+class SimSettings:
+    """Everything that decides what a simulated scene looks like (stored with every dataset)."""
+
+    array: str = "uca8-r10"
+    """Built-in array name (``edge_msl.arrays``)."""
+    sample_rate_hz: int = 16000
+    """Sample rate of rendered audio and RIRs."""
+    window_s: float = 0.5
+    """Length of one rendered window."""
+    room_x_m: tuple[float, float] = (3.0, 10.0)
+    """Range of room length."""
+    room_y_m: tuple[float, float] = (3.0, 8.0)
+    """Range of room width."""
+    room_z_m: tuple[float, float] = (2.4, 4.0)
+    """Range of room height."""
+    rt60_s: tuple[float, float] = (0.1, 0.9)
+    """Range of reverberation time for reverberant rooms (clamped to what Sabine allows)."""
+    anechoic_prob: float = 0.1
+    """Fraction of rooms simulated without reflections (direct path only)."""
+    max_image_order: int = 17
+    """Cap on the image-source order; a stochastic diffuse tail continues the decay beyond it."""
+    rand_ism_m: float = 0.05
+    """Random image displacement (pyroomacoustics' randomized ISM) against sweeping echoes."""
+    array_wall_clearance_m: float = 0.5
+    """Minimum distance from the array centre to any wall."""
+    array_height_m: tuple[float, float] = (0.5, 2.0)
+    """Range of array height above the floor."""
+    n_sources: tuple[int, int] = (0, 4)
+    """Inclusive range of simultaneous sources per window (uniform)."""
+    source_distance_m: tuple[float, float] = (0.3, 4.0)
+    """Range of source distance from the array centre (3-D)."""
+    source_elevation_deg: tuple[float, float] = (-40.0, 40.0)
+    """Range of source elevation seen from the array."""
+    source_wall_clearance_m: float = 0.2
+    """Minimum distance from a source to any wall, floor or ceiling."""
+    min_source_separation_deg: float = 10.0
+    """Minimum azimuth difference between simultaneous sources."""
+    positions_per_room: int = 8
+    """Source positions simulated per room (windows draw their sources from these)."""
+    windows_per_room: int = 4
+    """Windows rendered per simulated room in window mode."""
+    source_level_db: tuple[float, float] = (-6.0, 6.0)
+    """Range of each source's dry level relative to the others (before distance attenuation)."""
+    snr_diffuse_db: tuple[float, float] = (0.0, 40.0)
+    """Range of SNR of spatially diffuse noise (pink/white/brown/babble/fan) w.r.t. the sources."""
+    snr_sensor_db: tuple[float, float] = (5.0, 40.0)
+    """Range of SNR of independent sensor (white) noise w.r.t. the sources."""
+    mic_gain_db: float = 1.0
+    """Per-microphone gain error, uniform in +/- this value."""
+    mic_jitter_m: float = 0.001
+    """Per-axis microphone position error, uniform in +/- this value."""
+    level_dbfs: tuple[float, float] = (-45.0, -12.0)
+    """Range of the sources' RMS level at the microphones, in dB re full scale (int16)."""
+    kind_weights: tuple[tuple[str, float], ...] = (
+        ("speech_real", 0.4), ("speech_synth", 0.35), ("music", 0.1), ("noise", 0.15))
+    """Probability of each dry-signal kind for a source."""
+    diffuse_kinds: tuple[str, ...] = ("pink", "white", "brown", "babble", "fan")
+    """Noise kinds used for the diffuse field."""
+    rir_bank_samples: int = 8192
+    """RIR length kept in rir-bank mode (longer tails are cut)."""
+    regions: RegionLayout = field(default_factory=RegionLayout)
+    """Region layout used for the stored region targets (training may re-encode)."""
+
+    @property
+    def window_samples(self) -> int:
+        """Samples in one window."""
+        return int(round(self.window_s * self.sample_rate_hz))
+
+    def mic_array(self) -> MicArray:
+        """The array geometry these settings simulate."""
+        return get_array(self.array)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly dict (tuples become lists)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, cfg: dict[str, Any]) -> "SimSettings":
+        """Settings from :meth:`to_dict` output; unknown keys are refused."""
+        allowed = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(cfg) - allowed)
+        if unknown:
+            raise ValueError(f"unknown simulation setting(s) {unknown}; allowed: {sorted(allowed)}")
+        kw: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            if f.name not in cfg:
+                continue
+            v = cfg[f.name]
+            if f.name == "regions":
+                v = RegionLayout.from_dict(v)
+            elif f.name == "kind_weights":
+                v = tuple((str(k), float(w)) for k, w in v)
+            elif isinstance(v, list):
+                v = tuple(v)
+            kw[f.name] = v
+        return cls(**kw)
+
+    def replace(self, **changes: Any) -> "SimSettings":
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+
+# --------------------------------------------------------------------------- room physics
+
+def _import_pra():
+    # pyroomacoustics reads PRA_NUM_THREADS once at import; a pool of workers each using all
+    # cores crawls, so pin it before the first import in this process.
+    os.environ.setdefault("PRA_NUM_THREADS", "1")
+    import pyroomacoustics as pra
+
+    return pra
+
+
+def sabine_absorption(rt60_s: float, room_dim_m: Sequence[float]) -> float:
+    """Energy absorption coefficient giving ``rt60_s`` by Sabine's formula (may exceed 1)."""
+    lx, ly, lz = room_dim_m
+    volume = lx * ly * lz
+    surface = 2 * (lx * ly + lx * lz + ly * lz)
+    return 24 * math.log(10) * volume / (SPEED_OF_SOUND_M_S * surface * rt60_s)
+
+
+def sabine_rt60(absorption: float, room_dim_m: Sequence[float]) -> float:
+    """RT60 that Sabine's formula gives for an absorption coefficient."""
+    lx, ly, lz = room_dim_m
+    volume = lx * ly * lz
+    surface = 2 * (lx * ly + lx * lz + ly * lz)
+    return 24 * math.log(10) * volume / (SPEED_OF_SOUND_M_S * surface * absorption)
+
+
+def ism_complete_radius_m(order: int, room_dim_m: Sequence[float]) -> float:
+    """Radius around a source inside which all images up to ``order`` are included.
+
+    The images of order <= K fill a diamond-shaped pile of mirrored rooms; the largest sphere
+    inside it has radius K times the smallest face-diagonal height l1 l2 / sqrt(l1^2 + l2^2).
+    """
+    lx, ly, lz = room_dim_m
+    pairs = [(lx, ly), (lx, lz), (ly, lz)]
+    return order * min(a * b / math.hypot(a, b) for a, b in pairs)
+
+
+def diffuse_mix(mic_xyz: np.ndarray, independent: np.ndarray, sample_rate_hz: int) -> np.ndarray:
+    """Mix independent channels (M, n) into a spherically isotropic diffuse field at the mics.
+
+    Each frequency bin is multiplied by a factor C(f) with C C^T = Gamma(f), the diffuse
+    coherence sinc(2 f d_ij / c) between microphones i and j.
+    """
+    m, n = independent.shape
+    spec = np.fft.rfft(independent, axis=1)
+    freqs = np.fft.rfftfreq(n, 1.0 / sample_rate_hz)
+    dist = np.linalg.norm(mic_xyz[:, None, :] - mic_xyz[None, :, :], axis=-1)
+    gamma = np.sinc(2.0 * freqs[:, None, None] * dist[None] / SPEED_OF_SOUND_M_S)
+    w, v = np.linalg.eigh(gamma)
+    mix = v * np.sqrt(np.clip(w, 0.0, None))[:, None, :]
+    out = np.einsum("fij,jf->if", mix, spec)
+    return np.fft.irfft(out, n=n, axis=1).astype(np.float32)
+
+
+def stochastic_tail(rir: np.ndarray, mic_xyz: np.ndarray, t_start_s: float, rt60_s: float, length: int,
+                    sample_rate_hz: int, rng: np.random.Generator, fade_s: float = 0.01) -> np.ndarray:
+    """Continue truncated image-source RIRs (M, L) with a diffuse exponentially decaying tail.
+
+    The image method with a capped order is complete only up to ``t_start_s``; after it the
+    response thins out unrealistically. The tail is diffuse noise (inter-mic coherence of an
+    isotropic field) decaying by 60 dB per ``rt60_s``, level-matched to the image-source energy
+    in the 20 ms before ``t_start_s`` and cross-faded over ``fade_s``.
+    """
+    m = rir.shape[0]
+    out = np.zeros((m, length), dtype=np.float32)
+    n_copy = min(length, rir.shape[1])
+    out[:, :n_copy] = rir[:, :n_copy]
+    i0 = int(t_start_s * sample_rate_hz)
+    if i0 >= length - 1:
+        return out
+    ref = out[:, max(0, i0 - int(0.02 * sample_rate_hz)):i0]
+    power = float(np.mean(ref.astype(np.float64) ** 2)) if ref.size else 0.0
+    if power <= 0.0:
+        return out
+    n_tail = length - i0
+    noise = diffuse_mix(mic_xyz, rng.standard_normal((m, n_tail)), sample_rate_hz)
+    noise /= np.sqrt(np.mean(noise.astype(np.float64) ** 2)) + 1e-12
+    t = np.arange(n_tail) / sample_rate_hz
+    envelope = math.sqrt(power) * 10.0 ** (-3.0 * t / rt60_s)
+    n_fade = max(1, min(n_tail, int(fade_s * sample_rate_hz)))
+    fade_in = np.ones(n_tail)
+    fade_in[:n_fade] = 0.5 - 0.5 * np.cos(np.pi * np.arange(n_fade) / n_fade)
+    out[:, i0:] = out[:, i0:] * (1.0 - fade_in) + noise * envelope * fade_in
+    return out
+
+
+@dataclass
+class RoomRirs:
+    """Impulse responses from several source positions in one room to one array."""
+
+    rirs: np.ndarray
+    """Float32 (P, M, L): RIR from position p to microphone m."""
+    azimuth_deg: np.ndarray
+    """(P,) azimuth of each position in the array frame."""
+    elevation_deg: np.ndarray
+    """(P,) elevation of each position seen from the array centre."""
+    distance_m: np.ndarray
+    """(P,) horizontal distance from the array centre."""
+    distance3d_m: np.ndarray
+    """(P,) 3-D distance from the array centre."""
+    room_dim_m: np.ndarray
+    """(3,) room size."""
+    rt60_s: float
+    """Reverberation time (Sabine) of the room; 0 for anechoic rooms."""
+    mic_xyz: np.ndarray
+    """(M, 3) microphone positions in the room (with position jitter)."""
+    mic_gain: np.ndarray
+    """(M,) linear gain error of each microphone."""
+
+
+def _ray_to_box(origin: np.ndarray, direction: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> float:
+    """Distance from ``origin`` (inside the box) along ``direction`` to the box surface."""
+    t = np.inf
+    for k in range(3):
+        if direction[k] > 1e-12:
+            t = min(t, (hi[k] - origin[k]) / direction[k])
+        elif direction[k] < -1e-12:
+            t = min(t, (lo[k] - origin[k]) / direction[k])
+    return float(t)
+
+
+def simulate_room(settings: SimSettings, rng: np.random.Generator, rir_samples: int | None = None) -> RoomRirs:
+    """Draw a room, an array placement and ``positions_per_room`` source positions; compute RIRs.
+
+    ``rir_samples`` fixes the RIR length (RIR-bank mode); by default it covers the RT60.
+    """
+    pra = _import_pra()
+    fs = settings.sample_rate_hz
+    array = settings.mic_array()
+    dim = np.array([rng.uniform(*settings.room_x_m), rng.uniform(*settings.room_y_m), rng.uniform(*settings.room_z_m)])
+    anechoic = rng.uniform() < settings.anechoic_prob
+    if anechoic:
+        rt60 = 0.0
+        absorption = 1.0
+        order = 0
+    else:
+        rt60 = rng.uniform(*settings.rt60_s)
+        absorption = sabine_absorption(rt60, dim)
+        if absorption > 0.99:  # Sabine cannot make this big room that dry: use the driest it allows
+            absorption = 0.99
+            rt60 = sabine_rt60(absorption, dim)
+        order = settings.max_image_order
+    # array placement: any yaw, clear of the walls by the clearance plus the aperture
+    yaw = rng.uniform(0.0, 360.0)
+    radius = float(np.max(np.linalg.norm(array.positions()[:, :2], axis=1)))
+    margin = settings.array_wall_clearance_m + radius
+    centre = np.array([
+        rng.uniform(margin, dim[0] - margin),
+        rng.uniform(margin, dim[1] - margin),
+        rng.uniform(max(settings.array_height_m[0], 0.3), min(settings.array_height_m[1], dim[2] - 0.3)),
+    ])
+    mic_xyz = array.rotated(yaw) + centre
+    mic_xyz = mic_xyz + rng.uniform(-settings.mic_jitter_m, settings.mic_jitter_m, mic_xyz.shape)
+    mic_gain = 10.0 ** (rng.uniform(-settings.mic_gain_db, settings.mic_gain_db, array.n_mics) / 20.0)
+    # source positions along random rays from the array centre, inside the clearance box
+    clear = settings.source_wall_clearance_m
+    lo, hi = np.full(3, clear), dim - clear
+    n_pos = settings.positions_per_room
+    az = np.zeros(n_pos)
+    el = np.zeros(n_pos)
+    d3 = np.zeros(n_pos)
+    positions = np.zeros((n_pos, 3))
+    d_min, d_max = settings.source_distance_m
+    for p in range(n_pos):
+        # draw distance and direction together and keep the first that fits, so far sources are
+        # as common as near ones wherever the room allows them; fall back to any fitting distance
+        for attempt in range(1200):
+            d = rng.uniform(d_min, d_max)
+            a = rng.uniform(0.0, 360.0)
+            e = rng.uniform(*settings.source_elevation_deg)
+            u_room = np.array([math.cos(math.radians(e)) * math.cos(math.radians(a + yaw)),
+                               math.cos(math.radians(e)) * math.sin(math.radians(a + yaw)),
+                               math.sin(math.radians(e))])
+            reach = _ray_to_box(centre, u_room, lo, hi)
+            if reach >= d:
+                break
+            if attempt >= 200 and reach >= d_min:
+                d = rng.uniform(d_min, min(d_max, reach))
+                break
+        else:
+            raise RuntimeError(f"no source position fits in room {dim.round(2)}; check the settings' ranges")
+        az[p], el[p], d3[p] = a, e, d
+        positions[p] = centre + d * u_room
+    kwargs: dict[str, Any] = {}
+    if not anechoic and settings.rand_ism_m > 0:
+        kwargs = {"use_rand_ism": True, "max_rand_disp": settings.rand_ism_m}
+    room = pra.ShoeBox(dim, fs=fs, materials=pra.Material(absorption), max_order=order,
+                       air_absorption=False, **kwargs)
+    room.add_microphone_array(mic_xyz.T)
+    for p in range(n_pos):
+        room.add_source(positions[p])
+    # randomized ISM draws from numpy's global generator: seed it from ours for determinism
+    np.random.seed(int(rng.integers(2**31 - 1)))
+    room.compute_rir()
+    if rir_samples is None:
+        longest = max(len(room.rir[m][p]) for m in range(array.n_mics) for p in range(n_pos))
+        rir_samples = max(longest, int((rt60 * 1.1 + 0.02) * fs) + int(d_max / SPEED_OF_SOUND_M_S * fs) + 64)
+    rirs = np.zeros((n_pos, array.n_mics, rir_samples), dtype=np.float32)
+    complete_r = ism_complete_radius_m(order, dim) if order > 0 else 0.0
+    for p in range(n_pos):
+        raw = np.zeros((array.n_mics, rir_samples), dtype=np.float32)
+        for m in range(array.n_mics):
+            h = np.asarray(room.rir[m][p], dtype=np.float32)[:rir_samples]
+            raw[m, :len(h)] = h
+        if order > 0:
+            # tail starts where the image pile stops being complete for the farthest mic
+            t_direct = d3[p] / SPEED_OF_SOUND_M_S
+            t_start = max(complete_r / SPEED_OF_SOUND_M_S - t_direct, 2 * t_direct + 0.005)
+            t_start += (pra.constants.get("frac_delay_length") // 2) / fs
+            if t_start < rt60:
+                raw = stochastic_tail(raw, mic_xyz, t_start, rt60, rir_samples, fs, rng)
+        rirs[p] = raw
+    horiz = d3 * np.cos(np.radians(el))
+    return RoomRirs(rirs=rirs, azimuth_deg=az, elevation_deg=el, distance_m=horiz, distance3d_m=d3,
+                    room_dim_m=dim, rt60_s=float(rt60), mic_xyz=mic_xyz, mic_gain=mic_gain)
+
+
+# --------------------------------------------------------------------------- rendering
+
+@dataclass
+class Window:
+    """One rendered window and its labels."""
+
+    audio: np.ndarray
+    """Float32 (W, M) at full-scale units (int16 full scale = 1.0), before quantization."""
+    azimuth_deg: np.ndarray
+    """(K,) source azimuths in the array frame."""
+    elevation_deg: np.ndarray
+    """(K,) source elevations."""
+    distance_m: np.ndarray
+    """(K,) horizontal distances."""
+    distance3d_m: np.ndarray
+    """(K,) 3-D distances."""
+    level_db: np.ndarray
+    """(K,) direct-path level of each source at the array, dB relative to the loudest."""
+    kind: np.ndarray
+    """(K,) dry-signal kind code (``KIND_CODES``)."""
+    snr_diffuse_db: float
+    """SNR of the diffuse noise."""
+    snr_sensor_db: float
+    """SNR of the sensor noise."""
+    level_dbfs: float
+    """RMS level of the sources at the microphones."""
+
+
+def choose_positions(azimuth_deg: np.ndarray, k: int, min_sep_deg: float, rng: np.random.Generator) -> np.ndarray:
+    """Up to ``k`` position indices whose azimuths are pairwise at least ``min_sep_deg`` apart."""
+    chosen: list[int] = []
+    for p in rng.permutation(len(azimuth_deg)):
+        if len(chosen) == k:
+            break
+        diffs = np.abs((azimuth_deg[chosen] - azimuth_deg[p] + 180.0) % 360.0 - 180.0)
+        if np.all(diffs >= min_sep_deg):
+            chosen.append(int(p))
+    return np.array(chosen, dtype=np.int64)
+
+
+def _pick_kind(settings: SimSettings, bank, rng: np.random.Generator) -> str:
+    kinds = [(k, w) for k, w in settings.kind_weights if w > 0 and len(bank.indices(k)) > 0]
+    if not kinds:
+        raise ValueError("the dry-signal bank has none of the kinds in settings.kind_weights")
+    weights = np.array([w for _, w in kinds])
+    return kinds[int(rng.choice(len(kinds), p=weights / weights.sum()))][0]
+
+
+def diffuse_noise(kind: str, mic_xyz: np.ndarray, n: int, bank, rng: np.random.Generator, fs: int) -> np.ndarray:
+    """Diffuse noise (M, n) of a given kind with the coherence of an isotropic field."""
+    from train_tf import signals
+
+    m = mic_xyz.shape[0]
+    if kind == "babble":
+        chans = np.stack([signals.babble(bank, n, rng) for _ in range(m)])
+    else:
+        chans = np.stack([signals.noise(kind, n, rng, fs) for _ in range(m)])
+    return diffuse_mix(mic_xyz, chans.astype(np.float64), fs)
+
+
+def render_window(room: RoomRirs, chosen: np.ndarray, settings: SimSettings, bank, rng: np.random.Generator) -> Window:
+    """Convolve dry signals with the chosen positions' RIRs and add noise and level."""
+    fs = settings.sample_rate_hz
+    n_win = settings.window_samples
+    n_mics = room.rirs.shape[1]
+    rir_len = room.rirs.shape[2]
+    clean = np.zeros((n_mics, n_win), dtype=np.float64)
+    k = len(chosen)
+    kinds = np.zeros(k, dtype=np.int8)
+    rel_db = rng.uniform(*settings.source_level_db, size=k)
+    for i, p in enumerate(chosen):
+        kind = _pick_kind(settings, bank, rng)
+        kinds[i] = KIND_CODES[kind]
+        idx = int(rng.choice(bank.indices(kind)))
+        dry = bank.segment(idx, n_win + rir_len - 1, rng).astype(np.float64) * 10.0 ** (rel_db[i] / 20.0)
+        wet = fftconvolve(dry[None, :], room.rirs[p].astype(np.float64), mode="valid", axes=1)
+        clean += wet[:, :n_win]
+    clean *= room.mic_gain[:, None]
+    p_ref = float(np.mean(clean ** 2)) if k else 0.0
+    if p_ref <= 0.0:
+        p_ref = 1.0
+    snr_d = rng.uniform(*settings.snr_diffuse_db)
+    snr_s = rng.uniform(*settings.snr_sensor_db)
+    kind_d = settings.diffuse_kinds[int(rng.integers(len(settings.diffuse_kinds)))]
+    diffuse = diffuse_noise(kind_d, room.mic_xyz, n_win, bank, rng, fs).astype(np.float64) * room.mic_gain[:, None]
+    diffuse *= math.sqrt(p_ref / (np.mean(diffuse ** 2) + 1e-20) * 10.0 ** (-snr_d / 10.0))
+    sensor = rng.standard_normal((n_mics, n_win)) * math.sqrt(p_ref * 10.0 ** (-snr_s / 10.0))
+    level = rng.uniform(*settings.level_dbfs)
+    gain = 10.0 ** (level / 20.0) / math.sqrt(p_ref)
+    audio = ((clean + diffuse + sensor) * gain).T.astype(np.float32)
+    direct_db = rel_db - 20.0 * np.log10(room.distance3d_m[chosen]) if k else np.zeros(0)
+    if k:
+        direct_db = direct_db - direct_db.max()
+    return Window(audio=audio, azimuth_deg=room.azimuth_deg[chosen], elevation_deg=room.elevation_deg[chosen],
+                  distance_m=room.distance_m[chosen], distance3d_m=room.distance3d_m[chosen], level_db=direct_db,
+                  kind=kinds, snr_diffuse_db=snr_d, snr_sensor_db=snr_s, level_dbfs=level)
+
+
+def to_int16(audio: np.ndarray) -> np.ndarray:
+    """Full-scale float audio to int16 as an ADC would deliver it (rounded, clipped)."""
+    return np.clip(np.round(audio * 32767.0), -32768, 32767).astype(np.int16)
+
+
+def room_windows(settings: SimSettings, bank, rng: np.random.Generator) -> Iterator[tuple[Window, RoomRirs]]:
+    """Simulate one room and render ``windows_per_room`` windows in it."""
+    room = simulate_room(settings, rng)
+    n_lo, n_hi = settings.n_sources
+    for _ in range(settings.windows_per_room):
+        k = int(rng.integers(n_lo, n_hi + 1))
+        chosen = choose_positions(room.azimuth_deg, k, settings.min_source_separation_deg, rng)
+        yield render_window(room, chosen, settings, bank, rng), room
+
+
+# --------------------------------------------------------------------------- shards
+
+def _pad(values: Sequence[np.ndarray], width: int, fill: float, dtype) -> np.ndarray:
+    out = np.full((len(values), width), fill, dtype=dtype)
+    for i, v in enumerate(values):
+        out[i, :len(v)] = v
+    return out
+
+
+def render_shard(settings: SimSettings, bank, seed: int, shard: int, n_samples: int) -> dict[str, np.ndarray]:
+    """Arrays of one window-mode shard; depends only on (settings, bank, seed, shard)."""
+    rng = np.random.default_rng([seed, shard])
+    windows: list[Window] = []
+    rooms: list[RoomRirs] = []
+    while len(windows) < n_samples:
+        for win, room in room_windows(settings, bank, rng):
+            windows.append(win)
+            rooms.append(room)
+            if len(windows) == n_samples:
+                break
+    k_max = max(settings.n_sources[1], 1)
+    az = _pad([w.azimuth_deg for w in windows], k_max, np.nan, np.float32)
+    dist = _pad([w.distance_m for w in windows], k_max, np.nan, np.float32)
+    level = _pad([w.level_db for w in windows], k_max, np.nan, np.float32)
+    return {
+        "audio": np.stack([to_int16(w.audio) for w in windows]),
+        "n_sources": np.array([len(w.azimuth_deg) for w in windows], dtype=np.int8),
+        "azimuth_deg": az,
+        "elevation_deg": _pad([w.elevation_deg for w in windows], k_max, np.nan, np.float32),
+        "distance_m": dist,
+        "distance3d_m": _pad([w.distance3d_m for w in windows], k_max, np.nan, np.float32),
+        "level_db": level,
+        "kind": _pad([w.kind for w in windows], k_max, -1, np.int8),
+        "rt60_s": np.array([r.rt60_s for r in rooms], dtype=np.float32),
+        "room_dim_m": np.stack([r.room_dim_m for r in rooms]).astype(np.float32),
+        "snr_diffuse_db": np.array([w.snr_diffuse_db for w in windows], dtype=np.float32),
+        "snr_sensor_db": np.array([w.snr_sensor_db for w in windows], dtype=np.float32),
+        "level_dbfs": np.array([w.level_dbfs for w in windows], dtype=np.float32),
+        "region_target": encode_batch(settings.regions, az, dist, np.where(np.isfinite(level), level, 0.0)),
+    }
+
+
+def render_rir_shard(settings: SimSettings, seed: int, shard: int, n_rooms: int) -> dict[str, np.ndarray]:
+    """Arrays of one RIR-bank shard (float16 RIRs cut to ``rir_bank_samples``)."""
+    rng = np.random.default_rng([seed, shard])
+    rooms = [simulate_room(settings, rng, rir_samples=settings.rir_bank_samples) for _ in range(n_rooms)]
+    return {
+        "rirs": np.stack([r.rirs for r in rooms]).astype(np.float16),
+        "azimuth_deg": np.stack([r.azimuth_deg for r in rooms]).astype(np.float32),
+        "elevation_deg": np.stack([r.elevation_deg for r in rooms]).astype(np.float32),
+        "distance_m": np.stack([r.distance_m for r in rooms]).astype(np.float32),
+        "distance3d_m": np.stack([r.distance3d_m for r in rooms]).astype(np.float32),
+        "rt60_s": np.array([r.rt60_s for r in rooms], dtype=np.float32),
+        "room_dim_m": np.stack([r.room_dim_m for r in rooms]).astype(np.float32),
+        "mic_xyz": np.stack([r.mic_xyz for r in rooms]).astype(np.float32),
+        "mic_gain": np.stack([r.mic_gain for r in rooms]).astype(np.float32),
+    }
+
+
+class RirBank:
+    """RIR-bank shards loaded in memory, mixed with dry signals into windows on the fly."""
+
+    def __init__(self, directory: str | Path) -> None:
+        directory = Path(directory)
+        meta = _read_meta(directory)
+        if meta.get("mode") != "rir-bank":
+            raise ValueError(f"{directory} is not an RIR bank (mode {meta.get('mode')!r}); "
+                             f"write one with: python -m train_tf.simulate rir-bank --out {directory}")
+        self.settings = SimSettings.from_dict(meta["settings"])
+        parts = [dict(np.load(f)) for f in sorted(directory.glob("shard-*.npz"))]
+        if not parts:
+            raise ValueError(f"{directory} holds no shards yet")
+        self.arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+    @property
+    def n_rooms(self) -> int:
+        """Rooms in the bank."""
+        return int(self.arrays["rirs"].shape[0])
+
+    def room(self, r: int) -> RoomRirs:
+        """Room ``r`` as float32 RIRs."""
+        a = self.arrays
+        return RoomRirs(rirs=a["rirs"][r].astype(np.float32), azimuth_deg=a["azimuth_deg"][r].astype(np.float64),
+                        elevation_deg=a["elevation_deg"][r].astype(np.float64),
+                        distance_m=a["distance_m"][r].astype(np.float64),
+                        distance3d_m=a["distance3d_m"][r].astype(np.float64), room_dim_m=a["room_dim_m"][r],
+                        rt60_s=float(a["rt60_s"][r]), mic_xyz=a["mic_xyz"][r].astype(np.float64),
+                        mic_gain=a["mic_gain"][r].astype(np.float64))
+
+    def mix(self, bank, rng: np.random.Generator, settings: SimSettings | None = None) -> Window:
+        """One window from a random room and random positions of the bank."""
+        settings = settings or self.settings
+        room = self.room(int(rng.integers(self.n_rooms)))
+        k = int(rng.integers(settings.n_sources[0], settings.n_sources[1] + 1))
+        chosen = choose_positions(room.azimuth_deg, k, settings.min_source_separation_deg, rng)
+        return render_window(room, chosen, settings, bank, rng)
+
+
+def _read_meta(directory: Path) -> dict[str, Any]:
+    path = directory / "meta.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: {directory} is not a dataset written by train_tf.simulate")
+    return json.loads(path.read_text())
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _worker_init(bank_path: str | None) -> None:
+    os.environ["PRA_NUM_THREADS"] = "1"
+    os.environ["OMP_NUM_THREADS"] = "1"
+    if bank_path:
+        from train_tf.signals import DryBank
+
+        _WORKER["bank"] = DryBank.load(bank_path)
+
+
+def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def _shard_job(job: tuple[str, str, dict[str, Any], int, int, int]) -> tuple[int, int, float]:
+    mode, out_dir, settings_dict, seed, shard, count = job
+    settings = SimSettings.from_dict(settings_dict)
+    t0 = time.perf_counter()
+    if mode == "windows":
+        arrays = render_shard(settings, _WORKER["bank"], seed, shard, count)
+    else:
+        arrays = render_rir_shard(settings, seed, shard, count)
+    _write_npz(Path(out_dir) / f"shard-{shard:05d}.npz", arrays)
+    return shard, count, time.perf_counter() - t0
+
+
+def _shard_ok(path: Path) -> bool:
+    try:
+        with np.load(path) as z:
+            return len(z.files) > 0
+    except Exception:  # a truncated or corrupt shard is rewritten
+        return False
+
+
+def write_dataset(out_dir: str | Path, mode: str, n_items: int, settings: SimSettings, seed: int,
+                  bank_path: str | Path | None, shard_size: int, workers: int, progress: bool = True) -> dict[str, Any]:
+    """Write ``n_items`` windows (mode ``windows``) or rooms (mode ``rir-bank``) in shards.
+
+    Deterministic for a seed: shard i depends only on (settings, dry bank, seed, i). Shards
+    already on disk are kept, so an interrupted run resumes where it stopped.
+    Returns a summary with the measured throughput.
+    """
+    from tqdm import tqdm
+
+    if mode not in ("windows", "rir-bank"):
+        raise ValueError(f"mode must be 'windows' or 'rir-bank', got {mode!r}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    bank_hash = None
+    if mode == "windows":
+        if bank_path is None:
+            raise ValueError("window mode needs a dry-signal bank (--bank); build one with python -m train_tf.signals build")
+        from train_tf.signals import DryBank
+
+        bank_hash = DryBank.load(bank_path).content_hash
+    meta = {"format_version": FORMAT_VERSION, "mode": mode, "seed": seed, "n_items": n_items,
+            "shard_size": shard_size, "settings": settings.to_dict(), "bank_hash": bank_hash,
+            "array": settings.mic_array().to_dict()}
+    meta_path = out / "meta.json"
+    if meta_path.exists():
+        old = json.loads(meta_path.read_text())
+        keys = ("format_version", "mode", "seed", "shard_size", "settings", "bank_hash")
+        if any(old.get(k) != meta.get(k) for k in keys):
+            raise ValueError(f"{out} already holds a dataset with other settings, seed or bank; "
+                             f"use another --out or delete it")
+    meta_path.write_text(json.dumps(meta, indent=2))
+    n_shards = math.ceil(n_items / shard_size)
+    jobs = []
+    done = 0
+    for s in range(n_shards):
+        count = min(shard_size, n_items - s * shard_size)
+        if _shard_ok(out / f"shard-{s:05d}.npz"):
+            done += count
+            continue
+        jobs.append((mode, str(out), settings.to_dict(), seed, s, count))
+    unit = "windows" if mode == "windows" else "rooms"
+    t0 = time.perf_counter()
+    bar = tqdm(total=n_items, initial=done, unit=unit, disable=not progress, file=sys.stderr, smoothing=0.1)
+    made = 0
+    if jobs:
+        if workers <= 1:
+            _worker_init(str(bank_path) if bank_path else None)
+            results = map(_shard_job, jobs)
+            for _, count, _ in results:
+                bar.update(count)
+                made += count
+        else:
+            import multiprocessing as mp
+
+            ctx = mp.get_context("spawn")
+            with ctx.Pool(workers, initializer=_worker_init, initargs=(str(bank_path) if bank_path else None,)) as pool:
+                for _, count, _ in pool.imap_unordered(_shard_job, jobs):
+                    bar.update(count)
+                    made += count
+    bar.close()
+    elapsed = time.perf_counter() - t0
+    summary = {"out": str(out), "mode": mode, "made": made, "resumed": done, "seconds": round(elapsed, 2),
+               "per_second": round(made / elapsed, 3) if made and elapsed > 0 else None, "workers": workers}
+    (out / "done.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def load_windows(directory: str | Path) -> dict[str, np.ndarray]:
+    """All shards of a window-mode dataset concatenated (fine for small sets)."""
+    directory = Path(directory)
+    meta = _read_meta(directory)
+    if meta.get("mode") != "windows":
+        raise ValueError(f"{directory} is not a window dataset (mode {meta.get('mode')!r})")
+    parts = [dict(np.load(f)) for f in sorted(directory.glob("shard-*.npz"))]
+    if not parts:
+        raise ValueError(f"{directory} holds no shards")
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+# --------------------------------------------------------------------------- statistics
+
+def label_stats(directory: str | Path, png: str | Path | None = None) -> dict[str, Any]:
+    """Label statistics of a window dataset: sources per window, azimuth/distance histograms, RT60."""
+    data = load_windows(directory)
+    n = data["n_sources"].astype(int)
+    az = data["azimuth_deg"][np.isfinite(data["azimuth_deg"])]
+    dist = data["distance_m"][np.isfinite(data["distance_m"])]
+    el = data["elevation_deg"][np.isfinite(data["elevation_deg"])]
+    rt60 = data["rt60_s"]
+    counts = {int(k): int(np.sum(n == k)) for k in range(0, int(n.max()) + 1)}
+    az_hist, az_edges = np.histogram(az, bins=8, range=(0, 360))
+    d_hist, d_edges = np.histogram(dist, bins=8, range=(0, 4))
+    rt_hist, rt_edges = np.histogram(rt60, bins=[0, 1e-6, 0.3, 0.6, 10])
+    stats = {
+        "windows": int(len(n)),
+        "sources_per_window": counts,
+        "azimuth_hist": {f"{az_edges[i]:.0f}-{az_edges[i + 1]:.0f}": int(c) for i, c in enumerate(az_hist)},
+        "distance_hist_m": {f"{d_edges[i]:.1f}-{d_edges[i + 1]:.1f}": int(c) for i, c in enumerate(d_hist)},
+        "rt60_bands": dict(zip(["anechoic", "<0.3", "0.3-0.6", ">0.6"], map(int, rt_hist))),
+        "elevation_deg": {"min": float(el.min()) if el.size else None, "max": float(el.max()) if el.size else None},
+        "level_dbfs": {"min": float(data["level_dbfs"].min()), "max": float(data["level_dbfs"].max())},
+        "clipped_fraction": float(np.mean(np.abs(data["audio"]).max(axis=(1, 2)) >= 32767)),
+    }
+    if png:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(2, 2, figsize=(10, 7))
+        ax[0, 0].bar(list(counts), list(counts.values()))
+        ax[0, 0].set(title="sources per window", xlabel="sources", ylabel="windows")
+        ax[0, 1].hist(az, bins=36, range=(0, 360))
+        ax[0, 1].set(title="source azimuth (array frame)", xlabel="azimuth (deg)")
+        ax[1, 0].hist(dist, bins=40, range=(0, 4))
+        ax[1, 0].set(title="source horizontal distance", xlabel="distance (m)")
+        ax[1, 1].hist(rt60[rt60 > 0], bins=30, range=(0, 1.0))
+        ax[1, 1].set(title=f"RT60 of reverberant rooms ({int(np.sum(rt60 == 0))} anechoic windows)",
+                     xlabel="RT60 (s)")
+        fig.suptitle(f"{directory}: {len(n)} windows")
+        fig.tight_layout()
+        fig.savefig(png, dpi=90)
+        plt.close(fig)
+    return stats
+
+
+def print_stats(stats: dict[str, Any], stream=sys.stdout) -> None:
+    """Human-readable tables of :func:`label_stats`."""
+    print(f"windows: {stats['windows']}   clipped windows: {stats['clipped_fraction']:.3f}   "
+          f"level {stats['level_dbfs']['min']:.1f}..{stats['level_dbfs']['max']:.1f} dBFS", file=stream)
+    for title, key in (("sources per window", "sources_per_window"), ("azimuth (deg)", "azimuth_hist"),
+                       ("horizontal distance (m)", "distance_hist_m"), ("RT60 band (s)", "rt60_bands")):
+        print(f"\n{title}", file=stream)
+        total = max(1, sum(stats[key].values()))
+        for k, v in stats[key].items():
+            print(f"  {str(k):>10s} {v:6d}  {'#' * int(round(40 * v / total))}", file=stream)
+
+
+# --------------------------------------------------------------------------- CLI
+
+def _settings_from_args(args: argparse.Namespace) -> SimSettings:
+    s = SimSettings(array=args.array, window_s=args.window_s, sample_rate_hz=args.sample_rate_hz)
+    if getattr(args, "min_sources", None) is not None or getattr(args, "max_sources", None) is not None:
+        lo = args.min_sources if args.min_sources is not None else s.n_sources[0]
+        hi = args.max_sources if args.max_sources is not None else s.n_sources[1]
+        if not 0 <= lo <= hi:
+            raise SystemExit(f"--min-sources/--max-sources must satisfy 0 <= min <= max, got {lo}..{hi}")
+        s = s.replace(n_sources=(lo, hi))
+    return s
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m train_tf.simulate windows|rir-bank|stats|scene``."""
+    parser = argparse.ArgumentParser(prog="python -m train_tf.simulate", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--array", default="uca8-r10", help="built-in array name (default uca8-r10)")
+        p.add_argument("--window-s", type=float, default=0.5, help="window length in seconds (default 0.5)")
+        p.add_argument("--sample-rate-hz", type=int, default=16000)
+        p.add_argument("--min-sources", type=int, default=None, help="fewest sources per window (default 0)")
+        p.add_argument("--max-sources", type=int, default=None, help="most sources per window (default 4)")
+        p.add_argument("--seed", type=int, default=0)
+
+    p = sub.add_parser("windows", help="write rendered windows with labels in .npz shards")
+    common(p)
+    p.add_argument("--out", required=True)
+    p.add_argument("--n", type=int, required=True, help="number of windows")
+    p.add_argument("--bank", required=True, help="dry-signal bank (.npz from python -m train_tf.signals build)")
+    p.add_argument("--shard-size", type=int, default=64)
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    p = sub.add_parser("rir-bank", help="write RIRs of random rooms (mix dry signals at training time)")
+    common(p)
+    p.add_argument("--out", required=True)
+    p.add_argument("--rooms", type=int, required=True)
+    p.add_argument("--shard-size", type=int, default=16, help="rooms per shard")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    p = sub.add_parser("stats", help="print label statistics of a window dataset and plot them")
+    p.add_argument("dataset")
+    p.add_argument("--png", help="write the histograms to this PNG")
+    p.add_argument("--json", action="store_true", help="print the statistics as JSON")
+    p = sub.add_parser("scene", help="simulate one scene, write it as a WAV and print its ground truth")
+    common(p)
+    p.add_argument("--bank", required=True)
+    p.add_argument("--wav", help="write the multichannel window here (16-bit PCM)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(message)s")
+    if args.cmd == "stats":
+        stats = label_stats(args.dataset, args.png)
+        if args.json:
+            print(json.dumps(stats, indent=2))
+        else:
+            print_stats(stats)
+        if args.png:
+            print(f"\nplot: {args.png}", file=sys.stderr)
+        return 0
+    settings = _settings_from_args(args)
+    if args.cmd == "scene":
+        from train_tf.signals import DryBank
+
+        bank = DryBank.load(args.bank)
+        rng = np.random.default_rng(args.seed)
+        win, room = next(room_windows(settings.replace(windows_per_room=1), bank, rng))
+        truth = {
+            "array": settings.array, "room_dim_m": [round(float(v), 2) for v in room.room_dim_m],
+            "rt60_s": round(room.rt60_s, 3), "snr_diffuse_db": round(win.snr_diffuse_db, 1),
+            "snr_sensor_db": round(win.snr_sensor_db, 1), "level_dbfs": round(win.level_dbfs, 1),
+            "sources": [{"azimuth_deg": round(float(a), 1), "elevation_deg": round(float(e), 1),
+                         "distance_m": round(float(d), 2), "level_db": round(float(lv), 1),
+                         "kind": [k for k, c in KIND_CODES.items() if c == kd][0]}
+                        for a, e, d, lv, kd in zip(win.azimuth_deg, win.elevation_deg, win.distance_m,
+                                                   win.level_db, win.kind)],
+        }
+        if args.wav:
+            import wave
+
+            pcm = to_int16(win.audio)
+            with wave.open(args.wav, "wb") as w:
+                w.setnchannels(pcm.shape[1])
+                w.setsampwidth(2)
+                w.setframerate(settings.sample_rate_hz)
+                w.writeframes(pcm.tobytes())
+            truth["wav"] = args.wav
+        print(json.dumps(truth, indent=2))
+        return 0
+    if args.cmd == "windows":
+        summary = write_dataset(args.out, "windows", args.n, settings, args.seed, args.bank, args.shard_size,
+                                args.workers)
+    else:
+        summary = write_dataset(args.out, "rir-bank", args.rooms, settings, args.seed, None, args.shard_size,
+                                args.workers)
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
