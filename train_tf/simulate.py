@@ -330,8 +330,9 @@ def simulate_room(settings: SimSettings, rng: np.random.Generator, rir_samples: 
     room.add_microphone_array(mic_xyz.T)
     for p in range(n_pos):
         room.add_source(positions[p])
-    # randomized ISM draws from numpy's global generator: seed it from ours for determinism
-    np.random.seed(int(rng.integers(2**31 - 1)))
+    # the randomized ISM draws from pyroomacoustics' own generators (numpy and C++): seed both
+    # from ours so a shard depends only on its seed
+    pra.random.seed(numpy=int(rng.integers(2**63 - 1)), libroom=int(rng.integers(2**63 - 1)))
     room.compute_rir()
     if rir_samples is None:
         longest = max(len(room.rir[m][p]) for m in range(array.n_mics) for p in range(n_pos))
@@ -575,11 +576,12 @@ def _read_meta(directory: Path) -> dict[str, Any]:
 
 
 _WORKER: dict[str, Any] = {}
+_SINGLE_THREAD_ENV = {"PRA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+                      "MKL_NUM_THREADS": "1"}
 
 
 def _worker_init(bank_path: str | None) -> None:
-    os.environ["PRA_NUM_THREADS"] = "1"
-    os.environ["OMP_NUM_THREADS"] = "1"
+    os.environ.update(_SINGLE_THREAD_ENV)
     if bank_path:
         from train_tf.signals import DryBank
 
@@ -658,20 +660,26 @@ def write_dataset(out_dir: str | Path, mode: str, n_items: int, settings: SimSet
     bar = tqdm(total=n_items, initial=done, unit=unit, disable=not progress, file=sys.stderr, smoothing=0.1)
     made = 0
     if jobs:
-        if workers <= 1:
-            _worker_init(str(bank_path) if bank_path else None)
-            results = map(_shard_job, jobs)
-            for _, count, _ in results:
-                bar.update(count)
-                made += count
-        else:
-            import multiprocessing as mp
+        import multiprocessing as mp
 
+        # Workers are always fresh spawned processes with single-threaded numeric libraries, so a
+        # shard comes out bit-identical whatever the worker count (multi-threaded BLAS sums in
+        # another order); the variables must be set before the child imports numpy.
+        saved = {k: os.environ.get(k) for k in _SINGLE_THREAD_ENV}
+        os.environ.update(_SINGLE_THREAD_ENV)
+        try:
             ctx = mp.get_context("spawn")
-            with ctx.Pool(workers, initializer=_worker_init, initargs=(str(bank_path) if bank_path else None,)) as pool:
+            with ctx.Pool(max(1, workers), initializer=_worker_init,
+                          initargs=(str(bank_path) if bank_path else None,)) as pool:
                 for _, count, _ in pool.imap_unordered(_shard_job, jobs):
                     bar.update(count)
                     made += count
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
     bar.close()
     elapsed = time.perf_counter() - t0
     summary = {"out": str(out), "mode": mode, "made": made, "resumed": done, "seconds": round(elapsed, 2),
@@ -739,8 +747,9 @@ def label_stats(directory: str | Path, png: str | Path | None = None) -> dict[st
     return stats
 
 
-def print_stats(stats: dict[str, Any], stream=sys.stdout) -> None:
-    """Human-readable tables of :func:`label_stats`."""
+def print_stats(stats: dict[str, Any], stream=None) -> None:
+    """Human-readable tables of :func:`label_stats` (stdout by default)."""
+    stream = stream or sys.stdout
     print(f"windows: {stats['windows']}   clipped windows: {stats['clipped_fraction']:.3f}   "
           f"level {stats['level_dbfs']['min']:.1f}..{stats['level_dbfs']['max']:.1f} dBFS", file=stream)
     for title, key in (("sources per window", "sources_per_window"), ("azimuth (deg)", "azimuth_hist"),
