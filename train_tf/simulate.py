@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -87,7 +88,7 @@ class SimSettings:
     """Per-microphone gain error, uniform in +/- this value."""
     mic_jitter_m: float = 0.001
     """Per-axis microphone position error, uniform in +/- this value."""
-    level_dbfs: tuple[float, float] = (-45.0, -12.0)
+    level_dbfs: tuple[float, float] = (-50.0, -20.0)
     """Range of the sources' RMS level at the microphones, in dB re full scale (int16)."""
     kind_weights: tuple[tuple[str, float], ...] = (
         ("speech_real", 0.4), ("speech_synth", 0.35), ("music", 0.1), ("noise", 0.15))
@@ -176,19 +177,26 @@ def ism_complete_radius_m(order: int, room_dim_m: Sequence[float]) -> float:
     return order * min(a * b / math.hypot(a, b) for a, b in pairs)
 
 
-def diffuse_mix(mic_xyz: np.ndarray, independent: np.ndarray, sample_rate_hz: int) -> np.ndarray:
-    """Mix independent channels (M, n) into a spherically isotropic diffuse field at the mics.
-
-    Each frequency bin is multiplied by a factor C(f) with C C^T = Gamma(f), the diffuse
-    coherence sinc(2 f d_ij / c) between microphones i and j.
-    """
-    m, n = independent.shape
-    spec = np.fft.rfft(independent, axis=1)
+@functools.lru_cache(maxsize=64)
+def _diffuse_factor(mic_key: bytes, n_mics: int, n: int, sample_rate_hz: int) -> np.ndarray:
+    mic_xyz = np.frombuffer(mic_key, dtype=np.float64).reshape(n_mics, 3)
     freqs = np.fft.rfftfreq(n, 1.0 / sample_rate_hz)
     dist = np.linalg.norm(mic_xyz[:, None, :] - mic_xyz[None, :, :], axis=-1)
     gamma = np.sinc(2.0 * freqs[:, None, None] * dist[None] / SPEED_OF_SOUND_M_S)
     w, v = np.linalg.eigh(gamma)
-    mix = v * np.sqrt(np.clip(w, 0.0, None))[:, None, :]
+    return v * np.sqrt(np.clip(w, 0.0, None))[:, None, :]
+
+
+def diffuse_mix(mic_xyz: np.ndarray, independent: np.ndarray, sample_rate_hz: int) -> np.ndarray:
+    """Mix independent channels (M, n) into a spherically isotropic diffuse field at the mics.
+
+    Each frequency bin is multiplied by a factor C(f) with C C^T = Gamma(f), the diffuse
+    coherence sinc(2 f d_ij / c) between microphones i and j (cached per geometry and length).
+    """
+    m, n = independent.shape
+    spec = np.fft.rfft(independent, axis=1)
+    mic = np.ascontiguousarray(mic_xyz, dtype=np.float64)
+    mix = _diffuse_factor(mic.tobytes(), m, n, sample_rate_hz)
     out = np.einsum("fij,jf->if", mix, spec)
     return np.fft.irfft(out, n=n, axis=1).astype(np.float32)
 
@@ -308,7 +316,11 @@ def simulate_room(settings: SimSettings, rng: np.random.Generator, rir_samples: 
         for attempt in range(1200):
             d = rng.uniform(d_min, d_max)
             a = rng.uniform(0.0, 360.0)
-            e = rng.uniform(*settings.source_elevation_deg)
+            # elevation limited to what floor and ceiling allow at this distance, so far sources
+            # are not rejected for a steep elevation that no room of this height has
+            e_lo = max(settings.source_elevation_deg[0], math.degrees(math.asin(max(-1.0, (lo[2] - centre[2]) / d))))
+            e_hi = min(settings.source_elevation_deg[1], math.degrees(math.asin(min(1.0, (hi[2] - centre[2]) / d))))
+            e = rng.uniform(e_lo, e_hi) if e_hi > e_lo else rng.uniform(*settings.source_elevation_deg)
             u_room = np.array([math.cos(math.radians(e)) * math.cos(math.radians(a + yaw)),
                                math.cos(math.radians(e)) * math.sin(math.radians(a + yaw)),
                                math.sin(math.radians(e))])
@@ -773,6 +785,37 @@ def _settings_from_args(args: argparse.Namespace) -> SimSettings:
     return s
 
 
+def _bench(args: argparse.Namespace, settings: SimSettings) -> int:
+    """Throughput of window mode, RIR-bank simulation and on-the-fly mixing, as a table."""
+    import tempfile
+
+    from train_tf.signals import DryBank
+
+    with tempfile.TemporaryDirectory(dir=args.out) as tmp:
+        win = write_dataset(Path(tmp) / "w", "windows", args.n, settings, args.seed, args.bank, 16, args.workers)
+        rir = write_dataset(Path(tmp) / "r", "rir-bank", args.rooms, settings, args.seed, None, 4, args.workers)
+        rir_bank = RirBank(Path(tmp) / "r")
+        bank = DryBank.load(args.bank)
+        rng = np.random.default_rng(args.seed)
+        rir_bank.mix(bank, rng)  # warm-up
+        n_mix = 200
+        t0 = time.perf_counter()
+        for _ in range(n_mix):
+            rir_bank.mix(bank, rng)
+        mix_rate = n_mix / (time.perf_counter() - t0)
+    rows = [
+        ("windows mode (simulate + render + write)", f"{args.workers} proc", f"{win['per_second']:.1f} windows/s"),
+        ("rir-bank mode (simulate + write)", f"{args.workers} proc",
+         f"{rir['per_second']:.2f} rooms/s = {rir['per_second'] * settings.positions_per_room:.1f} RIR sets/s"),
+        ("rir-bank on-the-fly mixing (numpy)", "1 proc", f"{mix_rate:.1f} windows/s"),
+    ]
+    print(f"array {settings.array}, window {settings.window_s} s, {settings.n_sources[0]}-{settings.n_sources[1]} "
+          f"sources, {settings.windows_per_room} windows per room, {settings.positions_per_room} positions per room")
+    for name, procs, rate in rows:
+        print(f"{name:45s} {procs:>7s}  {rate}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m train_tf.simulate windows|rir-bank|stats|scene``."""
     parser = argparse.ArgumentParser(prog="python -m train_tf.simulate", description=__doc__.splitlines()[0])
@@ -803,6 +846,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("dataset")
     p.add_argument("--png", help="write the histograms to this PNG")
     p.add_argument("--json", action="store_true", help="print the statistics as JSON")
+    p = sub.add_parser("bench", help="measure throughput of both modes (windows/s, rooms/s, mixed windows/s)")
+    common(p)
+    p.add_argument("--bank", required=True)
+    p.add_argument("--n", type=int, default=256, help="windows to write in window mode")
+    p.add_argument("--rooms", type=int, default=32, help="rooms to simulate in rir-bank mode")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--out", default=None, help="scratch directory (default: a temporary one)")
     p = sub.add_parser("scene", help="simulate one scene, write it as a WAV and print its ground truth")
     common(p)
     p.add_argument("--bank", required=True)
@@ -819,6 +869,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\nplot: {args.png}", file=sys.stderr)
         return 0
     settings = _settings_from_args(args)
+    if args.cmd == "bench":
+        return _bench(args, settings)
     if args.cmd == "scene":
         from train_tf.signals import DryBank
 
