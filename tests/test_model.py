@@ -1,0 +1,84 @@
+"""SampleCNN shape, MAC budget, masked loss, and input scaling shared with the device."""
+
+import numpy as np
+import pytest
+
+from edge_msl.features import normalize_window
+
+keras = pytest.importorskip("keras")
+
+from train_tf.model import LossWeights, ModelConfig, build_model, count_macs, layer_shapes, region_loss  # noqa: E402
+
+
+def test_default_model_fits_the_device_budget():
+    cfg = ModelConfig()
+    macs = count_macs(cfg)
+    # conv0: 2666 x 3 x 8 x 32, then 'same' convs on 2666, 888, 296, 98, 32, 10, 3 samples
+    lengths = [2666, 888, 296, 98, 32, 10, 3]
+    chans = [32, 32, 48, 96, 128, 256, 256, 256]
+    expected = 2666 * 3 * 8 * 32 + sum(n * 3 * chans[i] * chans[i + 1] for i, n in enumerate(lengths))
+    expected += 256 * 256 + 256 * 24
+    assert macs == expected
+    assert macs <= 50_000_000
+    assert [r[1] for r in layer_shapes(cfg)][1:8] == lengths
+
+
+def test_model_outputs_regions_in_unit_range():
+    cfg = ModelConfig(window_samples=2048, n_mics=4, n_regions=6, block_filters=(8, 8, 16), dense_units=16)
+    model = build_model(cfg)
+    y = np.asarray(model(np.random.default_rng(0).standard_normal((3, 2048, 4)).astype("float32")))
+    assert y.shape == (3, 6, 3)
+    assert np.all((y > 0) & (y < 1))
+    assert ModelConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_fine_loss_counts_only_active_regions():
+    loss = region_loss(LossWeights(activity=1.0, azimuth=10.0, distance=2.0))
+    t = np.zeros((2, 4, 3), "float32")
+    t[0, 1] = [1, 0.5, 0.25]
+    p = np.full((2, 4, 3), 0.5, "float32")
+    p[:, :, 0] = 0.1
+    p[0, 1, 0] = 0.9
+    base = np.asarray(loss(t, p)).mean()
+    q = p.copy()
+    q[0, 2, 1:] = [0.99, 0.01]  # inactive region: fine outputs do not matter
+    q[1, :, 1:] = 0.0
+    assert np.asarray(loss(t, q)).mean() == pytest.approx(base, rel=1e-6)
+    r = p.copy()
+    r[0, 1, 2] = 0.75  # active region: azimuth error of 0.5 instead of 0.25
+    expected = base + 10.0 * (0.5 ** 2 - 0.25 ** 2) * 2 / 1 / 2  # batch of 2, one active region
+    assert np.asarray(loss(t, r)).mean() == pytest.approx(expected, rel=1e-5)
+
+
+def test_a_tiny_model_learns_a_fixed_batch():
+    cfg = ModelConfig(window_samples=1024, n_mics=4, n_regions=4, block_filters=(16, 16, 32), dense_units=32,
+                      dropout=0.0)
+    model = build_model(cfg)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((16, 1024, 4)).astype("float32")
+    y = np.zeros((16, 4, 3), "float32")
+    y[:, :, 0] = rng.integers(0, 2, (16, 4))
+    y[:, :, 1:] = rng.uniform(0, 1, (16, 4, 2))
+    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss=region_loss())
+    history = model.fit(x, y, epochs=60, batch_size=16, verbose=0).history["loss"]
+    assert history[-1] < 0.5 * history[0]
+
+
+def test_normalize_window_is_level_invariant_and_shared_by_batches():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4000, 8)).astype("float32") * np.linspace(0.5, 1.5, 8) + 0.2
+    a = normalize_window(x * 0.001)
+    b = normalize_window(x * 0.3)
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    np.testing.assert_allclose(a.mean(axis=0), 0, atol=1e-5)
+    assert np.sqrt(np.mean(a ** 2)) == pytest.approx(1.0, rel=1e-3)
+    # level differences between channels are kept
+    assert np.std(a[:, 7]) / np.std(a[:, 0]) == pytest.approx(3.0, rel=0.05)
+    pcm = np.clip(np.round(x * 3000), -32768, 32767).astype(np.int16)
+    np.testing.assert_allclose(normalize_window(pcm), normalize_window(pcm / 32768.0), atol=1e-5)
+    batch = np.stack([x, 2 * x[::-1]])
+    np.testing.assert_allclose(normalize_window(batch)[1], normalize_window(2 * x[::-1]), atol=1e-6)
+    assert np.all(normalize_window(np.zeros((100, 8), np.int16)) == 0)
+    spiky = np.zeros((1000, 2), "float32")
+    spiky[0, 0] = 1.0
+    assert np.abs(normalize_window(spiky, clip_sigma=8.0)).max() == 8.0

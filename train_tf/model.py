@@ -1,0 +1,141 @@
+"""The SampleCNN for region-coded localization (Keras 3; runs on the TensorFlow or JAX backend).
+
+Raw multichannel audio (samples, mics), scaled by ``edge_msl.features.normalize_window``, in;
+one tensor ``regions`` (n_regions, 3) = (active, normalized distance, normalized azimuth) out,
+all sigmoids, in the column order of ``edge_msl.regions``. Training-only: never imported by
+``edge_msl``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+from keras import layers, ops
+
+from edge_msl.regions import ACTIVE, AZIMUTH, DISTANCE
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Shape of the network; stored with every trained model."""
+
+    window_samples: int = 8000
+    """Samples per input window."""
+    n_mics: int = 8
+    """Input channels (microphones, in the array's order)."""
+    n_regions: int = 8
+    """Azimuth sectors (outputs per sector: active, distance, azimuth)."""
+    first_filters: int = 32
+    """Channels of the strided first convolution."""
+    first_kernel: int = 3
+    """Kernel (and stride) of the first convolution: sample-level frames."""
+    block_filters: tuple[int, ...] = (32, 48, 96, 128, 256, 256, 256)
+    """Channels of each conv + BN + ReLU + max-pool block."""
+    kernel: int = 3
+    """Kernel of the block convolutions."""
+    pool: int = 3
+    """Max-pool size (and stride) after each block."""
+    dense_units: int = 256
+    """Width of the fully connected layer before the heads."""
+    dropout: float = 0.2
+    """Dropout before the heads (training only)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly dict."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, cfg: dict[str, Any]) -> "ModelConfig":
+        """Config from :meth:`to_dict` output; unknown keys are refused."""
+        allowed = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(cfg) - allowed)
+        if unknown:
+            raise ValueError(f"unknown model setting(s) {unknown}; allowed: {sorted(allowed)}")
+        cfg = dict(cfg)
+        if "block_filters" in cfg:
+            cfg["block_filters"] = tuple(cfg["block_filters"])
+        return cls(**cfg)
+
+
+def layer_shapes(cfg: ModelConfig) -> list[tuple[str, int, int, int, int]]:
+    """(name, output length, kernel, in channels, out channels) of every conv/dense layer."""
+    rows = []
+    length = (cfg.window_samples - cfg.first_kernel) // cfg.first_kernel + 1
+    rows.append(("conv0", length, cfg.first_kernel, cfg.n_mics, cfg.first_filters))
+    cin = cfg.first_filters
+    for i, cout in enumerate(cfg.block_filters):
+        rows.append((f"conv{i + 1}", length, cfg.kernel, cin, cout))  # 'same' padding keeps the length
+        length = max(1, length // cfg.pool)
+        cin = cout
+    rows.append(("dense", 1, 1, cin, cfg.dense_units))
+    rows.append(("heads", 1, 1, cfg.dense_units, 3 * cfg.n_regions))
+    return rows
+
+
+def count_macs(cfg: ModelConfig) -> int:
+    """Multiply-accumulates per window (convolutions and dense layers; BN folds into the convs)."""
+    return int(sum(length * k * cin * cout for _, length, k, cin, cout in layer_shapes(cfg)))
+
+
+def build_model(cfg: ModelConfig) -> keras.Model:
+    """The SampleCNN with one sigmoid output tensor ``regions`` of shape (n_regions, 3)."""
+    inp = keras.Input((cfg.window_samples, cfg.n_mics), name="audio")
+    x = layers.Conv1D(cfg.first_filters, cfg.first_kernel, strides=cfg.first_kernel, use_bias=False, name="conv0")(inp)
+    x = layers.BatchNormalization(name="bn0")(x)
+    x = layers.ReLU(name="relu0")(x)
+    for i, filters in enumerate(cfg.block_filters):
+        x = layers.Conv1D(filters, cfg.kernel, padding="same", use_bias=False, name=f"conv{i + 1}")(x)
+        x = layers.BatchNormalization(name=f"bn{i + 1}")(x)
+        x = layers.ReLU(name=f"relu{i + 1}")(x)
+        if x.shape[1] >= cfg.pool:
+            x = layers.MaxPooling1D(cfg.pool, name=f"pool{i + 1}")(x)
+    x = layers.GlobalAveragePooling1D(name="gap")(x)
+    x = layers.Dense(cfg.dense_units, activation="relu", name="dense")(x)
+    if cfg.dropout > 0:
+        x = layers.Dropout(cfg.dropout, name="dropout")(x)
+    x = layers.Dense(3 * cfg.n_regions, activation="sigmoid", name="heads")(x)
+    out = layers.Reshape((cfg.n_regions, 3), name="regions")(x)
+    return keras.Model(inp, out, name="samplecnn_msl")
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Weights of the three loss terms (the prototype's: 1, 10, 2)."""
+
+    activity: float = 1.0
+    """Binary cross-entropy on every region's activity."""
+    azimuth: float = 10.0
+    """Squared error of the normalized azimuth, active regions only."""
+    distance: float = 2.0
+    """Squared error of the normalized distance, active regions only."""
+
+
+def region_loss(weights: LossWeights = LossWeights()):
+    """Loss over (batch, n_regions, 3) targets and predictions.
+
+    BCE over all regions' activity (mean over regions), plus squared errors of the fine outputs
+    masked to the regions that hold a source, averaged over active regions in the batch (a
+    batch of silent windows adds no fine loss). A sector's azimuth range does not wrap (0 and 1
+    are its two borders, which belong to different sectors), so the squared error in
+    normalized units is proportional to the angular error in degrees.
+    """
+
+    def loss(y_true, y_pred):
+        y_true = ops.cast(y_true, y_pred.dtype)
+        eps = 1e-6
+        p = ops.clip(y_pred[..., ACTIVE], eps, 1.0 - eps)
+        t = y_true[..., ACTIVE]
+        bce = -ops.mean(t * ops.log(p) + (1.0 - t) * ops.log(1.0 - p), axis=-1)
+        n_active = ops.maximum(ops.sum(t), 1.0)
+        az = ops.sum(t * ops.square(y_pred[..., AZIMUTH] - y_true[..., AZIMUTH]), axis=-1)
+        dist = ops.sum(t * ops.square(y_pred[..., DISTANCE] - y_true[..., DISTANCE]), axis=-1)
+        batch = ops.cast(ops.shape(t)[0], y_pred.dtype)
+        # per-sample fine terms scaled so that their batch mean is the mean over active regions
+        fine = (weights.azimuth * az + weights.distance * dist) * batch / n_active
+        return weights.activity * bce + fine
+
+    return loss
