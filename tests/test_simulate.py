@@ -131,20 +131,6 @@ def test_choose_positions_respects_separation():
 
 # ---------------------------------------------------------------- with a real (tiny) dry bank
 
-@pytest.fixture(scope="module")
-def bank_path(tmp_path_factory):
-    signals = pytest.importorskip("train_tf.signals")
-    import shutil
-
-    if not shutil.which("espeak-ng"):
-        pytest.skip("espeak-ng is not installed")
-    path = tmp_path_factory.mktemp("bank") / "bank.npz"
-    settings = signals.BankSettings(n_espeak=6, n_flite=1, n_festival=0, max_asterisk_files=3, n_noise_each=1,
-                                    n_music=1, noise_duration_s=3.0, workers=2)
-    signals.build_bank(path, settings)
-    return path
-
-
 def test_rendered_window_levels_and_gcc_phat_direction(bank_path):
     """A rendered anechoic window of one source: the GCC-PHAT delay between opposite mics matches
     the label's geometry within a sample, and the level lands in the asked range."""

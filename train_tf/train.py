@@ -1,0 +1,216 @@
+"""Train the SampleCNN on simulated windows: checkpoints, resume, early stopping, cosine LR, CSV log.
+
+Runs unchanged on Keras' TensorFlow backend (CPU) and JAX backend (``KERAS_BACKEND=jax``, GPU).
+Reads window shards written by ``train_tf.simulate windows``; labels are re-encoded with the
+region layout chosen here, so one dataset serves any number of regions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_msl.features import normalize_window
+from edge_msl.regions import RegionLayout, encode_batch
+
+log = logging.getLogger("train_tf.train")
+
+PARAMS_FILE = "params.json"
+LAST_WEIGHTS = "last.weights.h5"
+BEST_WEIGHTS = "best.weights.h5"
+STATE_FILE = "state.json"
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Optimisation settings (stored in params.json)."""
+
+    batch_size: int = 256
+    """Windows per step."""
+    epochs: int = 40
+    """Upper bound on passes over the training windows."""
+    learning_rate: float = 2e-3
+    """Peak learning rate of the cosine schedule."""
+    warmup_epochs: float = 1.0
+    """Linear warm-up length."""
+    weight_decay: float = 1e-4
+    """AdamW weight decay."""
+    patience: int = 6
+    """Early stopping: epochs without a better validation loss."""
+    val_fraction: float = 0.1
+    """Share of windows held out for validation (whole shards, so rooms do not leak)."""
+    seed: int = 0
+    """Shuffling and initialization seed."""
+
+
+class WindowBatches:
+    """Batches of (normalized audio, region targets) from in-memory window arrays."""
+
+    def __init__(self, data: dict[str, np.ndarray], layout: RegionLayout, batch_size: int, shuffle: bool, seed: int):
+        self.audio = data["audio"]
+        self.targets = encode_batch(layout, data["azimuth_deg"], data["distance_m"],
+                                    np.where(np.isfinite(data["level_db"]), data["level_db"], 0.0))
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.rng = np.random.default_rng(seed)
+        self.order = np.arange(len(self.audio))
+
+    def __len__(self) -> int:
+        return max(1, math.ceil(len(self.audio) / self.batch_size))
+
+    def epoch(self):
+        """Yield the batches of one epoch (reshuffled when training)."""
+        if self.shuffle:
+            self.rng.shuffle(self.order)
+        for i in range(len(self)):
+            idx = np.sort(self.order[i * self.batch_size:(i + 1) * self.batch_size])
+            yield normalize_window(self.audio[idx]), self.targets[idx]
+
+
+def split_shards(directory: Path, val_fraction: float) -> tuple[list[Path], list[Path]]:
+    """Training and validation shard files; the last shards validate (at least one when possible)."""
+    shards = sorted(directory.glob("shard-*.npz"))
+    if not shards:
+        raise SystemExit(f"no shards in {directory}; write some with: python -m train_tf.simulate windows --out {directory}")
+    n_val = min(len(shards) - 1, max(1 if len(shards) > 1 else 0, round(len(shards) * val_fraction)))
+    return shards[:len(shards) - n_val] or shards, shards[len(shards) - n_val:] or shards
+
+
+def load_shards(paths: list[Path]) -> dict[str, np.ndarray]:
+    """Concatenate window shards."""
+    parts = [dict(np.load(p)) for p in paths]
+    return {k: np.concatenate([p[k] for p in parts]) for k in ("audio", "azimuth_deg", "distance_m", "level_db",
+                                                               "n_sources", "rt60_s")}
+
+
+def train(data_dir: str | Path, out_dir: str | Path, model_cfg, layout: RegionLayout, settings: TrainSettings,
+          verbose: int = 1) -> dict[str, Any]:
+    """Train (or resume) a model in ``out_dir``; returns a summary of the run."""
+    import keras
+
+    from train_tf.model import LossWeights, build_model, count_macs, region_loss
+
+    data_dir, out = Path(data_dir), Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = json.loads((data_dir / "meta.json").read_text())
+    train_files, val_files = split_shards(data_dir, settings.val_fraction)
+    train_data, val_data = load_shards(train_files), load_shards(val_files)
+    window, n_mics = train_data["audio"].shape[1:]
+    if (window, n_mics) != (model_cfg.window_samples, model_cfg.n_mics) or model_cfg.n_regions != layout.n_regions:
+        raise SystemExit(f"data windows are {window} samples x {n_mics} mics but the model expects "
+                         f"{model_cfg.window_samples} x {model_cfg.n_mics} (regions {model_cfg.n_regions} vs layout "
+                         f"{layout.n_regions}); pass matching --window-samples/--regions")
+    keras.utils.set_random_seed(settings.seed)
+    train_b = WindowBatches(train_data, layout, settings.batch_size, True, settings.seed)
+    val_b = WindowBatches(val_data, layout, settings.batch_size, False, settings.seed)
+    params = {
+        "format": "edge-msl-keras-params", "version": 1, "backend": keras.backend.backend(),
+        "model": model_cfg.to_dict(), "regions": layout.to_dict(), "train": settings.__dict__,
+        "loss_weights": LossWeights().__dict__, "macs_per_window": count_macs(model_cfg),
+        "sample_rate_hz": meta["settings"]["sample_rate_hz"], "array": meta["array"],
+        "input_scaling": "edge_msl.features.normalize_window(clip_sigma=8)",
+        "data": {"dir": str(data_dir), "train_windows": int(len(train_data["audio"])),
+                 "val_windows": int(len(val_data["audio"])), "seed": meta["seed"], "bank_hash": meta.get("bank_hash"),
+                 "simulation": meta["settings"]},
+    }
+    (out / PARAMS_FILE).write_text(json.dumps(params, indent=2))
+    model = build_model(model_cfg)
+    steps_per_epoch = len(train_b)
+    total = steps_per_epoch * settings.epochs
+    warmup = int(steps_per_epoch * settings.warmup_epochs)
+    schedule = keras.optimizers.schedules.CosineDecay(
+        0.0 if warmup else settings.learning_rate, max(1, total - warmup), alpha=0.01,
+        warmup_target=settings.learning_rate if warmup else None, warmup_steps=warmup)
+    model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=settings.weight_decay), loss=region_loss(),
+                  jit_compile="auto")
+    state = {"epoch": 0, "best_val": None, "stale": 0}
+    if (out / STATE_FILE).exists() and (out / LAST_WEIGHTS).exists():
+        state = json.loads((out / STATE_FILE).read_text())
+        model.optimizer.build(model.trainable_variables)  # so its moments are restored too
+        model.load_weights(out / LAST_WEIGHTS)
+        model.optimizer.iterations.assign(state["epoch"] * steps_per_epoch)
+        log.warning("resuming %s at epoch %d (best validation loss %s)", out, state["epoch"], state["best_val"])
+    csv_path = out / "log.csv"
+    if state["epoch"] == 0 or not csv_path.exists():
+        csv_path.write_text("epoch,train_loss,val_loss,learning_rate,seconds\n")
+    t_start = time.perf_counter()
+    for epoch in range(state["epoch"], settings.epochs):
+        if state["stale"] >= settings.patience:
+            break
+        t0 = time.perf_counter()
+        bar = keras.utils.Progbar(steps_per_epoch, verbose=verbose, stateful_metrics=["loss"])
+        losses = []
+        for step, (x, y) in enumerate(train_b.epoch()):
+            logs = model.train_on_batch(x, y, return_dict=True)
+            losses.append(float(logs["loss"]))
+            bar.update(step + 1, [("loss", float(np.mean(losses)))])
+        val = float(np.mean([float(model.test_on_batch(x, y)) for x, y in val_b.epoch()]))
+        lr = float(keras.ops.convert_to_numpy(schedule(model.optimizer.iterations)))
+        improved = state["best_val"] is None or val < state["best_val"]
+        if improved:
+            state["best_val"], state["stale"] = val, 0
+            model.save_weights(out / BEST_WEIGHTS)
+        else:
+            state["stale"] += 1
+        state["epoch"] = epoch + 1
+        model.save_weights(out / LAST_WEIGHTS)
+        (out / STATE_FILE).write_text(json.dumps(state))
+        with csv_path.open("a") as f:
+            f.write(f"{epoch + 1},{np.mean(losses):.5f},{val:.5f},{lr:.6g},{time.perf_counter() - t0:.1f}\n")
+        print(f"epoch {epoch + 1}/{settings.epochs}: train {np.mean(losses):.4f} val {val:.4f} "
+              f"lr {lr:.2e}{' *' if improved else ''}", file=sys.stderr)
+    return {"out": str(out), "epochs_done": state["epoch"], "best_val_loss": state["best_val"],
+            "seconds": round(time.perf_counter() - t_start, 1), "macs_per_window": params["macs_per_window"]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m train_tf.train --data DIR --out DIR [options]``."""
+    parser = argparse.ArgumentParser(prog="python -m train_tf.train", description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True, help="window dataset from train_tf.simulate windows")
+    parser.add_argument("--out", required=True, help="run directory (params.json, weights, log.csv); resumes")
+    parser.add_argument("--regions", type=int, default=8)
+    parser.add_argument("--min-separation-deg", type=float, default=10.0)
+    parser.add_argument("--block-filters", default="32,48,96,128,256,256,256")
+    parser.add_argument("--first-filters", type=int, default=32)
+    parser.add_argument("--dense-units", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=TrainSettings.batch_size)
+    parser.add_argument("--epochs", type=int, default=TrainSettings.epochs)
+    parser.add_argument("--lr", type=float, default=TrainSettings.learning_rate)
+    parser.add_argument("--patience", type=int, default=TrainSettings.patience)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(message)s")
+    from train_tf.model import ModelConfig
+
+    meta_path = Path(args.data) / "meta.json"
+    if not meta_path.exists():
+        raise SystemExit(f"{meta_path} not found: --data must be a directory written by train_tf.simulate windows")
+    meta = json.loads(meta_path.read_text())
+    sim = meta["settings"]
+    window = int(round(sim["window_s"] * sim["sample_rate_hz"]))
+    model_cfg = ModelConfig(window_samples=window, n_mics=len(meta["array"]["positions_m"]), n_regions=args.regions,
+                            first_filters=args.first_filters,
+                            block_filters=tuple(int(v) for v in args.block_filters.split(",")),
+                            dense_units=args.dense_units)
+    layout = RegionLayout(n_regions=args.regions, min_separation_deg=args.min_separation_deg)
+    settings = TrainSettings(batch_size=args.batch_size, epochs=args.epochs, learning_rate=args.lr,
+                             patience=args.patience, seed=args.seed)
+    summary = train(args.data, args.out, model_cfg, layout, settings, verbose=0 if args.quiet else 1)
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    sys.exit(main())
