@@ -26,6 +26,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from .settings_check import reject_unknown_keys
+
 ACTIVE, DISTANCE, AZIMUTH = 0, 1, 2
 """Column order of a target / output array of shape (n_regions, 3)."""
 
@@ -105,10 +107,7 @@ class RegionLayout:
     @classmethod
     def from_dict(cls, cfg: Mapping[str, Any]) -> "RegionLayout":
         """Layout from a dict, refusing unknown keys with the list of allowed ones."""
-        allowed = set(cls.__dataclass_fields__)
-        unknown = sorted(set(cfg) - allowed)
-        if unknown:
-            raise RegionConfigError(f"unknown region key(s) {unknown}; allowed: {sorted(allowed)}")
+        reject_unknown_keys(cls, cfg, "region key", RegionConfigError)
         return cls(**dict(cfg))
 
 

@@ -17,6 +17,7 @@ import keras
 from keras import layers, ops
 
 from edge_msl.regions import ACTIVE, AZIMUTH, DISTANCE
+from edge_msl.settings_check import reject_unknown_keys
 
 
 @dataclass(frozen=True)
@@ -51,10 +52,7 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, cfg: dict[str, Any]) -> "ModelConfig":
         """Config from :meth:`to_dict` output; unknown keys are refused."""
-        allowed = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(cfg) - allowed)
-        if unknown:
-            raise ValueError(f"unknown model setting(s) {unknown}; allowed: {sorted(allowed)}")
+        reject_unknown_keys(cls, cfg, "model setting")
         cfg = dict(cfg)
         if "block_filters" in cfg:
             cfg["block_filters"] = tuple(cfg["block_filters"])

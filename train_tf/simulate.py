@@ -26,6 +26,7 @@ from scipy.signal import fftconvolve
 
 from edge_msl.arrays import SPEED_OF_SOUND_M_S, MicArray, get_array
 from edge_msl.regions import RegionLayout, encode_batch
+from edge_msl.settings_check import reject_unknown_keys
 
 log = logging.getLogger("train_tf.simulate")
 
@@ -116,10 +117,7 @@ class SimSettings:
     @classmethod
     def from_dict(cls, cfg: dict[str, Any]) -> "SimSettings":
         """Settings from :meth:`to_dict` output; unknown keys are refused."""
-        allowed = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(cfg) - allowed)
-        if unknown:
-            raise ValueError(f"unknown simulation setting(s) {unknown}; allowed: {sorted(allowed)}")
+        reject_unknown_keys(cls, cfg, "simulation setting")
         kw: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
             if f.name not in cfg:
@@ -551,10 +549,7 @@ class RirBank:
             raise ValueError(f"{directory} is not an RIR bank (mode {meta.get('mode')!r}); "
                              f"write one with: python -m train_tf.simulate rir-bank --out {directory}")
         self.settings = SimSettings.from_dict(meta["settings"])
-        parts = [dict(np.load(f)) for f in sorted(directory.glob("shard-*.npz"))]
-        if not parts:
-            raise ValueError(f"{directory} holds no shards yet")
-        self.arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        self.arrays = load_shards(shard_files(directory))
 
     @property
     def n_rooms(self) -> int:
@@ -700,16 +695,30 @@ def write_dataset(out_dir: str | Path, mode: str, n_items: int, settings: SimSet
     return summary
 
 
+def shard_files(directory: str | Path) -> list[Path]:
+    """The shard files of a dataset or RIR bank, in order; refuses a directory without any."""
+    files = sorted(Path(directory).glob("shard-*.npz"))
+    if not files:
+        raise ValueError(f"{directory} holds no shards; write some with python -m train_tf.simulate")
+    return files
+
+
+def load_shards(paths: Sequence[Path], keys: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    """Arrays of several shards concatenated along the first axis (all keys, or only ``keys``)."""
+    parts = []
+    for path in paths:
+        with np.load(path) as z:
+            parts.append({k: z[k] for k in (keys or z.files)})
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
 def load_windows(directory: str | Path) -> dict[str, np.ndarray]:
     """All shards of a window-mode dataset concatenated (fine for small sets)."""
     directory = Path(directory)
     meta = _read_meta(directory)
     if meta.get("mode") != "windows":
         raise ValueError(f"{directory} is not a window dataset (mode {meta.get('mode')!r})")
-    parts = [dict(np.load(f)) for f in sorted(directory.glob("shard-*.npz"))]
-    if not parts:
-        raise ValueError(f"{directory} holds no shards")
-    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    return load_shards(shard_files(directory))
 
 
 # --------------------------------------------------------------------------- statistics

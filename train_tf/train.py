@@ -22,6 +22,7 @@ import numpy as np
 
 from edge_msl.features import normalize_window
 from edge_msl.regions import RegionLayout, encode_batch
+from train_tf.simulate import load_shards, shard_files
 
 log = logging.getLogger("train_tf.train")
 
@@ -79,18 +80,12 @@ class WindowBatches:
 
 def split_shards(directory: Path, val_fraction: float) -> tuple[list[Path], list[Path]]:
     """Training and validation shard files; the last shards validate (at least one when possible)."""
-    shards = sorted(directory.glob("shard-*.npz"))
-    if not shards:
-        raise SystemExit(f"no shards in {directory}; write some with: python -m train_tf.simulate windows --out {directory}")
+    try:
+        shards = shard_files(directory)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
     n_val = min(len(shards) - 1, max(1 if len(shards) > 1 else 0, round(len(shards) * val_fraction)))
     return shards[:len(shards) - n_val] or shards, shards[len(shards) - n_val:] or shards
-
-
-def load_shards(paths: list[Path]) -> dict[str, np.ndarray]:
-    """Concatenate window shards."""
-    parts = [dict(np.load(p)) for p in paths]
-    return {k: np.concatenate([p[k] for p in parts]) for k in ("audio", "azimuth_deg", "distance_m", "level_db",
-                                                               "n_sources", "rt60_s")}
 
 
 def train(data_dir: str | Path, out_dir: str | Path, model_cfg, layout: RegionLayout, settings: TrainSettings,
@@ -104,7 +99,8 @@ def train(data_dir: str | Path, out_dir: str | Path, model_cfg, layout: RegionLa
     out.mkdir(parents=True, exist_ok=True)
     meta = json.loads((data_dir / "meta.json").read_text())
     train_files, val_files = split_shards(data_dir, settings.val_fraction)
-    train_data, val_data = load_shards(train_files), load_shards(val_files)
+    keys = ("audio", "azimuth_deg", "distance_m", "level_db", "n_sources", "rt60_s")
+    train_data, val_data = load_shards(train_files, keys), load_shards(val_files, keys)
     window, n_mics = train_data["audio"].shape[1:]
     if (window, n_mics) != (model_cfg.window_samples, model_cfg.n_mics) or model_cfg.n_regions != layout.n_regions:
         raise SystemExit(f"data windows are {window} samples x {n_mics} mics but the model expects "
