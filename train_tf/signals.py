@@ -863,6 +863,12 @@ class DryBank:
         bank._hash = digest
         return bank
 
+    def subset(self, indices: Sequence[int], meta: dict[str, Any] | None = None) -> "DryBank":
+        """A new bank holding the signals at ``indices`` (in that order)."""
+        idx = [int(i) for i in indices]
+        return DryBank([self.signals[i] for i in idx], [self.names[i] for i in idx], [self.kinds[i] for i in idx],
+                       self.sample_rate_hz, meta if meta is not None else dict(self.meta))
+
     # ---- sampling
     def indices(self, kind: str | None = None) -> np.ndarray:
         """Indices of all signals, or of those of one kind."""
@@ -941,6 +947,59 @@ def _tile(x: np.ndarray, n: int, start: int, xfade: int) -> np.ndarray:
             out[pos:pos + len(x)] = x
             pos += len(x)
     return out[:n]
+
+
+# --------------------------------------------------------------------------- train / test split
+
+SPLITS = ("train", "test")
+
+
+def split_of(name: str, test_fraction: float, seed: int = 0) -> str:
+    """"train" or "test" for a signal name: a hash of (seed, name), so the split of a signal
+    never depends on which other signals are in the bank."""
+    if not 0.0 <= test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction}")
+    h = hashlib.sha256(f"{int(seed)}:{name}".encode()).digest()
+    return "test" if int.from_bytes(h[:8], "big") / 2.0 ** 64 < test_fraction else "train"
+
+
+def split_bank(bank: DryBank, test_fraction: float = 0.15, seed: int = 0) -> dict[str, DryBank]:
+    """Disjoint train and test banks (by signal, see ``split_of``); each records its origin."""
+    parts: dict[str, list[int]] = {s: [] for s in SPLITS}
+    for i, name in enumerate(bank.names):
+        parts[split_of(name, test_fraction, seed)].append(i)
+    out = {}
+    for split, idx in parts.items():
+        meta = dict(bank.meta)
+        meta["split"] = {"part": split, "test_fraction": test_fraction, "seed": seed,
+                         "parent_sha256": bank.content_hash}
+        out[split] = bank.subset(idx, meta)
+    return out
+
+
+def limit_minutes(bank: DryBank, max_minutes: dict[str, float], seed: int = 0) -> DryBank:
+    """A sub-bank with at most ``max_minutes[kind]`` minutes of each named kind (kinds not named are
+    kept whole); signals are taken in a hash order of their names, so the choice is stable."""
+    bad = sorted(set(max_minutes) - set(KINDS))
+    if bad:
+        raise ValueError(f"unknown signal kinds {bad}; allowed: {', '.join(KINDS)}")
+    dur = bank.durations_s() / 60.0
+    keep: list[int] = []
+    for kind in KINDS:
+        idx = list(bank.indices(kind))
+        if kind not in max_minutes:
+            keep += idx
+            continue
+        idx.sort(key=lambda i: hashlib.sha256(f"{seed}:{bank.names[i]}".encode()).digest())
+        total = 0.0
+        for i in idx:
+            if total + dur[i] > max_minutes[kind]:
+                continue
+            keep.append(i)
+            total += dur[i]
+    meta = dict(bank.meta)
+    meta["limited"] = {"max_minutes": max_minutes, "seed": seed, "parent_sha256": bank.content_hash}
+    return bank.subset(sorted(keep), meta)
 
 
 # --------------------------------------------------------------------------- building
@@ -1244,6 +1303,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     b.add_argument("--n-music", type=int, default=d.n_music)
     b.add_argument("--seed", type=int, default=d.seed)
     b.add_argument("--workers", type=int, default=d.workers)
+    sp = sub.add_parser("split", help="split a bank into disjoint train and test banks (by signal)")
+    sp.add_argument("bank", help="bank .npz to split")
+    sp.add_argument("--test-fraction", type=float, default=0.15)
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--train-out", required=True)
+    sp.add_argument("--test-out", required=True)
+    lm = sub.add_parser("limit", help="keep at most some minutes of each kind (e.g. to carry a bank)")
+    lm.add_argument("bank", help="bank .npz to read")
+    lm.add_argument("--out", required=True)
+    lm.add_argument("--max-minutes", action="append", default=[], metavar="KIND=MIN",
+                    help="e.g. speech_real=38 (repeatable; kinds not named are kept whole)")
     i = sub.add_parser("info", help="print what a bank holds")
     i.add_argument("path")
     i.add_argument("--json", action="store_true", help="one JSON line instead of a table")
@@ -1259,6 +1329,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(json.dumps({"path": str(args.out), "content_sha256": bank.content_hash,
                               "build_s": bank.meta.get("build_s"), "skipped": bank.meta.get("skipped"),
                               "n_failed": bank.meta.get("n_failed"), "summary": bank.summary()}))
+        elif args.command == "limit":
+            limits = {}
+            for item in args.max_minutes:
+                kind, sep, value = item.partition("=")
+                if not sep:
+                    raise ValueError(f"--max-minutes takes KIND=MINUTES, got {item!r}")
+                limits[kind] = float(value)
+            small = limit_minutes(DryBank.load(args.bank), limits)
+            small.save(args.out)
+            print(json.dumps({"path": str(args.out), "content_sha256": small.content_hash,
+                              "summary": small.summary()}))
+        elif args.command == "split":
+            parts = split_bank(DryBank.load(args.bank), args.test_fraction, args.seed)
+            for split, path in (("train", args.train_out), ("test", args.test_out)):
+                parts[split].save(path)
+                print(json.dumps({"split": split, "path": str(path), "content_sha256": parts[split].content_hash,
+                                  "summary": parts[split].summary()}))
         else:
             bank = DryBank.load(args.path)
             if args.json:

@@ -791,6 +791,20 @@ def _settings_from_args(args: argparse.Namespace) -> SimSettings:
         if not 0 <= lo <= hi:
             raise SystemExit(f"--min-sources/--max-sources must satisfy 0 <= min <= max, got {lo}..{hi}")
         s = s.replace(n_sources=(lo, hi))
+    overrides: dict[str, Any] = {}
+    for item in getattr(args, "set", None) or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set takes KEY=VALUE (VALUE as JSON, e.g. rt60_s=[0.1,0.8]), got {item!r}")
+        try:
+            overrides[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key.strip()] = value
+    if overrides:
+        try:
+            s = SimSettings.from_dict({**s.to_dict(), **overrides})
+        except (TypeError, ValueError) as exc:
+            raise SystemExit(f"bad --set: {exc}") from None
     return s
 
 
@@ -837,6 +851,8 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--min-sources", type=int, default=None, help="fewest sources per window (default 0)")
         p.add_argument("--max-sources", type=int, default=None, help="most sources per window (default 4)")
         p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                       help="override any SimSettings field, VALUE as JSON (repeatable), e.g. --set rt60_s=[0.1,0.8]")
 
     p = sub.add_parser("windows", help="write rendered windows with labels in .npz shards")
     common(p)

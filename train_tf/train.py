@@ -1,8 +1,13 @@
 """Train the SampleCNN on simulated windows: checkpoints, resume, early stopping, cosine LR, CSV log.
 
 Runs unchanged on Keras' TensorFlow backend (CPU) and JAX backend (``KERAS_BACKEND=jax``, GPU).
-Reads window shards written by ``train_tf.simulate windows``; labels are re-encoded with the
-region layout chosen here, so one dataset serves any number of regions.
+Two data sources:
+
+* ``--data DIR``: window shards written by ``train_tf.simulate windows`` (labels re-encoded with
+  the region layout chosen here, so one dataset serves any number of regions);
+* ``--rir-bank DIR --bank BANK.npz``: an RIR bank from ``train_tf.simulate rir-bank``, mixed with
+  dry signals on the fly inside the compiled graph (``train_tf.mixer``); new shards written by a
+  simulator running beside the trainer are picked up at each epoch.
 """
 
 from __future__ import annotations
@@ -52,6 +57,12 @@ class TrainSettings:
     """Share of windows held out for validation (whole shards, so rooms do not leak)."""
     seed: int = 0
     """Shuffling and initialization seed."""
+    steps_per_epoch: int = 500
+    """Steps per epoch when mixing on the fly (shard datasets: one pass over the windows)."""
+    val_windows: int = 4096
+    """Fixed validation windows rendered once when mixing on the fly."""
+    max_minutes: float | None = None
+    """Stop (resumably) after the first epoch that ends past this wall-clock budget."""
 
 
 class WindowBatches:
@@ -88,40 +99,121 @@ def split_shards(directory: Path, val_fraction: float) -> tuple[list[Path], list
     return shards[:len(shards) - n_val] or shards, shards[len(shards) - n_val:] or shards
 
 
-def train(data_dir: str | Path, out_dir: str | Path, model_cfg, layout: RegionLayout, settings: TrainSettings,
-          verbose: int = 1) -> dict[str, Any]:
-    """Train (or resume) a model in ``out_dir``; returns a summary of the run."""
+class ShardSource:
+    """Training and validation batches from window shards."""
+
+    def __init__(self, data_dir: Path, layout: RegionLayout, settings: TrainSettings) -> None:
+        self.meta = json.loads((data_dir / "meta.json").read_text())
+        train_files, val_files = split_shards(data_dir, settings.val_fraction)
+        keys = ("audio", "azimuth_deg", "distance_m", "level_db", "n_sources", "rt60_s")
+        train_data, val_data = load_shards(train_files, keys), load_shards(val_files, keys)
+        self.shape = tuple(train_data["audio"].shape[1:])
+        self.train_b = WindowBatches(train_data, layout, settings.batch_size, True, settings.seed)
+        self.val_b = WindowBatches(val_data, layout, settings.batch_size, False, settings.seed)
+        self.steps_per_epoch = len(self.train_b)
+        self.summary = {"source": "windows", "dir": str(data_dir), "train_windows": int(len(train_data["audio"])),
+                        "val_windows": int(len(val_data["audio"])), "seed": self.meta["seed"],
+                        "bank_hash": self.meta.get("bank_hash"), "simulation": self.meta["settings"]}
+
+    def train_batches(self):
+        yield from self.train_b.epoch()
+
+    def val_batches(self):
+        yield from self.val_b.epoch()
+
+
+class MixSource:
+    """Training batches mixed on the fly from an RIR bank; a fixed validation set from its
+    validation rooms. Plans are drawn by a background thread while the device renders and trains."""
+
+    def __init__(self, rir_dir: Path, bank_path: Path, layout: RegionLayout, settings: TrainSettings) -> None:
+        from train_tf.mixer import Mixer
+        from train_tf.signals import DryBank
+
+        bank = DryBank.load(bank_path)
+        self.settings = settings
+        self.train_mix = Mixer(rir_dir, bank, layout, "train", seed=settings.seed)
+        self.val_mix = Mixer(rir_dir, bank, layout, "val", seed=settings.seed)
+        self.meta = self.train_mix.meta
+        sim = self.train_mix.settings
+        self.shape = (sim.window_samples, self.train_mix.n_mics)
+        self.val_set = self.val_mix.fixed_set(settings.val_windows, settings.batch_size)
+        self.steps_per_epoch = settings.steps_per_epoch
+        self.summary = {"source": "rir-bank", "dir": str(rir_dir), "rir_bank_seed": self.meta["seed"],
+                        "val_windows": settings.val_windows, "bank": str(bank_path), "bank_hash": bank.content_hash,
+                        "bank_summary": bank.summary(), "n_sources_p": list(self.train_mix.n_sources_p),
+                        "simulation": self.meta["settings"]}
+        self.windows_seen = 0
+
+    def train_batches(self):
+        import queue
+        import threading
+
+        self.train_mix.refresh()
+        self.summary["train_rooms"] = self.train_mix.n_rooms
+        self.summary["val_rooms"] = self.val_mix.n_rooms
+        plans: queue.Queue = queue.Queue(maxsize=6)
+        stop = threading.Event()
+
+        def produce():
+            for _ in range(self.steps_per_epoch):
+                if stop.is_set():
+                    return
+                plans.put(self.train_mix.plan(self.settings.batch_size))
+
+        worker = threading.Thread(target=produce, daemon=True)
+        worker.start()
+        try:
+            for _ in range(self.steps_per_epoch):
+                plan = plans.get()
+                self.windows_seen += len(plan["room"])
+                yield self.train_mix.render(plan), plan["targets"]
+        finally:
+            stop.set()
+            while worker.is_alive():
+                try:
+                    plans.get_nowait()
+                except queue.Empty:
+                    worker.join(0.05)
+
+    def val_batches(self):
+        yield from self.val_set
+
+
+def train(data_dir: str | Path | None, out_dir: str | Path, model_cfg, layout: RegionLayout, settings: TrainSettings,
+          verbose: int = 1, rir_bank: str | Path | None = None, bank: str | Path | None = None) -> dict[str, Any]:
+    """Train (or resume) a model in ``out_dir`` from window shards (``data_dir``) or from an RIR
+    bank mixed on the fly (``rir_bank`` + dry-signal ``bank``); returns a summary of the run."""
     import keras
 
     from train_tf.model import LossWeights, build_model, count_macs, region_loss
 
-    data_dir, out = Path(data_dir), Path(out_dir)
+    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    meta = json.loads((data_dir / "meta.json").read_text())
-    train_files, val_files = split_shards(data_dir, settings.val_fraction)
-    keys = ("audio", "azimuth_deg", "distance_m", "level_db", "n_sources", "rt60_s")
-    train_data, val_data = load_shards(train_files, keys), load_shards(val_files, keys)
-    window, n_mics = train_data["audio"].shape[1:]
+    keras.utils.set_random_seed(settings.seed)
+    if rir_bank is not None:
+        if bank is None:
+            raise SystemExit("--rir-bank needs --bank (the dry-signal bank to mix)")
+        source: ShardSource | MixSource = MixSource(Path(rir_bank), Path(bank), layout, settings)
+    else:
+        source = ShardSource(Path(data_dir), layout, settings)
+    meta = source.meta
+    window, n_mics = source.shape
     if (window, n_mics) != (model_cfg.window_samples, model_cfg.n_mics) or model_cfg.n_regions != layout.n_regions:
         raise SystemExit(f"data windows are {window} samples x {n_mics} mics but the model expects "
                          f"{model_cfg.window_samples} x {model_cfg.n_mics} (regions {model_cfg.n_regions} vs layout "
                          f"{layout.n_regions}); pass matching --window-samples/--regions")
-    keras.utils.set_random_seed(settings.seed)
-    train_b = WindowBatches(train_data, layout, settings.batch_size, True, settings.seed)
-    val_b = WindowBatches(val_data, layout, settings.batch_size, False, settings.seed)
     params = {
         "format": "edge-msl-keras-params", "version": 1, "backend": keras.backend.backend(),
         "model": model_cfg.to_dict(), "regions": layout.to_dict(), "train": settings.__dict__,
         "loss_weights": LossWeights().__dict__, "macs_per_window": count_macs(model_cfg),
         "sample_rate_hz": meta["settings"]["sample_rate_hz"], "array": meta["array"],
         "input_scaling": "edge_msl.features.normalize_window(clip_sigma=8)",
-        "data": {"dir": str(data_dir), "train_windows": int(len(train_data["audio"])),
-                 "val_windows": int(len(val_data["audio"])), "seed": meta["seed"], "bank_hash": meta.get("bank_hash"),
-                 "simulation": meta["settings"]},
+        "data": source.summary,
     }
     (out / PARAMS_FILE).write_text(json.dumps(params, indent=2))
     model = build_model(model_cfg)
-    steps_per_epoch = len(train_b)
+    steps_per_epoch = source.steps_per_epoch
     total = steps_per_epoch * settings.epochs
     warmup = int(steps_per_epoch * settings.warmup_epochs)
     schedule = keras.optimizers.schedules.CosineDecay(
@@ -138,19 +230,29 @@ def train(data_dir: str | Path, out_dir: str | Path, model_cfg, layout: RegionLa
         log.warning("resuming %s at epoch %d (best validation loss %s)", out, state["epoch"], state["best_val"])
     csv_path = out / "log.csv"
     if state["epoch"] == 0 or not csv_path.exists():
-        csv_path.write_text("epoch,train_loss,val_loss,learning_rate,seconds\n")
+        csv_path.write_text("epoch,train_loss,val_loss,learning_rate,seconds,windows_per_s\n")
     t_start = time.perf_counter()
+    stopped = None
+    last_epoch_s = 0.0
     for epoch in range(state["epoch"], settings.epochs):
         if state["stale"] >= settings.patience:
+            stopped = "early stopping"
+            break
+        if settings.max_minutes is not None and \
+                time.perf_counter() - t_start + last_epoch_s > settings.max_minutes * 60.0:
+            stopped = "time budget (resume with the same command)"
             break
         t0 = time.perf_counter()
         bar = keras.utils.Progbar(steps_per_epoch, verbose=verbose, stateful_metrics=["loss"])
         losses = []
-        for step, (x, y) in enumerate(train_b.epoch()):
+        n_windows = 0
+        for step, (x, y) in enumerate(source.train_batches()):
             logs = model.train_on_batch(x, y, return_dict=True)
+            n_windows += len(y)
             losses.append(float(logs["loss"]))
             bar.update(step + 1, [("loss", float(np.mean(losses)))])
-        val = float(np.mean([float(model.test_on_batch(x, y)) for x, y in val_b.epoch()]))
+        train_s = time.perf_counter() - t0
+        val = float(np.mean([float(model.test_on_batch(x, y)) for x, y in source.val_batches()]))
         lr = float(keras.ops.convert_to_numpy(schedule(model.optimizer.iterations)))
         improved = state["best_val"] is None or val < state["best_val"]
         if improved:
@@ -162,17 +264,33 @@ def train(data_dir: str | Path, out_dir: str | Path, model_cfg, layout: RegionLa
         model.save_weights(out / LAST_WEIGHTS)
         (out / STATE_FILE).write_text(json.dumps(state))
         with csv_path.open("a") as f:
-            f.write(f"{epoch + 1},{np.mean(losses):.5f},{val:.5f},{lr:.6g},{time.perf_counter() - t0:.1f}\n")
+            f.write(f"{epoch + 1},{np.mean(losses):.5f},{val:.5f},{lr:.6g},{time.perf_counter() - t0:.1f},"
+                    f"{n_windows / train_s:.0f}\n")
         print(f"epoch {epoch + 1}/{settings.epochs}: train {np.mean(losses):.4f} val {val:.4f} "
-              f"lr {lr:.2e}{' *' if improved else ''}", file=sys.stderr)
+              f"lr {lr:.2e} {n_windows / train_s:.0f} windows/s{' *' if improved else ''}", file=sys.stderr)
+        params["data"] = source.summary
+        (out / PARAMS_FILE).write_text(json.dumps(params, indent=2))
+        last_epoch_s = time.perf_counter() - t0
+    if stopped is None:
+        stopped = "early stopping" if state["stale"] >= settings.patience else "all epochs done"
     return {"out": str(out), "epochs_done": state["epoch"], "best_val_loss": state["best_val"],
-            "seconds": round(time.perf_counter() - t_start, 1), "macs_per_window": params["macs_per_window"]}
+            "stopped": stopped, "seconds": round(time.perf_counter() - t_start, 1),
+            "macs_per_window": params["macs_per_window"]}
 
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m train_tf.train --data DIR --out DIR [options]``."""
     parser = argparse.ArgumentParser(prog="python -m train_tf.train", description=__doc__.splitlines()[0])
-    parser.add_argument("--data", required=True, help="window dataset from train_tf.simulate windows")
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", help="window dataset from train_tf.simulate windows")
+    src.add_argument("--rir-bank", help="RIR bank from train_tf.simulate rir-bank (mixed on the fly; needs --bank)")
+    parser.add_argument("--bank", help="dry-signal bank mixed with --rir-bank")
+    parser.add_argument("--steps-per-epoch", type=int, default=TrainSettings.steps_per_epoch,
+                        help="steps per epoch with --rir-bank")
+    parser.add_argument("--val-windows", type=int, default=TrainSettings.val_windows,
+                        help="validation windows with --rir-bank")
+    parser.add_argument("--max-minutes", type=float, default=None,
+                        help="stop (resumably) after the epoch that ends past this many minutes")
     parser.add_argument("--out", required=True, help="run directory (params.json, weights, log.csv); resumes")
     parser.add_argument("--regions", type=int, default=8)
     parser.add_argument("--min-separation-deg", type=float, default=10.0)
@@ -189,9 +307,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(message)s")
     from train_tf.model import ModelConfig
 
-    meta_path = Path(args.data) / "meta.json"
+    meta_path = Path(args.data or args.rir_bank) / "meta.json"
     if not meta_path.exists():
-        raise SystemExit(f"{meta_path} not found: --data must be a directory written by train_tf.simulate windows")
+        raise SystemExit(f"{meta_path} not found: --data/--rir-bank must be a directory written by train_tf.simulate")
     meta = json.loads(meta_path.read_text())
     sim = meta["settings"]
     window = int(round(sim["window_s"] * sim["sample_rate_hz"]))
@@ -201,8 +319,10 @@ def main(argv: list[str] | None = None) -> int:
                             dense_units=args.dense_units)
     layout = RegionLayout(n_regions=args.regions, min_separation_deg=args.min_separation_deg)
     settings = TrainSettings(batch_size=args.batch_size, epochs=args.epochs, learning_rate=args.lr,
-                             patience=args.patience, seed=args.seed)
-    summary = train(args.data, args.out, model_cfg, layout, settings, verbose=0 if args.quiet else 1)
+                             patience=args.patience, seed=args.seed, steps_per_epoch=args.steps_per_epoch,
+                             val_windows=args.val_windows, max_minutes=args.max_minutes)
+    summary = train(args.data, args.out, model_cfg, layout, settings, verbose=0 if args.quiet else 1,
+                    rir_bank=args.rir_bank, bank=args.bank)
     print(json.dumps(summary))
     return 0
 

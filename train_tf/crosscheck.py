@@ -1,0 +1,99 @@
+"""Package a trained run for shipping and check it across Keras backends.
+
+``export RUN OUT``: the run's best weights as a weights-only file (no optimizer state) plus its
+parameters, and ``reference.npz``: fixed inputs and the outputs the exporting backend computed.
+``check OUT``: rebuild the model under the current backend, load the weights and compare its
+outputs with the reference (the test that weights trained with JAX load under TensorFlow).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+
+WEIGHTS = "model.weights.h5"
+PARAMS = "params.json"
+REFERENCE = "reference.npz"
+
+
+def reference_inputs(window: int, n_mics: int, n: int = 4, seed: int = 1234) -> np.ndarray:
+    """Deterministic network inputs: scaled noise with inter-channel delays (like a source)."""
+    from edge_msl.features import normalize_window
+
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, window + 16)).astype(np.float32)
+    chans = [x[:, 8 + (m % 5) - 2: 8 + (m % 5) - 2 + window] for m in range(n_mics)]
+    audio = np.stack(chans, axis=-1) * 0.05 + rng.standard_normal((n, window, n_mics)).astype(np.float32) * 0.005
+    return normalize_window(audio)
+
+
+def load_model(directory: str | Path, weights: str = WEIGHTS):
+    """The Keras model of a run or export directory (its params.json + weights)."""
+    from train_tf.model import ModelConfig, build_model
+
+    directory = Path(directory)
+    params = json.loads((directory / PARAMS).read_text())
+    model = build_model(ModelConfig.from_dict(params["model"]))
+    model.load_weights(directory / weights)
+    return model, params
+
+
+def export(run: str | Path, out: str | Path, weights: str = "best.weights.h5") -> dict:
+    """Write ``out``/{model.weights.h5, params.json, reference.npz} from a training run."""
+    import keras
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model, params = load_model(run, weights)
+    model.save_weights(out / WEIGHTS)
+    params = dict(params)
+    params["exported_from"] = {"run": str(run), "weights": weights, "backend": keras.backend.backend()}
+    (out / PARAMS).write_text(json.dumps(params, indent=2))
+    for extra in ("log.csv",):
+        if (Path(run) / extra).exists():
+            shutil.copy(Path(run) / extra, out / extra)
+    cfg = params["model"]
+    x = reference_inputs(cfg["window_samples"], cfg["n_mics"])
+    y = keras.ops.convert_to_numpy(model(x, training=False))
+    np.savez(out / REFERENCE, inputs=x, outputs=y, backend=np.array(keras.backend.backend()))
+    return {"out": str(out), "backend": keras.backend.backend(), "weights_bytes": (out / WEIGHTS).stat().st_size}
+
+
+def check(directory: str | Path) -> float:
+    """Max absolute difference between this backend's outputs and the stored reference."""
+    import keras
+
+    model, _ = load_model(directory)
+    with np.load(Path(directory) / REFERENCE) as z:
+        x, y_ref = z["inputs"], z["outputs"]
+    y = keras.ops.convert_to_numpy(model(x, training=False))
+    return float(np.max(np.abs(y - y_ref)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m train_tf.crosscheck", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    e = sub.add_parser("export", help="weights-only export of a run with reference outputs")
+    e.add_argument("run")
+    e.add_argument("out")
+    e.add_argument("--weights", default="best.weights.h5")
+    c = sub.add_parser("check", help="compare this backend's outputs with the stored reference")
+    c.add_argument("dir")
+    args = parser.parse_args(argv)
+    if args.cmd == "export":
+        print(json.dumps(export(args.run, args.out, args.weights)))
+        return 0
+    import keras
+
+    diff = check(args.dir)
+    print(json.dumps({"backend": keras.backend.backend(), "max_abs_diff": diff}))
+    return 0 if diff < 1e-4 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

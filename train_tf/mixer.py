@@ -1,0 +1,326 @@
+"""On-the-fly training windows: an RIR bank convolved with dry signals inside the training graph.
+
+The CPU only draws a *plan* per window (room, positions, which dry signal from where, levels,
+SNRs, noise offsets: a few hundred bytes); the heavy part (gathering dry segments and RIRs,
+FFT convolution, diffuse noise with the isotropic coherence of the array, sensor noise, level,
+int16 quantization, the device's input scaling) is one ``keras.ops`` function, compiled with
+``jax.jit`` on the JAX backend (GPU) and ``tf.function`` on TensorFlow (CPU). The same code
+runs on both backends, and it renders what ``train_tf.simulate.render_window`` renders, except
+that the diffuse field uses the array's nominal geometry (the +/-1 mm jitter of each room is
+below what the coherence can show) and sensor noise comes from a stored white-noise tape.
+
+Rooms whose shard index is a multiple of ``VAL_EVERY`` are kept for validation, so the split is
+stable while a simulator is still adding shards (``refresh``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from edge_msl.features import INT16_FULL_SCALE, SILENCE_FLOOR
+from edge_msl.regions import RegionLayout, encode_batch
+from train_tf.signals import FRAME_S, DryBank, _tile, babble, noise
+from train_tf.simulate import (
+    KIND_CODES,
+    SimSettings,
+    _diffuse_factor,
+    _read_meta,
+    choose_positions,
+    load_shards,
+    shard_files,
+)
+
+log = logging.getLogger("train_tf.mixer")
+
+VAL_EVERY = 20
+"""Shard i of an RIR bank validates when i % VAL_EVERY == 0 (the rest trains)."""
+
+MAX_SOURCES = 4
+"""Source slots per window in a plan (windows with fewer sources leave slots silent)."""
+
+DEFAULT_N_SOURCES_P = (0.08, 0.23, 0.23, 0.23, 0.23)
+"""Probability of 0, 1, 2, 3, 4 sources in a training window."""
+
+_RIR_KEYS = ("rirs", "azimuth_deg", "distance_m", "distance3d_m", "rt60_s", "mic_gain")
+
+
+def shard_index(path: Path) -> int:
+    """Index of ``shard-00012.npz`` (12)."""
+    return int(path.stem.split("-")[1])
+
+
+class DryTape:
+    """All dry signals of a bank end to end in one float32 array, each at least ``min_len`` long
+    (short ones tiled), with per-signal activity counts for choosing active excerpts."""
+
+    def __init__(self, bank: DryBank, min_len: int, seed: int = 0) -> None:
+        rng = np.random.default_rng(seed)
+        frame = int(round(FRAME_S * bank.sample_rate_hz))
+        parts, starts, lengths, cums = [], [], [], []
+        pos = 0
+        for x in bank.signals:
+            if len(x) < min_len:
+                x = _tile(x, min_len, int(rng.integers(0, len(x))), int(0.01 * bank.sample_rate_hz))
+            x = np.asarray(x, dtype=np.float32)
+            n_fr = len(x) // frame
+            power = np.mean(x[:n_fr * frame].astype(np.float64).reshape(n_fr, frame) ** 2, axis=1)
+            db = 10.0 * np.log10(power + 1e-20)
+            active = db >= db.max() - 30.0
+            cums.append(np.concatenate([[0], np.cumsum(active)]).astype(np.int32))
+            parts.append(x)
+            starts.append(pos)
+            lengths.append(len(x))
+            pos += len(x)
+        self.audio = np.concatenate(parts)
+        self.starts = np.array(starts, dtype=np.int64)
+        self.lengths = np.array(lengths, dtype=np.int64)
+        self.active_cum = cums
+        self.frame = frame
+        self.kinds = bank.kinds
+        self.by_kind = {k: bank.indices(k) for k in set(bank.kinds)}
+
+    def offsets(self, signal: np.ndarray, n: int, rng: np.random.Generator, tries: int = 4) -> np.ndarray:
+        """Tape offsets of ``n``-sample excerpts of the given signals: the most active of ``tries``
+        random excerpts for speech and music, any excerpt for noise."""
+        out = np.empty(len(signal), dtype=np.int64)
+        for i, s in enumerate(signal):
+            span = self.lengths[s] - n + 1
+            cand = rng.integers(0, span, size=1 if self.kinds[s] == "noise" else tries)
+            if len(cand) > 1:
+                cum = self.active_cum[s]
+                a = np.minimum(cand // self.frame, len(cum) - 1)
+                b = np.minimum((cand + n) // self.frame, len(cum) - 1)
+                cand = cand[[int(np.argmax(cum[b] - cum[a]))]]
+            out[i] = self.starts[s] + cand[0]
+        return out
+
+
+class Mixer:
+    """Windows mixed on the fly from an RIR bank directory and a dry-signal bank."""
+
+    def __init__(self, rir_dir: str | Path, bank: DryBank, layout: RegionLayout, part: str = "train",
+                 settings: SimSettings | None = None, n_sources_p: Sequence[float] = DEFAULT_N_SOURCES_P,
+                 noise_tape_s: float = 30.0, seed: int = 0) -> None:
+        import keras
+
+        if part not in ("train", "val"):
+            raise ValueError(f"part must be 'train' or 'val', got {part!r}")
+        self.rir_dir = Path(rir_dir)
+        meta = _read_meta(self.rir_dir)
+        if meta.get("mode") != "rir-bank":
+            raise ValueError(f"{self.rir_dir} is not an RIR bank (mode {meta.get('mode')!r}); write one with: "
+                             f"python -m train_tf.simulate rir-bank --out {self.rir_dir} --rooms 2000")
+        self.meta = meta
+        self.settings = settings or SimSettings.from_dict(meta["settings"])
+        if bank.sample_rate_hz != self.settings.sample_rate_hz:
+            raise ValueError(f"dry bank is {bank.sample_rate_hz} Hz but the RIR bank {self.settings.sample_rate_hz} Hz")
+        self.layout = layout
+        self.part = part
+        p = np.asarray(n_sources_p, dtype=np.float64)
+        if len(p) != MAX_SOURCES + 1 or np.any(p < 0) or p.sum() <= 0:
+            raise ValueError(f"n_sources_p must be {MAX_SOURCES + 1} probabilities (0..{MAX_SOURCES} sources), got {p}")
+        self.n_sources_p = p / p.sum()
+        self.rng = np.random.default_rng([seed, 0 if part == "train" else 1])
+        s = self.settings
+        self.fs = s.sample_rate_hz
+        self.window = s.window_samples
+        self.rir_len = s.rir_bank_samples
+        self.seg_len = self.window + self.rir_len - 1
+        self.fft_len = 1 << int(math.ceil(math.log2(self.seg_len)))
+        self.array = s.mic_array()
+        self.n_mics = self.array.n_mics
+        # dry signals, diffuse-noise tapes and a white sensor-noise tape
+        self.dry = DryTape(bank, self.seg_len + 1, seed)
+        nrng = np.random.default_rng([seed, 7])
+        n_tape = int(noise_tape_s * self.fs)
+        self.diffuse_kinds = tuple(s.diffuse_kinds)
+        tapes = [babble(bank, n_tape, nrng) if k == "babble" else noise(k, n_tape, nrng, self.fs)
+                 for k in self.diffuse_kinds]
+        tapes.append(noise("white", n_tape, nrng, self.fs))
+        self.noise_tape_len = n_tape
+        factor = _diffuse_factor(np.ascontiguousarray(self.array.positions(), dtype=np.float64).tobytes(),
+                                 self.n_mics, self.window, self.fs)
+        ops = keras.ops
+        self._dry_t = ops.convert_to_tensor(self.dry.audio)
+        self._noise_t = ops.convert_to_tensor(np.concatenate(tapes).astype(np.float32))
+        self._factor_t = ops.convert_to_tensor(factor.astype(np.float32))
+        self.kinds_p = np.array([w for _, w in s.kind_weights], dtype=np.float64)
+        self.kind_names = [k for k, _ in s.kind_weights]
+        have = [k in self.dry.by_kind and len(self.dry.by_kind[k]) > 0 for k in self.kind_names]
+        self.kinds_p = np.where(have, self.kinds_p, 0.0)
+        if self.kinds_p.sum() <= 0:
+            raise ValueError("the dry bank has none of the kinds in the settings' kind_weights")
+        self.kinds_p /= self.kinds_p.sum()
+        self._shards: list[Path] = []
+        self.rooms: dict[str, np.ndarray] = {}
+        self._rirs_t = None
+        self._render_fn = None
+        self.refresh()
+
+    # ---- RIR bank
+    def refresh(self) -> bool:
+        """Load shards written since the last call (a simulator may still be adding them)."""
+        files = [f for f in shard_files(self.rir_dir)
+                 if (shard_index(f) % VAL_EVERY == 0) == (self.part == "val")]
+        new = [f for f in files if f not in self._shards]
+        if not new:
+            if not self._shards:
+                raise ValueError(f"{self.rir_dir} has no {self.part} shards yet (validation is every "
+                                 f"{VAL_EVERY}th shard, from shard 0)")
+            return False
+        arrays = load_shards(new, _RIR_KEYS)
+        if arrays["rirs"].shape[2:] != (self.n_mics, self.rir_len):
+            raise ValueError(f"RIRs in {self.rir_dir} are {arrays['rirs'].shape[2:]}, expected "
+                             f"({self.n_mics}, {self.rir_len})")
+        if self.rooms:
+            arrays = {k: np.concatenate([self.rooms[k], arrays[k]]) for k in _RIR_KEYS}
+        self.rooms = arrays
+        self._shards += new
+        import keras
+
+        r, p = arrays["rirs"].shape[:2]
+        self._rirs_t = keras.ops.convert_to_tensor(arrays["rirs"].reshape(r * p, self.n_mics, self.rir_len))
+        self._gain_t = keras.ops.convert_to_tensor(arrays["mic_gain"].astype(np.float32))
+        log.info("%s RIR bank: %d rooms from %d shards", self.part, r, len(self._shards))
+        return True
+
+    @property
+    def n_rooms(self) -> int:
+        """Rooms available to this part."""
+        return int(self.rooms["rirs"].shape[0])
+
+    # ---- host-side plan
+    def plan(self, batch_size: int) -> dict[str, np.ndarray]:
+        """Draw what ``batch_size`` windows will contain (numpy, small)."""
+        rng, s, b = self.rng, self.settings, batch_size
+        n_pos = self.rooms["rirs"].shape[1]
+        room = rng.integers(0, self.n_rooms, size=b)
+        k = rng.choice(MAX_SOURCES + 1, size=b, p=self.n_sources_p)
+        pos = np.zeros((b, MAX_SOURCES), dtype=np.int64)
+        amp = np.zeros((b, MAX_SOURCES), dtype=np.float32)
+        dry_off = np.zeros((b, MAX_SOURCES), dtype=np.int64)
+        az = np.full((b, MAX_SOURCES), np.nan, dtype=np.float64)
+        dist = np.full((b, MAX_SOURCES), np.nan, dtype=np.float64)
+        weight = np.zeros((b, MAX_SOURCES), dtype=np.float64)
+        kind_code = np.full((b, MAX_SOURCES), -1, dtype=np.int8)
+        n_src = np.zeros(b, dtype=np.int64)
+        for i in range(b):
+            chosen = choose_positions(self.rooms["azimuth_deg"][room[i]], int(k[i]), s.min_source_separation_deg, rng)
+            m = len(chosen)
+            n_src[i] = m
+            if m == 0:
+                continue
+            kinds = rng.choice(len(self.kind_names), size=m, p=self.kinds_p)
+            sig = np.array([rng.choice(self.dry.by_kind[self.kind_names[c]]) for c in kinds])
+            rel_db = rng.uniform(*s.source_level_db, size=m)
+            pos[i, :m] = room[i] * n_pos + chosen
+            amp[i, :m] = 10.0 ** (rel_db / 20.0)
+            dry_off[i, :m] = self.dry.offsets(sig, self.seg_len, rng)
+            az[i, :m] = self.rooms["azimuth_deg"][room[i], chosen]
+            dist[i, :m] = self.rooms["distance_m"][room[i], chosen]
+            direct = rel_db - 20.0 * np.log10(self.rooms["distance3d_m"][room[i], chosen])
+            weight[i, :m] = direct - direct.max()
+            kind_code[i, :m] = [KIND_CODES[self.kind_names[c]] for c in kinds]
+        n_kinds = len(self.diffuse_kinds)
+        dkind = rng.integers(0, n_kinds, size=b)
+        span = self.noise_tape_len - self.window
+        noise_off = dkind[:, None] * self.noise_tape_len + rng.integers(0, span, size=(b, self.n_mics))
+        sensor_off = n_kinds * self.noise_tape_len + rng.integers(0, span, size=(b, self.n_mics))
+        return {
+            "room": room.astype(np.int32), "pos": pos.astype(np.int32), "amp": amp,
+            "dry_off": dry_off.astype(np.int32), "noise_off": noise_off.astype(np.int32),
+            "sensor_off": sensor_off.astype(np.int32),
+            "snr_diffuse_db": rng.uniform(*s.snr_diffuse_db, size=b).astype(np.float32),
+            "snr_sensor_db": rng.uniform(*s.snr_sensor_db, size=b).astype(np.float32),
+            "level_dbfs": rng.uniform(*s.level_dbfs, size=b).astype(np.float32),
+            # labels and descriptors (not used by the renderer)
+            "targets": encode_batch(self.layout, az, dist, weight).astype(np.float32),
+            "azimuth_deg": az.astype(np.float32), "distance_m": dist.astype(np.float32),
+            "n_sources": n_src.astype(np.int8), "rt60_s": self.rooms["rt60_s"][room].astype(np.float32),
+            "kind": kind_code,
+        }
+
+    # ---- rendering in keras.ops
+    def _render(self, rirs, gains, dry_tape, noise_tape, factor, room, pos, amp, dry_off, noise_off, sensor_off,
+                snr_d, snr_s, level):
+        from keras import ops
+
+        w, l_rir, n_fft = self.window, self.rir_len, self.fft_len
+        b = ops.shape(pos)[0]
+        seg = ops.take(dry_tape, dry_off[..., None] + ops.arange(self.seg_len, dtype="int32"))  # (B, S, N)
+        seg = seg - ops.mean(seg, axis=-1, keepdims=True)
+        seg = seg / ops.sqrt(ops.mean(ops.square(seg), axis=-1, keepdims=True) + 1e-12) * amp[..., None]
+        dr, di = ops.rfft(seg, fft_length=n_fft)  # (B, S, F)
+        h = ops.cast(ops.take(rirs, pos, axis=0), "float32")  # (B, S, M, L)
+        hr, hi = ops.rfft(h, fft_length=n_fft)
+        dr, di = dr[:, :, None, :], di[:, :, None, :]
+        yr = ops.sum(dr * hr - di * hi, axis=1)
+        yi = ops.sum(dr * hi + di * hr, axis=1)
+        clean = ops.irfft((yr, yi), fft_length=n_fft)[..., l_rir - 1:l_rir - 1 + w]  # (B, M, W)
+        g = ops.take(gains, room, axis=0)[..., None]  # (B, M, 1)
+        clean = clean * g
+        p_ref = ops.mean(ops.square(clean), axis=(1, 2))
+        p_ref = ops.where(p_ref > 0.0, p_ref, ops.ones_like(p_ref))
+        idx = ops.arange(w, dtype="int32")
+        ind = ops.take(noise_tape, noise_off[..., None] + idx)  # (B, M, W) independent channels
+        nr, ni = ops.rfft(ind, fft_length=w)
+        dfr = ops.einsum("fij,bjf->bif", factor, nr)
+        dfi = ops.einsum("fij,bjf->bif", factor, ni)
+        diffuse = ops.irfft((dfr, dfi), fft_length=w) * g
+        p_d = ops.mean(ops.square(diffuse), axis=(1, 2)) + 1e-20
+        diffuse = diffuse * ops.sqrt(p_ref / p_d * ops.power(10.0, -snr_d / 10.0))[:, None, None]
+        sensor = ops.take(noise_tape, sensor_off[..., None] + idx)
+        sensor = sensor * ops.sqrt(p_ref * ops.power(10.0, -snr_s / 10.0))[:, None, None]
+        gain = ops.power(10.0, level / 20.0) / ops.sqrt(p_ref)
+        audio = (clean + diffuse + sensor) * gain[:, None, None]
+        pcm = ops.clip(ops.round(audio * 32767.0), -32768.0, 32767.0) / INT16_FULL_SCALE
+        # edge_msl.features.normalize_window, in ops
+        x = pcm - ops.mean(pcm, axis=2, keepdims=True)
+        std = ops.sqrt(ops.mean(ops.square(x), axis=(1, 2), keepdims=True))
+        x = ops.clip(x / ops.maximum(std, SILENCE_FLOOR), -8.0, 8.0)
+        del b
+        return ops.transpose(x, (0, 2, 1))
+
+    def _compiled(self):
+        if self._render_fn is None:
+            import keras
+
+            backend = keras.backend.backend()
+            if backend == "jax":
+                import jax
+
+                self._render_fn = jax.jit(self._render)
+            elif backend == "tensorflow":
+                import tensorflow as tf
+
+                self._render_fn = tf.function(self._render, reduce_retracing=True)
+            else:
+                self._render_fn = self._render
+        return self._render_fn
+
+    def render(self, plan: dict[str, np.ndarray]):
+        """Network inputs (B, W, M) for a plan, as a backend tensor."""
+        return self._compiled()(self._rirs_t, self._gain_t, self._dry_t, self._noise_t, self._factor_t,
+                                plan["room"], plan["pos"], plan["amp"], plan["dry_off"], plan["noise_off"],
+                                plan["sensor_off"], plan["snr_diffuse_db"], plan["snr_sensor_db"],
+                                plan["level_dbfs"])
+
+    def batch(self, batch_size: int) -> tuple[Any, np.ndarray]:
+        """(inputs, region targets) of one batch."""
+        plan = self.plan(batch_size)
+        return self.render(plan), plan["targets"]
+
+    def fixed_set(self, n: int, batch_size: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """``n`` windows rendered once (a validation set), as numpy batches."""
+        import keras
+
+        out = []
+        for start in range(0, n, batch_size):
+            x, y = self.batch(min(batch_size, n - start))
+            out.append((keras.ops.convert_to_numpy(x), y))
+        return out
