@@ -697,7 +697,7 @@ def write_dataset(out_dir: str | Path, mode: str, n_items: int, settings: SimSet
 
 def shard_files(directory: str | Path) -> list[Path]:
     """The shard files of a dataset or RIR bank, in order; refuses a directory without any."""
-    files = sorted(Path(directory).glob("shard-*.npz"))
+    files = sorted(f for f in Path(directory).glob("shard-*.npz") if f.name[6:-4].isdigit())  # not *.tmp.npz
     if not files:
         raise ValueError(f"{directory} holds no shards; write some with python -m train_tf.simulate")
     return files
