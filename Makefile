@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
 BANK   ?= data/dry/bank-small.npz
-EXTRAS ?= train,alsa,mqtt,dev
+EXTRAS ?= train,alsa,mqtt,dev,jax
 
 .PHONY: help system venv demo test bank dataset clean
 

@@ -1,0 +1,369 @@
+"""Evaluate a trained model on a held-out simulated window set, against pyroomacoustics' DOA baselines.
+
+For every window the model's detections (it is *not* told how many sources there are) and each
+baseline's estimates (SRP-PHAT, MUSIC, NormMUSIC, TOPS, each *given the true number of
+sources*) are matched to the true sources by the Hungarian method on circular azimuth
+distance. A matched pair within ``--match-deg`` (20) is a hit. Reported per number of sources
+(1-4) and per reverberation band (RT60 < 0.3, 0.3-0.6, > 0.6 s):
+
+* DOA error of hits, mean and median (degrees);
+* recall, precision, F1 (a baseline returns exactly K estimates, so its precision = recall);
+* distance error of hits (model only; the baselines estimate no distance);
+* recall per true distance band (where weak, far sources are lost).
+
+Writes ``results.json``, ``table.md`` and ``eval.png`` (error CDF per method, F1 per number of
+sources) to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from edge_msl.arrays import SPEED_OF_SOUND_M_S, get_array
+from edge_msl.features import normalize_window
+from edge_msl.regions import RegionLayout, angular_distance_deg, decode
+
+RT60_BANDS = (("RT60<0.3", 0.0, 0.3), ("0.3-0.6", 0.3, 0.6), ("RT60>0.6", 0.6, 99.0))
+DIST_BANDS = ((0.0, 1.0), (1.0, 2.0), (2.0, 3.0), (3.0, 99.0))
+BASELINES = ("SRP", "MUSIC", "NormMUSIC", "TOPS")
+MODEL = "model"
+
+
+def match(est_deg: Sequence[float], true_deg: Sequence[float]) -> list[tuple[int, int, float]]:
+    """Hungarian assignment of estimates to true azimuths: (est index, true index, error deg)."""
+    from scipy.optimize import linear_sum_assignment
+
+    if len(est_deg) == 0 or len(true_deg) == 0:
+        return []
+    cost = angular_distance_deg(np.asarray(est_deg)[:, None], np.asarray(true_deg)[None, :])
+    rows, cols = linear_sum_assignment(cost)
+    return [(int(r), int(c), float(cost[r, c])) for r, c in zip(rows, cols)]
+
+
+# --------------------------------------------------------------------------- the model
+
+def model_outputs(run_dir: str | Path, audio: np.ndarray, weights: str, batch: int = 64) -> tuple[np.ndarray, dict]:
+    """Raw network outputs (N, n_regions, 3) of a trained Keras model, and its parameters."""
+    from train_tf.crosscheck import load_model
+
+    model, params = load_model(run_dir, weights)
+    outputs = [np.asarray(model(normalize_window(audio[i:i + batch]), training=False))
+               for i in range(0, len(audio), batch)]
+    return np.concatenate(outputs), params
+
+
+def decode_all(outputs: np.ndarray, params: dict, threshold: float | None = None,
+               min_separation_deg: float | None = None) -> tuple[list[list[Any]], float, float]:
+    """Detections per window; unset decode settings come from params.json (``decode``), else 0.5."""
+    if threshold is None:
+        threshold = float(params.get("decode", {}).get("threshold", 0.5))
+    layout_cfg = dict(params["regions"])
+    if min_separation_deg is not None:
+        layout_cfg["min_separation_deg"] = min_separation_deg
+    layout = RegionLayout.from_dict(layout_cfg)
+    return [decode(layout, o, threshold) for o in outputs], threshold, layout.min_separation_deg
+
+
+# --------------------------------------------------------------------------- baselines
+
+_BASE: dict[str, Any] = {}
+
+
+def _baseline_init(mic_xy: np.ndarray, fs: int, nfft: int, freq_range: tuple[float, float]) -> None:
+    os.environ["PRA_NUM_THREADS"] = "1"
+    _BASE.update(mic_xy=mic_xy, fs=fs, nfft=nfft, freq_range=freq_range)
+
+
+def _baseline_job(job: tuple[np.ndarray, int, Sequence[str]]) -> dict[str, list[float]]:
+    import pyroomacoustics as pra
+
+    audio, k, methods = job
+    nfft = _BASE["nfft"]
+    x = audio.astype(np.float64) / 32768.0
+    spec = pra.transform.stft.analysis(x, nfft, nfft // 2).transpose(2, 1, 0)  # (M, F, frames)
+    out = {}
+    grid = np.radians(np.arange(0.0, 360.0, 1.0))
+    for name in methods:
+        doa = pra.doa.algorithms[name](_BASE["mic_xy"], _BASE["fs"], nfft, c=SPEED_OF_SOUND_M_S, num_src=k,
+                                       azimuth=grid)
+        doa.locate_sources(spec, num_src=k, freq_range=list(_BASE["freq_range"]))
+        out[name] = [float(v) for v in np.degrees(np.atleast_1d(doa.azimuth_recon)) % 360.0]
+    return out
+
+
+def baseline_estimates(audio: np.ndarray, n_sources: np.ndarray, array_name: str, fs: int, methods: Sequence[str],
+                       workers: int, nfft: int = 512, freq_range: tuple[float, float] = (300.0, 3500.0)
+                       ) -> dict[str, list[list[float]]]:
+    """Azimuth estimates of each baseline for every window, given its true number of sources."""
+    import multiprocessing as mp
+
+    mic_xy = get_array(array_name).positions()[:, :2].T.copy()
+    jobs = [(audio[i], int(n_sources[i]), tuple(methods)) for i in range(len(audio))]
+    res: list[dict[str, list[float]]]
+    if workers > 1:
+        with mp.get_context("spawn").Pool(workers, _baseline_init, (mic_xy, fs, nfft, freq_range)) as pool:
+            res = pool.map(_baseline_job, jobs, chunksize=8)
+    else:
+        _baseline_init(mic_xy, fs, nfft, freq_range)
+        res = [_baseline_job(j) for j in jobs]
+    return {m: [r[m] for r in res] for m in methods}
+
+
+# --------------------------------------------------------------------------- scoring
+
+def score(est_az: list[list[float]], est_dist: list[list[float]] | None, true_az: np.ndarray, true_dist: np.ndarray,
+          match_deg: float) -> list[dict[str, Any]]:
+    """Per-window counts and errors for one method."""
+    rows = []
+    for i, est in enumerate(est_az):
+        ok = np.isfinite(true_az[i])
+        t_az, t_d = true_az[i][ok], true_dist[i][ok]
+        pairs = match(est, t_az)
+        hits = [(e, t, err) for e, t, err in pairs if err <= match_deg]
+        rows.append({
+            "n_true": int(len(t_az)), "n_est": int(len(est)), "tp": len(hits),
+            "err": [err for _, _, err in hits], "all_err": [err for _, _, err in pairs],
+            "dist_err": [abs(est_dist[i][e] - t_d[t]) for e, t, _ in hits] if est_dist is not None else [],
+            "hit_true_dist": [float(t_d[t]) for _, t, _ in hits], "true_dist": [float(v) for v in t_d],
+        })
+    return rows
+
+
+def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Aggregate per-window rows: errors, recall, precision, F1, distance error."""
+    tp = sum(r["tp"] for r in rows)
+    n_true = sum(r["n_true"] for r in rows)
+    n_est = sum(r["n_est"] for r in rows)
+    err = np.concatenate([r["err"] for r in rows]) if rows else np.zeros(0)
+    derr = np.concatenate([r["dist_err"] for r in rows]) if rows else np.zeros(0)
+    recall = tp / n_true if n_true else float("nan")
+    precision = tp / n_est if n_est else float("nan")
+    f1 = 2 * recall * precision / (recall + precision) if recall + precision > 0 else 0.0
+    return {"windows": len(rows), "sources": n_true, "estimates": n_est, "hits": tp,
+            "err_mean": float(err.mean()) if len(err) else float("nan"),
+            "err_median": float(np.median(err)) if len(err) else float("nan"),
+            "recall": recall, "precision": precision, "f1": f1,
+            "dist_err_mean": float(derr.mean()) if len(derr) else float("nan")}
+
+
+def recall_by_distance(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Recall of true sources per horizontal distance band."""
+    hit = np.concatenate([r["hit_true_dist"] for r in rows]) if rows else np.zeros(0)
+    true = np.concatenate([r["true_dist"] for r in rows]) if rows else np.zeros(0)
+    out = {}
+    for lo, hi in DIST_BANDS:
+        n = int(np.sum((true >= lo) & (true < hi)))
+        k = int(np.sum((hit >= lo) & (hit < hi)))
+        out[f"{lo:g}-{hi:g} m" if hi < 99 else f">{lo:g} m"] = k / n if n else float("nan")
+    return out
+
+
+def cells(n_sources: np.ndarray, rt60: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """(label, window mask) for every row of the tables."""
+    out = []
+    for k in sorted(set(int(v) for v in n_sources)):
+        for name, lo, hi in RT60_BANDS:
+            out.append((f"{k} src, {name}", (n_sources == k) & (rt60 >= lo) & (rt60 < hi)))
+        out.append((f"{k} src, all", n_sources == k))
+    out.append(("all", np.ones(len(n_sources), dtype=bool)))
+    return out
+
+
+def _fmt(v: float, spec: str) -> str:
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
+
+
+def tables(results: dict[str, Any]) -> str:
+    """Markdown tables of a results dict."""
+    methods = results["methods"]
+    lines = [f"Model `{results['model']}` ({results['model_macs'] / 1e6:.1f} M MACs, {results['n_regions']} regions, "
+             f"threshold {results['threshold']}, duplicates within {results['min_separation_deg']:g}° suppressed), "
+             f"{results['n_windows']} windows of `{results['data']}`. "
+             f"Hit: Hungarian match within {results['match_deg']}°. Baselines are given the true number of sources.",
+             "", "**Model** (not told the number of sources)", "",
+             "| windows | n | DOA err mean / median (°) | recall | precision | F1 | dist err (m) |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for label, s in results["cells"][MODEL].items():
+        lines.append(f"| {label} | {s['windows']} | {_fmt(s['err_mean'], '.2f')} / {_fmt(s['err_median'], '.2f')} | "
+                     f"{_fmt(s['recall'], '.3f')} | {_fmt(s['precision'], '.3f')} | {_fmt(s['f1'], '.3f')} | "
+                     f"{_fmt(s['dist_err_mean'], '.2f')} |")
+    lines += ["", "**F1@{:g}° / mean DOA error of hits (°)**, model vs baselines given the true count".format(
+        results["match_deg"]), "", "| windows | " + " | ".join(methods) + " |",
+        "| --- | " + " | ".join("---:" for _ in methods) + " |"]
+    for label in results["cells"][MODEL]:
+        row = [f"{_fmt(results['cells'][m][label]['f1'], '.3f')} / {_fmt(results['cells'][m][label]['err_mean'], '.1f')}"
+               for m in methods]
+        lines.append(f"| {label} | " + " | ".join(row) + " |")
+    lines += ["", "**Recall per true distance** (all windows)", "",
+              "| method | " + " | ".join(results["recall_by_distance"][MODEL]) + " |",
+              "| --- | " + " | ".join("---:" for _ in results["recall_by_distance"][MODEL]) + " |"]
+    for m in methods:
+        lines.append(f"| {m} | " + " | ".join(_fmt(v, ".3f") for v in results["recall_by_distance"][m].values()) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(results: dict[str, Any], per_window: dict[str, list[dict[str, Any]]], png: Path) -> None:
+    """Error CDF per method (all Hungarian pairs) and F1 per number of sources."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for m in results["methods"]:
+        err = np.sort(np.concatenate([r["all_err"] for r in per_window[m]]))
+        if len(err):
+            a.plot(err, np.arange(1, len(err) + 1) / len(err), label=m, lw=2 if m == MODEL else 1.2)
+    a.axvline(results["match_deg"], color="grey", ls=":", lw=1)
+    a.set_xscale("symlog", linthresh=1.0)
+    a.set_xlim(0, 180)
+    a.set_xlabel("azimuth error of Hungarian-matched pairs (deg)")
+    a.set_ylabel("fraction of pairs")
+    a.set_title("error CDF")
+    a.grid(alpha=0.3)
+    a.legend()
+    ks = sorted({int(lbl.split()[0]) for lbl in results["cells"][MODEL] if lbl.endswith(", all")})
+    width = 0.8 / len(results["methods"])
+    for j, m in enumerate(results["methods"]):
+        f1 = [results["cells"][m][f"{k} src, all"]["f1"] for k in ks]
+        b.bar(np.array(ks) + (j - (len(results["methods"]) - 1) / 2) * width, f1, width, label=m)
+    b.set_xticks(ks)
+    b.set_xlabel("number of sources")
+    b.set_ylabel(f"F1 @ {results['match_deg']:g} deg")
+    b.set_ylim(0, 1)
+    b.set_title("F1 per number of sources (baselines know the count)")
+    b.grid(alpha=0.3, axis="y")
+    b.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+
+
+def sweep(run_dir: str | Path, data_dir: str | Path, weights: str, thresholds: Sequence[float],
+          separations: Sequence[float], match_deg: float = 20.0) -> list[dict[str, Any]]:
+    """F1 and DOA error of the model for every (threshold, suppression) pair: choose them on a
+    validation set, never on the test set."""
+    from train_tf.simulate import load_windows
+
+    data = load_windows(data_dir)
+    outputs, params = model_outputs(run_dir, data["audio"], weights)
+    rows = []
+    for t in thresholds:
+        for sep in separations:
+            dets, _, _ = decode_all(outputs, params, t, sep)
+            s = summarize(score([[d.azimuth_deg for d in w] for w in dets], [[d.distance_m for d in w] for w in dets],
+                                data["azimuth_deg"], data["distance_m"], match_deg))
+            rows.append({"threshold": t, "min_separation_deg": sep, **s})
+    return rows
+
+
+def evaluate(run_dir: str | Path, data_dir: str | Path, out_dir: str | Path, weights: str = "best.weights.h5",
+             threshold: float | None = None, match_deg: float = 20.0, baselines: Sequence[str] = BASELINES, workers: int = 1,
+             max_windows: int | None = None, min_separation_deg: float | None = None) -> dict[str, Any]:
+    """Run the whole evaluation; returns the results dict (also written to ``out_dir``)."""
+    from train_tf.simulate import _read_meta, load_windows
+
+    data_dir, out = Path(data_dir), Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = _read_meta(data_dir)
+    data = load_windows(data_dir)
+    n = len(data["audio"]) if max_windows is None else min(max_windows, len(data["audio"]))
+    audio = data["audio"][:n]
+    n_src = data["n_sources"][:n].astype(int)
+    true_az, true_d, rt60 = data["azimuth_deg"][:n], data["distance_m"][:n], data["rt60_s"][:n]
+    t0 = time.perf_counter()
+    outputs, params = model_outputs(run_dir, audio, weights)
+    model_s = time.perf_counter() - t0
+    dets, threshold, min_sep = decode_all(outputs, params, threshold, min_separation_deg)
+    if params["array"]["name"] != meta["array"]["name"]:
+        raise SystemExit(f"model is for array {params['array']['name']} but the data for {meta['array']['name']}")
+    per_window = {MODEL: score([[d.azimuth_deg for d in w] for w in dets], [[d.distance_m for d in w] for w in dets],
+                               true_az, true_d, match_deg)}
+    t1 = time.perf_counter()
+    has_src = n_src > 0
+    if baselines:
+        idx = np.flatnonzero(has_src)
+        est = baseline_estimates(audio[idx], n_src[idx], meta["array"]["name"], meta["settings"]["sample_rate_hz"],
+                                 baselines, workers)
+        for m in baselines:
+            full: list[list[float]] = [[] for _ in range(n)]
+            for j, i in enumerate(idx):
+                full[i] = est[m][j]
+            per_window[m] = score(full, None, true_az, true_d, match_deg)
+    base_s = time.perf_counter() - t1
+    methods = [MODEL, *baselines]
+    results: dict[str, Any] = {
+        "model": str(run_dir), "weights": weights, "data": str(data_dir), "n_windows": n, "threshold": threshold,
+        "match_deg": match_deg, "n_regions": params["regions"]["n_regions"], "model_macs": params["macs_per_window"],
+        "min_separation_deg": min_sep,
+        "methods": methods, "seconds": {"model": round(model_s, 1), "baselines": round(base_s, 1)},
+        "cells": {m: {label: summarize([per_window[m][i] for i in np.flatnonzero(mask)])
+                      for label, mask in cells(n_src, rt60)} for m in methods},
+        "recall_by_distance": {m: recall_by_distance(per_window[m]) for m in methods},
+    }
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    (out / "table.md").write_text(tables(results))
+    plot(results, per_window, out / "eval.png")
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m train_tf.evaluate", description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, help="run or export directory (params.json + weights)")
+    parser.add_argument("--weights", default=None,
+                        help="weights file inside --model (default: model.weights.h5 if present, else best.weights.h5)")
+    parser.add_argument("--data", required=True, help="held-out window set (train_tf.simulate windows)")
+    parser.add_argument("--out", required=True, help="directory for results.json, table.md, eval.png")
+    parser.add_argument("--threshold", type=float, default=None,
+                        help="activity threshold (default: the model's params.json decode.threshold, else 0.5)")
+    parser.add_argument("--min-separation-deg", type=float, default=None,
+                        help="duplicate suppression on decode (default: the model's)")
+    parser.add_argument("--match-deg", type=float, default=20.0)
+    parser.add_argument("--baselines", default=",".join(BASELINES),
+                        help="comma list of SRP,MUSIC,NormMUSIC,TOPS, or 'none'")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--max-windows", type=int, default=None)
+    parser.add_argument("--sweep", metavar="THRESHOLDS/SEPARATIONS",
+                        help="instead of evaluating, print the model's F1 for a grid of decode settings, e.g. "
+                             "0.3,0.4,0.5/10,15,20 (use a validation set)")
+    args = parser.parse_args(argv)
+    baselines = [] if args.baselines.lower() == "none" else [b.strip() for b in args.baselines.split(",") if b.strip()]
+    bad = [b for b in baselines if b not in BASELINES]
+    if bad:
+        raise SystemExit(f"unknown baselines {bad}; choose from {', '.join(BASELINES)} or none")
+    weights = args.weights or ("model.weights.h5" if (Path(args.model) / "model.weights.h5").exists()
+                               else "best.weights.h5")
+    if args.sweep:
+        try:
+            ts, seps = args.sweep.split("/")
+            grid = [float(v) for v in ts.split(",")], [float(v) for v in seps.split(",")]
+        except ValueError:
+            raise SystemExit(f"--sweep takes THRESHOLDS/SEPARATIONS like 0.3,0.4/10,20, got {args.sweep!r}") from None
+        rows = sweep(args.model, args.data, weights, *grid, match_deg=args.match_deg)
+        print("| threshold | suppression (°) | recall | precision | F1 | DOA err mean (°) |")
+        print("| ---: | ---: | ---: | ---: | ---: | ---: |")
+        for r in rows:
+            print(f"| {r['threshold']:g} | {r['min_separation_deg']:g} | {r['recall']:.3f} | {r['precision']:.3f} | "
+                  f"{r['f1']:.3f} | {r['err_mean']:.2f} |")
+        best = max(rows, key=lambda r: r["f1"])
+        print(f"best F1 {best['f1']:.3f} at threshold {best['threshold']:g}, suppression {best['min_separation_deg']:g}°")
+        return 0
+    results = evaluate(args.model, args.data, args.out, weights, args.threshold, args.match_deg, baselines,
+                       args.workers, args.max_windows, args.min_separation_deg)
+    print(tables(results))
+    print(f"wrote {args.out}/results.json, table.md, eval.png", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    sys.exit(main())
