@@ -121,12 +121,14 @@ def baseline_estimates(audio: np.ndarray, n_sources: np.ndarray, array_name: str
 # --------------------------------------------------------------------------- scoring
 
 def score(est_az: list[list[float]], est_dist: list[list[float]] | None, true_az: np.ndarray, true_dist: np.ndarray,
-          match_deg: float) -> list[dict[str, Any]]:
-    """Per-window counts and errors for one method."""
+          match_deg: float, true_level: np.ndarray | None = None) -> list[dict[str, Any]]:
+    """Per-window counts and errors for one method (``true_level``: direct-path level of each
+    source relative to the window's loudest, dB, for recall per level)."""
     rows = []
     for i, est in enumerate(est_az):
         ok = np.isfinite(true_az[i])
         t_az, t_d = true_az[i][ok], true_dist[i][ok]
+        t_lv = true_level[i][ok] if true_level is not None else np.zeros(len(t_az))
         pairs = match(est, t_az)
         hits = [(e, t, err) for e, t, err in pairs if err <= match_deg]
         rows.append({
@@ -134,6 +136,7 @@ def score(est_az: list[list[float]], est_dist: list[list[float]] | None, true_az
             "err": [err for _, _, err in hits], "all_err": [err for _, _, err in pairs],
             "dist_err": [abs(est_dist[i][e] - t_d[t]) for e, t, _ in hits] if est_dist is not None else [],
             "hit_true_dist": [float(t_d[t]) for _, t, _ in hits], "true_dist": [float(v) for v in t_d],
+            "hit_level": [float(t_lv[t]) for _, t, _ in hits], "true_level": [float(v) for v in t_lv],
         })
     return rows
 
@@ -147,7 +150,12 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     derr = np.concatenate([r["dist_err"] for r in rows]) if rows else np.zeros(0)
     recall = tp / n_true if n_true else float("nan")
     precision = tp / n_est if n_est else float("nan")
-    f1 = 2 * recall * precision / (recall + precision) if recall + precision > 0 else 0.0
+    if not (n_true or n_est):
+        f1 = float("nan")  # nothing to find and nothing found: undefined, not 0
+    elif n_true and n_est and recall + precision > 0:
+        f1 = 2 * recall * precision / (recall + precision)
+    else:
+        f1 = 0.0
     return {"windows": len(rows), "sources": n_true, "estimates": n_est, "hits": tp,
             "err_mean": float(err.mean()) if len(err) else float("nan"),
             "err_median": float(np.median(err)) if len(err) else float("nan"),
@@ -164,6 +172,22 @@ def recall_by_distance(rows: list[dict[str, Any]]) -> dict[str, float]:
         n = int(np.sum((true >= lo) & (true < hi)))
         k = int(np.sum((hit >= lo) & (hit < hi)))
         out[f"{lo:g}-{hi:g} m" if hi < 99 else f">{lo:g} m"] = k / n if n else float("nan")
+    return out
+
+
+LEVEL_BANDS = ((-3.0, 0.1), (-10.0, -3.0), (-20.0, -10.0), (-99.0, -20.0))
+
+
+def recall_by_level(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Recall of true sources per direct-path level relative to the window's loudest source."""
+    hit = np.concatenate([r["hit_level"] for r in rows]) if rows else np.zeros(0)
+    true = np.concatenate([r["true_level"] for r in rows]) if rows else np.zeros(0)
+    out = {}
+    for lo, hi in LEVEL_BANDS:
+        n = int(np.sum((true >= lo) & (true < hi)))
+        k = int(np.sum((hit >= lo) & (hit < hi)))
+        label = "loudest to -3 dB" if hi > 0 else (f"{lo:g} to {hi:g} dB" if lo > -99 else f"below {hi:g} dB")
+        out[label] = k / n if n else float("nan")
     return out
 
 
@@ -208,6 +232,12 @@ def tables(results: dict[str, Any]) -> str:
               "| --- | " + " | ".join("---:" for _ in results["recall_by_distance"][MODEL]) + " |"]
     for m in methods:
         lines.append(f"| {m} | " + " | ".join(_fmt(v, ".3f") for v in results["recall_by_distance"][m].values()) + " |")
+    if "recall_by_level" in results:
+        lv = results["recall_by_level"][MODEL]
+        lines += ["", "**Recall per direct-path level relative to the loudest source** (all windows)", "",
+                  "| method | " + " | ".join(lv) + " |", "| --- | " + " | ".join("---:" for _ in lv) + " |"]
+        for m in methods:
+            lines.append(f"| {m} | " + " | ".join(_fmt(v, ".3f") for v in results["recall_by_level"][m].values()) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -231,7 +261,7 @@ def plot(results: dict[str, Any], per_window: dict[str, list[dict[str, Any]]], p
     a.set_title("error CDF")
     a.grid(alpha=0.3)
     a.legend()
-    ks = sorted({int(lbl.split()[0]) for lbl in results["cells"][MODEL] if lbl.endswith(", all")})
+    ks = sorted({int(lbl.split()[0]) for lbl in results["cells"][MODEL] if lbl.endswith(", all")} - {0})
     width = 0.8 / len(results["methods"])
     for j, m in enumerate(results["methods"]):
         f1 = [results["cells"][m][f"{k} src, all"]["f1"] for k in ks]
@@ -286,8 +316,9 @@ def evaluate(run_dir: str | Path, data_dir: str | Path, out_dir: str | Path, wei
     dets, threshold, min_sep = decode_all(outputs, params, threshold, min_separation_deg)
     if params["array"]["name"] != meta["array"]["name"]:
         raise SystemExit(f"model is for array {params['array']['name']} but the data for {meta['array']['name']}")
+    level = data["level_db"][:n]
     per_window = {MODEL: score([[d.azimuth_deg for d in w] for w in dets], [[d.distance_m for d in w] for w in dets],
-                               true_az, true_d, match_deg)}
+                               true_az, true_d, match_deg, level)}
     t1 = time.perf_counter()
     has_src = n_src > 0
     if baselines:
@@ -298,7 +329,7 @@ def evaluate(run_dir: str | Path, data_dir: str | Path, out_dir: str | Path, wei
             full: list[list[float]] = [[] for _ in range(n)]
             for j, i in enumerate(idx):
                 full[i] = est[m][j]
-            per_window[m] = score(full, None, true_az, true_d, match_deg)
+            per_window[m] = score(full, None, true_az, true_d, match_deg, level)
     base_s = time.perf_counter() - t1
     methods = [MODEL, *baselines]
     results: dict[str, Any] = {
@@ -309,6 +340,7 @@ def evaluate(run_dir: str | Path, data_dir: str | Path, out_dir: str | Path, wei
         "cells": {m: {label: summarize([per_window[m][i] for i in np.flatnonzero(mask)])
                       for label, mask in cells(n_src, rt60)} for m in methods},
         "recall_by_distance": {m: recall_by_distance(per_window[m]) for m in methods},
+        "recall_by_level": {m: recall_by_level(per_window[m]) for m in methods},
     }
     (out / "results.json").write_text(json.dumps(results, indent=2))
     (out / "table.md").write_text(tables(results))

@@ -137,7 +137,7 @@ class Mixer:
         # dry signals, diffuse-noise tapes and a white sensor-noise tape
         self.dry = DryTape(bank, self.seg_len + 1, seed)
         nrng = np.random.default_rng([seed, 7])
-        n_tape = int(noise_tape_s * self.fs)
+        n_tape = max(int(noise_tape_s * self.fs), 2 * self.n_mics * self.window)
         self.diffuse_kinds = tuple(s.diffuse_kinds)
         tapes = [babble(bank, n_tape, nrng) if k == "babble" else noise(k, n_tape, nrng, self.fs)
                  for k in self.diffuse_kinds]
@@ -228,9 +228,12 @@ class Mixer:
             kind_code[i, :m] = [KIND_CODES[self.kind_names[c]] for c in kinds]
         n_kinds = len(self.diffuse_kinds)
         dkind = rng.integers(0, n_kinds, size=b)
-        span = self.noise_tape_len - self.window
-        noise_off = dkind[:, None] * self.noise_tape_len + rng.integers(0, span, size=(b, self.n_mics))
-        sensor_off = n_kinds * self.noise_tape_len + rng.integers(0, span, size=(b, self.n_mics))
+        # each mic gets its own stretch of the tape (consecutive, never overlapping), so no two
+        # channels carry shifted copies of one noise, which would look like a direction
+        span = self.noise_tape_len - self.n_mics * self.window
+        lanes = np.arange(self.n_mics) * self.window
+        noise_off = dkind[:, None] * self.noise_tape_len + rng.integers(0, span, size=(b, 1)) + lanes
+        sensor_off = n_kinds * self.noise_tape_len + rng.integers(0, span, size=(b, 1)) + lanes
         return {
             "room": room.astype(np.int32), "pos": pos.astype(np.int32), "amp": amp,
             "dry_off": dry_off.astype(np.int32), "noise_off": noise_off.astype(np.int32),

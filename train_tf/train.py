@@ -62,7 +62,8 @@ class TrainSettings:
     val_windows: int = 4096
     """Fixed validation windows rendered once when mixing on the fly."""
     max_minutes: float | None = None
-    """Stop (resumably) after the first epoch that ends past this wall-clock budget."""
+    """Wall-clock budget: no epoch starts that would end past it (judged by the last epoch's length);
+    the run stops resumably."""
 
 
 class WindowBatches:
@@ -194,7 +195,10 @@ def train(data_dir: str | Path | None, out_dir: str | Path, model_cfg, layout: R
     if rir_bank is not None:
         if bank is None:
             raise SystemExit("--rir-bank needs --bank (the dry-signal bank to mix)")
-        source: ShardSource | MixSource = MixSource(Path(rir_bank), Path(bank), layout, settings)
+        try:
+            source: ShardSource | MixSource = MixSource(Path(rir_bank), Path(bank), layout, settings)
+        except (ValueError, FileNotFoundError) as exc:
+            raise SystemExit(str(exc)) from None
     else:
         source = ShardSource(Path(data_dir), layout, settings)
     meta = source.meta

@@ -1,0 +1,126 @@
+"""Evaluation: Hungarian matching on the circle, scoring, the table cells, and a whole run against
+two pyroomacoustics baselines on the tiny window set."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from train_tf import evaluate
+from train_tf.evaluate import cells, match, score, summarize
+
+TINY = ["--block-filters", "8,8,16", "--first-filters", "8", "--dense-units", "16", "--batch-size", "8", "--quiet"]
+
+
+def test_match_wraps_around_zero():
+    assert match([359.0], [1.0]) == [(0, 0, pytest.approx(2.0))]
+    assert match([1.0], [359.0]) == [(0, 0, pytest.approx(2.0))]
+    assert match([180.0], [0.0])[0][2] == pytest.approx(180.0)
+
+
+def test_match_finds_the_global_optimum_where_greedy_would_not():
+    # greedy takes the closest pair first (est 10 -> true 9, 1 deg) and is left with 0 -> 30
+    # (30 deg): 31 in all; the optimum pairs 0 -> 9 and 10 -> 30: 29 in all
+    pairs = match([0.0, 10.0], [9.0, 30.0])
+    assert sorted((e, t) for e, t, _ in pairs) == [(0, 0), (1, 1)]
+    assert sum(err for _, _, err in pairs) == pytest.approx(29.0)
+    # the same across the 0/360 border
+    pairs = match([350.0, 0.0], [359.0, 20.0])
+    assert sorted((e, t) for e, t, _ in pairs) == [(0, 0), (1, 1)]
+    assert sum(err for _, _, err in pairs) == pytest.approx(29.0)
+
+
+def test_match_with_unequal_or_empty_lists():
+    assert match([0.0, 100.0, 200.0], [101.0]) == [(1, 0, pytest.approx(1.0))]
+    assert sorted(t for _, t, _ in match([101.0], [0.0, 100.0, 200.0])) == [1]
+    assert match([], [10.0]) == [] and match([10.0], []) == []
+
+
+def _row(n_true, n_est, err, dist_err=()):
+    return {"n_true": n_true, "n_est": n_est, "tp": len(err), "err": list(err), "all_err": list(err),
+            "dist_err": list(dist_err), "hit_true_dist": [1.0] * len(err), "true_dist": [1.0] * n_true}
+
+
+def test_summarize_counts_precision_recall_and_f1():
+    rows = [_row(2, 3, [1.0, 3.0], [0.1, 0.3]),  # both found, one false alarm
+            _row(2, 1, []),  # one estimate, too far from either source
+            _row(0, 1, [])]  # a false alarm in an empty room
+    s = summarize(rows)
+    assert (s["windows"], s["sources"], s["estimates"], s["hits"]) == (3, 4, 5, 2)
+    assert s["recall"] == pytest.approx(0.5) and s["precision"] == pytest.approx(0.4)
+    assert s["f1"] == pytest.approx(2 * 0.5 * 0.4 / 0.9)
+    assert s["err_mean"] == pytest.approx(2.0) and s["err_median"] == pytest.approx(2.0)
+    assert s["dist_err_mean"] == pytest.approx(0.2)
+    perfect = summarize([_row(1, 1, [4.0])])
+    assert perfect["recall"] == perfect["precision"] == perfect["f1"] == 1.0
+    empty = summarize([])
+    assert empty["windows"] == 0 and math.isnan(empty["recall"]) and math.isnan(empty["err_mean"])
+
+
+def test_score_hits_only_within_the_match_radius():
+    true_az = np.array([[10.0, 200.0, np.nan], [np.nan, np.nan, np.nan]])
+    true_d = np.array([[1.0, 2.5, np.nan], [np.nan, np.nan, np.nan]])
+    rows = score([[12.0, 240.0], [90.0]], [[1.5, 2.0], [1.0]], true_az, true_d, match_deg=20.0)
+    assert [(r["n_true"], r["n_est"], r["tp"]) for r in rows] == [(2, 2, 1), (0, 1, 0)]
+    assert rows[0]["err"] == [pytest.approx(2.0)] and rows[0]["dist_err"] == [pytest.approx(0.5)]
+    assert sorted(rows[0]["all_err"]) == [pytest.approx(2.0), pytest.approx(40.0)]
+    assert rows[0]["hit_true_dist"] == [1.0] and rows[0]["true_dist"] == [1.0, 2.5]
+    # baselines estimate no distance
+    assert score([[12.0]], None, true_az[:1], true_d[:1], 20.0)[0]["dist_err"] == []
+
+
+def test_cells_cover_every_count_and_reverberation_band():
+    n_src = np.array([0, 1, 1, 2, 2])
+    rt60 = np.array([0.2, 0.5, 0.7, 0.1, 0.35])
+    out = dict(cells(n_src, rt60))
+    assert list(out)[-1] == "all" and out["all"].all()
+    assert {k for k in out if k.endswith(", all")} == {"0 src, all", "1 src, all", "2 src, all"}
+    assert out["1 src, 0.3-0.6"].tolist() == [False, True, False, False, False]
+    assert out["1 src, RT60>0.6"].tolist() == [False, False, True, False, False]
+    assert out["2 src, RT60<0.3"].sum() == 1 and out["2 src, all"].sum() == 2
+    # every window falls into exactly one RT60 band of its count
+    bands = [m for k, m in out.items() if "src" in k and not k.endswith(", all")]
+    assert np.array_equal(np.sum(bands, axis=0), np.ones(5))
+
+
+def test_evaluate_a_trained_model_against_baselines(tiny_dataset, tmp_path, capsys):
+    pytest.importorskip("keras")
+    pytest.importorskip("pyroomacoustics")
+    from train_tf import train
+    from train_tf.simulate import load_windows
+
+    run, out = tmp_path / "run", tmp_path / "eval"
+    assert train.main(["--data", str(tiny_dataset), "--out", str(run), "--epochs", "1", *TINY]) == 0
+    capsys.readouterr()
+    assert evaluate.main(["--model", str(run), "--data", str(tiny_dataset), "--out", str(out),
+                          "--baselines", "MUSIC,SRP", "--workers", "1"]) == 0
+    assert "Baselines are given the true number of sources" in capsys.readouterr().out
+    for name in ("results.json", "table.md", "eval.png"):
+        assert (out / name).stat().st_size > 0, name
+    results = json.loads((out / "results.json").read_text())
+    assert results["methods"] == ["model", "MUSIC", "SRP"] and results["n_windows"] == 24
+    counts = sorted({int(v) for v in load_windows(tiny_dataset)["n_sources"]})
+    table = (out / "table.md").read_text()
+    for method in results["methods"]:
+        assert results["cells"][method]["all"]["windows"] == 24
+        for k in counts:
+            assert f"{k} src, all" in results["cells"][method]
+    for k in counts:
+        assert f"| {k} src, all |" in table
+    for method in ("MUSIC", "SRP"):
+        for k in counts:
+            cell = results["cells"][method][f"{k} src, all"]
+            # a baseline returns exactly as many estimates as it is told there are sources
+            assert cell["estimates"] == cell["sources"] == k * cell["windows"], (method, k)
+            if k:
+                assert cell["precision"] == pytest.approx(cell["recall"])
+    # a 1-epoch model is weak, but a baseline on these clean short windows finds most single sources
+    if 1 in counts:
+        assert results["cells"]["SRP"]["1 src, all"]["recall"] > 0.5
+
+
+def test_unknown_baseline_is_refused(tmp_path):
+    with pytest.raises(SystemExit, match="unknown baselines"):
+        evaluate.main(["--model", str(tmp_path), "--data", str(tmp_path), "--out", str(tmp_path / "o"),
+                       "--baselines", "MUSIC,ESPRIT"])
