@@ -1,0 +1,116 @@
+"""Convert a trained Keras model directory into a full-integer int8 TFLite model plus its parameters.
+
+    python -m convert --model models/uca8-r10 --calib-data data/val-speech --out build/uca8-r10.tflite
+
+Writes ``OUT`` (.tflite, int8 weights and activations, ``TFLITE_BUILTINS_INT8`` only, int8 input
+and output) and ``OUT`` with the suffix ``.json`` next to it: everything the device needs to run
+the model (sample rate, window, array geometry and channel order, region layout, decode
+settings, input/output quantization, output tensor by signature name) and the sha256 of the
+.tflite it belongs to. Needs TensorFlow; models trained on the JAX backend load here unchanged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SIDECAR_FORMAT = "edge-msl-tflite-params"
+SIDECAR_VERSION = 1
+
+
+def representative_windows(data_dir: str | Path, n: int, seed: int = 0) -> np.ndarray:
+    """``n`` network inputs drawn from a simulated window set (realistic levels, 1-4 sources)."""
+    from edge_msl.features import normalize_window
+    from train_tf.simulate import load_windows
+
+    data = load_windows(data_dir)
+    idx = np.random.default_rng(seed).permutation(len(data["audio"]))[:n]
+    return normalize_window(data["audio"][np.sort(idx)])
+
+
+def convert(model_dir: str | Path, calib: np.ndarray, out: str | Path) -> dict[str, Any]:
+    """Write the int8 model and its sidecar; returns the sidecar dict."""
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    import tensorflow as tf
+
+    from train_tf.crosscheck import load_model
+
+    model, params = load_model(model_dir, "model.weights.h5" if (Path(model_dir) / "model.weights.h5").exists()
+                               else "best.weights.h5")
+
+    def rep():
+        for i in range(len(calib)):
+            yield [calib[i:i + 1].astype(np.float32)]
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = rep
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    t0 = time.perf_counter()
+    blob = converter.convert()
+    seconds = time.perf_counter() - t0
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(blob)
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=str(out), num_threads=1)
+    runner = interp.get_signature_runner()
+    sig = interp.get_signature_list()
+    name = next(iter(sig))
+    inp = runner.get_input_details()
+    outp = runner.get_output_details()
+    (in_name, in_det), = inp.items()
+    (out_name, out_det), = outp.items()
+    sidecar = {
+        "format": SIDECAR_FORMAT, "version": SIDECAR_VERSION,
+        "tflite_sha256": hashlib.sha256(blob).hexdigest(), "tflite_bytes": len(blob),
+        "sample_rate_hz": params["sample_rate_hz"], "window_samples": params["model"]["window_samples"],
+        "array": params["array"], "regions": params["regions"],
+        "decode": params.get("decode", {"threshold": 0.5}),
+        "input_scaling": params["input_scaling"],
+        "signature": name,
+        "input": {"name": in_name, "shape": [int(v) for v in in_det["shape"]], "dtype": "int8",
+                  "scale": float(in_det["quantization"][0]), "zero_point": int(in_det["quantization"][1])},
+        "output": {"name": out_name, "shape": [int(v) for v in out_det["shape"]], "dtype": "int8",
+                   "scale": float(out_det["quantization"][0]), "zero_point": int(out_det["quantization"][1]),
+                   "columns": ["active", "distance", "azimuth"]},
+        "macs_per_window": params["macs_per_window"], "training": {"data": params.get("data"),
+                                                                    "train": params.get("train")},
+        "calibration_windows": int(len(calib)), "convert_seconds": round(seconds, 1),
+        "converter": f"tensorflow {tf.__version__}",
+    }
+    out.with_suffix(".json").write_text(json.dumps(sidecar, indent=2))
+    return sidecar
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m convert", description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, help="Keras model directory (params.json + weights)")
+    parser.add_argument("--calib-data", required=True, help="window set from train_tf.simulate windows")
+    parser.add_argument("--calib-windows", type=int, default=300)
+    parser.add_argument("--out", required=True, help="output .tflite (a .json sidecar is written next to it)")
+    args = parser.parse_args(argv)
+    for path, what in ((Path(args.model) / "params.json", "--model"), (Path(args.calib_data) / "meta.json",
+                                                                     "--calib-data")):
+        if not path.exists():
+            raise SystemExit(f"{path} not found: {what} must point at a directory holding it")
+    calib = representative_windows(args.calib_data, args.calib_windows)
+    sidecar = convert(args.model, calib, args.out)
+    print(json.dumps({"out": args.out, "bytes": sidecar["tflite_bytes"], "input": sidecar["input"],
+                      "output": sidecar["output"]}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
