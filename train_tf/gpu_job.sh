@@ -6,7 +6,7 @@
 #
 # CONFIG is NAME:REGIONS:FIRST_FILTERS:BLOCK_FILTERS:DENSE (block filters joined by '-').
 # Expects the Keras/namex/optree/pyroomacoustics cp312 wheels in .whl/ and the dry-signal bank
-# as .carry/bank-carry.npz.xz (see README, "Training on a GPU machine"). Every run resumes from
+# as .carry/bank-carry.npz.xz (see README, "Reproduce"). Every run resumes from
 # RUNS_DIR/NAME when it exists, so a second call continues the first.
 set -euo pipefail
 runs=$1; minutes=$2; shift 2
