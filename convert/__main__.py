@@ -41,10 +41,9 @@ def convert(model_dir: str | Path, calib: np.ndarray, out: str | Path) -> dict[s
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     import tensorflow as tf
 
-    from train_tf.crosscheck import load_model
+    from train_tf.crosscheck import default_weights, load_model
 
-    model, params = load_model(model_dir, "model.weights.h5" if (Path(model_dir) / "model.weights.h5").exists()
-                               else "best.weights.h5")
+    model, params = load_model(model_dir, default_weights(model_dir))
 
     def rep():
         for i in range(len(calib)):

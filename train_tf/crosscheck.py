@@ -49,6 +49,12 @@ def reference(directory: str | Path, window: int, n_mics: int) -> tuple[np.ndarr
     return x, y, backend
 
 
+def default_weights(directory: str | Path) -> str:
+    """The weights file to use in a model directory: an export's ``model.weights.h5``, else a
+    training run's ``best.weights.h5``."""
+    return WEIGHTS if (Path(directory) / WEIGHTS).exists() else "best.weights.h5"
+
+
 def load_model(directory: str | Path, weights: str = WEIGHTS):
     """The Keras model of a run or export directory (its params.json + weights)."""
     from train_tf.model import ModelConfig, build_model

@@ -31,9 +31,10 @@ import numpy as np
 from edge_msl.arrays import SPEED_OF_SOUND_M_S, get_array
 from edge_msl.features import normalize_window
 from edge_msl.regions import RegionLayout, angular_distance_deg, decode
+from train_tf.crosscheck import default_weights, load_model
 
 RT60_BANDS = (("RT60<0.3", 0.0, 0.3), ("0.3-0.6", 0.3, 0.6), ("RT60>0.6", 0.6, 99.0))
-DIST_BANDS = ((0.0, 1.0), (1.0, 2.0), (2.0, 3.0), (3.0, 99.0))
+DIST_BANDS = (("0-1 m", 0.0, 1.0), ("1-2 m", 1.0, 2.0), ("2-3 m", 2.0, 3.0), (">3 m", 3.0, 99.0))
 BASELINES = ("SRP", "MUSIC", "NormMUSIC", "TOPS")
 MODEL = "model"
 
@@ -53,8 +54,6 @@ def match(est_deg: Sequence[float], true_deg: Sequence[float]) -> list[tuple[int
 
 def model_outputs(run_dir: str | Path, audio: np.ndarray, weights: str, batch: int = 64) -> tuple[np.ndarray, dict]:
     """Raw network outputs (N, n_regions, 3) of a trained Keras model, and its parameters."""
-    from train_tf.crosscheck import load_model
-
     model, params = load_model(run_dir, weights)
     outputs = [np.asarray(model(normalize_window(audio[i:i + batch]), training=False))
                for i in range(0, len(audio), batch)]
@@ -141,6 +140,13 @@ def score(est_az: list[list[float]], est_dist: list[list[float]] | None, true_az
     return rows
 
 
+def score_detections(dets: list[list[Any]], true_az: np.ndarray, true_dist: np.ndarray, match_deg: float,
+                     true_level: np.ndarray | None = None) -> list[dict[str, Any]]:
+    """``score`` for decoded ``Detection`` lists (azimuth and distance of each)."""
+    return score([[d.azimuth_deg for d in w] for w in dets], [[d.distance_m for d in w] for w in dets],
+                 true_az, true_dist, match_deg, true_level)
+
+
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Aggregate per-window rows: errors, recall, precision, F1, distance error."""
     tp = sum(r["tp"] for r in rows)
@@ -163,32 +169,31 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "dist_err_mean": float(derr.mean()) if len(derr) else float("nan")}
 
 
-def recall_by_distance(rows: list[dict[str, Any]]) -> dict[str, float]:
-    """Recall of true sources per horizontal distance band."""
-    hit = np.concatenate([r["hit_true_dist"] for r in rows]) if rows else np.zeros(0)
-    true = np.concatenate([r["true_dist"] for r in rows]) if rows else np.zeros(0)
+def _recall_per_band(rows: list[dict[str, Any]], hit_key: str, true_key: str,
+                     bands: Sequence[tuple[str, float, float]]) -> dict[str, float]:
+    """Recall of true sources per band [lo, hi) of a per-source quantity."""
+    hit = np.concatenate([r[hit_key] for r in rows]) if rows else np.zeros(0)
+    true = np.concatenate([r[true_key] for r in rows]) if rows else np.zeros(0)
     out = {}
-    for lo, hi in DIST_BANDS:
+    for label, lo, hi in bands:
         n = int(np.sum((true >= lo) & (true < hi)))
         k = int(np.sum((hit >= lo) & (hit < hi)))
-        out[f"{lo:g}-{hi:g} m" if hi < 99 else f">{lo:g} m"] = k / n if n else float("nan")
+        out[label] = k / n if n else float("nan")
     return out
 
 
-LEVEL_BANDS = ((-3.0, 0.1), (-10.0, -3.0), (-20.0, -10.0), (-99.0, -20.0))
+LEVEL_BANDS = (("loudest to -3 dB", -3.0, 0.1), ("-10 to -3 dB", -10.0, -3.0), ("-20 to -10 dB", -20.0, -10.0),
+               ("below -20 dB", -99.0, -20.0))
+
+
+def recall_by_distance(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Recall of true sources per horizontal distance band."""
+    return _recall_per_band(rows, "hit_true_dist", "true_dist", DIST_BANDS)
 
 
 def recall_by_level(rows: list[dict[str, Any]]) -> dict[str, float]:
     """Recall of true sources per direct-path level relative to the window's loudest source."""
-    hit = np.concatenate([r["hit_level"] for r in rows]) if rows else np.zeros(0)
-    true = np.concatenate([r["true_level"] for r in rows]) if rows else np.zeros(0)
-    out = {}
-    for lo, hi in LEVEL_BANDS:
-        n = int(np.sum((true >= lo) & (true < hi)))
-        k = int(np.sum((hit >= lo) & (hit < hi)))
-        label = "loudest to -3 dB" if hi > 0 else (f"{lo:g} to {hi:g} dB" if lo > -99 else f"below {hi:g} dB")
-        out[label] = k / n if n else float("nan")
-    return out
+    return _recall_per_band(rows, "hit_level", "true_level", LEVEL_BANDS)
 
 
 def cells(n_sources: np.ndarray, rt60: np.ndarray) -> list[tuple[str, np.ndarray]]:
@@ -290,8 +295,7 @@ def sweep(run_dir: str | Path, data_dir: str | Path, weights: str, thresholds: S
     for t in thresholds:
         for sep in separations:
             dets, _, _ = decode_all(outputs, params, t, sep)
-            s = summarize(score([[d.azimuth_deg for d in w] for w in dets], [[d.distance_m for d in w] for w in dets],
-                                data["azimuth_deg"], data["distance_m"], match_deg))
+            s = summarize(score_detections(dets, data["azimuth_deg"], data["distance_m"], match_deg))
             rows.append({"threshold": t, "min_separation_deg": sep, **s})
     return rows
 
@@ -317,8 +321,7 @@ def evaluate(run_dir: str | Path, data_dir: str | Path, out_dir: str | Path, wei
     if params["array"]["name"] != meta["array"]["name"]:
         raise SystemExit(f"model is for array {params['array']['name']} but the data for {meta['array']['name']}")
     level = data["level_db"][:n]
-    per_window = {MODEL: score([[d.azimuth_deg for d in w] for w in dets], [[d.distance_m for d in w] for w in dets],
-                               true_az, true_d, match_deg, level)}
+    per_window = {MODEL: score_detections(dets, true_az, true_d, match_deg, level)}
     t1 = time.perf_counter()
     has_src = n_src > 0
     if baselines:
@@ -372,8 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     bad = [b for b in baselines if b not in BASELINES]
     if bad:
         raise SystemExit(f"unknown baselines {bad}; choose from {', '.join(BASELINES)} or none")
-    weights = args.weights or ("model.weights.h5" if (Path(args.model) / "model.weights.h5").exists()
-                               else "best.weights.h5")
+    weights = args.weights or default_weights(args.model)
     if args.sweep:
         try:
             ts, seps = args.sweep.split("/")

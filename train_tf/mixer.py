@@ -254,7 +254,6 @@ class Mixer:
         from keras import ops
 
         w, l_rir, n_fft = self.window, self.rir_len, self.fft_len
-        b = ops.shape(pos)[0]
         seg = ops.take(dry_tape, dry_off[..., None] + ops.arange(self.seg_len, dtype="int32"))  # (B, S, N)
         seg = seg - ops.mean(seg, axis=-1, keepdims=True)
         seg = seg / ops.sqrt(ops.mean(ops.square(seg), axis=-1, keepdims=True) + 1e-12) * amp[..., None]
@@ -286,7 +285,6 @@ class Mixer:
         x = pcm - ops.mean(pcm, axis=2, keepdims=True)
         std = ops.sqrt(ops.mean(ops.square(x), axis=(1, 2), keepdims=True))
         x = ops.clip(x / ops.maximum(std, SILENCE_FLOOR), -8.0, 8.0)
-        del b
         return ops.transpose(x, (0, 2, 1))
 
     def _compiled(self):

@@ -26,7 +26,9 @@ from typing import Any
 import numpy as np
 
 from edge_msl.regions import angular_distance_deg
-from train_tf.evaluate import BASELINES, baseline_estimates, decode_all, model_outputs, score, summarize
+from train_tf.crosscheck import default_weights
+from train_tf.evaluate import (BASELINES, baseline_estimates, decode_all, model_outputs, score, score_detections,
+                               summarize)
 
 DEFAULT_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "av16.3-seq11-1p-0100"
 AV16_TO_UCA8 = (5, 6, 7, 8, 1, 2, 3, 4)
@@ -129,23 +131,22 @@ def run(model_dir: str | Path, data_dir: str | Path, out_dir: str | Path, weight
         "sweep": {}, "baselines": {}}
     for name in ("single", "mix"):
         x, az = sets[f"{name}_audio"], sets[f"{name}_az"]
-        dist = np.full(az.shape, np.nan)
+        no_dist = np.zeros(az.shape)  # the recording gives no distances; distance errors are not reported
         outputs, params = model_outputs(model_dir, x, weights)
         rows = []
         for t in thresholds:
             dets, _, sep = decode_all(outputs, params, t)
-            s = summarize(score([[d.azimuth_deg for d in w] for w in dets], [[0.0] * len(w) for w in dets],
-                                az, np.zeros_like(dist), 20.0))
+            s = summarize(score_detections(dets, az, no_dist, 20.0))
             rows.append({"threshold": t, **{k: s[k] for k in ("recall", "precision", "f1", "err_mean")}})
         dets, t_ship, sep = decode_all(outputs, params)
-        shipped = summarize(score([[d.azimuth_deg for d in w] for w in dets], None, az, np.zeros_like(dist), 20.0))
+        shipped = summarize(score_detections(dets, az, no_dist, 20.0))
         results["sweep"][name] = rows
         results[f"shipped_{name}"] = {"threshold": t_ship, "min_separation_deg": sep,
                                       **{k: shipped[k] for k in ("recall", "precision", "f1", "err_mean")}}
         if name == "mix":
             est = baseline_estimates(x, np.full(len(x), 2), "uca8-r10", fs, BASELINES, workers)
             for m in BASELINES:
-                s = summarize(score(est[m], None, az, np.zeros_like(dist), 20.0))
+                s = summarize(score(est[m], None, az, no_dist, 20.0))
                 results["baselines"][m] = {k: s[k] for k in ("recall", "precision", "f1", "err_mean")}
     (out / "results.json").write_text(json.dumps(results, indent=2))
     (out / "table.md").write_text(table(results))
@@ -211,8 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not Path(args.data).is_dir():
         raise SystemExit(f"AV16.3 data not found at {args.data}; pass --data DIR (see ../shared/data/README)")
-    weights = args.weights or ("model.weights.h5" if (Path(args.model) / "model.weights.h5").exists()
-                               else "best.weights.h5")
+    weights = args.weights or default_weights(args.model)
     results = run(args.model, args.data, args.out, weights, args.mixtures, workers=args.workers)
     print(table(results))
     return 0

@@ -954,13 +954,17 @@ def _tile(x: np.ndarray, n: int, start: int, xfade: int) -> np.ndarray:
 SPLITS = ("train", "test")
 
 
+def _name_key(name: str, seed: int) -> bytes:
+    """A stable pseudo-random key of a signal name: the same whichever other signals a bank holds."""
+    return hashlib.sha256(f"{int(seed)}:{name}".encode()).digest()
+
+
 def split_of(name: str, test_fraction: float, seed: int = 0) -> str:
     """"train" or "test" for a signal name: a hash of (seed, name), so the split of a signal
     never depends on which other signals are in the bank."""
     if not 0.0 <= test_fraction < 1.0:
         raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction}")
-    h = hashlib.sha256(f"{int(seed)}:{name}".encode()).digest()
-    return "test" if int.from_bytes(h[:8], "big") / 2.0 ** 64 < test_fraction else "train"
+    return "test" if int.from_bytes(_name_key(name, seed)[:8], "big") / 2.0 ** 64 < test_fraction else "train"
 
 
 def split_bank(bank: DryBank, test_fraction: float = 0.15, seed: int = 0) -> dict[str, DryBank]:
@@ -990,7 +994,7 @@ def limit_minutes(bank: DryBank, max_minutes: dict[str, float], seed: int = 0) -
         if kind not in max_minutes:
             keep += idx
             continue
-        idx.sort(key=lambda i: hashlib.sha256(f"{seed}:{bank.names[i]}".encode()).digest())
+        idx.sort(key=lambda i: _name_key(bank.names[i], seed))
         total = 0.0
         for i in idx:
             if total + dur[i] > max_minutes[kind]:

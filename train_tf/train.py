@@ -144,7 +144,6 @@ class MixSource:
                         "val_windows": settings.val_windows, "bank": str(bank_path), "bank_hash": bank.content_hash,
                         "bank_summary": bank.summary(), "n_sources_p": list(self.train_mix.n_sources_p),
                         "simulation": self.meta["settings"]}
-        self.windows_seen = 0
 
     def train_batches(self):
         import queue
@@ -167,7 +166,6 @@ class MixSource:
         try:
             for _ in range(self.steps_per_epoch):
                 plan = plans.get()
-                self.windows_seen += len(plan["room"])
                 yield self.train_mix.render(plan), plan["targets"]
         finally:
             stop.set()
