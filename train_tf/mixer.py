@@ -54,6 +54,13 @@ def shard_index(path: Path) -> int:
     return int(path.stem.split("-")[1])
 
 
+def _part_rng(seed: int, part: str) -> np.random.Generator:
+    """The plan generator of one part ("train" or "val") of an RIR bank."""
+    if part not in ("train", "val"):
+        raise ValueError(f"part must be 'train' or 'val', got {part!r}")
+    return np.random.default_rng([seed, 0 if part == "train" else 1])
+
+
 class DryTape:
     """All dry signals of a bank end to end in one float32 array, each at least ``min_len`` long
     (short ones tiled), with per-signal activity counts for choosing active excerpts."""
@@ -108,8 +115,6 @@ class Mixer:
                  noise_tape_s: float = 30.0, seed: int = 0) -> None:
         import keras
 
-        if part not in ("train", "val"):
-            raise ValueError(f"part must be 'train' or 'val', got {part!r}")
         self.rir_dir = Path(rir_dir)
         meta = _read_meta(self.rir_dir)
         if meta.get("mode") != "rir-bank":
@@ -125,7 +130,8 @@ class Mixer:
         if len(p) != MAX_SOURCES + 1 or np.any(p < 0) or p.sum() <= 0:
             raise ValueError(f"n_sources_p must be {MAX_SOURCES + 1} probabilities (0..{MAX_SOURCES} sources), got {p}")
         self.n_sources_p = p / p.sum()
-        self.rng = np.random.default_rng([seed, 0 if part == "train" else 1])
+        self.seed = seed
+        self.rng = _part_rng(seed, part)
         s = self.settings
         self.fs = s.sample_rate_hz
         self.window = s.window_samples
@@ -161,6 +167,18 @@ class Mixer:
         self._rirs_t = None
         self._render_fn = None
         self.refresh()
+
+    def sibling(self, part: str) -> "Mixer":
+        """A mixer of another part of the same RIR bank and seed, sharing this one's dry and noise
+        tapes (the same ones it would build itself), so they are made and held on the device once."""
+        import copy
+
+        other = copy.copy(self)
+        other.rng = _part_rng(self.seed, part)
+        other.part = part
+        other._shards, other.rooms, other._rirs_t, other._render_fn = [], {}, None, None
+        other.refresh()
+        return other
 
     # ---- RIR bank
     def refresh(self) -> bool:

@@ -134,7 +134,7 @@ class MixSource:
         bank = DryBank.load(bank_path)
         self.settings = settings
         self.train_mix = Mixer(rir_dir, bank, layout, "train", seed=settings.seed)
-        self.val_mix = Mixer(rir_dir, bank, layout, "val", seed=settings.seed)
+        self.val_mix = self.train_mix.sibling("val")
         self.meta = self.train_mix.meta
         sim = self.train_mix.settings
         self.shape = (sim.window_samples, self.train_mix.n_mics)
