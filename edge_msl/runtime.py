@@ -1,0 +1,367 @@
+"""Load an int8 TFLite model with its sidecar parameters and run it one window at a time.
+
+The one place that picks the TFLite runtime (ai_edge_litert, then tflite_runtime, then
+tensorflow.lite only if neither is installed) and checks a model before use. It must not import
+TensorFlow while another runtime is installed, and must not allocate more than needed per window.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import logging
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .arrays import ArrayConfigError, MicArray
+from .features import normalize_window
+from .regions import Detection, RegionConfigError, RegionLayout, decode
+
+log = logging.getLogger("edge_msl.runtime")
+
+SIDECAR_FORMAT = "edge-msl-tflite-params"
+"""Value of the sidecar's ``format`` key (written by ``python -m convert``)."""
+SIDECAR_VERSIONS = (1,)
+"""Sidecar versions this loader understands."""
+DEFAULT_ARRAY_NAME = "uca8-r10"
+"""Array of the model shipped inside the package."""
+RUNTIMES = ("ai_edge_litert", "tflite_runtime", "tensorflow.lite")
+"""TFLite runtimes in order of preference."""
+
+_MODELS_DIR = Path(__file__).resolve().parent / "models"
+# the scaling the model was trained with, as train_tf records it in params.json
+_SCALING_RE = re.compile(r"^edge_msl\.features\.normalize_window\(clip_sigma=([0-9.eE+-]+)\)$")
+_OUTPUT_COLUMNS = ["active", "distance", "azimuth"]
+
+
+class ModelError(RuntimeError):
+    """A model cannot be used; ``str()`` is one line: ``model <file>: <reason>; <fix>``."""
+
+    def __init__(self, path: str | Path, reason: str, fix: str) -> None:
+        self.path = Path(path)
+        self.reason = reason
+        self.fix = fix
+        super().__init__(f"model {path}: {reason}; {fix}".replace("\n", " "))
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the sidecar ``<model>.json`` says about a model, checked against the .tflite file."""
+
+    path: Path
+    """The .tflite file."""
+    sidecar_path: Path
+    """The parameters file next to it (same name, suffix .json)."""
+    sha256: str
+    """Hex sha256 of the .tflite file (equal to the sidecar's ``tflite_sha256``)."""
+    sample_rate_hz: int
+    """Sample rate the model was trained at."""
+    window_samples: int
+    """Samples per analysed window."""
+    array: MicArray
+    """Microphone geometry and order the model was trained for."""
+    layout: RegionLayout
+    """Region layout used to decode the outputs."""
+    threshold: float
+    """Activity threshold chosen at training time for decoding."""
+    raw: dict
+    """The whole sidecar."""
+
+    @property
+    def window_s(self) -> float:
+        """Window length in seconds."""
+        return self.window_samples / self.sample_rate_hz
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """The TFLite runtime picked by :func:`pick_runtime`."""
+
+    name: str
+    """One of :data:`RUNTIMES`."""
+    version: str
+    """The runtime package's version."""
+    interpreter: Callable[..., Any]
+    """Its ``Interpreter`` class."""
+
+
+_RUNTIME: Runtime | None = None
+
+
+def pick_runtime() -> Runtime:
+    """The first installed runtime of :data:`RUNTIMES` (cached; logged once at INFO)."""
+    global _RUNTIME
+    if _RUNTIME is not None:
+        return _RUNTIME
+    tried = []
+    for name in RUNTIMES:
+        try:
+            if name == "tensorflow.lite":
+                # only reached when neither light runtime is installed (a training machine)
+                tf = importlib.import_module("tensorflow")
+                interpreter, version = tf.lite.Interpreter, tf.__version__
+            else:
+                module = importlib.import_module(f"{name}.interpreter")
+                interpreter = module.Interpreter
+                version = getattr(importlib.import_module(name), "__version__", "unknown")
+        except ImportError as exc:
+            tried.append(f"{name} ({exc.__class__.__name__})")
+            continue
+        _RUNTIME = Runtime(name, str(version), interpreter)
+        log.info("TFLite runtime: %s %s", name, version)
+        return _RUNTIME
+    raise ModelError("(any)", f"no TFLite runtime is installed (tried {', '.join(tried)})",
+                     "pip install ai-edge-litert (or tflite-runtime on 32-bit Raspberry Pi OS)")
+
+
+def available_models() -> list[str]:
+    """Array names that have a model packaged in ``edge_msl/models``."""
+    return sorted(p.stem for p in _MODELS_DIR.glob("*.tflite"))
+
+
+def default_model_path(array_name: str = DEFAULT_ARRAY_NAME) -> Path:
+    """The packaged model for ``array_name``: ``edge_msl/models/<array_name>.tflite``."""
+    path = _MODELS_DIR / f"{array_name}.tflite"
+    if not path.is_file():
+        have = ", ".join(available_models()) or "none (the package was installed without its models)"
+        raise ModelError(path, f"no packaged model for array {array_name!r} (packaged: {have})",
+                         "pass a model converted for this array with --model, or use a packaged array")
+    return path
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _get(side: dict, key: str, kind: type | tuple[type, ...], path: Path, sidecar: Path) -> Any:
+    value: Any = side
+    for part in key.split("."):
+        if not isinstance(value, dict) or part not in value:
+            raise ModelError(path, f"sidecar {sidecar.name} has no {key!r}",
+                             "reconvert the model with python -m convert (it writes a complete sidecar)")
+        value = value[part]
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise ModelError(path, f"sidecar {sidecar.name}: {key!r} is {value!r}, not a {_kind_name(kind)}",
+                         "reconvert the model with python -m convert")
+    return value
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(k.__name__ for k in kinds)
+
+
+def _describe(array: MicArray) -> str:
+    return f"{array.name!r} ({array.n_mics} mics, aperture {array.aperture_m() * 1000:.1f} mm)"
+
+
+def read_info(path: str | Path) -> ModelInfo:
+    """Check a .tflite file against its sidecar and return the model's parameters.
+
+    Refuses (:class:`ModelError`) a missing file, a missing or invalid sidecar, a file whose
+    size or sha256 differs from the sidecar's, and a file that is not a TFLite flatbuffer.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(path, "file not found", "give the path of a .tflite written by python -m convert, "
+                         "or leave the model unset to use the packaged one")
+    sidecar = path.with_suffix(".json")
+    if not sidecar.is_file():
+        raise ModelError(path, f"its parameters file {sidecar.name} is missing",
+                         "keep the .json that python -m convert wrote next to the .tflite (copy both together)")
+    try:
+        side = json.loads(sidecar.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(path, f"sidecar {sidecar.name} is not valid JSON ({exc})",
+                         "restore it from the conversion output or reconvert the model") from None
+    if not isinstance(side, dict) or side.get("format") != SIDECAR_FORMAT:
+        found = side.get("format") if isinstance(side, dict) else type(side).__name__
+        raise ModelError(path, f"sidecar {sidecar.name} has format {found!r}, expected {SIDECAR_FORMAT!r}",
+                         "give the .json that python -m convert wrote for this model")
+    if side.get("version") not in SIDECAR_VERSIONS:
+        raise ModelError(path, f"sidecar version {side.get('version')!r} is not supported "
+                         f"(this edge-msl reads {list(SIDECAR_VERSIONS)})", "upgrade edge-msl or reconvert the model")
+    want_sha = _get(side, "tflite_sha256", str, path, sidecar)
+    want_bytes = _get(side, "tflite_bytes", int, path, sidecar)
+    size = path.stat().st_size
+    if size != want_bytes:
+        raise ModelError(path, f"file is {size} bytes but its sidecar says {want_bytes} (truncated or incomplete "
+                         f"copy)", "copy the .tflite again, completely")
+    sha = _sha256(path)
+    if sha != want_sha:
+        raise ModelError(path, f"sha256 {sha[:12]}... differs from the sidecar's {want_sha[:12]}... (the .tflite "
+                         f"and {sidecar.name} do not belong together, or the file is corrupt)",
+                         "copy the .tflite and its .json from the same conversion")
+    with path.open("rb") as f:
+        head = f.read(8)
+    # every TFLite flatbuffer carries the identifier "TFL3" at bytes 4..8
+    if head[4:8] != b"TFL3":
+        raise ModelError(path, "not a TFLite flatbuffer (no TFL3 identifier)",
+                         "give the .tflite written by python -m convert")
+    try:
+        array_cfg = _get(side, "array", dict, path, sidecar)
+        array = MicArray(
+            name=str(array_cfg["name"]),
+            positions_m=tuple(tuple(float(v) for v in p) for p in array_cfg["positions_m"]),
+            channel_map=tuple(array_cfg.get("channel_map", range(len(array_cfg["positions_m"])))),
+            n_channels=int(array_cfg.get("n_channels", len(array_cfg["positions_m"]))),
+            native_rate_hz=int(array_cfg.get("native_rate_hz", 16000)),
+            source=str(array_cfg.get("source", "model sidecar")),
+            notes=str(array_cfg.get("notes", "")),
+        )
+        layout = RegionLayout.from_dict(_get(side, "regions", dict, path, sidecar))
+    except (KeyError, TypeError, ValueError, ArrayConfigError, RegionConfigError) as exc:
+        raise ModelError(path, f"sidecar {sidecar.name} has an invalid array or region layout ({exc})",
+                         "reconvert the model with python -m convert") from None
+    threshold = float(_get(side, "decode.threshold", (int, float), path, sidecar))
+    if not 0.0 < threshold < 1.0:
+        raise ModelError(path, f"decode threshold {threshold} is outside (0, 1)", "fix decode.threshold in the sidecar")
+    rate = _get(side, "sample_rate_hz", int, path, sidecar)
+    window = _get(side, "window_samples", int, path, sidecar)
+    if rate <= 0 or window <= 0:
+        raise ModelError(path, f"sample_rate_hz {rate} / window_samples {window} must be positive",
+                         "reconvert the model with python -m convert")
+    return ModelInfo(path=path, sidecar_path=sidecar, sha256=sha, sample_rate_hz=rate, window_samples=window,
+                     array=array, layout=layout, threshold=threshold, raw=side)
+
+
+def _clip_sigma(info: ModelInfo) -> float:
+    scaling = info.raw.get("input_scaling")
+    m = _SCALING_RE.match(str(scaling))
+    if not m:
+        raise ModelError(info.path, f"input scaling {scaling!r} is not one this edge-msl implements "
+                         f"(edge_msl.features.normalize_window(clip_sigma=...))", "upgrade edge-msl or reconvert")
+    return float(m.group(1))
+
+
+class Model:
+    """An int8 TFLite model ready to localize: one window of audio in, region outputs out.
+
+    Not thread-safe: one ``Model`` per thread (each holds its own interpreter and buffers).
+    """
+
+    info: ModelInfo
+    runtime: str
+
+    def __init__(self, info: ModelInfo, num_threads: int = 1) -> None:
+        rt = pick_runtime()
+        self.info = info
+        self.runtime = rt.name
+        self.runtime_version = rt.version
+        self.num_threads = num_threads
+        self._clip_sigma = _clip_sigma(info)
+        side, path = info.raw, info.path
+        sig_name = _get(side, "signature", str, path, info.sidecar_path)
+        in_name = _get(side, "input.name", str, path, info.sidecar_path)
+        out_name = _get(side, "output.name", str, path, info.sidecar_path)
+        columns = side["output"].get("columns", _OUTPUT_COLUMNS)
+        if columns != _OUTPUT_COLUMNS:
+            raise ModelError(path, f"output columns {columns} differ from {_OUTPUT_COLUMNS} (edge_msl.regions order)",
+                             "reconvert the model with this edge-msl's convert")
+        try:
+            interp = rt.interpreter(model_path=str(path), num_threads=num_threads)
+            interp.allocate_tensors()
+            runner = interp.get_signature_runner(sig_name)
+            in_det = runner.get_input_details()[in_name]
+            out_det = runner.get_output_details()[out_name]
+        except KeyError as exc:
+            raise ModelError(path, f"signature {sig_name!r} has no tensor {exc} named in the sidecar",
+                             "the sidecar belongs to another model; reconvert") from None
+        except (ValueError, RuntimeError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+            raise ModelError(path, f"{rt.name} cannot load it ({first})",
+                             "the file is corrupt; copy it again or reconvert the model") from None
+        for what, det in (("input", in_det), ("output", out_det)):
+            if np.dtype(det["dtype"]) != np.int8:
+                raise ModelError(path, f"{what} tensor {det['name']!r} is {np.dtype(det['dtype']).name}, not int8",
+                                 "convert with python -m convert (full-integer int8 quantization)")
+        want_in = (1, info.window_samples, info.array.n_mics)
+        want_out = (1, info.layout.n_regions, 3)
+        if tuple(in_det["shape"]) != want_in or tuple(out_det["shape"]) != want_out:
+            raise ModelError(path, f"tensor shapes {tuple(in_det['shape'])} -> {tuple(out_det['shape'])} differ "
+                             f"from the sidecar's {want_in} -> {want_out}", "the sidecar belongs to another model")
+        self._in_scale, self._in_zero = (float(v) for v in in_det["quantization"])
+        self._out_scale, self._out_zero = (float(v) for v in out_det["quantization"])
+        if not (self._in_scale > 0 and self._out_scale > 0 and math.isfinite(self._in_scale)):
+            raise ModelError(path, "input or output tensor has no quantization scale",
+                             "convert with python -m convert (full-integer int8 quantization)")
+        # the signature's tensors, looked up by name above, are used by index on the hot path:
+        # the signature runner would resize and re-allocate the tensors on every call
+        self._interp = interp
+        self._in_index = int(in_det["index"])
+        self._out_index = int(out_det["index"])
+        self._qf = np.empty(want_in[1:], dtype=np.float32)
+        self._q = np.empty(want_in, dtype=np.int8)
+
+    def __repr__(self) -> str:
+        return (f"Model({str(self.info.path)!r}, array={self.info.array.name!r}, runtime={self.runtime!r}, "
+                f"num_threads={self.num_threads})")
+
+    def quantize(self, window: np.ndarray) -> np.ndarray:
+        """The int8 input tensor (1, window_samples, n_mics) for a window (reused buffer)."""
+        shape = self._qf.shape
+        w = np.asarray(window)
+        if w.shape != shape:
+            raise ValueError(f"window must have shape {shape} (window_samples, n_mics in the model's mic order), "
+                             f"got {w.shape}; select the array's channels and cut windows of "
+                             f"{shape[0]} samples")
+        x = normalize_window(w, self._clip_sigma)
+        np.divide(x, self._in_scale, out=self._qf)
+        self._qf += self._in_zero
+        np.rint(self._qf, out=self._qf)
+        np.clip(self._qf, -128, 127, out=self._qf)
+        np.copyto(self._q[0], self._qf, casting="unsafe")
+        return self._q
+
+    def outputs(self, window: np.ndarray) -> np.ndarray:
+        """Region outputs (n_regions, 3) float32 (active, distance, azimuth) for one window.
+
+        ``window``: (window_samples, n_mics) int16 PCM or float full-scale, in the model's mic
+        order (already channel-selected). Scaled by ``edge_msl.features.normalize_window``.
+        """
+        self._interp.set_tensor(self._in_index, self.quantize(window))
+        self._interp.invoke()
+        y = self._interp.get_tensor(self._out_index)[0]
+        return (y.astype(np.float32) - np.float32(self._out_zero)) * np.float32(self._out_scale)
+
+    def detections(self, window: np.ndarray, threshold: float | None = None) -> list[Detection]:
+        """Decoded sources of one window (``threshold`` defaults to the model's)."""
+        return decode(self.info.layout, self.outputs(window), self.info.threshold if threshold is None else threshold)
+
+
+def load_model(path: str | Path | None = None, *, array: MicArray | None = None, num_threads: int = 1) -> Model:
+    """Load and check a model; ``path`` None takes the packaged model of ``array`` (default uca8-r10).
+
+    Refuses (:class:`ModelError`) a missing or corrupt file, a missing or mismatched sidecar, a
+    model that is not full-int8, and a model trained for a different array geometry than ``array``.
+    """
+    if not isinstance(num_threads, int) or isinstance(num_threads, bool) or num_threads < 1:
+        raise ValueError(f"num_threads must be an integer >= 1, got {num_threads!r}")
+    if path is None:
+        path = default_model_path(array.name if array is not None else DEFAULT_ARRAY_NAME)
+    info = read_info(path)
+    if array is not None and not info.array.same_geometry(array):
+        raise ModelError(info.path, f"trained for array {_describe(info.array)}, but the configured array is "
+                         f"{_describe(array)} with a different geometry",
+                         f"use a model converted for {array.name!r} or configure array {info.array.name!r}")
+    model = Model(info, num_threads)
+    log.info("model %s: array %s, %d regions, window %d samples at %d Hz, runtime %s %s, %d thread(s)",
+             info.path.name, info.array.name, info.layout.n_regions, info.window_samples, info.sample_rate_hz,
+             model.runtime, model.runtime_version, num_threads)
+    return model
+
+
+__all__ = [
+    "ModelError", "ModelInfo", "Model", "Runtime", "RUNTIMES", "pick_runtime", "available_models",
+    "default_model_path", "read_info", "load_model",
+]
