@@ -7,6 +7,11 @@ and output) and ``OUT`` with the suffix ``.json`` next to it: everything the dev
 the model (sample rate, window, array geometry and channel order, region layout, decode
 settings, input/output quantization, output tensor by signature name) and the sha256 of the
 .tflite it belongs to. Needs TensorFlow; models trained on the JAX backend load here unchanged.
+The same input gives the same bytes (.tflite and .json).
+
+    python -m convert parity --model-dir DIR --tflite OUT --data DIR [--n N] [--out DIR]
+
+compares the int8 model with the float one on a held-out set (see ``convert/parity.py``).
 """
 
 from __future__ import annotations
@@ -36,8 +41,14 @@ def representative_windows(data_dir: str | Path, n: int, seed: int = 0) -> np.nd
     return normalize_window(data["audio"][np.sort(idx)])
 
 
-def convert(model_dir: str | Path, calib: np.ndarray, out: str | Path) -> dict[str, Any]:
-    """Write the int8 model and its sidecar; returns the sidecar dict."""
+DEFAULT_HOP_S = 0.1
+"""Hop recorded in the sidecar: how often the device is meant to analyse a window (overridable)."""
+
+
+def convert(model_dir: str | Path, calib: np.ndarray, out: str | Path,
+            calib_source: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write the int8 model and its sidecar; returns the sidecar dict (``calib_source``: where the
+    calibration windows came from, recorded in the sidecar)."""
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     import tensorflow as tf
 
@@ -61,9 +72,9 @@ def convert(model_dir: str | Path, calib: np.ndarray, out: str | Path) -> dict[s
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(blob)
-    from ai_edge_litert.interpreter import Interpreter
+    from edge_msl.runtime import pick_runtime
 
-    interp = Interpreter(model_path=str(out), num_threads=1)
+    interp = pick_runtime().interpreter(model_path=str(out), num_threads=1)
     runner = interp.get_signature_runner()
     sig = interp.get_signature_list()
     name = next(iter(sig))
@@ -75,6 +86,7 @@ def convert(model_dir: str | Path, calib: np.ndarray, out: str | Path) -> dict[s
         "format": SIDECAR_FORMAT, "version": SIDECAR_VERSION,
         "tflite_sha256": hashlib.sha256(blob).hexdigest(), "tflite_bytes": len(blob),
         "sample_rate_hz": params["sample_rate_hz"], "window_samples": params["model"]["window_samples"],
+        "hop_s": DEFAULT_HOP_S,
         "array": params["array"], "regions": params["regions"],
         "decode": params.get("decode", {"threshold": 0.5}),
         "input_scaling": params["input_scaling"],
@@ -86,28 +98,39 @@ def convert(model_dir: str | Path, calib: np.ndarray, out: str | Path) -> dict[s
                    "columns": ["active", "distance", "azimuth"]},
         "macs_per_window": params["macs_per_window"], "training": {"data": params.get("data"),
                                                                     "train": params.get("train")},
-        "calibration_windows": int(len(calib)), "convert_seconds": round(seconds, 1),
+        "calibration": {"windows": int(len(calib)), **(calib_source or {})},
         "converter": f"tensorflow {tf.__version__}",
     }
-    out.with_suffix(".json").write_text(json.dumps(sidecar, indent=2))
-    return sidecar
+    # no timestamps or timings in the sidecar, so the same input gives the same bytes
+    out.with_suffix(".json").write_text(json.dumps(sidecar, indent=2) + "\n")
+    return {**sidecar, "convert_seconds": round(seconds, 1)}
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["parity"]:
+        from convert.parity import main as parity_main
+
+        return parity_main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m convert", description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="Keras model directory (params.json + weights)")
     parser.add_argument("--calib-data", required=True, help="window set from train_tf.simulate windows")
-    parser.add_argument("--calib-windows", type=int, default=300)
+    parser.add_argument("--calib-windows", type=int, default=300,
+                        help="windows drawn (fixed seed) from --calib-data for int8 calibration (default 300)")
+    parser.add_argument("--calib-seed", type=int, default=0, help="seed of that draw (default 0)")
     parser.add_argument("--out", required=True, help="output .tflite (a .json sidecar is written next to it)")
     args = parser.parse_args(argv)
     for path, what in ((Path(args.model) / "params.json", "--model"), (Path(args.calib_data) / "meta.json",
                                                                      "--calib-data")):
         if not path.exists():
             raise SystemExit(f"{path} not found: {what} must point at a directory holding it")
-    calib = representative_windows(args.calib_data, args.calib_windows)
-    sidecar = convert(args.model, calib, args.out)
-    print(json.dumps({"out": args.out, "bytes": sidecar["tflite_bytes"], "input": sidecar["input"],
-                      "output": sidecar["output"]}))
+    if args.calib_windows < 1:
+        raise SystemExit(f"--calib-windows must be at least 1, got {args.calib_windows}")
+    calib = representative_windows(args.calib_data, args.calib_windows, args.calib_seed)
+    source = {"data": str(args.calib_data), "seed": args.calib_seed}
+    sidecar = convert(args.model, calib, args.out, source)
+    print(json.dumps({"out": args.out, "bytes": sidecar["tflite_bytes"], "sha256": sidecar["tflite_sha256"],
+                      "seconds": sidecar["convert_seconds"], "input": sidecar["input"], "output": sidecar["output"]}))
     return 0
 
 
