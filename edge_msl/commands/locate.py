@@ -1,16 +1,165 @@
-"""Localize sources in a multichannel recording and print JSON lines."""
+"""Localize sound sources in a multichannel recording; one JSON line per analysed window on stdout.
+
+FILE is a WAV (any PCM/float encoding, RF64 too) or, with ffmpeg installed, FLAC or any format
+ffmpeg reads; ``-`` reads a WAV stream from stdin (e.g. ``arecord -c 8 -r 16000 -f S16_LE``).
+Channels must be in the capture order of --array (its channel map picks the microphones); other
+sample rates above the model's are resampled. Each line (schema edge-msl/sources-v1, see
+edge_msl/schema/sources-v1.json):
+
+  {"schema": "edge-msl/sources-v1", "t_s": 1.3, "sources": [{"id": 4, "azimuth_deg": 41.7,
+   "elevation_deg": null, "distance_m": 1.62, "x_m": 1.21, "y_m": 1.08, "confidence": 0.93,
+   "region": 1, "active": true}]}
+
+t_s is the end of the window in seconds from the start of the file; azimuth is counter-clockwise
+from the array's x axis. Logs and the --truth summary go to stderr. Exit 2 on bad input.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
 
-from . import not_implemented
+log = logging.getLogger("edge_msl.locate")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """No options until the subcommand is implemented."""
+    """Options of ``edge-msl locate``."""
+    parser.add_argument("file", metavar="FILE", help="recording (WAV, or FLAC with ffmpeg), or - for a WAV on stdin")
+    parser.add_argument("--array", default=None,
+                        help="built-in array name, or a TOML file with an [array] table (default: the model's array)")
+    parser.add_argument("--model", default=None, help="int8 .tflite with its .json (default: the packaged model "
+                                                      "for --array, uca8-r10)")
+    parser.add_argument("--hop-s", type=float, default=0.1, help="seconds between analysed windows (default 0.1)")
+    parser.add_argument("--threshold", type=float, default=None,
+                        help="region probability to report a source (default: the model's)")
+    parser.add_argument("--no-track", action="store_true", help="raw per-window detections (id null), no tracking")
+    parser.add_argument("--format", choices=("json", "odas"), default="json",
+                        help="json: edge-msl/sources-v1 lines; odas: ODAS sst frames (id, x/y/z, activity)")
+    parser.add_argument("--plot", metavar="PNG", help="draw azimuth over time per track id (needs matplotlib)")
+    parser.add_argument("--truth", metavar="JSON", help="ground truth: drawn on --plot and scored on stderr")
+    parser.add_argument("--threads", type=int, default=1, help="TFLite interpreter threads (default 1)")
+
+
+def load_array(spec: str):
+    """A built-in array by name, or the [array] table of a TOML file."""
+    from ..arrays import ArrayConfigError, from_dict, get_array
+
+    if spec.endswith(".toml") or os.sep in spec:
+        import tomllib
+
+        try:
+            with open(spec, "rb") as f:
+                cfg = tomllib.load(f)
+        except FileNotFoundError:
+            raise ArrayConfigError(f"--array {spec}: no such file; give a built-in array name or a TOML file") \
+                from None
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ArrayConfigError(f"--array {spec}: cannot read it as TOML ({exc})") from None
+        if "array" not in cfg:
+            raise ArrayConfigError(f"--array {spec}: no [array] table; see README, Arrays, for a custom array")
+        return from_dict(cfg["array"])
+    return get_array(spec)
+
+
+class _Out:
+    """stdout for data only; a closed pipe (``| head``) ends the run quietly."""
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    def write_lines(self, lines: list[str]) -> None:
+        if self.closed or not lines:
+            return
+        try:
+            sys.stdout.write("".join(lines))
+            sys.stdout.flush()
+        except BrokenPipeError:
+            self.closed = True
+            # the reader left: point stdout at /dev/null so the interpreter's final flush is silent
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
 
 
 def main(args: argparse.Namespace) -> int:
-    """Stub until its issue lands."""
-    return not_implemented("locate", "streaming-localization")
+    """Run the pipeline over the file and print JSON lines."""
+    from ..arrays import ArrayConfigError
+    from ..audio_io import AudioFileError, open_audio
+    from ..pipeline import Pipeline, PipelineError, to_odas
+    from ..runtime import ModelError, load_model
+    from ..truth import TruthError, load_truth, plot, score
+
+    t0 = time.perf_counter()
+    name = "edge-msl locate"
+    try:
+        truth = load_truth(args.truth)[0] if args.truth else []
+        if args.plot:
+            try:
+                import matplotlib  # noqa: F401  (fail before the run, not after it)
+            except ImportError:
+                raise TruthError("--plot needs matplotlib; pip install matplotlib (or edge-msl[train])") from None
+        array = load_array(args.array) if args.array else None
+        model = load_model(args.model, array=array, num_threads=args.threads)
+        reader = open_audio(args.file)
+    except (ArrayConfigError, ModelError, AudioFileError, TruthError, ValueError) as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        return 2
+    out = _Out()
+    messages = []
+    keep = bool(args.plot or truth)
+    n_lines = 0
+    first_line_s = None
+    with reader:
+        info = reader.info
+        try:
+            pipe = Pipeline(model, hop_s=args.hop_s, threshold=args.threshold, track=not args.no_track,
+                            input_rate_hz=info.sample_rate_hz, array=array)
+            pipe.check_input(info.n_channels, info.sample_rate_hz, what=args.file)
+        except PipelineError as exc:
+            print(f"{name}: {exc}", file=sys.stderr)
+            return 2
+        log.info("%s: %d channels at %d Hz (%s, %s), %s", args.file, info.n_channels, info.sample_rate_hz,
+                 info.sample_format, info.container,
+                 f"{info.duration_s:.1f} s" if info.duration_s is not None else "length unknown")
+        block = max(1, int(round(pipe.hop_s * info.sample_rate_hz)))
+        try:
+            for frames in reader.blocks(block):
+                msgs = pipe.push(frames)
+                if not msgs:
+                    continue
+                if args.format == "odas":
+                    lines = [json.dumps(to_odas(m, n_lines + k), separators=(",", ":")) + "\n"
+                             for k, m in enumerate(msgs)]
+                else:
+                    lines = [json.dumps(m, separators=(",", ":")) + "\n" for m in msgs]
+                out.write_lines(lines)
+                if first_line_s is None:
+                    first_line_s = time.perf_counter() - t0
+                n_lines += len(msgs)
+                if keep:
+                    messages.extend(msgs)
+                if out.closed and not keep:
+                    break
+        except AudioFileError as exc:
+            print(f"{name}: {exc}", file=sys.stderr)
+            return 2
+    if n_lines == 0:
+        log.warning("%s is shorter than one window (%.2f s): no output", args.file, pipe.window_s)
+    log.info("%d windows in %.2f s (first line after %.2f s)", n_lines, time.perf_counter() - t0,
+             first_line_s or float("nan"))
+    if truth:
+        s = score(messages, truth, pipe.window_s, hold_s=pipe.tracker.settings.end_after_s if pipe.tracker else 0.0)
+        print(f"{name}: truth {Path(args.truth).name}: " + ", ".join(f"{k} {v}" for k, v in s.items()),
+              file=sys.stderr)
+    if args.plot:
+        try:
+            plot(messages, args.plot, truth, title=f"edge-msl locate {Path(args.file).name}")
+        except (TruthError, OSError) as exc:
+            print(f"{name}: {exc}", file=sys.stderr)
+            return 2
+        print(f"{name}: plot written to {args.plot}", file=sys.stderr)
+    return 0

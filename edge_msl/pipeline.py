@@ -1,0 +1,185 @@
+"""The one streaming path shared by ``edge-msl locate`` and the daemon: capture frames -> channel
+map -> (resampler) -> ring buffer -> window at the hop -> int8 model -> decode -> tracker ->
+JSON-ready messages of schema ``edge-msl/sources-v1`` (``edge_msl/schema/sources-v1.json``).
+
+It must not do I/O: frames come in through :meth:`Pipeline.push`, messages go out as dicts.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+
+from .arrays import ArrayConfigError, MicArray
+from .regions import Detection, decode
+from .runtime import Model
+from .stream import Resampler, Windower, design, to_float
+from .tracking import TrackedSource, Tracker, TrackerSettings
+
+SCHEMA = "edge-msl/sources-v1"
+"""Value of every message's ``schema`` field; a change that breaks readers gets a new version."""
+SCHEMA_FILE = "schema/sources-v1.json"
+"""JSON Schema of one message, relative to the ``edge_msl`` package."""
+
+
+class PipelineError(ValueError):
+    """The input does not fit the model (channels, rate, hop); one line saying expected vs found."""
+
+
+def schema_path() -> str:
+    """Path of the packaged JSON Schema of one message."""
+    from pathlib import Path
+
+    return str(Path(__file__).resolve().parent / SCHEMA_FILE)
+
+
+def _source(id_: int | None, azimuth_deg: float, distance_m: float, confidence: float, region: int,
+            active: bool) -> dict[str, Any]:
+    a = math.radians(azimuth_deg)
+    az = round(azimuth_deg, 1)
+    return {
+        "id": id_,
+        "azimuth_deg": 0.0 if az >= 360.0 else az,
+        "elevation_deg": None,  # the model estimates direction in the array plane only
+        "distance_m": round(distance_m, 2),
+        "x_m": round(distance_m * math.cos(a), 2),
+        "y_m": round(distance_m * math.sin(a), 2),
+        "confidence": round(confidence, 3),
+        "region": region,
+        "active": active,
+    }
+
+
+def message(t_s: float, sources: Sequence[TrackedSource | Detection]) -> dict[str, Any]:
+    """One ``edge-msl/sources-v1`` message: tracked sources carry ids, raw detections ``id: null``."""
+    out = []
+    for s in sources:
+        if isinstance(s, TrackedSource):
+            out.append(_source(s.id, s.azimuth_deg, s.distance_m, s.confidence, s.region, s.active))
+        else:
+            out.append(_source(None, s.azimuth_deg, s.distance_m, s.confidence, s.region, True))
+    return {"schema": SCHEMA, "t_s": round(t_s, 3), "sources": out}
+
+
+ODAS_SLOTS = 4
+"""ODAS' sst module always lists 4 tracks (empty ones with id 0); so does ``--format odas``."""
+
+
+def to_odas(msg: dict[str, Any], time_stamp: int) -> dict[str, Any]:
+    """An ODAS ``sst`` frame for one message: unit vector x/y/z and ``activity`` per track."""
+    src = []
+    for s in msg["sources"]:
+        a = math.radians(s["azimuth_deg"])
+        src.append({"id": s["id"] if s["id"] is not None else 0, "tag": "dynamic", "x": round(math.cos(a), 3),
+                    "y": round(math.sin(a), 3), "z": 0.0, "activity": s["confidence"]})
+    while len(src) < ODAS_SLOTS:
+        src.append({"id": 0, "tag": "", "x": 0.0, "y": 0.0, "z": 0.0, "activity": 0.0})
+    return {"timeStamp": time_stamp, "src": src}
+
+
+class Pipeline:
+    """frames -> ring buffer -> windows at the hop -> int8 model -> decode -> tracker -> messages.
+
+    One per stream and thread (it holds the model's buffers). ``array`` (default: the model's)
+    gives the capture channel map; its geometry must be the model's.
+    """
+
+    def __init__(self, model: Model, *, hop_s: float = 0.1, threshold: float | None = None, track: bool = True,
+                 tracking: TrackerSettings | None = None, input_rate_hz: int | None = None,
+                 array: MicArray | None = None) -> None:
+        info = model.info
+        self.model = model
+        self.array = array or info.array
+        if not self.array.same_geometry(info.array):
+            raise PipelineError(f"array {self.array.name!r} ({self.array.n_mics} mics) has another geometry than the "
+                                f"model's {info.array.name!r} ({info.array.n_mics} mics); use a model for "
+                                f"{self.array.name!r} or configure {info.array.name!r}")
+        self.sample_rate_hz = info.sample_rate_hz
+        self.input_rate_hz = int(input_rate_hz or info.sample_rate_hz)
+        if self.input_rate_hz < self.sample_rate_hz:
+            raise PipelineError(f"audio at {self.input_rate_hz} Hz is below the model's {self.sample_rate_hz} Hz, which "
+                                f"cannot be made up by resampling; capture or record at {self.sample_rate_hz} Hz or more")
+        self.resampler: Resampler | None = None
+        if self.input_rate_hz != self.sample_rate_hz:
+            try:
+                design(self.input_rate_hz, self.sample_rate_hz)
+            except ValueError as exc:
+                raise PipelineError(str(exc)) from None
+            self.resampler = Resampler(self.input_rate_hz, self.sample_rate_hz, self.array.n_mics)
+        if isinstance(hop_s, bool) or not isinstance(hop_s, (int, float)) or not math.isfinite(hop_s) \
+                or not 1.0 / self.sample_rate_hz <= hop_s <= 60.0:
+            raise PipelineError(f"hop_s = {hop_s!r} is invalid; allowed: seconds in [1/{self.sample_rate_hz}, 60] "
+                                f"(0.1 is the default)")
+        self.hop_s = float(hop_s)
+        self.hop_samples = max(1, int(round(self.hop_s * self.sample_rate_hz)))
+        self.threshold = info.threshold if threshold is None else threshold
+        if isinstance(self.threshold, bool) or not isinstance(self.threshold, (int, float)) \
+                or not 0.0 < self.threshold < 1.0:
+            raise PipelineError(f"threshold = {threshold!r} is invalid; allowed: a probability in (0, 1) "
+                                f"(the model's is {info.threshold})")
+        self.track = bool(track)
+        self.tracker = Tracker(tracking) if self.track else None
+        self.windower = Windower(info.window_samples, self.hop_samples, self.array.n_mics)
+        self._layout = info.layout
+        self._offset_s = 0.0  # stream time before the last reset, so t_s never goes back
+        self.windows_analysed = 0
+
+    @property
+    def window_s(self) -> float:
+        """Length of an analysed window in seconds."""
+        return self.model.info.window_samples / self.sample_rate_hz
+
+    def check_input(self, n_channels: int, sample_rate_hz: int, what: str = "input") -> None:
+        """Raise :class:`PipelineError` if a stream of this shape cannot be fed to :meth:`push`."""
+        if n_channels != self.array.n_channels:
+            cmap = list(self.array.channel_map)
+            raise PipelineError(f"{what} has {n_channels} channels, array {self.array.name!r} expects "
+                                f"{self.array.n_channels} (mics on channels {cmap}); give the array of the board "
+                                f"that recorded it (--array) or record all {self.array.n_channels} channels")
+        if sample_rate_hz != self.input_rate_hz:
+            raise PipelineError(f"{what} is at {sample_rate_hz} Hz, the pipeline was set up for {self.input_rate_hz} Hz; "
+                                f"set input_rate_hz to the capture rate")
+
+    def push(self, frames: np.ndarray) -> list[dict[str, Any]]:
+        """Feed (n, n_channels) frames as captured (int16/int32/float32, all channels, any n).
+
+        Returns one message per window completed by these frames (often none, sometimes several).
+        """
+        try:
+            mics = self.array.select_channels(frames)
+        except ArrayConfigError as exc:
+            raise PipelineError(str(exc)) from None
+        x = to_float(mics)
+        if self.resampler is not None:
+            x = self.resampler.process(x)
+            delay_s = self.resampler.delay_s
+        else:
+            delay_s = 0.0
+        out = []
+        for end, window in self.windower.push(x):
+            t_s = self._offset_s + end / self.sample_rate_hz - delay_s
+            out.append(self.analyse(window, t_s))
+        return out
+
+    def analyse(self, window: np.ndarray, t_s: float) -> dict[str, Any]:
+        """Run the model on one window (mic order, model rate) that ends at ``t_s``; returns its message."""
+        self.windows_analysed += 1
+        dets = decode(self._layout, self.model.outputs(window), self.threshold)
+        if self.tracker is None:
+            return message(t_s, dets)
+        return message(t_s, self.tracker.update(dets, t_s))
+
+    def reset(self, gap_s: float = 0.0) -> None:
+        """After a capture gap: drop buffered audio and tracks; ids keep increasing, t_s keeps counting
+        (plus ``gap_s``, the length of the gap if the caller knows it)."""
+        self._offset_s += self.windower.samples_seen / self.sample_rate_hz + max(0.0, float(gap_s))
+        self.windower.reset()
+        if self.resampler is not None:
+            self.resampler.reset()
+        if self.tracker is not None:
+            self.tracker.reset()
+
+
+__all__ = ["SCHEMA", "SCHEMA_FILE", "PipelineError", "Pipeline", "message", "to_odas", "schema_path", "ODAS_SLOTS"]
