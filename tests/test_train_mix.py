@@ -80,3 +80,29 @@ def test_a_tiny_model_fits_a_fixed_mixed_batch(rir_bank, bank_path):
     losses = [float(model.train_on_batch(x, y)) for _ in range(60)]
     assert np.all(np.isfinite(losses))
     assert np.mean(losses[-5:]) < 0.4 * losses[0], losses
+
+
+def test_init_weights_and_mix_overrides(rir_bank, bank_path, tmp_path, capsys):
+    base = ["--rir-bank", str(rir_bank), "--bank", str(bank_path), *MIX, *TINY, "--epochs", "1"]
+    first = tmp_path / "first"
+    assert train.main([*base, "--out", str(first)]) == 0
+    # a near-zero learning rate: the fine-tuned run must start from (and so stay at) the given weights
+    second = tmp_path / "second"
+    assert train.main([*base, "--out", str(second), "--lr", "1e-12", "--init-weights",
+                       str(first / "best.weights.h5"), "--mix-set", "source_level_db=[-12,6]"]) == 0
+    params = json.loads((second / "params.json").read_text())
+    assert params["init_weights"] == str(first / "best.weights.h5")
+    assert params["data"]["simulation"]["source_level_db"] == [-12, 6]
+    assert params["data"]["mix_overrides"] == {"source_level_db": [-12, 6]}
+    from train_tf.crosscheck import load_model
+
+    a, _ = load_model(first, "best.weights.h5")
+    b, _ = load_model(second, "last.weights.h5")
+    kernels = [(la.name, wa, wb) for la, lb in zip(a.layers, b.layers)
+               for wa, wb in zip(la.get_weights(), lb.get_weights()) if la.name.startswith("conv")]
+    assert kernels and all(np.allclose(wa, wb, atol=1e-6) for _, wa, wb in kernels)
+    with pytest.raises(SystemExit, match="init-weights"):
+        train.main([*base, "--out", str(tmp_path / "third"), "--regions", "4", "--init-weights",
+                    str(first / "best.weights.h5")])
+    with pytest.raises(SystemExit, match="JSON"):
+        train.main([*base, "--out", str(tmp_path / "fourth"), "--mix-set", "source_level_db=[-12,"])

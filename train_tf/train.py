@@ -127,13 +127,21 @@ class MixSource:
     """Training batches mixed on the fly from an RIR bank; a fixed validation set from its
     validation rooms. Plans are drawn by a background thread while the device renders and trains."""
 
-    def __init__(self, rir_dir: Path, bank_path: Path, layout: RegionLayout, settings: TrainSettings) -> None:
+    def __init__(self, rir_dir: Path, bank_path: Path, layout: RegionLayout, settings: TrainSettings,
+                 mix_overrides: dict[str, Any] | None = None) -> None:
         from train_tf.mixer import Mixer
         from train_tf.signals import DryBank
+        from train_tf.simulate import SimSettings, _read_meta
 
         bank = DryBank.load(bank_path)
         self.settings = settings
-        self.train_mix = Mixer(rir_dir, bank, layout, "train", seed=settings.seed)
+        sim = None
+        if mix_overrides:
+            # the bank's rooms are fixed; what is mixed into them (levels, SNRs, signal kinds) may change
+            cfg = _read_meta(Path(rir_dir))["settings"]
+            cfg.update(mix_overrides)
+            sim = SimSettings.from_dict(cfg)
+        self.train_mix = Mixer(rir_dir, bank, layout, "train", settings=sim, seed=settings.seed)
         self.val_mix = self.train_mix.sibling("val")
         self.meta = self.train_mix.meta
         sim = self.train_mix.settings
@@ -143,7 +151,7 @@ class MixSource:
         self.summary = {"source": "rir-bank", "dir": str(rir_dir), "rir_bank_seed": self.meta["seed"],
                         "val_windows": settings.val_windows, "bank": str(bank_path), "bank_hash": bank.content_hash,
                         "bank_summary": bank.summary(), "n_sources_p": list(self.train_mix.n_sources_p),
-                        "simulation": self.meta["settings"]}
+                        "simulation": self.train_mix.settings.to_dict(), "mix_overrides": mix_overrides or {}}
 
     def train_batches(self):
         import queue
@@ -180,9 +188,12 @@ class MixSource:
 
 
 def train(data_dir: str | Path | None, out_dir: str | Path, model_cfg, layout: RegionLayout, settings: TrainSettings,
-          verbose: int = 1, rir_bank: str | Path | None = None, bank: str | Path | None = None) -> dict[str, Any]:
+          verbose: int = 1, rir_bank: str | Path | None = None, bank: str | Path | None = None,
+          init_weights: str | Path | None = None, mix_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train (or resume) a model in ``out_dir`` from window shards (``data_dir``) or from an RIR
-    bank mixed on the fly (``rir_bank`` + dry-signal ``bank``); returns a summary of the run."""
+    bank mixed on the fly (``rir_bank`` + dry-signal ``bank``); returns a summary of the run.
+    ``init_weights`` starts a new run from trained weights of the same shape (fine-tuning);
+    ``mix_overrides`` changes simulation settings of the on-the-fly mixer (not the rooms)."""
     import keras
 
     from train_tf.model import LossWeights, build_model, count_macs, region_loss
@@ -194,10 +205,12 @@ def train(data_dir: str | Path | None, out_dir: str | Path, model_cfg, layout: R
         if bank is None:
             raise SystemExit("--rir-bank needs --bank (the dry-signal bank to mix)")
         try:
-            source: ShardSource | MixSource = MixSource(Path(rir_bank), Path(bank), layout, settings)
+            source: ShardSource | MixSource = MixSource(Path(rir_bank), Path(bank), layout, settings, mix_overrides)
         except (ValueError, FileNotFoundError) as exc:
             raise SystemExit(str(exc)) from None
     else:
+        if mix_overrides:
+            raise SystemExit("--mix-set applies to --rir-bank training only")
         source = ShardSource(Path(data_dir), layout, settings)
     meta = source.meta
     window, n_mics = source.shape
@@ -211,7 +224,7 @@ def train(data_dir: str | Path | None, out_dir: str | Path, model_cfg, layout: R
         "loss_weights": LossWeights().__dict__, "macs_per_window": count_macs(model_cfg),
         "sample_rate_hz": meta["settings"]["sample_rate_hz"], "array": meta["array"],
         "input_scaling": "edge_msl.features.normalize_window(clip_sigma=8)",
-        "data": source.summary,
+        "data": source.summary, "init_weights": str(init_weights) if init_weights else None,
     }
     (out / PARAMS_FILE).write_text(json.dumps(params, indent=2))
     model = build_model(model_cfg)
@@ -230,6 +243,13 @@ def train(data_dir: str | Path | None, out_dir: str | Path, model_cfg, layout: R
         model.load_weights(out / LAST_WEIGHTS)
         model.optimizer.iterations.assign(state["epoch"] * steps_per_epoch)
         log.warning("resuming %s at epoch %d (best validation loss %s)", out, state["epoch"], state["best_val"])
+    elif init_weights is not None:
+        try:
+            model.load_weights(init_weights)
+        except (ValueError, OSError) as exc:
+            raise SystemExit(f"--init-weights {init_weights}: cannot load into this model shape ({exc}); "
+                             f"pass weights trained with the same --regions/--block-filters/--first-filters") from None
+        log.warning("starting %s from the weights in %s", out, init_weights)
     csv_path = out / "log.csv"
     if state["epoch"] == 0 or not csv_path.exists():
         csv_path.write_text("epoch,train_loss,val_loss,learning_rate,seconds,windows_per_s\n")
@@ -305,6 +325,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--patience", type=int, default=TrainSettings.patience)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--init-weights", help="start from these weights (same model shape): fine-tuning")
+    parser.add_argument("--mix-set", action="append", metavar="KEY=VALUE", default=[],
+                        help="override a simulation setting of the on-the-fly mixer, VALUE as JSON "
+                             "(repeatable), e.g. --mix-set 'source_level_db=[-12,6]'")
     args = parser.parse_args(argv)
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(message)s")
     from train_tf.model import ModelConfig
@@ -323,8 +347,18 @@ def main(argv: list[str] | None = None) -> int:
     settings = TrainSettings(batch_size=args.batch_size, epochs=args.epochs, learning_rate=args.lr,
                              patience=args.patience, seed=args.seed, steps_per_epoch=args.steps_per_epoch,
                              val_windows=args.val_windows, max_minutes=args.max_minutes)
+    overrides = {}
+    for item in args.mix_set:
+        key, sep, value = item.partition("=")
+        try:
+            overrides[key] = json.loads(value) if sep else None
+        except json.JSONDecodeError:
+            raise SystemExit(f"--mix-set {item}: VALUE must be JSON, e.g. --mix-set 'source_level_db=[-12,6]'") from None
+        if not sep:
+            raise SystemExit(f"--mix-set {item}: expected KEY=VALUE")
     summary = train(args.data, args.out, model_cfg, layout, settings, verbose=0 if args.quiet else 1,
-                    rir_bank=args.rir_bank, bank=args.bank)
+                    rir_bank=args.rir_bank, bank=args.bank, init_weights=args.init_weights,
+                    mix_overrides=overrides or None)
     print(json.dumps(summary))
     return 0
 

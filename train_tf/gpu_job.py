@@ -1,0 +1,174 @@
+"""Train several models at once on a GPU machine that has JAX but no TensorFlow, in few long calls.
+
+    python3 train_tf/gpu_job.py start PLAN.json RUNS_DIR   # install, simulate RIR banks, start trainers (detached)
+    python3 train_tf/gpu_job.py wait RUNS_DIR SECONDS      # print progress until all runs end or SECONDS pass
+    python3 train_tf/gpu_job.py pack RUNS_DIR OUT_DIR      # best weights + params + log of each run, in tarballs
+
+Simulators and trainers run in their own process sessions, so they go on between calls while the
+machine stays warm; every trainer resumes from its run directory, so a lost machine costs only
+the epochs since the last checkpoint. The plan (JSON) names the RIR banks to simulate (one per
+array) and the runs; each run is placed on a GPU round-robin. Needs the Keras/namex/optree/
+pyroomacoustics cp312 wheels in ``.whl/`` and the dry bank as ``.carry/bank-carry.npz.xz``.
+Not for the CPU: there, run ``train_tf.simulate rir-bank`` and ``train_tf.train`` directly.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import lzma
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+SITE = "/tmp/site"
+BANK = "/tmp/bank.npz"
+
+
+def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({"PYTHONPATH": f"{SITE}:{os.getcwd()}", "KERAS_BACKEND": "jax", "PRA_NUM_THREADS": "1",
+                "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"})
+    env.update(extra or {})
+    return env
+
+
+def _gpus() -> int:
+    out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True)
+    names = [n for n in out.stdout.splitlines() if n.strip()]
+    print(f"GPUs: {names}", flush=True)
+    return max(1, len(names))
+
+
+def start(plan_path: str, runs_dir: str) -> None:
+    """Install the wheels, unpack the dry bank, start every simulator and trainer detached."""
+    plan = json.loads(Path(plan_path).read_text())
+    runs = Path(runs_dir)
+    runs.mkdir(parents=True, exist_ok=True)
+    wheels = sorted(glob.glob(".whl/*.whl"))
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
+                    "--no-cache-dir", "--upgrade", "--target", SITE, *wheels], check=True)
+    if not Path(BANK).exists():
+        with lzma.open(".carry/bank-carry.npz.xz") as src, open(BANK, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+    n_gpus = _gpus()
+    cores = os.cpu_count() or 16
+    # simulator workers in proportion to each bank's work (rooms x mics), leaving cores to the trainers
+    sim_cores = max(len(plan["banks"]), cores - 2 * len(plan["runs"]) - 2)
+    work = {name: b["rooms"] * b["mics"] for name, b in plan["banks"].items()}
+    total = sum(work.values())
+    for name, bank in plan["banks"].items():
+        out = Path(f"/tmp/rir-{name}")
+        if (out / "done.json").exists() or (runs / f"sim-{name}.pid").exists():
+            continue
+        workers = max(1, round(sim_cores * work[name] / total))
+        cmd = [sys.executable, "-m", "train_tf.simulate", "rir-bank", "--out", str(out), "--rooms", str(bank["rooms"]),
+               "--shard-size", "20", "--workers", str(workers), "--seed", str(bank["seed"]), "--array", bank["array"],
+               *bank.get("args", [])]
+        p = subprocess.Popen(cmd, env=_env(), stdout=open(runs / f"sim-{name}.log", "w"), stderr=subprocess.STDOUT,
+                             stdin=subprocess.DEVNULL, start_new_session=True)
+        (runs / f"sim-{name}.pid").write_text(str(p.pid))
+        print(f"simulating {name}: {bank['rooms']} rooms on {workers} workers (pid {p.pid})", flush=True)
+    per_gpu: dict[int, int] = {}
+    for i, run in enumerate(plan["runs"]):
+        per_gpu[i % n_gpus] = per_gpu.get(i % n_gpus, 0) + 1
+    for i, run in enumerate(plan["runs"]):
+        name = run["name"]
+        if (runs / f"{name}.pid").exists() and _alive(int((runs / f"{name}.pid").read_text())):
+            continue
+        gpu = i % n_gpus
+        rir = f"/tmp/rir-{run['bank']}"
+        # wait for the validation shard (0) and a first training shard, then train
+        script = (f"until [ -f {rir}/shard-00000.npz ] && [ -f {rir}/shard-00001.npz ]; do sleep 2; done; "
+                  f"exec {sys.executable} -m train_tf.train --rir-bank {rir} --bank {BANK} --out {runs / name} "
+                  f"--quiet " + " ".join(f"'{a}'" for a in run["args"]))
+        env = _env({"CUDA_VISIBLE_DEVICES": str(gpu),
+                    "XLA_PYTHON_CLIENT_MEM_FRACTION": str(round(0.85 / per_gpu[gpu], 3))})
+        p = subprocess.Popen(["bash", "-c", script], env=env, stdout=open(runs / f"{name}.out", "a"),
+                             stderr=open(runs / f"{name}.err", "a"), stdin=subprocess.DEVNULL,
+                             start_new_session=True)
+        (runs / f"{name}.pid").write_text(str(p.pid))
+        print(f"run {name} on GPU {gpu} (pid {p.pid})", flush=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    # a zombie (exited child of an earlier call's process) is not alive
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def _last_epoch(run_dir: Path) -> str:
+    log = run_dir / "log.csv"
+    if not log.exists():
+        return "starting"
+    rows = log.read_text().strip().splitlines()
+    return rows[-1] if len(rows) > 1 else "first epoch"
+
+
+def wait(runs_dir: str, seconds: float) -> None:
+    """Print each run's last epoch every minute until all trainers end or ``seconds`` pass."""
+    runs = Path(runs_dir)
+    t0 = time.time()
+    while True:
+        pids = {p.stem: int(p.read_text()) for p in runs.glob("*.pid")}
+        live = {n for n, pid in pids.items() if _alive(pid)}
+        trainers = [n for n in pids if not n.startswith("sim-")]
+        print(f"--- {time.time() - t0:.0f} s", flush=True)
+        for n in sorted(pids):
+            if n.startswith("sim-"):
+                done = Path(f"/tmp/rir-{n[4:]}/done.json").exists()
+                shards = len(glob.glob(f"/tmp/rir-{n[4:]}/shard-*.npz"))
+                print(f"{n}: {shards} shards{' done' if done else ''}", flush=True)
+            else:
+                print(f"{n}: {'running' if n in live else 'ended'}: {_last_epoch(runs / n)}", flush=True)
+        if not any(n in live for n in trainers) or time.time() - t0 > seconds:
+            break
+        time.sleep(60)
+    for n in trainers:
+        if n not in live:
+            err = (runs / f"{n}.err").read_text().strip().splitlines()[-3:]
+            print(f"== {n} ended: {' | '.join(err)}", flush=True)
+
+
+def pack(runs_dir: str, out_dir: str, per_tar: int = 3) -> None:
+    """Tarballs of each run's best and last weights, params.json, log.csv (at most ``per_tar`` runs each)."""
+    runs = Path(runs_dir)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    names = sorted(p.name for p in runs.iterdir() if p.is_dir() and (p / "params.json").exists())
+    for k in range(0, len(names), per_tar):
+        group = names[k:k + per_tar]
+        with tarfile.open(out / f"runs-{k // per_tar}.tar", "w") as tar:
+            for n in group:
+                for f in ("params.json", "log.csv", "best.weights.h5", "state.json"):
+                    if (runs / n / f).exists():
+                        tar.add(runs / n / f, arcname=f"{n}/{f}")
+        print(f"packed {group}", flush=True)
+
+
+def main(argv: list[str]) -> int:
+    """Dispatch ``start``, ``wait`` or ``pack``."""
+    if not argv or argv[0] not in ("start", "wait", "pack"):
+        print(__doc__, file=sys.stderr)
+        return 2
+    if argv[0] == "start":
+        start(argv[1], argv[2])
+    elif argv[0] == "wait":
+        wait(argv[1], float(argv[2]))
+    else:
+        pack(argv[1], argv[2])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
