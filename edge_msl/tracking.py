@@ -195,8 +195,9 @@ class Tracker:
         for di, det in enumerate(detections):
             if di not in used_d:
                 self._tracks.append(_Track(det, t_s))
+        # merge before publishing, so a duplicate never takes an id that is then thrown away
         kept: list[_Track] = []
-        for tr in self._tracks:
+        for tr in self._merge(self._tracks):
             if tr.id is None:
                 if tr.hits >= s.confirm_hits:
                     tr.id = self._next_id
@@ -206,23 +207,27 @@ class Tracker:
             elif t_s - tr.last_hit_t_s >= s.end_after_s - 1e-9:
                 continue
             kept.append(tr)
-        self._tracks = self._merge(kept)
+        self._tracks = kept
         return sorted((tr.report() for tr in self._tracks if tr.id is not None), key=lambda r: r.id)
 
     def _merge(self, tracks: list[_Track]) -> list[_Track]:
-        published = sorted((t for t in tracks if t.id is not None), key=lambda t: t.id)
+        # seniority: published tracks by id, then tentative ones by age (list order is birth order)
+        order = sorted(tracks, key=lambda t: (t.id is None, t.id or 0, -t.windows))
         dropped: set[int] = set()
-        for i, older in enumerate(published):
+        for i, older in enumerate(order):
             if id(older) in dropped:
                 continue
-            for younger in published[i + 1:]:
+            for younger in order[i + 1:]:
                 if id(younger) not in dropped and \
                         angular_distance_deg(older.azimuth_deg, younger.azimuth_deg) < self.settings.merge_deg:
                     dropped.add(id(younger))
-                    # the surviving id takes the latest evidence of the one that ended
+                    # the survivor takes the latest evidence of the one that goes
                     if younger.last_hit_t_s > older.last_hit_t_s:
                         older.last_hit_t_s = younger.last_hit_t_s
                         older.active = older.active or younger.active
+                    if older.id is None:
+                        older.hits = max(older.hits, younger.hits)
+
         return [t for t in tracks if id(t) not in dropped]
 
 
