@@ -4,9 +4,9 @@
 
 Prints a markdown table (stdout): runtime, threads, median / p95 milliseconds per window for the
 whole ``Model.outputs`` call (input scaling + int8 quantization + invoke + dequantization) and for
-the scaling + quantization alone, and how many times faster than real time that is (window length / median). Input is
-int16 noise (an int8 CNN's latency does not depend on the signal). Needs only numpy and a runtime,
-so it runs in a bare device venv (e.g. one with tflite-runtime and numpy<2).
+the scaling + quantization alone, and how many times faster than real time that is (window
+length / median). Input is int16 noise (an int8 CNN's latency does not depend on the signal).
+Needs only numpy and a runtime, so it runs in a bare device venv (e.g. tflite-runtime, numpy<2).
 """
 
 from __future__ import annotations
