@@ -94,8 +94,9 @@ class Runtime:
 _RUNTIME: Runtime | None = None
 
 
-def pick_runtime() -> Runtime:
-    """The first installed runtime of :data:`RUNTIMES` (cached; logged once at INFO)."""
+def pick_runtime(for_model: str | Path = "(any)") -> Runtime:
+    """The first installed runtime of :data:`RUNTIMES` (cached; logged once at INFO); ``for_model``
+    names the model in the error raised when none is installed."""
     global _RUNTIME
     if _RUNTIME is not None:
         return _RUNTIME
@@ -116,7 +117,7 @@ def pick_runtime() -> Runtime:
         _RUNTIME = Runtime(name, str(version), interpreter)
         log.info("TFLite runtime: %s %s", name, version)
         return _RUNTIME
-    raise ModelError("(any)", f"no TFLite runtime is installed (tried {', '.join(tried)})",
+    raise ModelError(for_model, f"no TFLite runtime is installed (tried {', '.join(tried)})",
                      "pip install ai-edge-litert (or tflite-runtime on 32-bit Raspberry Pi OS)")
 
 
@@ -254,7 +255,7 @@ class Model:
     runtime: str
 
     def __init__(self, info: ModelInfo, num_threads: int = 1) -> None:
-        rt = pick_runtime()
+        rt = pick_runtime(info.path)
         self.info = info
         self.runtime = rt.name
         self.runtime_version = rt.version
@@ -271,9 +272,15 @@ class Model:
         try:
             interp = rt.interpreter(model_path=str(path), num_threads=num_threads)
             interp.allocate_tensors()
+            signatures = list(interp.get_signature_list())
+            if signatures != [sig_name]:
+                raise ModelError(path, f"signatures {signatures} are not the sidecar's [{sig_name!r}]",
+                                 "the sidecar belongs to another model; reconvert")
             runner = interp.get_signature_runner(sig_name)
             in_det = runner.get_input_details()[in_name]
             out_det = runner.get_output_details()[out_name]
+        except ModelError:
+            raise
         except KeyError as exc:
             raise ModelError(path, f"signature {sig_name!r} has no tensor {exc} named in the sidecar",
                              "the sidecar belongs to another model; reconvert") from None
@@ -287,8 +294,9 @@ class Model:
                                  "convert with python -m convert (full-integer int8 quantization)")
         want_in = (1, info.window_samples, info.array.n_mics)
         want_out = (1, info.layout.n_regions, 3)
-        if tuple(in_det["shape"]) != want_in or tuple(out_det["shape"]) != want_out:
-            raise ModelError(path, f"tensor shapes {tuple(in_det['shape'])} -> {tuple(out_det['shape'])} differ "
+        got_in, got_out = (tuple(int(v) for v in det["shape"]) for det in (in_det, out_det))
+        if got_in != want_in or got_out != want_out:
+            raise ModelError(path, f"tensor shapes {got_in} -> {got_out} differ "
                              f"from the sidecar's {want_in} -> {want_out}", "the sidecar belongs to another model")
         self._in_scale, self._in_zero = (float(v) for v in in_det["quantization"])
         self._out_scale, self._out_zero = (float(v) for v in out_det["quantization"])

@@ -182,11 +182,14 @@ def test_model_for_another_array_is_refused(copy):
 
 
 def test_sidecar_for_another_model_is_refused(copy):
-    side = json.loads(copy.with_suffix(".json").read_text())
-    side["output"]["name"] = "not_there"
-    copy.with_suffix(".json").write_text(json.dumps(side))
-    with pytest.raises(ModelError, match=r"signature 'serving_default' has no tensor 'not_there'"):
-        load_model(copy)
+    good = json.loads(copy.with_suffix(".json").read_text())
+    for key, value, match in (("output", {**good["output"], "name": "not_there"},
+                               r"signature 'serving_default' has no tensor 'not_there'"),
+                              ("signature", "other", r"signatures \['serving_default'\] are not the sidecar's"),
+                              ("window_samples", 4000, r"tensor shapes \(1, 8000, 8\) -> \(1, 16, 3\) differ")):
+        copy.with_suffix(".json").write_text(json.dumps({**good, key: value}))
+        with pytest.raises(ModelError, match=match):
+            load_model(copy)
 
 
 def test_no_packaged_model_for_an_array_names_the_packaged_ones():
@@ -232,7 +235,7 @@ def test_no_runtime_installed_is_a_clear_error():
              "import edge_msl.runtime as rt\n"
              "try:\n    rt.load_model()\nexcept rt.ModelError as e:\n    print(e)")
     assert r.returncode == 0, r.stderr
-    assert "no TFLite runtime is installed (tried ai_edge_litert" in r.stdout
+    assert "uca8-r10.tflite: no TFLite runtime is installed (tried ai_edge_litert" in r.stdout
     assert "pip install ai-edge-litert" in r.stdout
 
 
