@@ -17,6 +17,7 @@ compares the int8 model with the float one on a held-out set (see ``convert/pari
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -67,7 +68,9 @@ def convert(model_dir: str | Path, calib: np.ndarray, out: str | Path,
     converter.inference_input_type = tf.int8
     converter.inference_output_type = tf.int8
     t0 = time.perf_counter()
-    blob = converter.convert()
+    # Keras prints the exported signature on stdout; stdout is for the JSON summary only
+    with contextlib.redirect_stdout(sys.stderr):
+        blob = converter.convert()
     seconds = time.perf_counter() - t0
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
