@@ -29,6 +29,8 @@ class TrackerSettings:
     """A new track is published once it has this many detections ...  (k of n)."""
     confirm_windows: int = 3
     """... within its first this-many windows; otherwise it is discarded as a false alarm."""
+    confirm_confidence: float = 0.7
+    """A new track whose first detection is at least this probable is published at once (1: never)."""
     end_after_s: float = 0.6
     """A published track not detected for this long ends; its id is never reused."""
     direction_alpha: float = 0.6
@@ -57,7 +59,7 @@ class TrackerSettings:
         v = self.end_after_s
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 < v <= 3600.0:
             raise bad("end_after_s", "seconds in (0, 3600]")
-        for key in ("direction_alpha", "distance_alpha", "confidence_alpha"):
+        for key in ("direction_alpha", "distance_alpha", "confidence_alpha", "confirm_confidence"):
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 < v <= 1.0:
                 raise bad(key, "a number in (0, 1]")
@@ -199,7 +201,7 @@ class Tracker:
         kept: list[_Track] = []
         for tr in self._merge(self._tracks):
             if tr.id is None:
-                if tr.hits >= s.confirm_hits:
+                if tr.hits >= s.confirm_hits or (tr.windows == 1 and tr.confidence >= s.confirm_confidence):
                     tr.id = self._next_id
                     self._next_id += 1
                 elif tr.hits + (s.confirm_windows - tr.windows) < s.confirm_hits:

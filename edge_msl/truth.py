@@ -103,8 +103,8 @@ def score(messages: Iterable[dict[str, Any]], truth: Sequence[TrueSource], windo
     * precision: outputs within 20 degrees of a source that played in the window or ``hold_s``
       before it, over all outputs.
     * a *turn* is one interval of one source; pick-up latency = t_s of the first window whose
-      output matches the source, minus the turn's start; id switches = changes of the matched
-      id during the turn. Latency counts from the turn's start, or from the end of the first
+      detected (``active``) output matches the source, minus the turn's start; id switches =
+      changes of the matched id among the turn's detected outputs. Latency counts from the turn's start, or from the end of the first
       window for a turn that starts with the stream.
     """
     msgs = list(messages)
@@ -123,9 +123,11 @@ def score(messages: Iterable[dict[str, Any]], truth: Sequence[TrueSource], windo
         near = nearby(truth, t, window_s, hold_s)
         n_out += len(srcs)
         n_true_out += len(match(az, [truth[k].azimuth_deg for k in near]))
-        # for turns: which output (and id) stands for each source at this instant, if any
-        for i, j, _ in match(az, [s.azimuth_deg for s in truth]):
-            per_source_ids[j].append((t, srcs[i]["id"]))
+        # for turns: which detected output (and id) stands for each source at this instant; a track
+        # held through silence (active false) says nothing about the turn that is starting
+        live = [s for s in srcs if s.get("active", True)]
+        for i, j, _ in match([s["azimuth_deg"] for s in live], [s.azimuth_deg for s in truth]):
+            per_source_ids[j].append((t, live[i]["id"]))
     latencies: list[float] = []
     second_latencies: list[float] = []
     switches: list[int] = []

@@ -92,18 +92,19 @@ def test_held_confidence_decays_and_position_does_not_drift():
     assert all(b.confidence < a.confidence for a, b in zip(held, held[1:]))
 
 
-def test_second_talker_is_published_after_k_of_n_windows_while_the_first_goes_on():
-    s = TrackerSettings(confirm_hits=2, confirm_windows=3)
-    frames = [[det(10)]] * 5 + [[det(10), det(200)]] * 5
+@pytest.mark.parametrize("conf,delay", [(0.5, 1), (0.95, 0)])
+def test_second_talker_is_published_after_k_of_n_windows_or_at_once_if_confident(conf, delay):
+    s = TrackerSettings(confirm_hits=2, confirm_windows=3, confirm_confidence=0.7)
+    frames = [[det(10)]] * 5 + [[det(10), det(200, conf)]] * 5
     out = run(Tracker(s), frames)
     first_with_two = next(k for k, w in enumerate(out) if len(w) == 2)
-    assert first_with_two == 5 + s.confirm_hits - 1
+    assert first_with_two == 5 + delay
     assert [x.id for x in out[-1]] == [1, 2]
 
 
 @pytest.mark.parametrize("k,n", [(1, 1), (2, 3), (3, 5)])
 def test_isolated_false_alarms_are_never_published(k, n):
-    s = TrackerSettings(confirm_hits=k, confirm_windows=n)
+    s = TrackerSettings(confirm_hits=k, confirm_windows=n, confirm_confidence=1.0)
     # one false alarm every n windows at a new place: k >= 2 never confirms it
     frames = [[det(100)] + ([det(37 * j)] if j % n == 0 else []) for j in range(1, 40)]
     out = run(Tracker(s), frames)

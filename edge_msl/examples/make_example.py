@@ -27,8 +27,9 @@ EXAMPLE_SCHEDULE = (((0.0, 1.9),), ((1.3, 3.3),), ((2.7, 4.8),))
 """Who talks when in the bundled example: three talkers, each overlapping the next by 0.6 s."""
 
 
-def speech_turn(bank, voice: str, n_samples: int, rng: np.random.Generator) -> np.ndarray:
-    """``n_samples`` of one voice: prompts of that voice joined by 80-200 ms pauses, unit RMS while talking."""
+def speech_turn(bank, voice: str, n_samples: int, rng: np.random.Generator,
+                pause_s: tuple[float, float] = (0.08, 0.2)) -> np.ndarray:
+    """``n_samples`` of one voice: prompts of that voice joined by pauses drawn from ``pause_s``."""
     names = bank.names
     idx = [i for i in bank.indices("speech_real") if names[i].startswith(voice + "/")]
     if not idx:
@@ -40,7 +41,7 @@ def speech_turn(bank, voice: str, n_samples: int, rng: np.random.Generator) -> n
         x = bank.signals[int(rng.choice(idx))].astype(np.float64)
         x = x / (np.sqrt(np.mean(x ** 2)) + 1e-12)
         parts.append(x)
-        gap = np.zeros(int(rng.uniform(0.08, 0.2) * fs))
+        gap = np.zeros(int(rng.uniform(*pause_s) * fs))
         parts.append(gap)
         total += len(x) + len(gap)
     out = np.concatenate(parts)[:n_samples]
@@ -80,14 +81,14 @@ def random_schedule(n_talkers: int, duration_s: float, rng: np.random.Generator,
 def render_scene(bank, schedule: Sequence[Sequence[tuple[float, float]]], duration_s: float, seed: int,
                  min_separation_deg: float = 40.0, snr_diffuse_db: float = 20.0, snr_sensor_db: float = 30.0,
                  level_dbfs: float = -30.0, rt60_s: tuple[float, float] = (0.2, 0.6),
-                 distance_m: tuple[float, float] = (0.8, 2.5), array: str = "uca8-r10"
-                 ) -> tuple[np.ndarray, dict[str, Any]]:
+                 distance_m: tuple[float, float] = (0.8, 2.5), array: str = "uca8-r10",
+                 pause_s: tuple[float, float] = (0.08, 0.2)) -> tuple[np.ndarray, dict[str, Any]]:
     """Render int16 audio (n, mics) of talkers following ``schedule`` in one simulated room.
 
     The room, array placement and source positions come from ``train_tf.simulate.simulate_room``
     (image sources + diffuse tail, mic position and gain errors); diffuse noise with the array's
     isotropic coherence and sensor noise are added as in training data. Returns the audio and
-    its truth dict (``edge-msl-truth`` format).
+    its truth dict (``edge-msl-truth`` format); ``pause_s`` is the range of pauses inside a turn.
     """
     from scipy.signal import fftconvolve
 
@@ -118,7 +119,7 @@ def render_scene(bank, schedule: Sequence[Sequence[tuple[float, float]]], durati
         for a, b in schedule[k]:
             i0, i1 = int(round(a * fs)), min(n, int(round(b * fs)))
             if i1 > i0:
-                dry[i0:i1] = speech_turn(bank, talker_voices[k], i1 - i0, rng)
+                dry[i0:i1] = speech_turn(bank, talker_voices[k], i1 - i0, rng, pause_s)
                 talking[i0:i1] = True
         dry *= 10.0 ** (rel_db[k] / 20.0)
         clean += fftconvolve(dry[None, :], room.rirs[p].astype(np.float64), axes=1)[:, :n]
