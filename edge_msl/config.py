@@ -1,0 +1,458 @@
+"""The daemon's configuration: one TOML file (plus command-line overrides) validated into frozen dataclasses.
+
+A wrong key or value is a :class:`ConfigError` naming the key, the value and what is allowed; the
+daemon exits with :data:`EX_CONFIG` (78) on it. This module reads files only; it opens no device or socket.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+import socket
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from .arrays import DEFAULT_ARRAY, ArrayConfigError, MicArray, from_dict, get_array
+from .settings_check import reject_unknown_keys
+from .tracking import TrackerConfigError, TrackerSettings
+
+EX_CONFIG = 78
+"""Exit code for a configuration error (sysexits.h EX_CONFIG); the unit's RestartPreventExitStatus."""
+
+DEFAULT_CONFIG_PATH = Path("/etc/edge-msl/config.toml")
+"""Where the systemd unit and ``edge-msl run`` without ``--config`` look for the configuration."""
+
+SAMPLE_FORMATS = ("S16_LE", "S32_LE")
+"""ALSA sample formats the capture reads (S32_LE also carries 24-bit boards, left-justified)."""
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+"""Values of ``[logging] level``."""
+
+_NODE_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_TOPIC_RE = re.compile(r"^[^#+\x00]{1,128}$")
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; ``str()`` is one line naming the key, the value and what is allowed."""
+
+
+# ----------------------------------------------------------------------------------------------
+# value checks: each returns the (normalized) value or raises ConfigError via _bad
+
+
+def _bad(key: str, value: Any, allowed: str) -> ConfigError:
+    shown = repr(value)
+    if len(shown) > 80:
+        shown = shown[:77] + "..."
+    return ConfigError(f"{key} = {shown} is invalid; allowed: {allowed}")
+
+
+Check = Callable[[str, Any], Any]
+
+
+def _int(lo: int, hi: int) -> Check:
+    def check(key: str, v: Any) -> int:
+        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+            raise _bad(key, v, f"an integer in [{lo}, {hi}]")
+        return v
+    return check
+
+
+def _float(lo: float, hi: float, *, lo_open: bool = False) -> Check:
+    def check(key: str, v: Any) -> float:
+        ok = not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
+        ok = ok and (lo < v if lo_open else lo <= v) and v <= hi
+        if not ok:
+            raise _bad(key, v, f"a number in {'(' if lo_open else '['}{lo:g}, {hi:g}]")
+        return float(v)
+    return check
+
+
+def _bool(key: str, v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise _bad(key, v, "true or false")
+    return v
+
+
+def _choice(*choices: str) -> Check:
+    def check(key: str, v: Any) -> str:
+        if not isinstance(v, str) or v not in choices:
+            raise _bad(key, v, " or ".join(repr(c) for c in choices))
+        return v
+    return check
+
+
+def _text(max_len: int = 4096, pattern: re.Pattern[str] | None = None, what: str = "a string",
+          empty: bool = True) -> Check:
+    def check(key: str, v: Any) -> str:
+        if not isinstance(v, str) or len(v) > max_len or "\x00" in v or (not empty and not v) \
+                or (pattern is not None and v and not pattern.match(v)):
+            raise _bad(key, v, what)
+        return v
+    return check
+
+
+def _optional(inner: Check) -> Check:
+    def check(key: str, v: Any) -> Any:
+        return None if v is None else inner(key, v)
+    return check
+
+
+def _spec(default: Any, check: Check, **kw: Any) -> Any:
+    return field(default=default, metadata={"check": check}, **kw)
+
+
+def _build(cls: type, table: Any, section: str) -> Any:
+    """Validate a TOML table into the dataclass ``cls``; keys are named as ``[section] key``."""
+    if not isinstance(table, Mapping):
+        raise _bad(f"[{section}]", table, f"a table of {', '.join(f.name for f in _config_fields(cls))}")
+    reject_unknown_keys_named(cls, table, section)
+    kwargs = {}
+    for f in _config_fields(cls):
+        if f.name in table:
+            kwargs[f.name] = f.metadata["check"](f"[{section}] {f.name}", table[f.name])
+    return cls(**kwargs)
+
+
+def _config_fields(cls: type) -> list[dataclasses.Field]:
+    return [f for f in dataclasses.fields(cls) if "check" in f.metadata]
+
+
+def reject_unknown_keys_named(cls: type, table: Mapping[str, Any], section: str) -> None:
+    """Refuse keys of ``table`` that are not settable fields of ``cls`` (shared check, config wording)."""
+    settable = dataclasses.make_dataclass(cls.__name__, [f.name for f in _config_fields(cls)])
+    try:
+        reject_unknown_keys(settable, table, f"[{section}] key", ConfigError)
+    except ConfigError as exc:
+        given = ", ".join(f"{k} = {table[k]!r}" for k in sorted(table) if k not in settable.__dataclass_fields__)
+        raise ConfigError(f"{exc} (given: {given[:200]})") from None
+
+
+# ----------------------------------------------------------------------------------------------
+# the settings
+
+
+@dataclass(frozen=True)
+class DeviceSettings:
+    """The ALSA capture device."""
+
+    name: str = _spec("default", _text(256, what="an ALSA PCM name such as 'hw:CARD=seeed8micvoicec,DEV=0', "
+                                                  "'plughw:CARD=ArrayUAC10,DEV=0' or 'default'", empty=False))
+    """ALSA PCM name; name the card (``hw:CARD=<id>,DEV=0``), not its index, which changes between boots."""
+    rate_hz: int | None = _spec(None, _optional(_int(8000, 192000)))
+    """Capture rate; none = the model's rate. Higher rates are resampled to the model's."""
+    format: str = _spec("S16_LE", _choice(*SAMPLE_FORMATS))
+    """Sample format the device is opened with."""
+    period_frames: int = _spec(800, _int(32, 65536))
+    """Frames per ALSA read (800 = 50 ms at 16 kHz)."""
+    periods: int = _spec(4, _int(2, 64))
+    """ALSA buffer size in periods; more survive longer stalls before an overrun."""
+    pace_realtime: bool = _spec(False, _bool)
+    """Sleep so reads never run ahead of the clock: for the ALSA ``file`` plugin and tests, never for hardware."""
+    retry_min_delay_s: float = _spec(1.0, _float(0.0, 3600.0, lo_open=True))
+    """First delay before reopening a missing or busy device; doubles on each failure."""
+    retry_max_delay_s: float = _spec(30.0, _float(0.0, 3600.0, lo_open=True))
+    """Longest delay between reopening attempts (the daemon retries forever)."""
+
+    def capture_key(self, rate_hz: int, n_channels: int) -> tuple:
+        """What must stay equal for a reload to keep the open audio stream."""
+        return (self.name, rate_hz, n_channels, self.format, self.period_frames, self.periods, self.pace_realtime)
+
+
+@dataclass(frozen=True)
+class StdoutSettings:
+    """JSON lines on standard output."""
+
+    enabled: bool = _spec(True, _bool)
+    """Write one JSON line per analysed window on stdout (the journal, under systemd)."""
+    format: str = _spec("json", _choice("json", "odas"))
+    """json: edge-msl/sources-v1 messages; odas: ODAS sst frames."""
+
+
+def _default_node_id() -> str:
+    node = re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname())[:64].strip("-")
+    return node or "edge-msl"
+
+
+@dataclass(frozen=True)
+class MqttSettings:
+    """Publishing to an MQTT broker (paho-mqtt 2); off while ``host`` is empty."""
+
+    host: str = _spec("", _text(253, re.compile(r"^[A-Za-z0-9_.:\[\]-]+$"), "a host name or IP address "
+                                                                            "(empty: MQTT off)"))
+    """Broker host name or address; empty turns MQTT off."""
+    port: int | None = _spec(None, _optional(_int(1, 65535)))
+    """Broker port; none = 1883, or 8883 with TLS."""
+    node_id: str = _spec("", _text(64, _NODE_ID_RE, "letters, digits, '-' and '_' (up to 64; empty: the host name)"))
+    """Names this device in topics (``edge-msl/<node_id>/...``); empty = the host name."""
+    topic_prefix: str = _spec("edge-msl", _text(128, _TOPIC_RE, "a topic without '+', '#' (up to 128 characters)",
+                                                empty=False))
+    """First level of every topic."""
+    client_id: str = _spec("", _text(128, what="a string (up to 128 characters; empty: edge-msl-<node_id>)"))
+    """MQTT client id; empty = ``edge-msl-<node_id>``."""
+    qos: int = _spec(1, _int(0, 2))
+    """QoS of the sources messages; 1 or 2 needed for the no-loss guarantee across broker outages."""
+    keepalive_s: int = _spec(30, _int(5, 3600))
+    """MQTT keepalive; a dead broker is noticed after about 1.5 times this."""
+    tls: bool = _spec(False, _bool)
+    """Connect with TLS (system CA store unless ca_file is given)."""
+    ca_file: str = _spec("", _text(what="a file path (empty: system CAs)"))
+    """CA certificate bundle (PEM) for TLS."""
+    cert_file: str = _spec("", _text(what="a file path (empty: no client certificate)"))
+    """Client certificate (PEM) for TLS client authentication."""
+    key_file: str = _spec("", _text(what="a file path (empty: no client certificate)"))
+    """Private key (PEM) of cert_file."""
+    username: str = _spec("", _text(256, what="a string (empty: no authentication)"))
+    """User name for the broker; empty = anonymous."""
+    password_file: str = _spec("", _text(what="a file path whose first line is the password"))
+    """File whose first line is the password (e.g. a systemd credential); the password is never logged."""
+    password_env: str = _spec("", _text(128, re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$"),
+                                        "an environment variable name"))
+    """Environment variable holding the password (used when password_file is empty)."""
+    discovery: bool = _spec(False, _bool)
+    """Publish Home Assistant MQTT discovery (retained), again whenever Home Assistant comes online."""
+    discovery_prefix: str = _spec("homeassistant", _text(128, _TOPIC_RE, "a topic without '+', '#'", empty=False))
+    """Home Assistant's discovery prefix."""
+    queue_max_messages: int = _spec(6000, _int(1, 10_000_000))
+    """Messages kept while the broker is away (newest kept; 6000 = 10 min at a 0.1 s hop)."""
+    reconnect_min_delay_s: int = _spec(1, _int(1, 3600))
+    """First reconnect delay; doubles up to reconnect_max_delay_s."""
+    reconnect_max_delay_s: int = _spec(60, _int(1, 3600))
+    """Longest delay between reconnect attempts (retries forever)."""
+    password: str = field(default="", repr=False, compare=False)
+    """The resolved password (from password_file or password_env); not a config key, never printed."""
+
+    @property
+    def enabled(self) -> bool:
+        """True when a broker host is configured."""
+        return bool(self.host)
+
+    @property
+    def node(self) -> str:
+        """node_id, or the host name when it is empty."""
+        return self.node_id or _default_node_id()
+
+    @property
+    def effective_port(self) -> int:
+        """port, or the MQTT default for the transport."""
+        return self.port if self.port is not None else (8883 if self.tls else 1883)
+
+    def topic(self, leaf: str) -> str:
+        """``<topic_prefix>/<node>/<leaf>``."""
+        return f"{self.topic_prefix}/{self.node}/{leaf}"
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    """Log lines (always on stderr, so stdout stays data)."""
+
+    level: str = _spec("info", _choice(*LOG_LEVELS))
+    """Lowest level logged."""
+    status_interval_s: float = _spec(60.0, _float(0.0, 86400.0))
+    """Seconds between one-line summaries (windows, sources, overruns, MQTT queue) in the log; 0 = never."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything ``edge-msl run`` needs; see ``systemd/config.toml`` for a commented example."""
+
+    device: DeviceSettings = DeviceSettings()
+    """[device]: the ALSA capture device."""
+    array: MicArray = field(default_factory=lambda: get_array(DEFAULT_ARRAY))
+    """array: a built-in array name, or an [array] table describing a custom one."""
+    model: Path | None = None
+    """model: .tflite path (its .json next to it); none = the packaged model for the array."""
+    hop_s: float = 0.1
+    """hop_s: seconds between analysed windows."""
+    threshold: float | None = None
+    """threshold: region probability that reports a source; none = the model's."""
+    track: bool = True
+    """track: stable source ids over time (false: raw per-window detections with id null)."""
+    num_threads: int = 1
+    """num_threads: TFLite interpreter threads."""
+    tracking: TrackerSettings = TrackerSettings()
+    """[tracking]: how detections become tracks."""
+    stdout: StdoutSettings = StdoutSettings()
+    """[stdout]: JSON lines on standard output."""
+    mqtt: MqttSettings = MqttSettings()
+    """[mqtt]: publishing to a broker."""
+    logging: LoggingSettings = LoggingSettings()
+    """[logging]: log level and periodic summaries."""
+    source: str = "defaults"
+    """Where this configuration came from (file path and/or command line)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The effective configuration as plain data (secrets left out), e.g. for ``--print-config``."""
+        out: dict[str, Any] = {
+            "model": str(self.model) if self.model else None,
+            "hop_s": self.hop_s, "threshold": self.threshold, "track": self.track, "num_threads": self.num_threads,
+            "array": self.array.to_dict(),
+            "device": {f.name: getattr(self.device, f.name) for f in _config_fields(DeviceSettings)},
+            "tracking": self.tracking.to_dict(),
+            "stdout": {f.name: getattr(self.stdout, f.name) for f in _config_fields(StdoutSettings)},
+            "mqtt": {f.name: getattr(self.mqtt, f.name) for f in _config_fields(MqttSettings)},
+            "logging": {f.name: getattr(self.logging, f.name) for f in _config_fields(LoggingSettings)},
+        }
+        return out
+
+
+_TOP_KEYS = ("device", "array", "model", "hop_s", "threshold", "track", "num_threads", "tracking", "stdout",
+             "mqtt", "logging")
+_TOP_CHECKS: dict[str, Check] = {
+    "hop_s": _float(0.001, 60.0),
+    "threshold": _optional(_float(0.0, 1.0, lo_open=True)),
+    "track": _bool,
+    "num_threads": _int(1, 64),
+    "model": _text(what="a path to a .tflite file (empty: the packaged model for the array)"),
+}
+
+
+def _resolve_password(m: MqttSettings, env: Mapping[str, str]) -> MqttSettings:
+    if m.password_file:
+        try:
+            text = Path(m.password_file).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"[mqtt] password_file = {m.password_file!r} cannot be read ({exc.strerror}); "
+                              f"allowed: a readable file whose first line is the password") from None
+        lines = text.splitlines()
+        return dataclasses.replace(m, password=lines[0] if lines else "")
+    if m.password_env:
+        if m.password_env not in env:
+            raise ConfigError(f"[mqtt] password_env = {m.password_env!r} is invalid; allowed: the name of a set "
+                              f"environment variable (it is not set; e.g. Environment= or EnvironmentFile= in a "
+                              f"systemd drop-in)")
+        return dataclasses.replace(m, password=env[m.password_env])
+    return m
+
+
+def parse_config(data: Mapping[str, Any], *, base_dir: Path | None = None, source: str = "command line",
+                 env: Mapping[str, str] | None = None) -> Config:
+    """Validate a parsed TOML document into a :class:`Config` (``base_dir`` anchors a relative model path)."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"the configuration must be a TOML table, got {type(data).__name__}")
+    unknown = sorted(set(data) - set(_TOP_KEYS))
+    if unknown:
+        raise ConfigError(f"unknown top-level key(s) {unknown}; allowed: {sorted(_TOP_KEYS)}")
+    top = {k: _TOP_CHECKS[k](k, data[k]) for k in _TOP_CHECKS if k in data}
+
+    raw_array = data.get("array", DEFAULT_ARRAY)
+    try:
+        if isinstance(raw_array, str):
+            array = get_array(raw_array)
+        elif isinstance(raw_array, Mapping):
+            array = from_dict(raw_array)
+        else:
+            raise _bad("array", raw_array, "a built-in array name or an [array] table")
+    except ArrayConfigError as exc:
+        raise ConfigError(f"[array]: {exc}") from None
+
+    mqtt_table = data.get("mqtt", {})
+    if isinstance(mqtt_table, Mapping) and "password" in mqtt_table:
+        raise ConfigError("[mqtt] password is not read from the config file (it would be world-readable); "
+                          "allowed: password_file = \"/path\" or password_env = \"VARIABLE\"")
+    mqtt = _build(MqttSettings, mqtt_table, "mqtt")
+    if mqtt.reconnect_min_delay_s > mqtt.reconnect_max_delay_s:
+        raise _bad("[mqtt] reconnect_min_delay_s", mqtt.reconnect_min_delay_s,
+                   f"at most reconnect_max_delay_s = {mqtt.reconnect_max_delay_s}")
+    if bool(mqtt.cert_file) != bool(mqtt.key_file):
+        raise ConfigError(f"[mqtt] cert_file = {mqtt.cert_file!r} and key_file = {mqtt.key_file!r} are invalid; "
+                          f"allowed: both set (TLS client certificate) or both empty")
+    if (mqtt.ca_file or mqtt.cert_file) and not mqtt.tls:
+        raise ConfigError(f"[mqtt] tls = false is invalid with ca_file/cert_file set; allowed: tls = true")
+    mqtt = _resolve_password(mqtt, os.environ if env is None else env)
+    if mqtt.password and not mqtt.username:
+        raise ConfigError("[mqtt] username = '' is invalid with a password set; allowed: the broker user name")
+
+    device = _build(DeviceSettings, data.get("device", {}), "device")
+    if device.retry_min_delay_s > device.retry_max_delay_s:
+        raise _bad("[device] retry_min_delay_s", device.retry_min_delay_s,
+                   f"at most retry_max_delay_s = {device.retry_max_delay_s}")
+
+    try:
+        tracking = TrackerSettings.from_dict(data.get("tracking", {}))
+    except (TrackerConfigError, TypeError) as exc:
+        raise ConfigError(str(exc) if str(exc).startswith("tracking") else f"[tracking]: {exc}") from None
+
+    model_text = top.pop("model", "")
+    model = None
+    if model_text:
+        model = Path(model_text).expanduser()
+        if not model.is_absolute() and base_dir is not None:
+            model = base_dir / model
+    return Config(
+        device=device, array=array, model=model, tracking=tracking,
+        stdout=_build(StdoutSettings, data.get("stdout", {}), "stdout"),
+        mqtt=mqtt,
+        logging=_build(LoggingSettings, data.get("logging", {}), "logging"),
+        source=source, **top,
+    )
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """Parse a TOML file; a missing or malformed file is a :class:`ConfigError`."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist; allowed: an existing TOML file "
+                          f"(edge-msl/systemd/config.toml is a commented example)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} cannot be read ({exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def set_key(data: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``section.key`` (or a top-level key) in a parsed document, creating the table if needed."""
+    parts = dotted.split(".")
+    if not all(parts) or len(parts) > 2:
+        raise ConfigError(f"--set {dotted}: the key must be 'key' or 'section.key' (e.g. mqtt.qos)")
+    table = data
+    for p in parts[:-1]:
+        sub = table.get(p)
+        if sub is None or isinstance(sub, str) and p == "array":
+            sub = table[p] = {} if sub is None else {"name": sub}
+        if not isinstance(sub, dict):
+            raise ConfigError(f"--set {dotted}: {p} is not a table in this configuration")
+        table = sub
+    table[parts[-1]] = value
+
+
+def parse_assignment(text: str) -> tuple[str, Any]:
+    """``key=value`` from ``--set``: the value is read as TOML (``1``, ``true``, ``"x"``), else taken as a string."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. --set mqtt.qos=1")
+    try:
+        parsed = tomllib.loads(f"v = {value.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value.strip()
+    return key.strip(), parsed
+
+
+def load_config(path: str | Path | None = None, overrides: list[tuple[str, Any]] | None = None,
+                env: Mapping[str, str] | None = None) -> Config:
+    """Read ``path`` (none: defaults only), apply ``(dotted key, value)`` overrides in order, validate."""
+    data: dict[str, Any] = read_toml(path) if path is not None else {}
+    for key, value in overrides or []:
+        set_key(data, key, value)
+    where = str(path) if path is not None else ""
+    if overrides:
+        where = f"{where} + command line" if where else "command line"
+    base_dir = Path(path).resolve().parent if path is not None else None
+    try:
+        return parse_config(data, base_dir=base_dir, source=where or "defaults", env=env)
+    except ConfigError as exc:
+        raise ConfigError(f"{where or 'config'}: {exc}") from None
+
+
+__all__ = [
+    "EX_CONFIG", "DEFAULT_CONFIG_PATH", "SAMPLE_FORMATS", "LOG_LEVELS", "ConfigError", "DeviceSettings",
+    "StdoutSettings", "MqttSettings", "LoggingSettings", "Config", "parse_config", "read_toml", "load_config",
+    "set_key", "parse_assignment",
+]

@@ -1,0 +1,391 @@
+"""Where the daemon's messages go: JSON lines on stdout, and MQTT (paho-mqtt 2) with a bounded queue
+that survives broker outages: nothing within the bound is lost, what falls out is counted and logged.
+
+Sinks never raise into the processing loop on a transient fault (closed pipe, broker down);
+they must not log secrets (the MQTT password).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import os
+import ssl
+import sys
+import threading
+import time
+from typing import IO, Any
+
+from . import __version__
+from .config import ConfigError, MqttSettings, StdoutSettings
+
+log = logging.getLogger("edge_msl.sinks")
+
+STATUS_ONLINE = "online"
+STATUS_OFFLINE = "offline"
+MAX_INFLIGHT = 20
+"""Messages handed to paho and not yet confirmed (PUBACK for QoS 1/2, written for QoS 0) at one time."""
+
+
+def encode(msg: dict[str, Any]) -> str:
+    """One message as compact JSON (no spaces), the form used on stdout and MQTT."""
+    return json.dumps(msg, separators=(",", ":"))
+
+
+class StdoutSink:
+    """JSON lines on stdout, flushed per line; a closed pipe (``| head``) closes only this sink."""
+
+    name = "stdout"
+
+    def __init__(self, settings: StdoutSettings, stream: IO[str] | None = None) -> None:
+        self.settings = settings
+        self.stream = stream
+        self.closed = False
+        self.written = 0
+
+    def publish(self, msg: dict[str, Any]) -> None:
+        """Write one message (in the configured format)."""
+        if self.closed:
+            return
+        if self.settings.format == "odas":
+            from .pipeline import to_odas
+
+            line = encode(to_odas(msg, self.written))
+        else:
+            line = encode(msg)
+        stream = self.stream or sys.stdout
+        try:
+            stream.write(line + "\n")
+            stream.flush()
+            self.written += 1
+        except BrokenPipeError:
+            self.closed = True
+            log.info("stdout closed by its reader after %d lines; no more JSON lines", self.written)
+            if stream is sys.stdout:
+                # the interpreter flushes stdout at exit; point it at /dev/null so that is silent
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+                os.close(devnull)
+
+    def summary(self) -> str:
+        """Counters for the status line."""
+        return f"stdout {self.written} lines" + (" (closed)" if self.closed else "")
+
+    def close(self, timeout_s: float = 0.0) -> None:
+        """Flush (nothing is buffered beyond the stream)."""
+        if not self.closed:
+            try:
+                (self.stream or sys.stdout).flush()
+            except (BrokenPipeError, ValueError):
+                self.closed = True
+
+
+class _Entry:
+    __slots__ = ("seq", "payload", "info")
+
+    def __init__(self, seq: int, payload: bytes) -> None:
+        self.seq = seq
+        self.payload = payload
+        self.info: Any = None
+
+
+def _published(info: Any) -> bool | None:
+    """True/False from paho's MQTTMessageInfo; None when the publish failed and must be retried."""
+    try:
+        return bool(info.is_published())
+    except (ValueError, RuntimeError):
+        return None
+
+
+class MqttSink:
+    """Publishes messages to ``<prefix>/<node>/sources``, and ``online``/``offline`` (retained, also the
+    last will) to ``<prefix>/<node>/status``; optional Home Assistant discovery.
+
+    Every message is held here until paho confirms it (PUBACK for QoS 1/2): while the broker is away
+    messages wait in a queue of at most ``queue_max_messages`` (the oldest are dropped and counted),
+    and after a reconnect they are sent in order. A message whose confirmation was lost with the
+    connection is sent again, so QoS 1 delivery is at least once (``t_s`` tells duplicates apart).
+    """
+
+    name = "mqtt"
+
+    def __init__(self, settings: MqttSettings, *, array_name: str = "", model_name: str = "") -> None:
+        try:
+            import paho.mqtt.client as mqtt
+        except ImportError:
+            raise ConfigError("[mqtt] host is set but paho-mqtt is not installed; allowed: pip install "
+                              "'edge-msl[mqtt]', or an empty [mqtt] host") from None
+        self._mqtt = mqtt
+        self.settings = s = settings
+        self.sources_topic = s.topic("sources")
+        self.status_topic = s.topic("status")
+        self.array_name = array_name
+        self.model_name = model_name
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._pending: collections.deque[_Entry] = collections.deque()
+        self._inflight: list[_Entry] = []
+        self._max_inflight = min(MAX_INFLIGHT, s.queue_max_messages)
+        self._seq = 0
+        self._connected = False
+        self._running = False
+        self._sender: threading.Thread | None = None
+        self.delivered = 0
+        self.dropped = 0
+        self.resent = 0
+        self.connects = 0
+        self._dropped_in_outage = 0
+        self._down_since: float | None = time.monotonic()
+        self._last_connect_error = ""
+
+        client_id = s.client_id or f"edge-msl-{s.node}"
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311,
+                        clean_session=True)
+        c.reconnect_delay_set(min_delay=s.reconnect_min_delay_s, max_delay=s.reconnect_max_delay_s)
+        c.max_inflight_messages_set(self._max_inflight)
+        c.will_set(self.status_topic, STATUS_OFFLINE, qos=1, retain=True)
+        if s.username:
+            c.username_pw_set(s.username, s.password or None)
+        if s.tls:
+            try:
+                c.tls_set(ca_certs=s.ca_file or None, certfile=s.cert_file or None, keyfile=s.key_file or None,
+                          cert_reqs=ssl.CERT_REQUIRED)
+            except (OSError, ssl.SSLError, ValueError) as exc:
+                raise ConfigError(f"[mqtt] tls files ca_file={s.ca_file!r} cert_file={s.cert_file!r} "
+                                  f"key_file={s.key_file!r} are invalid ({exc}); allowed: readable PEM files") \
+                    from None
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_message = self._on_message
+        self.client = c
+
+    # -- life cycle ---------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Connect in the background (retrying forever) and start the sender; returns at once."""
+        s = self.settings
+        self._running = True
+        self._sender = threading.Thread(target=self._send_loop, name="edge-msl-mqtt-sender", daemon=True)
+        self._sender.start()
+        log.info("MQTT: publishing to %s:%d as %s on %s (QoS %d%s%s), queue bound %d messages", s.host,
+                 s.effective_port, s.username or "anonymous", self.sources_topic, s.qos, ", TLS" if s.tls else "",
+                 ", Home Assistant discovery" if s.discovery else "", s.queue_max_messages)
+        self.client.connect_async(s.host, s.effective_port, keepalive=s.keepalive_s)
+        self.client.loop_start()
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Send what is queued (up to ``timeout_s`` while connected), publish ``offline``, disconnect."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while (self._pending or self._inflight) and self._connected and time.monotonic() < deadline:
+                self._confirm()
+                self._cond.notify_all()
+                self._cond.wait(0.02)
+            self._confirm()
+            self._running = False
+            self._cond.notify_all()
+            left = len(self._pending) + len(self._inflight)
+            connected = self._connected
+        if self._sender is not None:
+            self._sender.join(timeout=2.0)
+        if connected:
+            info = self.client.publish(self.status_topic, STATUS_OFFLINE, qos=1, retain=True)
+            try:
+                info.wait_for_publish(timeout=max(0.5, deadline - time.monotonic()))
+            except (ValueError, RuntimeError):
+                pass
+        self.client.disconnect()
+        self.client.loop_stop()
+        log.info("MQTT closed: %d messages delivered, %d dropped by the queue bound, %d resent, %d undelivered",
+                 self.delivered, self.dropped, self.resent, left)
+
+    # -- publishing ---------------------------------------------------------------------------------
+
+    def publish(self, msg: dict[str, Any]) -> None:
+        """Queue one message (never blocks; the sender thread hands it to paho when connected)."""
+        payload = encode(msg).encode()
+        with self._cond:
+            self._seq += 1
+            if len(self._pending) + len(self._inflight) >= self.settings.queue_max_messages:
+                if self._pending:
+                    self._pending.popleft()
+                    self._pending.append(_Entry(self._seq, payload))
+                self.dropped += 1
+                self._dropped_in_outage += 1
+                if self._dropped_in_outage == 1:
+                    log.warning("MQTT queue full (%d messages) while the broker is away: dropping the oldest "
+                                "(counted; raise [mqtt] queue_max_messages to keep more)",
+                                self.settings.queue_max_messages)
+            else:
+                self._pending.append(_Entry(self._seq, payload))
+            self._cond.notify_all()
+
+    @property
+    def queued(self) -> int:
+        """Messages not yet confirmed by the broker."""
+        with self._lock:
+            return len(self._pending) + len(self._inflight)
+
+    @property
+    def connected(self) -> bool:
+        """True while connected to the broker."""
+        return self._connected
+
+    def summary(self) -> str:
+        """Counters for the status line."""
+        state = "up" if self._connected else "down"
+        return f"mqtt {state}, {self.delivered} delivered, {self.queued} queued, {self.dropped} dropped"
+
+    def _confirm(self) -> None:
+        # with the lock held: drop confirmed entries, put failed ones back in front
+        if not self._inflight:
+            return
+        keep, retry = [], []
+        for e in self._inflight:
+            state = _published(e.info) if e.info is not None else False
+            if state is True:
+                self.delivered += 1
+            elif state is None:
+                retry.append(e)
+            else:
+                keep.append(e)
+        self._inflight = keep
+        self._requeue(retry)
+
+    def _requeue(self, entries: list[_Entry]) -> None:
+        if not entries:
+            return
+        self.resent += len(entries)
+        for e in sorted(entries, key=lambda e: e.seq, reverse=True):
+            e.info = None
+            self._pending.appendleft(e)
+
+    def _send_loop(self) -> None:
+        qos = self.settings.qos
+        while True:
+            with self._cond:
+                while True:
+                    self._confirm()
+                    if not self._running:
+                        return
+                    if self._connected and self._pending and len(self._inflight) < self._max_inflight:
+                        break
+                    self._cond.wait(0.02)
+                batch = []
+                while self._pending and len(self._inflight) < self._max_inflight:
+                    e = self._pending.popleft()
+                    self._inflight.append(e)
+                    batch.append(e)
+            for e in batch:
+                # no lock of ours is held while paho takes its own (callbacks take ours inside paho's)
+                info = self.client.publish(self.sources_topic, e.payload, qos=qos)
+                with self._cond:
+                    if e in self._inflight:
+                        e.info = info
+                        if info.rc != self._mqtt.MQTT_ERR_SUCCESS:
+                            self._inflight.remove(e)
+                            self._requeue([e])
+
+    # -- paho callbacks (paho's network thread) -------------------------------------------------------
+
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
+        s = self.settings
+        if reason_code.is_failure:
+            text = str(reason_code)
+            if text != self._last_connect_error:
+                log.error("MQTT broker %s:%d refused the connection: %s; check [mqtt] username/password_file/tls "
+                          "(retrying)", s.host, s.effective_port, text)
+                self._last_connect_error = text
+            return
+        self._last_connect_error = ""
+        client.publish(self.status_topic, STATUS_ONLINE, qos=1, retain=True)
+        if s.discovery:
+            client.subscribe(f"{s.discovery_prefix}/status", qos=1)
+            self.publish_discovery()
+        with self._cond:
+            self.connects += 1
+            self._connected = True
+            down = time.monotonic() - self._down_since if self._down_since is not None else 0.0
+            self._down_since = None
+            queued = len(self._pending) + len(self._inflight)
+            dropped = self._dropped_in_outage
+            self._dropped_in_outage = 0
+            self._cond.notify_all()
+        if self.connects == 1:
+            log.info("MQTT connected to %s:%d", s.host, s.effective_port)
+        else:
+            log.warning("MQTT broker %s:%d back after %.1f s: sending %d queued messages (%d dropped by the queue "
+                        "bound)", s.host, s.effective_port, down, queued, dropped)
+
+    def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
+        # paho would resend its unconfirmed QoS>0 messages itself; we resend ours instead, in order
+        client.drop_out_messages()
+        with self._cond:
+            was = self._connected
+            self._connected = False
+            self._confirm()
+            self._requeue(self._inflight)
+            self._inflight = []
+            if was:
+                self._down_since = time.monotonic()
+            queued = len(self._pending)
+        if was and self._running:
+            s = self.settings
+            log.warning("MQTT connection to %s:%d lost (%s): reconnecting with backoff up to %d s; holding %d "
+                        "messages (bound %d)", s.host, s.effective_port, reason_code, s.reconnect_max_delay_s,
+                        queued, s.queue_max_messages)
+
+    def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
+        s = self.settings
+        if s.discovery and message.topic == f"{s.discovery_prefix}/status" and message.payload == b"online":
+            log.info("Home Assistant is online: publishing discovery again")
+            self.publish_discovery()
+
+    # -- Home Assistant -------------------------------------------------------------------------------
+
+    def discovery_messages(self) -> dict[str, dict[str, Any]]:
+        """Topic -> retained config of the Home Assistant entities (source count, strongest azimuth)."""
+        s = self.settings
+        node = s.node
+        device = {"identifiers": [f"edge-msl-{node}"], "name": f"edge-msl {node}", "manufacturer": "edge-msl",
+                  "model": self.array_name or "microphone array", "sw_version": __version__}
+        common = {"state_topic": self.sources_topic, "availability_topic": self.status_topic,
+                  "payload_available": STATUS_ONLINE, "payload_not_available": STATUS_OFFLINE, "device": device}
+        strongest = ("{% set s = value_json.sources | sort(attribute='confidence', reverse=true) | list %}"
+                     "{{ s[0].%s if s else None }}")
+        entities = {
+            "sources": {"name": "Sources", "value_template": "{{ value_json.sources | length }}",
+                        "state_class": "measurement", "icon": "mdi:account-voice",
+                        "json_attributes_topic": self.sources_topic,
+                        "json_attributes_template": "{{ {'sources': value_json.sources} | tojson }}"},
+            "azimuth": {"name": "Strongest source azimuth", "value_template": strongest % "azimuth_deg",
+                        "unit_of_measurement": "°", "icon": "mdi:compass"},
+            "distance": {"name": "Strongest source distance", "value_template": strongest % "distance_m",
+                         "unit_of_measurement": "m", "device_class": "distance"},
+        }
+        out = {}
+        for key, cfg in entities.items():
+            object_id = f"edge_msl_{node}_{key}".replace("-", "_")
+            out[f"{s.discovery_prefix}/sensor/{node}/{object_id}/config"] = {
+                **cfg, **common, "unique_id": f"edge-msl-{node}-{key}", "object_id": object_id}
+        return out
+
+    def publish_discovery(self) -> None:
+        """Publish (retained) the Home Assistant discovery configs."""
+        for topic, cfg in self.discovery_messages().items():
+            self.client.publish(topic, encode(cfg), qos=1, retain=True)
+
+
+def make_sinks(stdout: StdoutSettings, mqtt: MqttSettings, *, array_name: str = "", model_name: str = "",
+               stream: IO[str] | None = None) -> list[Any]:
+    """The sinks a configuration asks for (not started)."""
+    sinks: list[Any] = []
+    if stdout.enabled:
+        sinks.append(StdoutSink(stdout, stream))
+    if mqtt.enabled:
+        sinks.append(MqttSink(mqtt, array_name=array_name, model_name=model_name))
+    return sinks
+
+
+__all__ = ["StdoutSink", "MqttSink", "make_sinks", "encode", "STATUS_ONLINE", "STATUS_OFFLINE", "MAX_INFLIGHT"]

@@ -1,0 +1,145 @@
+"""Real peers for the daemon tests and benchmark: a mosquitto broker on a free loopback port, an MQTT
+subscriber that records what it receives, and an ALSA ``file``-plugin PCM serving a raw recording."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, timeout_s: float = 10.0, step_s: float = 0.02) -> bool:
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(step_s)
+    return bool(predicate())
+
+
+class Broker:
+    """mosquitto on 127.0.0.1:<free port> with a generated config; persistent sessions survive restarts."""
+
+    def __init__(self, workdir: Path, *, extra_conf: str = "", port: int | None = None) -> None:
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.port = port or free_port()
+        self.conf = self.workdir / "mosquitto.conf"
+        anonymous = "false" if "password_file" in extra_conf else "true"
+        self.conf.write_text(
+            f"listener {self.port} 127.0.0.1\n"
+            f"allow_anonymous {anonymous}\n"
+            "persistence true\n"
+            f"persistence_location {self.workdir}/\n"
+            "max_queued_messages 0\n"
+            "max_inflight_messages 0\n"
+            f"log_dest file {self.workdir}/mosquitto.log\n"
+            + extra_conf)
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "Broker":
+        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+
+        def listening() -> bool:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return True
+            except OSError:
+                return False
+
+        if not wait_for(listening, 10.0):
+            self.stop()
+            raise RuntimeError(f"mosquitto did not start on port {self.port}")
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+
+class Subscriber:
+    """A paho client with a persistent session (QoS 1) that records (topic, payload, retained)."""
+
+    def __init__(self, port: int, topics: list[str], client_id: str = "test-subscriber",
+                 auth: tuple[str, str] | None = None) -> None:
+        import paho.mqtt.client as mqtt
+
+        self.received: list[tuple[str, bytes, bool]] = []
+        self.lock = threading.Lock()
+        self.connected = threading.Event()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
+        if auth:
+            self.client.username_pw_set(*auth)
+        self.client.reconnect_delay_set(1, 1)
+        self.topics = topics
+
+        def on_connect(client, userdata, flags, rc, props):
+            for t in topics:
+                client.subscribe(t, qos=1)
+            self.connected.set()
+
+        def on_message(client, userdata, msg):
+            with self.lock:
+                self.received.append((msg.topic, bytes(msg.payload), bool(msg.retain)))
+
+        self.client.on_connect = on_connect
+        self.client.on_message = on_message
+        self.client.connect("127.0.0.1", port, keepalive=10)
+        self.client.loop_start()
+        if not self.connected.wait(10):
+            raise RuntimeError("subscriber could not connect")
+
+    def messages(self, topic_suffix: str = "") -> list[tuple[str, bytes, bool]]:
+        with self.lock:
+            return [m for m in self.received if m[0].endswith(topic_suffix)]
+
+    def payloads(self, topic_suffix: str) -> list[dict]:
+        return [json.loads(p) for _, p, _ in self.messages(topic_suffix)]
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def write_asoundrc(home: Path, pcm_name: str, raw_file: Path) -> Path:
+    """A ~/.asoundrc in ``home`` defining ``pcm_name``: the ALSA ``file`` plugin reading ``raw_file``
+    (interleaved frames in the format the PCM is opened with) over a ``null`` slave, no sound card."""
+    home.mkdir(parents=True, exist_ok=True)
+    rc = home / ".asoundrc"
+    rc.write_text(
+        f"pcm.{pcm_name} {{\n"
+        "  type file\n"
+        '  slave.pcm "null"\n'
+        '  file "/dev/null"\n'
+        f'  infile "{raw_file}"\n'
+        '  format "raw"\n'
+        "}\n")
+    return rc
+
+
+def alsa_env(home: Path) -> dict[str, str]:
+    """Environment for a subprocess that should see ``home``'s .asoundrc."""
+    env = dict(os.environ)
+    env["HOME"] = str(home)
+    env.pop("ALSA_CONFIG_PATH", None)
+    return env

@@ -1,0 +1,146 @@
+"""edge_msl.config: the shipped default config loads, every bad key or value is a one-line ConfigError
+naming the key, the value and what is allowed, secrets stay out of repr/to_dict, and a fuzzed loader
+never fails any other way."""
+
+import string
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from edge_msl.arrays import get_array
+from edge_msl.config import (ConfigError, DeviceSettings, MqttSettings, load_config, parse_assignment,
+                             parse_config)
+
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED = REPO / "systemd" / "config.toml"
+
+
+def test_shipped_default_config_is_valid_and_matches_the_defaults():
+    cfg = load_config(SHIPPED)
+    assert cfg.array.name == "uca8-r10"
+    assert cfg.device == DeviceSettings()
+    assert cfg.model is None and cfg.hop_s == pytest.approx(0.1)
+    assert not cfg.mqtt.enabled and cfg.stdout.enabled
+
+
+def test_every_option_can_come_from_the_command_line(tmp_path):
+    (tmp_path / "pw").write_text("s3cret\nignored second line\n")
+    cfg = load_config(None, [("device.name", "hw:CARD=seeed8micvoicec,DEV=0"), ("array", "respeaker-6mic"),
+                             ("device.format", "S32_LE"), ("mqtt.host", "localhost"), ("mqtt.qos", 2),
+                             ("mqtt.username", "pi"), ("mqtt.password_file", str(tmp_path / "pw")),
+                             ("tracking.gate_deg", 30.0), ("hop_s", 0.2), ("stdout.enabled", False)])
+    assert cfg.device.name.startswith("hw:CARD=seeed") and cfg.device.format == "S32_LE"
+    assert cfg.array == get_array("respeaker-6mic") and cfg.mqtt.qos == 2 and cfg.tracking.gate_deg == 30.0
+    assert cfg.mqtt.password == "s3cret" and cfg.hop_s == 0.2 and not cfg.stdout.enabled
+    assert cfg.source == "command line"
+
+
+def test_file_then_overrides_and_relative_model_path(tmp_path):
+    p = tmp_path / "c.toml"
+    p.write_text('model = "models/mine.tflite"\n[mqtt]\nhost = "broker.lan"\nqos = 0\n')
+    cfg = load_config(p, [("mqtt.qos", 1)])
+    assert cfg.model == tmp_path / "models" / "mine.tflite"
+    assert cfg.mqtt.host == "broker.lan" and cfg.mqtt.qos == 1
+    assert cfg.source == f"{p} + command line"
+
+
+def test_custom_array_table():
+    cfg = parse_config({"array": {"name": "tri", "positions_m": [[0.03, 0, 0], [-0.015, 0.026, 0],
+                                                                 [-0.015, -0.026, 0]],
+                                  "channel_map": [2, 0, 1], "n_channels": 4}})
+    assert cfg.array.n_mics == 3 and cfg.array.channel_map == (2, 0, 1) and cfg.array.n_channels == 4
+
+
+@pytest.mark.parametrize("overrides, needles", [
+    ([("mqtt.qos", 3)], ["[mqtt] qos", "3", "[0, 2]"]),
+    ([("device.format", "S24_LE")], ["[device] format", "S24_LE", "S16_LE", "S32_LE"]),
+    ([("mqtt.hots", "x")], ["hots", "'x'", "host"]),
+    ([("device.rate_hz", 1000)], ["[device] rate_hz", "1000", "[8000, 192000]"]),
+    ([("device.period_frames", True)], ["period_frames", "True", "integer"]),
+    ([("hop_s", "fast")], ["hop_s", "'fast'", "number"]),
+    ([("threshold", 1.5)], ["threshold", "1.5", "(0, 1]"]),
+    ([("array", "nope")], ["array", "nope", "respeaker-6mic"]),
+    ([("tracking.gate_deg", 400)], ["gate_deg", "400", "(0, 180)"]),
+    ([("tracking.bogus", 1)], ["tracking", "bogus", "gate_deg"]),
+    ([("mqtt.node_id", "a/b")], ["node_id", "a/b", "letters"]),
+    ([("mqtt.password", "x")], ["password", "password_file", "password_env"]),
+    ([("mqtt.password_env", "EDGE_MSL_NO_SUCH_VAR")], ["password_env", "EDGE_MSL_NO_SUCH_VAR", "not set"]),
+    ([("mqtt.password_file", "/nonexistent/pw")], ["password_file", "/nonexistent/pw", "readable"]),
+    ([("mqtt.ca_file", "/x.pem")], ["tls = false", "tls = true"]),
+    ([("device.retry_min_delay_s", 10.0), ("device.retry_max_delay_s", 5.0)], ["retry_min_delay_s", "10"]),
+    ([("logging.level", "loud")], ["[logging] level", "loud", "'debug'"]),
+    ([("stdout", 3)], ["[stdout]", "3", "table"]),
+    ([("bogus", 1)], ["bogus", "allowed", "mqtt"]),
+])
+def test_bad_values_name_key_value_and_allowed(overrides, needles):
+    with pytest.raises(ConfigError) as e:
+        load_config(None, overrides, env={})
+    text = str(e.value)
+    assert "\n" not in text
+    for n in needles:
+        assert n in text, (n, text)
+
+
+def test_broken_toml_and_missing_file(tmp_path):
+    p = tmp_path / "bad.toml"
+    p.write_text("[mqtt\nhost = 1\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(p)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.toml")
+
+
+def test_password_from_env_is_never_shown(tmp_path):
+    cfg = load_config(None, [("mqtt.host", "h"), ("mqtt.username", "u"), ("mqtt.password_env", "PW")],
+                      env={"PW": "hunter2-secret"})
+    assert cfg.mqtt.password == "hunter2-secret"
+    assert "hunter2" not in repr(cfg) and "hunter2" not in str(cfg.to_dict())
+
+
+def test_set_assignment_parses_toml_values():
+    assert parse_assignment("mqtt.qos=2") == ("mqtt.qos", 2)
+    assert parse_assignment("stdout.enabled=false") == ("stdout.enabled", False)
+    assert parse_assignment("device.name=hw:CARD=x,DEV=0") == ("device.name", "hw:CARD=x,DEV=0")
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        parse_assignment("novalue")
+
+
+def test_mqtt_topics_and_ports():
+    m = MqttSettings(host="h", node_id="kitchen", tls=True)
+    assert m.topic("sources") == "edge-msl/kitchen/sources" and m.effective_port == 8883
+    assert MqttSettings(host="h").node  # the host name stands in for an empty node_id
+
+
+# ---- fuzzing: any document either loads or raises ConfigError with one line ------------------------
+
+_KEYS = ["device", "array", "model", "hop_s", "threshold", "track", "num_threads", "tracking", "stdout", "mqtt",
+         "logging", "name", "rate_hz", "format", "period_frames", "periods", "host", "port", "qos", "node_id",
+         "discovery", "queue_max_messages", "level", "gate_deg", "positions_m", "channel_map", "n_channels",
+         "password", "password_env", "password_file", "tls", "enabled", "x"]
+_scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True),
+                     st.text(string.printable, max_size=12), st.sampled_from(["S16_LE", "uca8-r10", "info", "hw:0"]))
+_values = st.recursive(_scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
+                                                         st.dictionaries(st.sampled_from(_KEYS), inner, max_size=4)),
+                       max_leaves=12)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.dictionaries(st.sampled_from(_KEYS), _values, max_size=6))
+def test_fuzzed_documents_load_or_raise_config_error(doc):
+    try:
+        parse_config(doc, env={})
+    except ConfigError as exc:
+        assert "\n" not in str(exc) and str(exc)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=200))
+def test_fuzzed_toml_text_loads_or_raises_config_error(tmp_path_factory, text):
+    p = tmp_path_factory.mktemp("fuzz") / "c.toml"
+    p.write_bytes(text.encode("utf-8", "surrogatepass"))
+    try:
+        load_config(p, env={})
+    except ConfigError as exc:
+        assert str(exc)
