@@ -155,6 +155,11 @@ class MqttSink:
                 raise ConfigError(f"[mqtt] tls files ca_file={s.ca_file!r} cert_file={s.cert_file!r} "
                                   f"key_file={s.key_file!r} are invalid ({exc}); allowed: readable PEM files") \
                     from None
+        # a bug in a callback must not end paho's network thread (and with it every reconnect)
+        c.suppress_exceptions = True
+        paho_log = logging.getLogger("edge_msl.paho")
+        paho_log.setLevel(max(logging.WARNING, paho_log.level))
+        c.enable_logger(paho_log)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
@@ -353,15 +358,15 @@ class MqttSink:
         common = {"state_topic": self.sources_topic, "availability_topic": self.status_topic,
                   "payload_available": STATUS_ONLINE, "payload_not_available": STATUS_OFFLINE, "device": device}
         strongest = ("{% set s = value_json.sources | sort(attribute='confidence', reverse=true) | list %}"
-                     "{{ s[0].%s if s else None }}")
+                     "{{ s[0].FIELD if s else None }}")
         entities = {
             "sources": {"name": "Sources", "value_template": "{{ value_json.sources | length }}",
                         "state_class": "measurement", "icon": "mdi:account-voice",
                         "json_attributes_topic": self.sources_topic,
                         "json_attributes_template": "{{ {'sources': value_json.sources} | tojson }}"},
-            "azimuth": {"name": "Strongest source azimuth", "value_template": strongest % "azimuth_deg",
+            "azimuth": {"name": "Strongest source azimuth", "value_template": strongest.replace("FIELD", "azimuth_deg"),
                         "unit_of_measurement": "°", "icon": "mdi:compass"},
-            "distance": {"name": "Strongest source distance", "value_template": strongest % "distance_m",
+            "distance": {"name": "Strongest source distance", "value_template": strongest.replace("FIELD", "distance_m"),
                          "unit_of_measurement": "m", "device_class": "distance"},
         }
         out = {}

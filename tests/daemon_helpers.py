@@ -47,6 +47,8 @@ class Broker:
             "max_queued_messages 0\n"
             "max_inflight_messages 0\n"
             f"log_dest file {self.workdir}/mosquitto.log\n"
+            # as root, mosquitto would drop to user 'mosquitto', who cannot read pytest's 0700 tmp dirs
+            + ("user root\n" if os.geteuid() == 0 else "")
             + extra_conf)
         self.proc: subprocess.Popen | None = None
 
