@@ -332,9 +332,9 @@ def _plot(png: str, scenes: list[Scene], st: TrackerSettings, lat: list[float]) 
             ax.scatter(*zip(*on), s=8, color=cmap(n % 10), label=f"id {tid}", zorder=2)
         if off:
             ax.scatter(*zip(*off), s=8, facecolors="none", edgecolors=cmap(n % 10), zorder=2)
-    ax.set(xlabel="time (s, end of window)", ylabel="azimuth (deg)", ylim=(0, 360),
+    ax.set(xlabel="time (s, end of window)", ylabel="azimuth (deg)", ylim=(0, 420), yticks=range(0, 361, 45),
            title=f"scene seed {sc.seed}: truth (grey) and tracks (hollow: held through a dropout)")
-    ax.legend(fontsize=7, ncol=6, loc="upper right")
+    ax.legend(fontsize=7, ncol=10, loc="upper left")  # above 360 deg, clear of the tracks
     ax.grid(alpha=0.3)
     ax = axes[1]
     if lat:

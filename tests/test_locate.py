@@ -58,13 +58,21 @@ def test_example_prints_only_valid_json_lines(example_run, validator):
 
 def test_closed_pipe_ends_quietly():
     # a 0.01 s hop prints ~430 lines (> 64 KB, more than a pipe holds) so head really closes it early
-    cmd = (f"set -o pipefail; {sys.executable} -m edge_msl locate {EXAMPLE} --hop-s 0.01 | head -n 3; "
+    cmd = (f"set -o pipefail; {sys.executable} -m edge_msl locate example --hop-s 0.01 | head -n 3; "
            f"echo \"status ${{PIPESTATUS[0]}}\" >&2")
     out = run(shell=cmd)
     lines = out.stdout.decode().splitlines()
     assert len(lines) == 3 and all(json.loads(line)["schema"] == "edge-msl/sources-v1" for line in lines)
     assert b"status 0" in out.stderr
     assert b"Traceback" not in out.stderr and b"BrokenPipe" not in out.stderr
+
+
+def test_example_keyword_names_the_bundled_recording_and_truth(example_run, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["locate", "example", "--truth", "example"]) == 0
+    cap = capsys.readouterr()
+    assert cap.out.encode() == example_run.stdout
+    assert "truth uca8-r10-3talkers.truth.json" in cap.err
 
 
 def test_stdin_gives_the_same_lines_as_the_file(example_run):

@@ -1,7 +1,8 @@
 """Localize sound sources in a multichannel recording; one JSON line per analysed window on stdout.
 
 FILE is a WAV (any PCM/float encoding, RF64 too) or, with ffmpeg installed, FLAC or any format
-ffmpeg reads; ``-`` reads a WAV stream from stdin (e.g. ``arecord -c 8 -r 16000 -f S16_LE``).
+ffmpeg reads; ``-`` reads a WAV stream from stdin (e.g. ``arecord -c 8 -r 16000 -f S16_LE``);
+``example`` is the bundled 3-talker recording (``--truth example`` its ground truth).
 Channels must be in the capture order of --array (its channel map picks the microphones); other
 sample rates above the model's are resampled. Each line (schema edge-msl/sources-v1, see
 edge_msl/schema/sources-v1.json):
@@ -29,7 +30,8 @@ log = logging.getLogger("edge_msl.locate")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``edge-msl locate``."""
-    parser.add_argument("file", metavar="FILE", help="recording (WAV, or FLAC with ffmpeg), or - for a WAV on stdin")
+    parser.add_argument("file", metavar="FILE", help="recording (WAV, or FLAC with ffmpeg), - for a WAV on stdin, "
+                                                     "or 'example' for the bundled one")
     parser.add_argument("--array", default=None,
                         help="built-in array name, or a TOML file with an [array] table (default: the model's array)")
     parser.add_argument("--model", default=None, help="int8 .tflite with its .json (default: the packaged model "
@@ -41,8 +43,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=("json", "odas"), default="json",
                         help="json: edge-msl/sources-v1 lines; odas: ODAS sst frames (id, x/y/z, activity)")
     parser.add_argument("--plot", metavar="PNG", help="draw azimuth over time per track id (needs matplotlib)")
-    parser.add_argument("--truth", metavar="JSON", help="ground truth: drawn on --plot and scored on stderr")
+    parser.add_argument("--truth", metavar="JSON", help="ground truth: drawn on --plot and scored on stderr "
+                                                        "('example': the bundled recording's)")
     parser.add_argument("--threads", type=int, default=1, help="TFLite interpreter threads (default 1)")
+
+
+EXAMPLE = "example"
+"""FILE / --truth value that names the bundled recording (when no file of that name exists)."""
+
+
+def example_path(suffix: str) -> str:
+    """The bundled example recording (``.wav``) or its truth (``.truth.json``)."""
+    from pathlib import Path
+
+    return str(Path(__file__).resolve().parents[1] / "examples" / f"uca8-r10-3talkers{suffix}")
 
 
 def load_array(spec: str):
@@ -95,6 +109,10 @@ def main(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     name = "edge-msl locate"
+    if args.file == EXAMPLE and not os.path.exists(args.file):
+        args.file = example_path(".wav")
+    if args.truth == EXAMPLE and not os.path.exists(args.truth):
+        args.truth = example_path(".truth.json")
     try:
         truth = load_truth(args.truth)[0] if args.truth else []
         if args.plot:
