@@ -123,19 +123,20 @@ class Subscriber:
         self.client.loop_stop()
 
 
-def write_asoundrc(home: Path, pcm_name: str, raw_file: Path) -> Path:
-    """A ~/.asoundrc in ``home`` defining ``pcm_name``: the ALSA ``file`` plugin reading ``raw_file``
-    (interleaved frames in the format the PCM is opened with) over a ``null`` slave, no sound card."""
+def write_asoundrc(home: Path, pcms: dict[str, Path]) -> Path:
+    """A ~/.asoundrc in ``home`` defining each PCM name of ``pcms`` as the ALSA ``file`` plugin reading
+    its raw file (interleaved frames in the format the PCM is opened with) over a ``null`` slave: the
+    real ALSA API with no sound card. alsa-lib re-reads it when $HOME changes."""
     home.mkdir(parents=True, exist_ok=True)
     rc = home / ".asoundrc"
-    rc.write_text(
-        f"pcm.{pcm_name} {{\n"
+    rc.write_text("".join(
+        f"pcm.{name} {{\n"
         "  type file\n"
         '  slave.pcm "null"\n'
         '  file "/dev/null"\n'
-        f'  infile "{raw_file}"\n'
+        f'  infile "{raw}"\n'
         '  format "raw"\n'
-        "}\n")
+        "}\n" for name, raw in pcms.items()))
     return rc
 
 

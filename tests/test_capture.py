@@ -22,13 +22,10 @@ CH = 8
 
 @pytest.fixture(scope="module")
 def alsa_home(tmp_path_factory):
-    """One ~/.asoundrc for the whole module (alsa-lib reads its configuration once per process)."""
+    """A $HOME whose ~/.asoundrc defines the test PCMs."""
     home = tmp_path_factory.mktemp("alsa-home")
-    rc = write_asoundrc(home, "edgetest16", home / "in16.raw")
-    with open(rc, "a") as f:
-        for name, raw in (("edgetest32", "in32.raw"), ("edgelate", "late.raw"), ("edgelost", "lost.raw")):
-            f.write(f'pcm.{name} {{\n type file\n slave.pcm "null"\n file "/dev/null"\n infile "{home / raw}"\n'
-                    f' format "raw"\n}}\n')
+    write_asoundrc(home, {name: home / raw for name, raw in (("edgetest16", "in16.raw"), ("edgetest32", "in32.raw"),
+                                                           ("edgelate", "late.raw"), ("edgelost", "lost.raw"))})
     old = os.environ.get("HOME")
     os.environ["HOME"] = str(home)
     yield home

@@ -1,0 +1,304 @@
+"""The device daemon: ALSA capture -> Pipeline.push -> sinks (stdout, MQTT), with systemd's notify protocol.
+
+It survives transient faults (device missing or unplugged, broker down) by waiting and retrying;
+SIGTERM/SIGINT stop it cleanly, SIGHUP reloads config and model. It must not exit on a transient
+fault, and exits with 78 only for a configuration that cannot work (before anything is opened).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import IO, Any, Callable
+
+from .capture import AlsaMissingError, Capture
+from .config import EX_CONFIG, Config, ConfigError
+from .notify import Notifier
+from .pipeline import Pipeline, PipelineError
+from .runtime import Model, ModelError, load_model
+from .sinks import make_sinks
+
+log = logging.getLogger("edge_msl.daemon")
+
+STATUS_EVERY_S = 2.0
+"""How often the systemd STATUS= line is refreshed (sent only when it changed)."""
+
+
+@dataclasses.dataclass
+class _Engine:
+    """What a configuration builds: the model and the pipeline around it."""
+
+    config: Config
+    model: Model
+    pipeline: Pipeline
+    model_sha256: str
+
+
+def build_engine(config: Config) -> _Engine:
+    """Load the model and build the pipeline; ModelError/PipelineError become ConfigError (exit 78)."""
+    try:
+        model = load_model(config.model, array=config.array, num_threads=config.num_threads)
+        rate = config.device.rate_hz or model.info.sample_rate_hz
+        pipeline = Pipeline(model, hop_s=config.hop_s, threshold=config.threshold, track=config.track,
+                            tracking=config.tracking, input_rate_hz=rate, array=config.array)
+    except (ModelError, PipelineError, ValueError) as exc:
+        raise ConfigError(str(exc)) from None
+    return _Engine(config, model, pipeline, model.info.sha256)
+
+
+def _continue_stream(new: Pipeline, old: Pipeline) -> None:
+    # a reload must not restart t_s at 0 or reuse track ids: carry both over to the new pipeline
+    try:
+        new._offset_s = old._offset_s + old.windower.samples_seen / old.sample_rate_hz
+        if new.tracker is not None and old.tracker is not None:
+            new.tracker._next_id = max(new.tracker._next_id, old.tracker.next_id)
+    except AttributeError as exc:  # pipeline internals changed: times/ids restart, nothing worse
+        log.debug("could not carry stream time/ids over the reload: %s", exc)
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class Daemon:
+    """One run of ``edge-msl run``. ``loader`` (re)reads the configuration (at start and on SIGHUP)."""
+
+    def __init__(self, loader: Callable[[], Config], *, notifier: Notifier | None = None,
+                 stdout: IO[str] | None = None, pcm_factory: Callable[[], Any] | None = None) -> None:
+        self.loader = loader
+        self.notifier = notifier or Notifier()
+        self.stdout = stdout
+        self.pcm_factory = pcm_factory
+        self.stop_event = threading.Event()
+        self._reload_requested = False
+        self.engine: _Engine | None = None
+        self.capture: Capture | None = None
+        self.sinks: list[Any] = []
+        self.messages = 0
+        self.reloads = 0
+        self.last_sources = 0
+        self._started = time.monotonic()
+        self._last_status = 0.0
+        self._last_log = time.monotonic()
+
+    # -- signals --------------------------------------------------------------------------------------
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM/SIGINT: stop; SIGHUP: reload (main thread only)."""
+        signal.signal(signal.SIGTERM, self._on_stop_signal)
+        signal.signal(signal.SIGINT, self._on_stop_signal)
+        signal.signal(signal.SIGHUP, self._on_hup)
+
+    def _on_stop_signal(self, signum: int, frame: Any) -> None:
+        if self.stop_event.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C: the user really wants out
+        log.info("%s: stopping", signal.Signals(signum).name)
+        self.stop_event.set()
+
+    def _on_hup(self, signum: int, frame: Any) -> None:
+        self._reload_requested = True
+
+    def request_stop(self) -> None:
+        """Stop from another thread (tests, embedding)."""
+        self.stop_event.set()
+
+    def request_reload(self) -> None:
+        """Reload at the next period, as SIGHUP does."""
+        self._reload_requested = True
+
+    # -- set-up ---------------------------------------------------------------------------------------
+
+    def _make_capture(self, config: Config, rate_hz: int) -> Capture:
+        return Capture(config.device, rate_hz=rate_hz, n_channels=config.array.n_channels, stop=self.stop_event,
+                       on_wait=self._on_wait, pcm_factory=self.pcm_factory)
+
+    def _start_sinks(self, config: Config) -> list[Any]:
+        model_name = self.engine.model.info.path.name if self.engine else ""
+        sinks = make_sinks(config.stdout, config.mqtt, array_name=config.array.name, model_name=model_name,
+                           stream=self.stdout)
+        for s in sinks:
+            if hasattr(s, "start"):
+                s.start()
+        return sinks
+
+    def _rate(self, engine: _Engine) -> int:
+        return engine.config.device.rate_hz or engine.model.info.sample_rate_hz
+
+    def _on_wait(self, status: str) -> None:
+        # called while the capture waits for its device: the process is healthy, keep the watchdog fed
+        self.notifier.watchdog()
+        if status:
+            self.notifier.status(status)
+
+    def start(self) -> None:
+        """Load config and model, start sinks, create the capture (opened by :meth:`run`).
+
+        Raises ConfigError (exit 78) before anything is opened when the configuration cannot work."""
+        config = self.loader()
+        self.engine = build_engine(config)
+        try:
+            self.capture = self._make_capture(config, self._rate(self.engine))
+        except AlsaMissingError as exc:
+            raise ConfigError(str(exc)) from None
+        self.sinks = self._start_sinks(config)
+
+    # -- main loop ------------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Start, then process until stopped; returns the exit code (0 after SIGTERM/SIGINT)."""
+        try:
+            self.start()
+        except ConfigError:
+            self._close_sinks()
+            raise
+        try:
+            return self._loop()
+        finally:
+            self.notifier.stopping(f"stopping after {self.messages} messages")
+            summary = self.summary()
+            self._close_sinks()
+            if self.capture is not None:
+                self.capture.close()
+            log.info("stopped: %s", summary)
+
+    def _loop(self) -> int:
+        assert self.engine is not None and self.capture is not None
+        if not self.capture.open():
+            return 0  # stopped while waiting for the device
+        self.notifier.ready(self._status_line())
+        log.info("ready: model %s, array %s, device %s", self.engine.model.info.path.name,
+                 self.engine.config.array.name, self.capture.describe())
+        while not self.stop_event.is_set():
+            if self._reload_requested:
+                self._reload_requested = False
+                self.reload()
+            frames = self.capture.read()
+            if frames is None:
+                if self.stop_event.is_set():
+                    break
+                # the device went away: what is buffered no longer joins up with what comes next
+                self.engine.pipeline.reset()
+                continue
+            if len(frames):
+                for msg in self.engine.pipeline.push(frames):
+                    self.messages += 1
+                    self.last_sources = len(msg["sources"])
+                    for sink in self.sinks:
+                        sink.publish(msg)
+                if self.sinks and all(getattr(s, "closed", False) for s in self.sinks):
+                    log.info("every output is closed (stdout reader left): stopping")
+                    break
+            self._tick()
+        return 0
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        self.notifier.watchdog(now)
+        if now - self._last_status >= STATUS_EVERY_S:
+            self._last_status = now
+            self.notifier.status(self._status_line())
+        interval = self.engine.config.logging.status_interval_s if self.engine else 0
+        if interval and now - self._last_log >= interval:
+            self._last_log = now
+            log.info("status: %s", self.summary())
+
+    def _status_line(self) -> str:
+        parts = [f"{self.last_sources} source(s)", f"{self.messages} messages"]
+        if self.capture is not None:
+            st = self.capture.stats
+            parts.append(f"{st.overruns} overruns")
+            if st.opens > 1:
+                parts.append(f"device reopened {st.opens - 1}x")
+        for s in self.sinks:
+            if s.name == "mqtt":
+                parts.append(f"mqtt {'up' if s.connected else 'down'}, {s.queued} queued, {s.dropped} dropped")
+        return ", ".join(parts)
+
+    def summary(self) -> str:
+        """One line of counters (the periodic log line and the last one)."""
+        up = time.monotonic() - self._started
+        st = self.capture.stats if self.capture is not None else None
+        audio_s = st.frames / self.capture.rate_hz if st is not None and self.capture is not None else 0.0
+        parts = [f"up {up:.0f} s", f"audio {audio_s:.1f} s", f"{self.messages} messages"]
+        if st is not None:
+            parts += [f"{st.overruns} overruns", f"{st.opens} opens", f"{st.failures} device faults"]
+        parts += [s.summary() for s in self.sinks]
+        if self.reloads:
+            parts.append(f"{self.reloads} reloads")
+        return ", ".join(parts)
+
+    def _close_sinks(self) -> None:
+        for s in self.sinks:
+            try:
+                s.close()
+            except Exception:  # closing must not hide why we stop
+                log.exception("closing the %s output failed", s.name)
+        self.sinks = []
+
+    # -- reload ---------------------------------------------------------------------------------------
+
+    def reload(self) -> bool:
+        """Re-read the configuration and the model; the audio stream stays open when the device settings
+        are unchanged. A bad new configuration is logged and the running one kept. True when applied."""
+        assert self.engine is not None and self.capture is not None
+        self.notifier.reloading()
+        old = self.engine
+        try:
+            config = self.loader()
+            model_path = config.model
+            same_model = (model_path == old.config.model and config.num_threads == old.config.num_threads
+                          and _file_sha256(old.model.info.path) == old.model_sha256)
+            same_pipeline = same_model and all(getattr(config, k) == getattr(old.config, k) for k in
+                                               ("array", "hop_s", "threshold", "track", "tracking", "device"))
+            engine = old if same_pipeline else build_engine(config)
+        except (ConfigError, OSError) as exc:
+            log.error("reload refused, keeping the running configuration: %s", exc)
+            self.notifier.ready(self._status_line())
+            return False
+        if engine is old:
+            engine = dataclasses.replace(old, config=config)
+        else:
+            _continue_stream(engine.pipeline, old.pipeline)
+        old_key = old.config.device.capture_key(self._rate(old), old.config.array.n_channels)
+        new_key = config.device.capture_key(self._rate(engine), config.array.n_channels)
+        if new_key != old_key:
+            log.info("reload: device settings changed, reopening the capture")
+            self.capture.close()
+            self.capture = self._make_capture(config, self._rate(engine))
+        elif config.device != old.config.device:
+            # only retry delays changed: keep the open stream, use the new settings from now on
+            self.capture.settings = config.device
+        if (config.stdout, config.mqtt) != (old.config.stdout, old.config.mqtt) or \
+                config.mqtt.password != old.config.mqtt.password:
+            self._close_sinks()
+            self.engine = engine
+            self.sinks = self._start_sinks(config)
+        self.engine = engine
+        self.reloads += 1
+        log.info("reloaded %s: model %s (%s), capture %s", config.source, engine.model.info.path.name,
+                 "kept" if engine.model is old.model else "reloaded", "kept" if new_key == old_key else "reopened")
+        self.notifier.ready(self._status_line())
+        return True
+
+
+def run_daemon(loader: Callable[[], Config], **kw: Any) -> int:
+    """Run until stopped with signal handlers installed; ConfigError -> logged, exit 78."""
+    daemon = Daemon(loader, **kw)
+    daemon.install_signal_handlers()
+    try:
+        return daemon.run()
+    except ConfigError as exc:
+        log.error("%s", exc)
+        return EX_CONFIG
+
+
+__all__ = ["Daemon", "build_engine", "run_daemon", "STATUS_EVERY_S"]

@@ -1,0 +1,242 @@
+"""The daemon end to end with real parts: the packaged int8 model, an ALSA file-plugin PCM serving the
+bundled 3-talker recording, a real mosquitto broker and a real sd_notify socket. The daemon's output
+equals the offline pipeline's on the same audio; it waits for a missing device, reloads on SIGHUP
+without reopening the device, stops cleanly on SIGTERM, and exits 78 on a bad configuration."""
+
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("alsaaudio")
+pytest.importorskip("paho.mqtt.client")
+pytest.importorskip("ai_edge_litert")
+
+from daemon_helpers import MOSQUITTO, Broker, Subscriber, alsa_env, wait_for, write_asoundrc  # noqa: E402
+from edge_msl.audio_io import open_audio  # noqa: E402
+from edge_msl.config import EX_CONFIG, load_config  # noqa: E402
+from edge_msl.daemon import Daemon  # noqa: E402
+from edge_msl.notify import Notifier  # noqa: E402
+from edge_msl.pipeline import Pipeline  # noqa: E402
+from edge_msl.runtime import load_model  # noqa: E402
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "edge_msl" / "examples" / "uca8-r10-3talkers.wav"
+pytestmark = pytest.mark.skipif(not os.path.exists(MOSQUITTO), reason="mosquitto is not installed")
+
+
+@pytest.fixture(scope="module")
+def audio():
+    with open_audio(EXAMPLE) as r:
+        x = np.concatenate(list(r.blocks(16000)))
+    assert x.dtype == np.int16 and x.shape[1] == 8
+    return x
+
+
+@pytest.fixture(scope="module")
+def offline(audio):
+    """What `edge-msl locate` computes for the recording: the reference for the daemon's output."""
+    return Pipeline(load_model()).push(audio)
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory, audio):
+    h = tmp_path_factory.mktemp("daemon-home")
+    audio.astype("<i2").tofile(h / "example.raw")
+    write_asoundrc(h, {"edgedaemon": h / "example.raw", "edgewait": h / "wait.raw"})
+    old = os.environ.get("HOME")
+    os.environ["HOME"] = str(h)
+    yield h
+    if old is None:
+        os.environ.pop("HOME", None)
+    else:
+        os.environ["HOME"] = old
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory):
+    b = Broker(tmp_path_factory.mktemp("daemon-broker")).start()
+    yield b
+    b.stop()
+
+
+class NotifyListener:
+    """The service manager's end of $NOTIFY_SOCKET: records every datagram."""
+
+    def __init__(self, path: Path) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.settimeout(0.2)
+        self.path = str(path)
+        self.lines: list[list[str]] = []
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop:
+            try:
+                self.lines.append(self.sock.recv(4096).decode().split("\n"))
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+
+    def seen(self, line: str) -> int:
+        return sum(line in d for d in self.lines)
+
+    def close(self) -> None:
+        self._stop = True
+        self._thread.join(2)
+        self.sock.close()
+
+
+def start_in_thread(daemon):
+    result = {}
+    t = threading.Thread(target=lambda: result.setdefault("rc", daemon.run()), daemon=True)
+    t.start()
+    return t, result
+
+
+def lines(buf):
+    return [json.loads(x) for x in buf.getvalue().splitlines()]
+
+
+def test_output_equals_the_offline_pipeline_and_reaches_mqtt(home, broker, offline, tmp_path):
+    sub = Subscriber(broker.port, ["edge-msl/e2e/#"], client_id="daemon-e2e")
+    notify = NotifyListener(tmp_path / "notify.sock")
+    overrides = [("device.name", "edgedaemon"), ("mqtt.host", "127.0.0.1"), ("mqtt.port", broker.port),
+                 ("mqtt.node_id", "e2e"), ("device.period_frames", 800)]
+    out = io.StringIO()
+    daemon = Daemon(lambda: load_config(None, overrides),
+                    notifier=Notifier({"NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "1000000"}), stdout=out)
+    thread, result = start_in_thread(daemon)
+    try:
+        n = len(offline)
+        assert wait_for(lambda: daemon.messages >= n, 30)
+        assert wait_for(lambda: len(sub.messages("/sources")) >= n, 10)
+    finally:
+        daemon.request_stop()
+        thread.join(15)
+        notify.close()
+        sub.close()
+    assert result["rc"] == 0
+    got = lines(out)[:n]
+    assert got == offline  # same windows, same detections, same track ids as `edge-msl locate`
+    assert sub.payloads("/sources")[:n] == offline
+    statuses = [p for _, p, _ in sub.messages("/status")]
+    assert statuses[0] == b"online" and statuses[-1] == b"offline"
+    ready = [i for i, d in enumerate(notify.lines) if "READY=1" in d]
+    assert len(ready) == 1 and notify.seen("WATCHDOG=1") >= 1 and notify.seen("STOPPING=1") == 1
+    assert any(x.startswith("STATUS=") and "messages" in x for d in notify.lines for x in d)
+
+
+def test_missing_device_is_waited_for_and_ready_comes_only_when_it_opens(home, tmp_path):
+    wait_raw = home / "wait.raw"
+    wait_raw.unlink(missing_ok=True)
+    notify = NotifyListener(tmp_path / "notify.sock")
+    overrides = [("device.name", "edgewait"), ("device.retry_min_delay_s", 0.05),
+                 ("device.retry_max_delay_s", 0.2)]
+    out = io.StringIO()
+    daemon = Daemon(lambda: load_config(None, overrides), notifier=Notifier({"NOTIFY_SOCKET": notify.path}),
+                    stdout=out)
+    thread, result = start_in_thread(daemon)
+    try:
+        assert wait_for(lambda: any(x.startswith("STATUS=waiting for capture device edgewait")
+                                    for d in notify.lines for x in d), 20)
+        time.sleep(0.5)
+        assert notify.seen("READY=1") == 0 and daemon.messages == 0 and thread.is_alive()
+        np.zeros((16000, 8), "<i2").tofile(wait_raw)  # the device "is plugged in"
+        assert wait_for(lambda: notify.seen("READY=1") == 1 and daemon.messages > 0, 20)
+    finally:
+        daemon.request_stop()
+        thread.join(15)
+        notify.close()
+    assert result["rc"] == 0 and daemon.capture.stats.failures >= 2
+
+
+def test_reload_keeps_the_stream_and_refuses_a_bad_config(home, tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[device]\nname = "edgedaemon"\npace_realtime = true\n[logging]\nlevel = "info"\n')
+    out = io.StringIO()
+    daemon = Daemon(lambda: load_config(cfg), stdout=out)
+    thread, result = start_in_thread(daemon)
+    try:
+        assert wait_for(lambda: daemon.messages >= 3, 20)
+        capture, model = daemon.capture, daemon.engine.model
+        cfg.write_text('threshold = 0.6\n[device]\nname = "edgedaemon"\npace_realtime = true\n'
+                       '[device.nope]\n')
+        assert not daemon.reload()  # a broken file: logged, the running configuration stays
+        assert daemon.engine.model is model
+        cfg.write_text('threshold = 0.6\n[device]\nname = "edgedaemon"\npace_realtime = true\n'
+                       'retry_max_delay_s = 5.0\n')
+        before = daemon.messages
+        daemon.request_reload()
+        assert wait_for(lambda: daemon.reloads == 1 and daemon.messages >= before + 3, 20)
+        assert daemon.capture is capture and capture.stats.opens == 1  # the audio stream was not reopened
+        assert daemon.engine.pipeline.threshold == 0.6 and daemon.capture.settings.retry_max_delay_s == 5.0
+    finally:
+        daemon.request_stop()
+        thread.join(15)
+    assert result["rc"] == 0
+    t = [m["t_s"] for m in lines(out)]
+    assert t == sorted(t) and len(set(t)) == len(t)  # stream time goes on across the reload
+    # a new pipeline (the threshold changed) fills one window (0.5 s) before its first message
+    gaps = np.round(np.diff(t), 3)
+    assert sorted(set(gaps)) == [0.1, 0.55] and list(gaps).count(0.55) == 1
+
+
+def run_cli(args, env=None, **kw):
+    return subprocess.Popen([sys.executable, "-m", "edge_msl", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, **kw)
+
+
+def test_signals_in_a_real_process(home, tmp_path):
+    notify = NotifyListener(tmp_path / "notify.sock")
+    env = alsa_env(home)
+    env["NOTIFY_SOCKET"] = notify.path
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[device]\nname = "edgedaemon"\npace_realtime = true\n')
+    proc = run_cli(["run", "--config", str(cfg), "--log-level", "info"], env=env)
+    out: list[str] = []
+    reader = threading.Thread(target=lambda: out.extend(proc.stdout), daemon=True)
+    reader.start()
+    try:
+        assert wait_for(lambda: notify.seen("READY=1") == 1 and len(out) >= 2, 30)
+        proc.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: notify.seen("READY=1") == 2 and notify.seen("RELOADING=1") == 1, 20)
+        n = len(out)
+        assert wait_for(lambda: len(out) >= n + 2, 20)  # still streaming after the reload
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(20)
+        reader.join(5)
+        stderr = proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        notify.close()
+    assert proc.returncode == 0, stderr
+    msgs = [json.loads(x) for x in out]
+    assert msgs and all(m["schema"] == "edge-msl/sources-v1" for m in msgs)  # stdout is data only
+    assert "reloaded" in stderr and "capture kept" in stderr and "SIGTERM: stopping" in stderr
+    assert notify.seen("STOPPING=1") == 1
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--set", "mqtt.qos=7"], "[mqtt] qos = 7"),
+    (["--model", "/nonexistent/m.tflite"], "/nonexistent/m.tflite"),
+    (["--array", "respeaker-6mic"], "no packaged model for array 'respeaker-6mic'"),
+])
+def test_bad_configuration_exits_78_at_once(home, args, needle):
+    proc = run_cli(["run", "--device", "edgedaemon", *args], env=alsa_env(home))
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == EX_CONFIG and stdout == ""
+    assert needle in stderr and len([x for x in stderr.splitlines() if "edge-msl" in x and needle in x]) == 1
