@@ -3,7 +3,7 @@
 # the allowed asterisk speech prompts). Skips quickly when everything is already there.
 set -euo pipefail
 PKGS=(espeak-ng flite festival festvox-kallpc16k ffmpeg sox libasound2-dev alsa-utils libasound2-plugins
-      mosquitto asterisk-core-sounds-en-g722 asterisk-core-sounds-es-g722 asterisk-core-sounds-fr-g722
+      mosquitto systemd asterisk-core-sounds-en-g722 asterisk-core-sounds-es-g722 asterisk-core-sounds-fr-g722
       python3-venv python3-dev gcc)
 missing=()
 for p in "${PKGS[@]}"; do
