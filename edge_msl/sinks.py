@@ -129,6 +129,7 @@ class MqttSink:
         self._max_inflight = min(MAX_INFLIGHT, s.queue_max_messages)
         self._seq = 0
         self._connected = False
+        self._dropped_mids: set[int] = set()
         self._running = False
         self._sender: threading.Thread | None = None
         self.delivered = 0
@@ -163,6 +164,7 @@ class MqttSink:
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
+        c.on_publish = self._on_publish
         self.client = c
 
     # -- life cycle ---------------------------------------------------------------------------------
@@ -276,7 +278,8 @@ class MqttSink:
                         return
                     if self._connected and self._pending and len(self._inflight) < self._max_inflight:
                         break
-                    self._cond.wait(0.02)
+                    # woken by publish(), by paho's on_publish/on_connect; the timeout is only a safety net
+                    self._cond.wait(1.0)
                 batch = []
                 while self._pending and len(self._inflight) < self._max_inflight:
                     e = self._pending.popleft()
@@ -285,12 +288,21 @@ class MqttSink:
             for e in batch:
                 # no lock of ours is held while paho takes its own (callbacks take ours inside paho's)
                 info = self.client.publish(self.sources_topic, e.payload, qos=qos)
+                ok, no_conn = self._mqtt.MQTT_ERR_SUCCESS, self._mqtt.MQTT_ERR_NO_CONN
+                # with QoS 1/2 paho keeps a message it could not send (NO_CONN) and sends it after the
+                # reconnect: it stays ours in flight then, so it is neither lost nor sent twice
+                paho_holds = info.rc == ok or (qos > 0 and info.rc == no_conn)
                 with self._cond:
-                    if e in self._inflight:
-                        e.info = info
-                        if info.rc != self._mqtt.MQTT_ERR_SUCCESS:
-                            self._inflight.remove(e)
-                            self._requeue([e])
+                    paho_holds = paho_holds and info.mid not in self._dropped_mids
+                    e.info = info
+                    if e not in self._inflight:
+                        # a disconnect put it back in the queue while paho was taking it
+                        if paho_holds and qos > 0 and e in self._pending:
+                            self._pending.remove(e)
+                            self._inflight.append(e)
+                    elif not paho_holds:
+                        self._inflight.remove(e)
+                        self._requeue([e])
 
     # -- paho callbacks (paho's network thread) -------------------------------------------------------
 
@@ -325,8 +337,10 @@ class MqttSink:
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
         # paho would resend its unconfirmed QoS>0 messages itself; we resend ours instead, in order
-        client.drop_out_messages()
+        dropped = client.drop_out_messages()
         with self._cond:
+            # the sender may be inside client.publish() right now: tell it which messages paho let go
+            self._dropped_mids = {m.mid for m in dropped}
             was = self._connected
             self._connected = False
             self._confirm()
@@ -340,6 +354,11 @@ class MqttSink:
             log.warning("MQTT connection to %s:%d lost (%s): reconnecting with backoff up to %d s; holding %d "
                         "messages (bound %d)", s.host, s.effective_port, reason_code, s.reconnect_max_delay_s,
                         queued, s.queue_max_messages)
+
+    def _on_publish(self, client: Any, userdata: Any, mid: int, reason_code: Any, properties: Any) -> None:
+        # a confirmation frees a slot in flight: wake the sender (it checks which one itself)
+        with self._cond:
+            self._cond.notify_all()
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
         s = self.settings

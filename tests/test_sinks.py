@@ -110,7 +110,8 @@ def test_broker_stopped_and_restarted_loses_nothing_within_the_bound(broker, cap
     got = [m["t_s"] for m in sub.payloads("/sources")]
     want = [msg(i)["t_s"] for i in list(range(30)) + list(range(80, 180))]
     assert sorted(set(got)) == want  # everything within the bound, nothing else
-    assert got == sorted(got)  # and in order
+    first = list(dict.fromkeys(got))  # QoS 1 is at least once: a redelivered duplicate may follow
+    assert first == sorted(first)  # in order
     logs = " ".join(r.getMessage() for r in caplog.records)
     assert "lost" in logs and "dropping the oldest" in logs and "50 dropped" in logs
 
