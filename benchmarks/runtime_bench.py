@@ -15,30 +15,14 @@ import argparse
 import os
 import platform
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from edge_msl.commands.bench import measure  # noqa: E402
 from edge_msl.runtime import load_model  # noqa: E402
-
-
-def measure(model, windows: np.ndarray) -> dict[str, float]:
-    """Median and p95 milliseconds of ``outputs`` and of ``quantize`` over ``windows``."""
-    model.outputs(windows[0])  # one-off setup (weight packing) is not a window's cost
-    full, scaling = np.empty(len(windows)), np.empty(len(windows))
-    for i, w in enumerate(windows):
-        t0 = time.perf_counter()
-        model.quantize(w)
-        t1 = time.perf_counter()
-        model.outputs(w)
-        t2 = time.perf_counter()
-        scaling[i], full[i] = t1 - t0, t2 - t1
-    full, scaling = full * 1e3, scaling * 1e3
-    return {"median": float(np.median(full)), "p95": float(np.percentile(full, 95)),
-            "scaling_median": float(np.median(scaling)), "scaling_p95": float(np.percentile(scaling, 95))}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,8 +49,8 @@ def main(argv: list[str] | None = None) -> int:
           "× real time |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for m, n, r in rows:
-        print(f"| {m.runtime} {m.runtime_version} | {n} | {r['median']:.2f} | {r['p95']:.2f} | "
-              f"{r['scaling_median']:.2f} | {m.info.window_s * 1e3 / r['median']:.0f}x |")
+        print(f"| {m.runtime} {m.runtime_version} | {n} | {r['median_ms']:.2f} | {r['p95_ms']:.2f} | "
+              f"{r['scaling_median_ms']:.2f} | {m.info.window_s * 1e3 / r['median_ms']:.0f}x |")
     return 0
 
 
