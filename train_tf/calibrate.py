@@ -1,0 +1,1009 @@
+"""On-device calibration: fine-tune the float model to the user's own room and array, re-convert, install.
+
+One resumable session directory: ``record`` clips through the daemon's ALSA capture, ``label`` each
+(SRP-PHAT over the whole clip, or an entered direction), ``build`` real, summed and simulated windows,
+``finetune`` the Keras model, ``convert`` to int8, ``validate`` before/after on held-out real windows,
+``install`` into the daemon's state directory, ``report``. Needs TensorFlow (edge-msl[train]); it must
+never install a model that validates worse than the running one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from edge_msl.arrays import SPEED_OF_SOUND_M_S, MicArray, from_dict as array_from_dict
+from edge_msl.regions import AZIMUTH, DISTANCE, RegionLayout, angular_distance_deg, encode_batch
+
+log = logging.getLogger("train_tf.calibrate")
+
+SESSION_FORMAT = "edge-msl-calibration"
+SESSION_VERSION = 1
+DEFAULT_STATE_DIR = Path("/var/lib/edge-msl")
+"""The daemon's state directory (systemd ``StateDirectory=edge-msl``)."""
+STEPS = ("build", "finetune", "convert", "validate", "install")
+"""What ``all`` runs, in order, from recorded and labelled clips."""
+
+
+class CalibrationError(RuntimeError):
+    """A step cannot run; ``str()`` is one line naming the cause and the fix."""
+
+
+@dataclass(frozen=True)
+class CalibrationSettings:
+    """How a session turns clips into a fine-tuned model (stored in session.json)."""
+
+    window_hop_s: float = 0.25
+    """Hop between windows cut from a clip."""
+    min_window_level_db: float = -20.0
+    """A window is kept when its level is within this of the clip's loudest window (drops pauses)."""
+    holdout_fraction: float = 0.3
+    """Last part of every clip kept out of training, for validation."""
+    min_mix_separation_deg: float = 30.0
+    """Two clips are summed into a two-source window only when this far apart."""
+    mix_level_db: float = 3.0
+    """Each clip of a mixture is scaled by a random gain within +/- this."""
+    n_mixtures: int = 200
+    """Real two-source windows (sums of clips) for training."""
+    n_val_mixtures: int = 100
+    """Real two-source windows for validation (from the held-out parts)."""
+    max_singles: int = 200
+    """Most real single-source training windows (evenly over positions)."""
+    n_simulated: int = 200
+    """Simulated windows for the user's array (so the model does not forget other rooms)."""
+    min_confidence: float = 0.6
+    """Self-labels below this confidence are rejected (fraction of the clip agreeing with the direction)."""
+    max_second_peak: float = 0.75
+    """A clip whose SRP map has a second peak (>= 25 deg away) this high relative to the first is rejected."""
+    epochs: int = 6
+    """Fine-tuning epochs over the set."""
+    batch_size: int = 32
+    """Fine-tuning batch (real and simulated windows shuffled together)."""
+    learning_rate: float = 2e-4
+    """Adam learning rate (small: the model is adapted, not retrained)."""
+    train_layers: tuple[str, ...] = ("conv0", "conv6", "conv7", "dense", "heads")
+    """Layers whose weights are trained; every other layer and all batch-norm statistics are frozen."""
+    calib_windows: int = 100
+    """Windows of the fine-tuning set used for int8 calibration."""
+    f1_tolerance: float = 0.0
+    """Install only when the F1 after is not lower than before minus this."""
+    seed: int = 0
+    """Seed of every random choice (mixtures, shuffles)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly dict."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, cfg: dict[str, Any]) -> "CalibrationSettings":
+        """Settings from :meth:`to_dict`; unknown keys are refused with the allowed ones."""
+        from edge_msl.settings_check import reject_unknown_keys
+
+        reject_unknown_keys(cls, cfg, "calibration setting")
+        cfg = dict(cfg)
+        if "train_layers" in cfg:
+            cfg["train_layers"] = tuple(cfg["train_layers"])
+        return cls(**cfg)
+
+
+# --------------------------------------------------------------------------- the session
+
+
+class Session:
+    """A calibration session directory: ``session.json`` + ``clips/`` + what each step writes."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.dir = Path(directory)
+        self.path = self.dir / "session.json"
+        if not self.path.exists():
+            raise CalibrationError(f"{self.dir}: no session.json; start one with 'edge-msl calibrate record "
+                                   f"--session {self.dir} ...'")
+        try:
+            self.data = json.loads(self.path.read_text())
+        except json.JSONDecodeError as exc:
+            raise CalibrationError(f"{self.path}: not valid JSON ({exc.msg} at line {exc.lineno}); fix or delete "
+                                   "it (the clips in clips/ stay usable)") from None
+        if self.data.get("format") != SESSION_FORMAT:
+            raise CalibrationError(f"{self.path}: not an edge-msl calibration session; use another --session")
+        self.array = _array_of(self.data["array"])
+        self.settings = CalibrationSettings.from_dict(self.data.get("settings", {}))
+
+    @classmethod
+    def create(cls, directory: str | Path, array: MicArray, sample_rate_hz: int, window_samples: int,
+               keras_model: str | Path | None = None, settings: CalibrationSettings | None = None) -> "Session":
+        """A new session, or the existing one in ``directory`` (refused if it is for another array)."""
+        d = Path(directory)
+        if (d / "session.json").exists():
+            s = cls(d)
+            if not s.array.same_geometry(array):
+                raise CalibrationError(f"session {d} was recorded with array {s.array.name!r}, not {array.name!r}; "
+                                       "use another --session or the same array")
+            return s
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "clips").mkdir(exist_ok=True)
+        data = {"format": SESSION_FORMAT, "version": SESSION_VERSION, "array": array.to_dict(),
+                "sample_rate_hz": int(sample_rate_hz), "window_samples": int(window_samples),
+                "keras_model": str(keras_model) if keras_model else None,
+                "settings": (settings or CalibrationSettings()).to_dict(), "positions": [], "steps": {}}
+        _write_json(d / "session.json", data)
+        return cls(d)
+
+    @property
+    def sample_rate_hz(self) -> int:
+        return int(self.data["sample_rate_hz"])
+
+    @property
+    def window_samples(self) -> int:
+        return int(self.data["window_samples"])
+
+    @property
+    def positions(self) -> list[dict[str, Any]]:
+        return self.data["positions"]
+
+    def save(self) -> None:
+        """Write session.json atomically (an interrupted step leaves the previous one)."""
+        _write_json(self.path, self.data)
+
+    def add_clip(self, audio: np.ndarray, azimuth_deg: float | None = None, distance_m: float | None = None,
+                 name: str | None = None) -> dict[str, Any]:
+        """Store one recorded clip (int16, all capture channels) as clips/pos-NN.wav."""
+        from edge_msl.audio_io import write_wav
+
+        index = len(self.positions)
+        name = name or f"pos-{index:02d}"
+        if any(p["name"] == name for p in self.positions):
+            raise CalibrationError(f"position {name!r} is already recorded in {self.dir}; choose another --name")
+        clip = self.dir / "clips" / f"{name}.wav"
+        tmp = clip.with_name(clip.name + ".tmp")
+        write_wav(tmp, audio, self.sample_rate_hz)
+        os.replace(tmp, clip)
+        pos = {"name": name, "clip": f"clips/{name}.wav", "seconds": round(len(audio) / self.sample_rate_hz, 3),
+               "entered": {"azimuth_deg": azimuth_deg, "distance_m": distance_m}, "label": None}
+        self.positions.append(pos)
+        self.save()
+        return pos
+
+    def load_clip(self, pos: dict[str, Any]) -> np.ndarray:
+        """(n, n_mics) int16 of a position's clip, the array's channels in mic order."""
+        from edge_msl.audio_io import open_audio
+
+        path = self.dir / pos["clip"]
+        with open_audio(path) as reader:
+            blocks = list(reader.blocks(1 << 16))
+            if reader.info.sample_rate_hz != self.sample_rate_hz:
+                raise CalibrationError(f"{path}: {reader.info.sample_rate_hz} Hz, the session is at "
+                                       f"{self.sample_rate_hz} Hz; record it again")
+        frames = np.concatenate(blocks) if blocks else np.zeros((0, self.array.n_channels), np.int16)
+        if frames.dtype != np.int16:
+            from edge_msl.stream import to_float
+
+            frames = np.clip(np.round(to_float(frames) * 32768.0), -32768, 32767).astype(np.int16)
+        return self.array.select_channels(frames)
+
+    def record_step(self, step: str, seconds: float, **info: Any) -> None:
+        """Note how long a step took (the report lists them)."""
+        self.data["steps"][step] = {"seconds": round(seconds, 2), **info}
+        self.save()
+
+    def labelled(self) -> list[dict[str, Any]]:
+        """Positions with an accepted label."""
+        return [p for p in self.positions if p.get("label") and p["label"].get("accepted")]
+
+
+def _array_of(desc: dict[str, Any]) -> MicArray:
+    """The array a session stored: the built-in one of that name, else the custom description."""
+    from edge_msl.arrays import get_array, list_arrays
+
+    if desc.get("name") in list_arrays():
+        return get_array(desc["name"])
+    return array_from_dict({k: v for k, v in desc.items() if k in ("name", "positions_m", "channel_map",
+                                                                    "n_channels")})
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------- record
+
+
+def record_clip(device, array: MicArray, seconds: float, sample_rate_hz: int, capture_rate_hz: int | None = None,
+                stop=None) -> np.ndarray:
+    """``seconds`` of audio from the daemon's capture path (``edge_msl.capture``), all capture channels, int16
+    at ``sample_rate_hz`` (resampled like the daemon does when the device runs at another rate)."""
+    from edge_msl.capture import Capture
+    from edge_msl.stream import Resampler, to_float
+
+    rate = capture_rate_hz or device.rate_hz or sample_rate_hz
+    cap = Capture(device, rate_hz=rate, n_channels=array.n_channels, stop=stop)
+    want = int(round(seconds * rate))
+    got: list[np.ndarray] = []
+    n = 0
+    try:
+        while n < want:
+            frames = cap.read()
+            if frames is None:
+                if cap.stop.is_set():
+                    raise CalibrationError("recording stopped before the clip was complete; record it again")
+                # the device was lost mid-clip: a clip must be one continuous take
+                got, n = [], 0
+                log.warning("capture restarted; recording the clip again from the start")
+                continue
+            got.append(frames)
+            n += len(frames)
+    finally:
+        cap.close()
+    audio = np.concatenate(got)[:want]
+    if audio.dtype == np.int32:
+        audio = np.clip(np.round(to_float(audio) * 32768.0), -32768, 32767).astype(np.int16)
+    if rate != sample_rate_hz:
+        r = Resampler(rate, sample_rate_hz, array.n_channels)
+        audio = np.clip(np.round(r.process(to_float(audio)) * 32768.0), -32768, 32767).astype(np.int16)
+    return audio
+
+
+# --------------------------------------------------------------------------- label (SRP-PHAT)
+
+
+@dataclass(frozen=True)
+class SrpLabel:
+    """A clip's single-source direction by SRP-PHAT and how much to trust it."""
+
+    azimuth_deg: float
+    """Direction of the SRP peak over the whole clip."""
+    confidence: float
+    """Fraction of the clip's active blocks whose own peak is within 10 deg of it."""
+    second_peak: float
+    """Height of the strongest other peak (>= 25 deg away) relative to the main one (0..1)."""
+    active_blocks: int
+    """Blocks of the clip loud enough to vote."""
+
+
+def srp_phat_map(audio: np.ndarray, mic_xyz: np.ndarray, sample_rate_hz: int, nfft: int = 512,
+                 freq_range_hz: tuple[float, float] = (300.0, 3500.0), block_frames: int = 8,
+                 grid_deg: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(grid deg, whole-clip map (G,), per-block maps (B, G)) of far-field in-plane SRP-PHAT.
+
+    Blocks of ``block_frames`` STFT frames whose energy is in the top 70 % are the active ones;
+    each frame's spectrum is PHAT-whitened, so every active frame votes with the same weight."""
+    x = np.asarray(audio, dtype=np.float64)
+    hop = nfft // 2
+    n_frames = (len(x) - nfft) // hop + 1
+    if n_frames < block_frames:
+        raise CalibrationError(f"clip of {len(x)} samples is too short for SRP-PHAT; record at least "
+                               f"{(block_frames + 1) * hop / sample_rate_hz:.1f} s")
+    win = np.hanning(nfft)
+    idx = np.arange(nfft)[None, :] + hop * np.arange(n_frames)[:, None]
+    spec = np.fft.rfft(x[idx] * win[None, :, None], axis=1)  # (T, F, M)
+    freqs = np.fft.rfftfreq(nfft, 1.0 / sample_rate_hz)
+    band = (freqs >= freq_range_hz[0]) & (freqs <= freq_range_hz[1])
+    spec, freqs = spec[:, band], freqs[band]
+    energy = np.sum(np.abs(spec) ** 2, axis=(1, 2))
+    white = spec / (np.abs(spec) + 1e-12)
+    n_blocks = n_frames // block_frames
+    white = white[:n_blocks * block_frames].reshape(n_blocks, block_frames, len(freqs), -1)
+    block_energy = energy[:n_blocks * block_frames].reshape(n_blocks, block_frames).sum(axis=1)
+    active = block_energy >= np.quantile(block_energy, 0.3)
+    # cross-spectra per block: R[b, f] = sum_t w w^H
+    cov = np.einsum("btfi,btfj->bfij", white[active], np.conj(white[active]))
+    grid = np.arange(0.0, 360.0, grid_deg)
+    u = np.stack([np.cos(np.radians(grid)), np.sin(np.radians(grid))], axis=1)  # (G, 2)
+    delay = -(u @ mic_xyz[:, :2].T) / SPEED_OF_SOUND_M_S  # (G, M): arrival time of a plane wave from u
+    steer = np.exp(2j * np.pi * freqs[None, :, None] * delay[:, None, :])  # (G, F, M)
+    blocks = np.real(np.einsum("gfi,bfij,gfj->bg", steer, cov, np.conj(steer)))
+    return grid, blocks.sum(axis=0), blocks
+
+
+def srp_label(audio: np.ndarray, array: MicArray, sample_rate_hz: int) -> SrpLabel:
+    """Self-label a single-source clip (n, n_mics) with the array's nominal geometry."""
+    grid, total, blocks = srp_phat_map(audio, array.positions(), sample_rate_hz)
+    best = int(np.argmax(total))
+    az = float(grid[best])
+    block_az = grid[np.argmax(blocks, axis=1)]
+    confidence = float(np.mean(angular_distance_deg(block_az, az) <= 10.0))
+    floor = float(np.median(total))
+    far = angular_distance_deg(grid, az) >= 25.0
+    # local maxima away from the main peak
+    is_peak = (total >= np.roll(total, 1)) & (total >= np.roll(total, -1)) & far
+    second = float(total[is_peak].max()) if is_peak.any() else floor
+    ratio = float(np.clip((second - floor) / (total[best] - floor + 1e-12), 0.0, 1.0))
+    return SrpLabel(az, confidence, ratio, int(len(blocks)))
+
+
+def label_positions(session: Session, *, redo: bool = False) -> list[dict[str, Any]]:
+    """Label every clip (entered direction if given, else SRP-PHAT); returns the labels."""
+    s = session.settings
+    out = []
+    for pos in session.positions:
+        if pos.get("label") and not redo:
+            out.append(pos["label"])
+            continue
+        entered = pos.get("entered") or {}
+        if entered.get("azimuth_deg") is not None:
+            label = {"azimuth_deg": float(entered["azimuth_deg"]) % 360.0, "distance_m": entered.get("distance_m"),
+                     "source": "entered", "confidence": 1.0, "second_peak": None, "accepted": True, "reason": ""}
+            try:  # the estimate is still worth showing: a large disagreement means a mistyped angle or a flipped array
+                est = srp_label(session.load_clip(pos), session.array, session.sample_rate_hz)
+                label["srp_azimuth_deg"] = est.azimuth_deg
+            except CalibrationError:
+                pass
+        else:
+            est = srp_label(session.load_clip(pos), session.array, session.sample_rate_hz)
+            reasons = []
+            if est.confidence < s.min_confidence:
+                reasons.append(f"only {est.confidence:.0%} of the clip agrees with {est.azimuth_deg:.0f} deg "
+                               f"(min {s.min_confidence:.0%}): moving or intermittent source, or echoes")
+            if est.second_peak > s.max_second_peak:
+                reasons.append(f"a second source: SRP peak at {est.second_peak:.0%} of the main one "
+                               f"(max {s.max_second_peak:.0%})")
+            label = {"azimuth_deg": est.azimuth_deg, "distance_m": entered.get("distance_m"), "source": "srp-phat",
+                     "confidence": round(est.confidence, 3), "second_peak": round(est.second_peak, 3),
+                     "accepted": not reasons, "reason": "; ".join(reasons)}
+        pos["label"] = label
+        out.append(label)
+    session.save()
+    return out
+
+
+# --------------------------------------------------------------------------- build
+
+
+def clip_windows(clip: np.ndarray, window: int, hop: int, min_level_db: float) -> np.ndarray:
+    """Start samples of the clip's windows loud enough to hold the source."""
+    if len(clip) < window:
+        return np.zeros(0, dtype=np.int64)
+    starts = np.arange(0, len(clip) - window + 1, hop)
+    level = np.array([10 * np.log10(np.mean(clip[s:s + window].astype(np.float64) ** 2) + 1e-9) for s in starts])
+    return starts[level >= level.max() + min_level_db]
+
+
+def _sum_int16(parts: Sequence[np.ndarray], gains: Sequence[float]) -> np.ndarray:
+    acc = np.zeros(parts[0].shape, np.float64)
+    for p, g in zip(parts, gains):
+        acc += p.astype(np.float64) * g
+    return np.clip(np.round(acc), -32768, 32767).astype(np.int16)
+
+
+def _mixtures(clips: list[np.ndarray], starts: list[np.ndarray], az: np.ndarray, dist: np.ndarray, n: int,
+              window: int, min_sep_deg: float, level_db: float, rng: np.random.Generator,
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``n`` sums of two windows from clips ``min_sep_deg`` apart: (audio, az (n,2), dist (n,2), pair (n,2))."""
+    pairs = [(i, j) for i in range(len(clips)) for j in range(i + 1, len(clips))
+             if angular_distance_deg(az[i], az[j]) >= min_sep_deg and len(starts[i]) and len(starts[j])]
+    if not pairs or n <= 0:
+        return (np.zeros((0, window, clips[0].shape[1] if clips else 1), np.int16), np.zeros((0, 2)),
+                np.zeros((0, 2)), np.zeros((0, 2), np.int64))
+    audio, out_az, out_d, out_p = [], [], [], []
+    for k in range(n):
+        i, j = pairs[int(rng.integers(len(pairs)))]
+        a = clips[i][int(rng.choice(starts[i])):][:window]
+        b = clips[j][int(rng.choice(starts[j])):][:window]
+        g = 10.0 ** (rng.uniform(-level_db, level_db, 2) / 20.0)
+        audio.append(_sum_int16([a, b], g))
+        out_az.append([az[i], az[j]])
+        out_d.append([dist[i], dist[j]])
+        out_p.append([i, j])
+    return np.stack(audio), np.array(out_az), np.array(out_d), np.array(out_p)
+
+
+def build_set(session: Session, *, sim_data: str | Path | None = None, bank: str | Path | None = None,
+              workers: int = 1) -> dict[str, Any]:
+    """Write ``set.npz``: real single/mixture windows (train and held-out) and simulated windows."""
+    s = session.settings
+    rng = np.random.default_rng(s.seed)
+    positions = session.labelled()
+    if len(positions) < 2:
+        raise CalibrationError(f"{len(positions)} labelled position(s) in {session.dir}; record at least 2 (better "
+                               "8 or more, all around the array), then run 'edge-msl calibrate label'")
+    window = session.window_samples
+    hop = max(1, int(round(s.window_hop_s * session.sample_rate_hz)))
+    train_clips, val_clips, train_starts, val_starts = [], [], [], []
+    for pos in positions:
+        clip = session.load_clip(pos)
+        cut = int(len(clip) * (1.0 - s.holdout_fraction))
+        for part, clips, starts in ((clip[:cut], train_clips, train_starts), (clip[cut:], val_clips, val_starts)):
+            clips.append(part)
+            starts.append(clip_windows(part, window, hop, s.min_window_level_db))
+    az = np.array([p["label"]["azimuth_deg"] for p in positions], dtype=np.float64)
+    dist = np.array([np.nan if p["label"].get("distance_m") is None else p["label"]["distance_m"]
+                     for p in positions], dtype=np.float64)
+    out: dict[str, np.ndarray] = {}
+    for split, clips, starts, n_mix in (("train", train_clips, train_starts, s.n_mixtures),
+                                        ("val", val_clips, val_starts, s.n_val_mixtures)):
+        # single-source windows, evenly over positions
+        per_pos = max(1, (s.max_singles if split == "train" else 10 ** 6) // len(positions))
+        sa, saz, sd, sp = [], [], [], []
+        for i, (clip, st) in enumerate(zip(clips, starts)):
+            pick = st if len(st) <= per_pos else st[np.sort(rng.choice(len(st), per_pos, replace=False))]
+            for t in pick:
+                sa.append(clip[t:t + window])
+                saz.append([az[i], np.nan])
+                sd.append([dist[i], np.nan])
+                sp.append([i, -1])
+        ma, maz, md, mp = _mixtures(clips, starts, az, dist, n_mix, window, s.min_mix_separation_deg,
+                                    s.mix_level_db, rng)
+        n_single = len(sa)
+        audio = np.concatenate([np.stack(sa) if sa else np.zeros((0, window, session.array.n_mics), np.int16), ma])
+        out[f"{split}_audio"] = audio
+        out[f"{split}_azimuth_deg"] = np.concatenate([np.array(saz).reshape(-1, 2), maz])
+        out[f"{split}_distance_m"] = np.concatenate([np.array(sd).reshape(-1, 2), md])
+        out[f"{split}_position"] = np.concatenate([np.array(sp, dtype=np.int64).reshape(-1, 2), mp])
+        out[f"{split}_kind"] = np.array(["single"] * n_single + ["mixture"] * len(ma))
+    sim = simulated_windows(session, s.n_simulated, sim_data=sim_data, bank=bank, workers=workers)
+    for k, v in sim.items():
+        out[f"sim_{k}"] = v
+    out["position_names"] = np.array([p["name"] for p in positions])
+    tmp = session.dir / "set.tmp.npz"
+    np.savez(tmp, **out)
+    os.replace(tmp, session.dir / "set.npz")
+    counts = {"real_single_train": int(np.sum(out["train_kind"] == "single")),
+              "real_mixture_train": int(np.sum(out["train_kind"] == "mixture")),
+              "simulated_train": int(len(out["sim_audio"])),
+              "real_single_val": int(np.sum(out["val_kind"] == "single")),
+              "real_mixture_val": int(np.sum(out["val_kind"] == "mixture")),
+              "positions": len(positions)}
+    session.data["counts"] = counts
+    session.save()
+    return counts
+
+
+def simulated_windows(session: Session, n: int, *, sim_data: str | Path | None = None, bank: str | Path | None = None,
+                      workers: int = 1) -> dict[str, np.ndarray]:
+    """``n`` simulated windows for the session's array: drawn from a ``train_tf.simulate windows`` set
+    (``sim_data``), or simulated now from a dry-signal bank (``bank``); none when ``n`` is 0."""
+    from train_tf.simulate import SimSettings, load_windows, write_dataset
+
+    window = session.window_samples
+    empty = {"audio": np.zeros((0, window, session.array.n_mics), np.int16), "azimuth_deg": np.zeros((0, 4)),
+             "distance_m": np.zeros((0, 4)), "level_db": np.zeros((0, 4))}
+    if n <= 0:
+        return empty
+    if sim_data is None and bank is None:
+        raise CalibrationError("simulated windows need --sim-data DIR (python -m train_tf.simulate windows) or "
+                               "--bank FILE (python -m train_tf.signals build); or pass --simulated 0")
+    if sim_data is None:
+        name = session.array.name
+        settings = SimSettings(array=name, sample_rate_hz=session.sample_rate_hz,
+                               window_s=window / session.sample_rate_hz, n_sources=(1, 3),
+                               min_source_separation_deg=20.0)
+        try:
+            settings.mic_array()
+        except Exception:
+            raise CalibrationError(f"array {name!r} is not built in, so it cannot be simulated here; simulate windows "
+                                   "for it elsewhere and pass --sim-data DIR, or pass --simulated 0") from None
+        sim_data = session.dir / "sim"
+        write_dataset(sim_data, "windows", n, settings, seed=session.settings.seed + 1, bank_path=bank,
+                      shard_size=max(1, min(50, n)), workers=workers, progress=False)
+    data = load_windows(sim_data)
+    if data["audio"].shape[1:] != (window, session.array.n_mics):
+        raise CalibrationError(f"{sim_data}: windows of shape {data['audio'].shape[1:]}, the model needs "
+                               f"({window}, {session.array.n_mics}); simulate them for this array and window")
+    idx = np.sort(np.random.default_rng(session.settings.seed).permutation(len(data["audio"]))[:n])
+    return {"audio": data["audio"][idx], "azimuth_deg": data["azimuth_deg"][idx],
+            "distance_m": data["distance_m"][idx], "level_db": data["level_db"][idx]}
+
+
+# --------------------------------------------------------------------------- fine-tune
+
+
+def default_keras_model(array_name: str) -> Path:
+    """``models/<array>/`` of the source checkout this module runs from."""
+    return Path(__file__).resolve().parents[1] / "models" / array_name
+
+
+def _keras_dir(session: Session, keras_model: str | Path | None) -> Path:
+    d = Path(keras_model or session.data.get("keras_model") or default_keras_model(session.array.name))
+    if not (d / "params.json").exists():
+        raise CalibrationError(f"{d}: no params.json, so no float Keras model to fine-tune; pass --keras-model DIR "
+                               "(a model directory of a source checkout, e.g. models/uca8-r10)")
+    return d
+
+
+def _targets(layout: RegionLayout, az: np.ndarray, dist: np.ndarray, level: np.ndarray | None = None) -> np.ndarray:
+    d = np.where(np.isfinite(dist), dist, 1.0)
+    w = None if level is None else np.where(np.isfinite(level), level, 0.0)
+    return encode_batch(layout, az, d, w)
+
+
+def finetune(session: Session, keras_model: str | Path | None = None, progress: Callable[[str], None] | None = None,
+             ) -> dict[str, Any]:
+    """Fine-tune the float model on set.npz; writes ``model/`` (params.json + model.weights.h5)."""
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    import keras
+
+    from edge_msl.features import normalize_window
+    from train_tf.crosscheck import PARAMS, WEIGHTS, default_weights, load_model
+    from train_tf.model import LossWeights, region_loss
+
+    s = session.settings
+    src = _keras_dir(session, keras_model)
+    path = session.dir / "set.npz"
+    if not path.exists():
+        raise CalibrationError(f"{path} not found; run 'edge-msl calibrate build --session {session.dir}' first")
+    keras.utils.set_random_seed(s.seed)
+    model, params = load_model(src, default_weights(src))
+    cfg = params["model"]
+    if (cfg["window_samples"], cfg["n_mics"]) != (session.window_samples, session.array.n_mics):
+        raise CalibrationError(f"{src}: model takes ({cfg['window_samples']}, {cfg['n_mics']}) windows, the session "
+                               f"has ({session.window_samples}, {session.array.n_mics}); use the array's model")
+    layout = RegionLayout.from_dict(params["regions"])
+    with np.load(path) as z:
+        data = {k: z[k] for k in z.files}
+    x_real = data["train_audio"]
+    y_real = _targets(layout, data["train_azimuth_deg"], data["train_distance_m"])
+    x_sim = data["sim_audio"]
+    y_sim = _targets(layout, data["sim_azimuth_deg"], data["sim_distance_m"], data["sim_level_db"])
+    x = normalize_window(np.concatenate([x_real, x_sim]).astype(np.float32))
+    y = np.concatenate([y_real, y_sim])
+    # a self-labelled direction comes without a distance: keep the model's own distance there, so the
+    # distance head is neither trained nor disturbed by a made-up value
+    unknown = np.concatenate([np.any(~np.isfinite(data["train_distance_m"]) & np.isfinite(data["train_azimuth_deg"]),
+                                     axis=1), np.zeros(len(x_sim), bool)])
+    if unknown.any():
+        pred = np.concatenate([np.asarray(model(x[i:i + 64], training=False)) for i in range(0, len(x), 64)])
+        y[unknown, :, DISTANCE] = pred[unknown, :, DISTANCE]
+    trained = set(s.train_layers)
+    names = {layer.name for layer in model.layers}
+    missing = sorted(trained - names)
+    if missing:
+        raise CalibrationError(f"layers {missing} are not in the model (it has {sorted(names)}); fix train_layers")
+    for layer in model.layers:
+        # batch-norm layers stay frozen (trainable=False also runs them in inference mode): a few hundred
+        # windows of one room would otherwise overwrite statistics learned from millions
+        layer.trainable = layer.name in trained
+    lw = LossWeights(**params.get("loss_weights", {}))
+    model.compile(optimizer=keras.optimizers.Adam(s.learning_rate), loss=region_loss(lw), jit_compile=False)
+    n_trainable = int(sum(np.prod(w.shape) for w in model.trainable_weights))
+    rng = np.random.default_rng(s.seed)
+    t0 = time.perf_counter()
+    history = []
+    for epoch in range(s.epochs):
+        order = rng.permutation(len(x))
+        losses = []
+        for b in range(0, len(order), s.batch_size):
+            i = np.sort(order[b:b + s.batch_size])
+            losses.append(float(model.train_on_batch(x[i], y[i])))
+        history.append(float(np.mean(losses)))
+        if progress:
+            progress(f"epoch {epoch + 1}/{s.epochs}: loss {history[-1]:.4f}")
+    seconds = time.perf_counter() - t0
+    out = session.dir / "model"
+    out.mkdir(exist_ok=True)
+    model.save_weights(out / WEIGHTS)
+    new_params = dict(params)
+    new_params["calibrated"] = {
+        "from": str(src), "session": str(session.dir), "train_layers": list(s.train_layers),
+        "trainable_parameters": n_trainable, "epochs": s.epochs, "learning_rate": s.learning_rate,
+        "windows": {"real": int(len(x_real)), "simulated": int(len(x_sim))}, "loss": history}
+    (out / PARAMS).write_text(json.dumps(new_params, indent=2))
+    return {"seconds": seconds, "windows": int(len(x)), "trainable_parameters": n_trainable, "loss": history}
+
+
+# --------------------------------------------------------------------------- convert
+
+
+def convert_model(session: Session) -> Path:
+    """``build/<array>.tflite`` (+ .json) from ``model/``, calibrated on windows of the fine-tuning set."""
+    from convert.__main__ import convert
+    from edge_msl.features import normalize_window
+
+    model_dir = session.dir / "model"
+    if not (model_dir / "params.json").exists():
+        raise CalibrationError(f"{model_dir} not found; run 'edge-msl calibrate finetune' first")
+    with np.load(session.dir / "set.npz") as z:
+        x = np.concatenate([z["train_audio"], z["sim_audio"]])
+    rng = np.random.default_rng(session.settings.seed)
+    idx = np.sort(rng.permutation(len(x))[:session.settings.calib_windows])
+    out = session.dir / "build" / f"{session.array.name}.tflite"
+    convert(model_dir, normalize_window(x[idx].astype(np.float32)), out,
+            {"data": f"calibration session {session.dir}", "seed": session.settings.seed})
+    return out
+
+
+# --------------------------------------------------------------------------- validate
+
+
+def score_model(tflite: str | Path, array: MicArray, audio: np.ndarray, az: np.ndarray,
+                match_deg: float = 20.0) -> list[dict[str, Any]]:
+    """Per-window scoring rows (``train_tf.evaluate.score``) of an int8 model through the device runtime."""
+    from edge_msl.runtime import load_model
+    from train_tf.evaluate import score_detections
+
+    model = load_model(tflite, array=array)
+    dets = [model.detections(w) for w in audio]
+    return score_detections(dets, az, np.zeros(az.shape), match_deg)
+
+
+def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    from train_tf.evaluate import summarize
+
+    s = summarize(rows)
+    return {k: (None if isinstance(s[k], float) and math.isnan(s[k]) else s[k])
+            for k in ("windows", "sources", "hits", "err_mean", "err_median", "recall", "precision", "f1")}
+
+
+def installed_model(state_dir: str | Path, array: MicArray) -> Path:
+    """The model the daemon would run for ``array``: the state directory's calibrated one, else the packaged one."""
+    p = Path(state_dir) / "models" / f"{array.name}.tflite"
+    if p.exists():
+        return p
+    from edge_msl.runtime import default_model_path
+
+    return default_model_path(array.name)
+
+
+def validate(session: Session, before: str | Path, after: str | Path | None = None) -> dict[str, Any]:
+    """Held-out real windows (singles per position, mixtures) scored before and after; writes validation.json."""
+    after = Path(after or session.dir / "build" / f"{session.array.name}.tflite")
+    if not after.exists():
+        raise CalibrationError(f"{after} not found; run 'edge-msl calibrate convert' first")
+    with np.load(session.dir / "set.npz") as z:
+        audio, az, kind, pos = z["val_audio"], z["val_azimuth_deg"], z["val_kind"], z["val_position"]
+        names = [str(n) for n in z["position_names"]]
+    result: dict[str, Any] = {"before": str(before), "after": str(after), "sets": {}, "per_position": {}}
+    rows = {}
+    for tag, path in (("before", before), ("after", after)):
+        rows[tag] = score_model(path, session.array, audio, az)
+    for subset, mask in (("single", kind == "single"), ("mixture", kind == "mixture"), ("all", np.ones(len(kind), bool))):
+        result["sets"][subset] = {tag: _summary([r for r, m in zip(rows[tag], mask) if m]) for tag in rows}
+    for i, name in enumerate(names):
+        mask = (kind == "single") & (pos[:, 0] == i)
+        if mask.any():
+            result["per_position"][name] = {tag: _summary([r for r, m in zip(rows[tag], mask) if m]) for tag in rows}
+    result["better"], result["why"] = is_better(result["sets"]["all"]["before"], result["sets"]["all"]["after"],
+                                                session.settings.f1_tolerance)
+    _write_json(session.dir / "validation.json", result)
+    return result
+
+
+def is_better(before: dict[str, Any], after: dict[str, Any], f1_tolerance: float = 0.0) -> tuple[bool, str]:
+    """The install rule: lower mean DOA error and F1 not lower (both on held-out real windows)."""
+    eb, ea, fb, fa = before["err_mean"], after["err_mean"], before["f1"] or 0.0, after["f1"] or 0.0
+    if ea is None:
+        return False, "the calibrated model found none of the held-out sources"
+    if eb is not None and ea >= eb:
+        return False, f"mean DOA error {ea:.2f} deg is not lower than {eb:.2f} deg"
+    if fa < fb - f1_tolerance:
+        return False, f"F1 {fa:.3f} is lower than {fb:.3f}"
+    return True, (f"mean DOA error {eb if eb is not None else float('nan'):.2f} -> {ea:.2f} deg, "
+                  f"F1 {fb:.3f} -> {fa:.3f}")
+
+
+# --------------------------------------------------------------------------- install / rollback
+
+
+def _atomic_copy(src: Path, dst: Path) -> None:
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    shutil.copyfile(src, tmp)
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, dst)
+
+
+def install(tflite: str | Path, state_dir: str | Path, array_name: str) -> Path:
+    """Copy ``tflite`` and its sidecar to ``<state>/models/<array>.tflite/.json`` atomically, keeping the one they
+    replace as ``<array>.previous.tflite/.json`` (for :func:`rollback`)."""
+    src = Path(tflite)
+    models = Path(state_dir) / "models"
+    try:
+        models.mkdir(parents=True, exist_ok=True)
+    except PermissionError:
+        raise CalibrationError(f"cannot write {models} (permission denied); run as root or the daemon's user, or "
+                               "pass --state-dir DIR") from None
+    dst = models / f"{array_name}.tflite"
+    prev = models / f"{array_name}.previous.tflite"
+    if dst.exists():
+        _atomic_copy(dst, prev)
+        _atomic_copy(dst.with_suffix(".json"), prev.with_suffix(".json"))
+    # sidecar first: a reader that sees the new .tflite finds its sha256 already in place; the daemon reads
+    # both only on SIGHUP, after both are there
+    _atomic_copy(src.with_suffix(".json"), dst.with_suffix(".json"))
+    _atomic_copy(src, dst)
+    return dst
+
+
+def rollback(state_dir: str | Path, array_name: str) -> Path:
+    """Put ``<array>.previous`` back in place (the current one becomes the previous, so a second rollback undoes)."""
+    models = Path(state_dir) / "models"
+    dst, prev = models / f"{array_name}.tflite", models / f"{array_name}.previous.tflite"
+    if not prev.exists():
+        raise CalibrationError(f"no previous model {prev} to roll back to (nothing was installed over another "
+                               "model yet)")
+    swap = models / f".{array_name}.swap.tflite"
+    _atomic_copy(dst, swap)
+    _atomic_copy(dst.with_suffix(".json"), swap.with_suffix(".json"))
+    install(prev, state_dir, array_name)  # current -> previous, previous -> current
+    _atomic_copy(swap, prev)
+    _atomic_copy(swap.with_suffix(".json"), prev.with_suffix(".json"))
+    swap.unlink()
+    swap.with_suffix(".json").unlink()
+    return dst
+
+
+def notify_daemon(pid_file: str | Path | None = None, unit: str = "edge-msl") -> str:
+    """Ask a running daemon to reload (SIGHUP): the process in ``pid_file``, else the systemd unit if active."""
+    if pid_file is not None:
+        try:
+            pid = int(Path(pid_file).read_text().split()[0])
+            os.kill(pid, signal.SIGHUP)
+            return f"sent SIGHUP to pid {pid} ({pid_file})"
+        except (OSError, ValueError, IndexError) as exc:
+            return f"could not signal the daemon from {pid_file} ({exc}); restart it to load the new model"
+    if shutil.which("systemctl"):
+        active = subprocess.run(["systemctl", "is-active", "--quiet", unit], capture_output=True)
+        if active.returncode == 0:
+            r = subprocess.run(["systemctl", "kill", "-s", "HUP", unit], capture_output=True, text=True)
+            if r.returncode == 0:
+                return f"sent SIGHUP to {unit}.service"
+            return f"systemctl kill -s HUP {unit} failed ({r.stderr.strip()}); restart it to load the new model"
+    return "no running daemon found (no --pid-file, no active edge-msl.service); it loads the model at its next start"
+
+
+# --------------------------------------------------------------------------- report
+
+
+def report(session: Session) -> str:
+    """Write report.md and report.png (error before/after per position, window counts, step times)."""
+    v_path = session.dir / "validation.json"
+    val = json.loads(v_path.read_text()) if v_path.exists() else None
+    lines = [f"# Calibration report: {session.dir}", "", f"Array {session.array.name}, "
+             f"{len(session.positions)} positions recorded, {len(session.labelled())} labelled.", "",
+             "| position | seconds | label | azimuth (deg) | confidence | accepted |",
+             "| --- | ---: | --- | ---: | ---: | --- |"]
+    for p in session.positions:
+        lb = p.get("label") or {}
+        lines.append(f"| {p['name']} | {p['seconds']:.1f} | {lb.get('source', '-')} | "
+                     f"{lb.get('azimuth_deg', float('nan')):.1f} | {lb.get('confidence', float('nan')):.2f} | "
+                     f"{'yes' if lb.get('accepted') else 'no: ' + lb.get('reason', 'not labelled')} |")
+    counts = session.data.get("counts")
+    if counts:
+        lines += ["", "| windows | count |", "| --- | ---: |"] + [f"| {k} | {v} |" for k, v in counts.items()]
+    if val:
+        lines += ["", f"Held-out real windows, before = {val['before']}, after = {val['after']}:", "",
+                  "| set | windows | DOA err before (deg) | after | F1 before | after |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: |"]
+        for name, sets in [*val["sets"].items(), *val["per_position"].items()]:
+            b, a = sets["before"], sets["after"]
+            lines.append(f"| {name} | {b['windows']} | {_f(b['err_mean'])} | {_f(a['err_mean'])} | "
+                         f"{_f(b['f1'], 3)} | {_f(a['f1'], 3)} |")
+        lines += ["", f"Install rule: {'better' if val['better'] else 'not better'}: {val['why']}"]
+    steps = session.data.get("steps", {})
+    if steps:
+        lines += ["", "| step | seconds |", "| --- | ---: |"] + [f"| {k} | {v['seconds']:.1f} |"
+                                                                 for k, v in steps.items()]
+    text = "\n".join(lines) + "\n"
+    (session.dir / "report.md").write_text(text)
+    if val:
+        _plot(val, session.dir / "report.png")
+    return text
+
+
+def _f(v: float | None, digits: int = 2) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
+def _plot(val: dict[str, Any], png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(val["per_position"]) + ["mixtures"]
+    rows = list(val["per_position"].values()) + [val["sets"]["mixture"]]
+    before = [r["before"]["err_mean"] or 0.0 for r in rows]
+    after = [r["after"]["err_mean"] or 0.0 for r in rows]
+    x = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.5 * len(names) + 2), 3.6))
+    ax.bar(x - 0.2, before, 0.4, label="before")
+    ax.bar(x + 0.2, after, 0.4, label="after")
+    ax.set_xticks(x, names, rotation=45, ha="right", fontsize=8)
+    ax.set_ylabel("mean DOA error (deg)")
+    ax.set_title("held-out real windows: before vs after calibration")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(png, dpi=100)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------- all
+
+
+def run_all(session: Session, *, keras_model: str | Path | None = None, state_dir: str | Path = DEFAULT_STATE_DIR,
+            sim_data: str | Path | None = None, bank: str | Path | None = None, workers: int = 1,
+            do_install: bool = True, pid_file: str | Path | None = None,
+            say: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
+    """build -> finetune -> convert -> validate -> install (if better) -> report, timing each step."""
+    if any(p.get("label") is None for p in session.positions):
+        t0 = time.perf_counter()
+        label_positions(session)
+        session.record_step("label", time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    counts = build_set(session, sim_data=sim_data, bank=bank, workers=workers)
+    session.record_step("build", time.perf_counter() - t0, **counts)
+    say(f"build: {counts}")
+    t0 = time.perf_counter()
+    ft = finetune(session, keras_model, progress=say)
+    session.record_step("finetune", time.perf_counter() - t0, trainable_parameters=ft["trainable_parameters"])
+    t0 = time.perf_counter()
+    out = convert_model(session)
+    session.record_step("convert", time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    before = installed_model(state_dir, session.array)
+    val = validate(session, before, out)
+    session.record_step("validate", time.perf_counter() - t0)
+    say(f"validate: {'better' if val['better'] else 'not better'}: {val['why']}")
+    result: dict[str, Any] = {"counts": counts, "validation": val["sets"], "better": val["better"], "why": val["why"],
+                              "model": str(out), "installed": None}
+    if do_install and val["better"]:
+        t0 = time.perf_counter()
+        dst = install(out, state_dir, session.array.name)
+        result["installed"] = str(dst)
+        result["notify"] = notify_daemon(pid_file)
+        session.record_step("install", time.perf_counter() - t0)
+    report(session)
+    return result
+
+
+# --------------------------------------------------------------------------- a stand-in "real room"
+
+
+@dataclass(frozen=True)
+class PerturbedArray:
+    """How a real array differs from its nominal geometry (for the stand-in room)."""
+
+    position_error_m: float = 0.004
+    """Per-axis microphone position error, uniform in +/- this."""
+    gain_error_db: float = 2.5
+    """Per-microphone gain error, uniform in +/- this."""
+    delay_error_s: float = 30e-6
+    """Per-microphone time offset (ADC clocking, analog filters), uniform in +/- this."""
+    phase_error_deg: float = 15.0
+    """Per-microphone frequency-independent phase error, uniform in +/- this."""
+    board_below_m: float = 0.03
+    """A reflective board this far under the array (its mirror image adds a strong early echo)."""
+    board_reflection: float = 0.8
+    """Amplitude reflection coefficient of the board."""
+
+
+class StandInRoom:
+    """A simulated room the model never saw, with a perturbed array: clips at chosen directions, int16,
+    as the real device would capture them (the nominal geometry is what the model and SRP-PHAT assume)."""
+
+    def __init__(self, array: MicArray, seed: int = 0, perturb: PerturbedArray = PerturbedArray(),
+                 room_dim_m: tuple[float, float, float] = (6.3, 4.9, 2.8), rt60_s: float = 0.45,
+                 sample_rate_hz: int = 16000) -> None:
+        from train_tf.simulate import sabine_absorption
+
+        self.array = array
+        self.fs = sample_rate_hz
+        self.rng = np.random.default_rng(seed)
+        rng = self.rng
+        self.dim = np.array(room_dim_m, dtype=np.float64)
+        self.centre = np.array([self.dim[0] * 0.45, self.dim[1] * 0.55, 0.9])
+        m = array.n_mics
+        self.mic_xyz = array.positions() + self.centre + rng.uniform(-perturb.position_error_m,
+                                                                     perturb.position_error_m, (m, 3))
+        self.gain = 10.0 ** (rng.uniform(-perturb.gain_error_db, perturb.gain_error_db, m) / 20.0)
+        self.delay_s = rng.uniform(-perturb.delay_error_s, perturb.delay_error_s, m)
+        self.phase_rad = np.radians(rng.uniform(-perturb.phase_error_deg, perturb.phase_error_deg, m))
+        self.perturb = perturb
+        self.absorption = min(0.99, sabine_absorption(rt60_s, self.dim))
+        self.rt60_s = rt60_s
+
+    def rirs(self, azimuth_deg: Sequence[float], distance_m: Sequence[float], elevation_deg: Sequence[float]
+             ) -> np.ndarray:
+        """(P, M, L) impulse responses from source positions (array frame) to the perturbed mics, board included."""
+        from train_tf.simulate import _import_pra
+
+        pra = _import_pra()
+        az, dist, el = (np.radians(np.asarray(v, dtype=np.float64)) if i != 1 else np.asarray(v, dtype=np.float64)
+                        for i, v in enumerate((azimuth_deg, distance_m, elevation_deg)))
+        src = self.centre + np.stack([dist * np.cos(az), dist * np.sin(az), np.tan(el) * dist], axis=1)
+        src = np.clip(src, 0.25, self.dim - 0.25)
+        room = pra.ShoeBox(self.dim, fs=self.fs, materials=pra.Material(self.absorption), max_order=10,
+                           air_absorption=False)
+        room.add_microphone_array(self.mic_xyz.T)
+        board_z = self.centre[2] - self.perturb.board_below_m
+        mirror = self.mic_xyz.copy()
+        mirror[:, 2] = 2 * board_z - mirror[:, 2]
+        echo = pra.ShoeBox(self.dim, fs=self.fs, max_order=0)  # the board's echo: one path per mic
+        echo.add_microphone_array(mirror.T)
+        for p in src:
+            room.add_source(p)
+            echo.add_source(p)
+        pra.random.seed(numpy=int(self.rng.integers(2**31)))
+        room.compute_rir()
+        echo.compute_rir()
+        n = max(len(room.rir[m][p]) for m in range(len(mirror)) for p in range(len(src)))
+        out = np.zeros((len(src), len(mirror), n), np.float64)
+        for p in range(len(src)):
+            for m in range(len(mirror)):
+                h = np.asarray(room.rir[m][p])
+                out[p, m, :len(h)] = h
+                e = np.asarray(echo.rir[m][p])[:n]
+                out[p, m, :len(e)] += self.perturb.board_reflection * e
+        return out
+
+    def _device(self, x: np.ndarray) -> np.ndarray:
+        """Per-mic gain, time offset and phase error of the real front end; x (n, M) float."""
+        n = len(x)
+        spec = np.fft.rfft(x, axis=0)
+        f = np.fft.rfftfreq(n, 1.0 / self.fs)
+        rot = np.exp(-2j * np.pi * f[:, None] * self.delay_s[None, :] - 1j * self.phase_rad[None, :])
+        rot[0] = 1.0
+        return np.fft.irfft(spec * rot, n=n, axis=0) * self.gain[None, :]
+
+    def render(self, rirs: np.ndarray, dry: Sequence[np.ndarray], level_dbfs: float = -28.0, snr_db: float = 25.0
+               ) -> np.ndarray:
+        """Sources ``dry`` (each 1-D) through ``rirs`` (same count) + diffuse room noise + sensor noise, int16.
+
+        Returns ``len(dry) - L + 1`` frames (L = RIR length): only the part where the room's response is
+        fully built up, as in a recording of a source that was already playing."""
+        from scipy.signal import fftconvolve
+
+        from train_tf.simulate import diffuse_mix, to_int16
+
+        n_in = min(len(d) for d in dry)
+        m, L = rirs.shape[1], rirs.shape[2]
+        n = n_in - L + 1
+        if n <= 0:
+            raise ValueError(f"dry signals of {n_in} samples are shorter than the RIRs ({L})")
+        clean = np.zeros((n, m))
+        for h, d in zip(rirs, dry):
+            clean += fftconvolve(d[:n_in, None], h.T, axes=0, mode="valid")
+        p = float(np.mean(clean ** 2)) + 1e-20
+        noise = diffuse_mix(self.mic_xyz, self.rng.standard_normal((m, n)), self.fs).T.astype(np.float64)
+        noise *= math.sqrt(p / (np.mean(noise ** 2) + 1e-20) * 10 ** (-snr_db / 10))
+        sensor = self.rng.standard_normal((n, m)) * math.sqrt(p * 10 ** (-(snr_db + 15) / 10))
+        x = self._device(clean + noise + sensor)
+        x *= 10 ** (level_dbfs / 20) / math.sqrt(float(np.mean(x ** 2)) + 1e-20)
+        return to_int16(x)
+
+
+def dry_speech(bank, n_samples: int, rng: np.random.Generator, count: int) -> list[np.ndarray]:
+    """``count`` speech excerpts (unit RMS) from a dry-signal bank, real speech where the bank has it."""
+    idx = bank.indices("speech_real")
+    if len(idx) == 0:
+        idx = bank.indices("speech_synth")
+    return [bank.segment(int(rng.choice(idx)), n_samples, rng).astype(np.float64) for _ in range(count)]
+
+
+def standin_mixtures(room: StandInRoom, bank, n: int, window: int, rng: np.random.Generator,
+                     min_sep_deg: float = 30.0) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` two-source windows in the stand-in room at fresh positions (not the calibration ones), and
+    their true azimuths (n, 2): the held-out test of a calibration."""
+    n_pos = max(8, n // 4)
+    az = rng.uniform(0, 360, n_pos)
+    rirs = room.rirs(az, rng.uniform(0.8, 2.5, n_pos), rng.uniform(-5, 20, n_pos))
+    pairs = [(i, j) for i in range(n_pos) for j in range(i + 1, n_pos) if angular_distance_deg(az[i], az[j]) >= min_sep_deg]
+    audio, truth = [], []
+    for k in range(n):
+        i, j = pairs[int(rng.integers(len(pairs)))]
+        dry = dry_speech(bank, window + rirs.shape[2] - 1, rng, 2)
+        gains = 10 ** (rng.uniform(-3, 3, 2) / 20)
+        audio.append(room.render(rirs[[i, j]], [dry[0] * gains[0], dry[1] * gains[1]],
+                                 level_dbfs=float(rng.uniform(-35, -22))))
+        truth.append([az[i], az[j]])
+    return np.stack(audio), np.array(truth)
+
+
+__all__ = ["CalibrationError", "CalibrationSettings", "Session", "SrpLabel", "srp_phat_map", "srp_label",
+           "label_positions", "record_clip", "build_set", "simulated_windows", "finetune", "convert_model",
+           "validate", "is_better", "install", "rollback", "notify_daemon", "installed_model", "report", "run_all",
+           "PerturbedArray", "StandInRoom", "standin_mixtures", "dry_speech", "default_keras_model", "DEFAULT_STATE_DIR"]
