@@ -130,6 +130,7 @@ class MqttSink:
         self._seq = 0
         self._connected = False
         self._dropped_mids: set[int] = set()
+        self._draining = False
         self._running = False
         self._sender: threading.Thread | None = None
         self.delivered = 0
@@ -210,11 +211,18 @@ class MqttSink:
     # -- publishing ---------------------------------------------------------------------------------
 
     def publish(self, msg: dict[str, Any]) -> None:
-        """Queue one message (never blocks; the sender thread hands it to paho when connected)."""
+        """Send one message, or queue it while the broker is away (never blocks, never raises)."""
         payload = encode(msg).encode()
+        direct = None
         with self._cond:
             self._seq += 1
-            if len(self._pending) + len(self._inflight) >= self.settings.queue_max_messages:
+            self._confirm()
+            if self._connected and not self._pending and not self._draining \
+                    and len(self._inflight) < self._max_inflight:
+                # the common case, no backlog: hand it to paho from this thread, no thread switch
+                direct = _Entry(self._seq, payload)
+                self._inflight.append(direct)
+            elif len(self._pending) + len(self._inflight) >= self.settings.queue_max_messages:
                 if self._pending:
                     self._pending.popleft()
                     self._pending.append(_Entry(self._seq, payload))
@@ -226,7 +234,30 @@ class MqttSink:
                                 self.settings.queue_max_messages)
             else:
                 self._pending.append(_Entry(self._seq, payload))
-            self._cond.notify_all()
+                self._cond.notify_all()
+        if direct is not None:
+            self._hand_over(direct)
+
+    def _hand_over(self, e: _Entry) -> None:
+        """client.publish one entry that is in flight; called without our lock (paho takes its own)."""
+        qos = self.settings.qos
+        info = self.client.publish(self.sources_topic, e.payload, qos=qos)
+        ok, no_conn = self._mqtt.MQTT_ERR_SUCCESS, self._mqtt.MQTT_ERR_NO_CONN
+        # with QoS 1/2 paho keeps a message it could not send (NO_CONN) and sends it after the
+        # reconnect: it stays ours in flight then, so it is neither lost nor sent twice
+        paho_holds = info.rc == ok or (qos > 0 and info.rc == no_conn)
+        with self._cond:
+            paho_holds = paho_holds and info.mid not in self._dropped_mids
+            e.info = info
+            if e not in self._inflight:
+                # a disconnect put it back in the queue while paho was taking it
+                if paho_holds and qos > 0 and e in self._pending:
+                    self._pending.remove(e)
+                    self._inflight.append(e)
+            elif not paho_holds:
+                self._inflight.remove(e)
+                self._requeue([e])
+                self._cond.notify_all()
 
     @property
     def queued(self) -> int:
@@ -269,7 +300,7 @@ class MqttSink:
             self._pending.appendleft(e)
 
     def _send_loop(self) -> None:
-        qos = self.settings.qos
+        # drains the backlog after an outage (publish() sends directly when there is none)
         while True:
             with self._cond:
                 while True:
@@ -278,31 +309,21 @@ class MqttSink:
                         return
                     if self._connected and self._pending and len(self._inflight) < self._max_inflight:
                         break
-                    # woken by publish(), by paho's on_publish/on_connect; the timeout is only a safety net
+                    # woken by publish() when it queues, by paho's on_publish/on_connect; the timeout is
+                    # only a safety net
                     self._cond.wait(1.0)
                 batch = []
                 while self._pending and len(self._inflight) < self._max_inflight:
                     e = self._pending.popleft()
                     self._inflight.append(e)
                     batch.append(e)
-            for e in batch:
-                # no lock of ours is held while paho takes its own (callbacks take ours inside paho's)
-                info = self.client.publish(self.sources_topic, e.payload, qos=qos)
-                ok, no_conn = self._mqtt.MQTT_ERR_SUCCESS, self._mqtt.MQTT_ERR_NO_CONN
-                # with QoS 1/2 paho keeps a message it could not send (NO_CONN) and sends it after the
-                # reconnect: it stays ours in flight then, so it is neither lost nor sent twice
-                paho_holds = info.rc == ok or (qos > 0 and info.rc == no_conn)
+                self._draining = True
+            try:
+                for e in batch:
+                    self._hand_over(e)
+            finally:
                 with self._cond:
-                    paho_holds = paho_holds and info.mid not in self._dropped_mids
-                    e.info = info
-                    if e not in self._inflight:
-                        # a disconnect put it back in the queue while paho was taking it
-                        if paho_holds and qos > 0 and e in self._pending:
-                            self._pending.remove(e)
-                            self._inflight.append(e)
-                    elif not paho_holds:
-                        self._inflight.remove(e)
-                        self._requeue([e])
+                    self._draining = False
 
     # -- paho callbacks (paho's network thread) -------------------------------------------------------
 
@@ -356,9 +377,10 @@ class MqttSink:
                         queued, s.queue_max_messages)
 
     def _on_publish(self, client: Any, userdata: Any, mid: int, reason_code: Any, properties: Any) -> None:
-        # a confirmation frees a slot in flight: wake the sender (it checks which one itself)
+        # a confirmation frees a slot in flight: wake the sender if it has a backlog to send
         with self._cond:
-            self._cond.notify_all()
+            if self._pending or not self._running:
+                self._cond.notify_all()
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
         s = self.settings
