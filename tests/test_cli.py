@@ -35,11 +35,10 @@ def test_unknown_array_is_one_line_on_stderr():
     assert len(out.stderr.strip().splitlines()) == 1 and "known arrays" in out.stderr
 
 
-@pytest.mark.parametrize("name", ["calibrate"])
-def test_unlanded_subcommands_say_so(name):
-    out = run(name)
+def test_calibrate_without_a_step_says_what_to_do():
+    out = run("calibrate")
     assert out.returncode == 2 and out.stdout == ""
-    assert "not implemented yet" in out.stderr
+    assert "name a step" in out.stderr and "--rollback" in out.stderr
 
 
 def test_device_modules_do_not_import_training_dependencies():

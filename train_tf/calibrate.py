@@ -725,12 +725,10 @@ def rollback(state_dir: str | Path, array_name: str) -> Path:
     if not prev.exists():
         raise CalibrationError(f"no previous model {prev} to roll back to (nothing was installed over another "
                                "model yet)")
-    swap = models / f".{array_name}.swap.tflite"
-    _atomic_copy(dst, swap)
-    _atomic_copy(dst.with_suffix(".json"), swap.with_suffix(".json"))
-    install(prev, state_dir, array_name)  # current -> previous, previous -> current
-    _atomic_copy(swap, prev)
-    _atomic_copy(swap.with_suffix(".json"), prev.with_suffix(".json"))
+    swap = models / f".{array_name}.rollback.tflite"
+    _atomic_copy(prev, swap)
+    _atomic_copy(prev.with_suffix(".json"), swap.with_suffix(".json"))
+    install(swap, state_dir, array_name)  # current -> previous, the old previous -> current
     swap.unlink()
     swap.with_suffix(".json").unlink()
     return dst
