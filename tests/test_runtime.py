@@ -193,8 +193,25 @@ def test_sidecar_for_another_model_is_refused(copy):
 
 
 def test_no_packaged_model_for_an_array_names_the_packaged_ones():
-    with pytest.raises(ModelError, match=r"no packaged model for array 'respeaker-4mic' \(packaged: uca8-r10\)"):
-        load_model(array=get_array("respeaker-4mic"))
+    triangle = from_dict({"name": "my-triangle", "positions_m": [[0.03, 0, 0], [-0.015, 0.026, 0], [-0.015, -0.026, 0]]})
+    with pytest.raises(ModelError, match=r"no packaged model for array 'my-triangle' \(packaged: .*uca8-r10"):
+        load_model(array=triangle)
+
+
+BOARDS = ["respeaker-4mic", "respeaker-6mic", "respeaker-usb-v2", "matrix-voice", "matrix-creator", "minidsp-uma8"]
+
+
+@pytest.mark.parametrize("board", BOARDS)
+def test_every_board_has_a_packaged_model_that_localizes_a_far_field_source(board):
+    array = get_array(board)
+    m = load_model(array=array)
+    assert m.info.path == default_model_path(board) and m.info.array.same_geometry(array)
+    for azimuth_deg in np.arange(10.0, 360.0, 45.0):
+        window = plane_wave(array, azimuth_deg, m.info.window_samples, seed=int(azimuth_deg))
+        dets = m.detections(window)
+        # smaller apertures resolve less than the 10 cm reference array: 8 deg instead of 5
+        assert len(dets) == 1, (board, azimuth_deg, dets)
+        assert angular_distance_deg(dets[0].azimuth_deg, azimuth_deg) < 8.0, (board, dets, azimuth_deg)
 
 
 def test_bad_num_threads_is_refused():
