@@ -140,13 +140,18 @@ def test_44k1_recording_is_resampled(tmp_path, capsys):
 
 @pytest.mark.parametrize("args,expect", [
     (["--array", "no-such-array"], "unknown array 'no-such-array'"),
-    (["--array", "respeaker-4mic"], "no packaged model for array 'respeaker-4mic'"),
+    (["--array", "respeaker-4mic"], "has 8 channels, array 'respeaker-4mic' expects 4"),
+    (["--array", "TRI_TOML"], "no packaged model for array 'my-tri' (packaged: "),
     (["--model", "/nonexistent/m.tflite"], "model /nonexistent/m.tflite: file not found"),
     (["--hop-s", "-1"], "hop_s = -1.0 is invalid"),
     (["--threshold", "2"], "threshold = 2.0 is invalid"),
     (["--truth", "/nonexistent/t.json"], "/nonexistent/t.json: no such file"),
 ])
-def test_bad_options_are_one_line_errors(capsys, args, expect):
+def test_bad_options_are_one_line_errors(capsys, tmp_path, args, expect):
+    tri = tmp_path / "tri.toml"
+    tri.write_text('[array]\nname = "my-tri"\npositions_m = [[0.03, 0.0, 0.0], [-0.015, 0.026, 0.0], '
+                   '[-0.015, -0.026, 0.0]]\n')
+    args = [str(tri) if a == "TRI_TOML" else a for a in args]
     assert cli.main(["locate", str(EXAMPLE), *args]) == 2
     cap = capsys.readouterr()
     assert cap.out == ""
@@ -202,8 +207,11 @@ def test_info_shows_the_model_and_its_runtime(capsys):
     d = json.loads(capsys.readouterr().out)
     assert d["runtime"] == "ai_edge_litert" and d["window_samples"] == 8000 and d["regions"]["n_regions"] == 16
     assert len(d["sha256"]) == 64 and d["input"]["dtype"] == "int8"
-    assert cli.main(["info", "--array", "matrix-voice"]) == 2
-    assert "no packaged model for array 'matrix-voice'" in capsys.readouterr().err
+    assert cli.main(["info", "--array", "respeaker-6mic", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["array"]["name"] == "respeaker-6mic" and d["array"]["n_channels"] == 8 and d["array"]["n_mics"] == 6
+    assert cli.main(["info", "--model", "/nonexistent/m.tflite"]) == 2
+    assert "model /nonexistent/m.tflite: file not found" in capsys.readouterr().err
 
 
 def test_locate_path_imports_no_scipy_or_matplotlib():
