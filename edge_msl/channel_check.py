@@ -1,0 +1,444 @@
+"""Start-up self-check of the capture channel order: from the first seconds of audio, find dead
+channels, channels that are not microphones of the configured array, and a rotated channel order
+(the seeed-voicecard bug), and say the fix. Pure numpy; it reads frames, it must not open devices.
+
+Why rotations: the seeed-voicecard driver (ReSpeaker 4-mic/6-mic HATs, AC108) delivers the
+channels of a multichannel stream in an order that changes between recordings: "reference channels
+shift places" between runs of ``arecord -c 8`` on the 6-mic HAT, where the two playback loopback
+channels belong on 6 and 7 (respeaker/seeed-voicecard#309, also #334); the 4-mic HAT has come out as
+3,4,1,2 (#145) and the 4-mic linear kit as 1234 / 1278 / 5678 (#301). A maintainer's explanation
+(#289): the Pi's I2S sees the frames as stereo at a multiple of the rate, so a stream can start on the
+wrong slot, i.e. the frame is cyclically shifted. So the model here is: whatever belongs on capture
+channel c arrives on channel (c + k) mod n_channels, with k fixed until the device is reopened.
+A mic that is silent while the others hear the room also happens on these boards: the driver's
+service once set the 3rd channel's capture volume very low through a stray amixer call (#194, #240).
+
+How: a channel is *mic-like* when it is live (not digital zero, not far below the loudest channels)
+and, in a low band where every pair of mics of this array hears a diffuse field coherently
+(|sinc(2 f d / c)| >= sinc(0.5)), it is coherent with at least half of the other mics. Loopback
+channels are silent or carry playback that the mics do not share. Rotation k is *consistent* when
+every channel it puts a mic on is mic-like. Among consistent rotations the mic channels' complex
+coherence over a wider band is fitted, per frequency, by the geometry's models: the diffuse field
+sinc(2 f d_ij / c) plus a plane wave from the best direction; a rotation that breaks the geometry
+leaves a larger residual. Rotations that map the array onto itself (a uniform circle turned by one
+mic) cannot be told apart from the signal; the report says so instead of guessing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from .arrays import SPEED_OF_SOUND_M_S, ArrayConfigError, MicArray
+
+log = logging.getLogger("edge_msl.channel_check")
+
+CHECK_MODES = ("warn", "remap", "off")
+"""Values of the daemon's ``[device] channel_check``: log a warning, also remap a clear rotation, or skip."""
+
+CHECK_SECONDS = 2.0
+"""Audio the start-up check wants: enough Welch segments for coherence to tell 0.2 from noise (~0.01)."""
+
+MIN_SECONDS = 0.5
+"""Below this the check answers "cannot tell" (too few segments for a coherence estimate)."""
+
+DEAD_BELOW_DB = 30.0
+"""A channel this far below the median of the n_mics loudest channels is dead (mics differ by a few dB)."""
+
+COHERENT_MSC = 0.2
+"""Magnitude-squared coherence above which two channels hear a common sound (diffuse field: >= 0.4)."""
+
+MIN_FIT_GAP = 0.02
+"""Smallest residual gap that counts: about the coherence-estimation noise of 2 s of audio (1 / segments)."""
+
+RELATIVE_MSC = 0.5
+"""A channel is foreign when its coherence score is below this fraction of the mics' typical score
+(a loopback that the mics also hear through a speaker is coherent, but much less than mic pairs)."""
+
+_ROLE_BAND_HZ = (100.0, 300.0, 1000.0)
+"""Low edge, and bounds for the high edge c / (4 d_max) of the band that decides which channels are mics."""
+
+_FIT_BAND_HZ = (200.0, 4000.0)
+"""Band of the geometry fit (speech has its energy here; above, small position errors start to matter)."""
+
+_AZ_STEP_DEG = 3.0
+_EL_STEP_DEG = 15.0
+
+
+@dataclass(frozen=True)
+class ChannelReport:
+    """What the channel check found in the first seconds of a capture."""
+
+    array_name: str
+    """The configured array."""
+    status: str
+    """``ok``, ``rotated`` (k found, remap possible), ``bad_channels`` (dead or foreign mics) or ``cannot_tell``."""
+    reason: str
+    """One line: why this status."""
+    problem: bool
+    """True when something is off and the user should act (logged as a warning)."""
+    seconds: float
+    """Audio analysed."""
+    level_dbfs: tuple[float, ...]
+    """RMS level of each capture channel (DC removed), dB re full scale; -inf for digital zero."""
+    dead_channels: tuple[int, ...]
+    """Capture channels that are digital zero or more than DEAD_BELOW_DB below the loudest ones."""
+    foreign_channels: tuple[int, ...]
+    """Live capture channels that do not share the room's sound with the mics (loopback, noise, hum)."""
+    room_coherence: tuple[float, ...]
+    """Per capture channel: MSC in the low band with its m-th most coherent live partner (m = half the mics)."""
+    channel_map: tuple[int, ...]
+    """The configured channel map."""
+    rotation: int | None
+    """k such that channel c's content arrives on (c + k) mod n_channels; 0 when ok, None when unknown."""
+    remapped_channel_map: tuple[int, ...] | None
+    """The channel map that puts the mics back (only when status is ``rotated``)."""
+    consistent_rotations: tuple[int, ...]
+    """Rotations under which every mic lands on a mic-like channel."""
+    geometry_residual: tuple[tuple[int, float], ...]
+    """(k, residual) of the geometry fit for each rotation fitted; 0 = fully explained, 1 = not at all."""
+    lookalike_rotations: tuple[int, ...]
+    """Rotations that map this array onto itself: indistinguishable from 0 by any signal (a turned array)."""
+    pair_distance_m: tuple[float, ...] = ()
+    """Distance of each mic pair (i < j, row-major), for the two rows below."""
+    pair_coherence: tuple[float, ...] = ()
+    """Measured real coherence of each mic pair under the chosen map, averaged over the fit band."""
+    pair_diffuse: tuple[float, ...] = ()
+    """The diffuse-field prediction sinc(2 f d / c) of each pair, averaged over the same band."""
+
+    def describe(self) -> str:
+        """One line for the log: what was found and the fix."""
+        where = f"channel check ({self.array_name}, {self.seconds:.1f} s)"
+        if self.status == "ok":
+            note = "" if self.reason == _FITS else f" ({self.reason.replace(_FITS + '; ', '')})"
+            if self.lookalike_rotations:
+                note += (f"; a rotation by {_join(self.lookalike_rotations)} would look the same (it turns the "
+                         f"array), so check once that a talker at a known direction comes out there")
+            return f"{where}: ok, mics on channels {list(self.channel_map)}{note}"
+        if self.status == "rotated":
+            return (f"{where}: channel order rotated by {self.rotation} ({self.reason}); the mics are on channels "
+                    f"{list(self.remapped_channel_map or ())}. Fix: restart edge-msl so the driver reopens the "
+                    f"device (seeed-voicecard picks a new order on each open, respeaker/seeed-voicecard#309), "
+                    f"or set [device] channel_check = \"remap\" to follow it; for a fixed wiring set "
+                    f"[array] channel_map = {list(self.remapped_channel_map or ())}")
+        if self.status == "bad_channels":
+            return (f"{where}: {self.reason}. Fix: check the mic and its cable, the capture volume of that channel "
+                    f"(alsamixer; seeed-voicecard's service has turned channel 3 down before, "
+                    f"respeaker/seeed-voicecard#240), and that [array] is this board")
+        fix = ("; speak or play sound near the array and restart to check again" if not self.problem else
+               "; restart edge-msl so the driver reopens the device, and check that [array] is this board")
+        return f"{where}: cannot tell the channel order: {self.reason}{fix}"
+
+
+_FITS = "the configured order fits best"
+
+
+def _join(values: Sequence[int]) -> str:
+    return ", ".join(str(v) for v in values)
+
+
+# --------------------------------------------------------------------------------------- signal
+
+def _to_float(frames: np.ndarray) -> np.ndarray:
+    x = np.asarray(frames)
+    if np.issubdtype(x.dtype, np.integer):
+        info = np.iinfo(x.dtype)
+        return x.astype(np.float64) / float(-info.min if info.min < 0 else info.max)
+    return x.astype(np.float64)
+
+
+def channel_levels_dbfs(frames: np.ndarray) -> np.ndarray:
+    """RMS level of each channel of (n, n_channels) frames after removing its mean; -inf for silence."""
+    x = _to_float(frames)
+    x = x - x.mean(axis=0, keepdims=True)
+    rms = np.sqrt(np.mean(np.square(x), axis=0))
+    with np.errstate(divide="ignore"):
+        return np.where(rms > 0, 20.0 * np.log10(np.maximum(rms, 1e-300)), -np.inf)
+
+
+def _segment_length(sample_rate_hz: int) -> int:
+    # ~32 ms: 31 Hz bins at 16 kHz, fine enough for the low band of the smallest array
+    return int(2 ** round(math.log2(0.032 * sample_rate_hz)))
+
+
+def cross_spectra(frames: np.ndarray, sample_rate_hz: int, f_lo_hz: float, f_hi_hz: float
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Welch cross-spectral matrices (F, C, C) of the channels in [f_lo_hz, f_hi_hz], with their frequencies."""
+    x = _to_float(frames)
+    x = x - x.mean(axis=0, keepdims=True)
+    n = _segment_length(sample_rate_hz)
+    hop = n // 2
+    n_seg = 1 + (len(x) - n) // hop
+    if n_seg < 1:
+        raise ValueError(f"{len(x)} frames are fewer than one analysis segment of {n}")
+    idx = np.arange(n)[None, :] + hop * np.arange(n_seg)[:, None]
+    seg = x[idx] * np.hanning(n)[None, :, None]
+    freqs = np.fft.rfftfreq(n, 1.0 / sample_rate_hz)
+    keep = (freqs >= f_lo_hz) & (freqs <= f_hi_hz)
+    spec = np.fft.rfft(seg, axis=1)[:, keep, :]
+    s = np.einsum("sfi,sfj->fij", spec, spec.conj()) / n_seg
+    return freqs[keep], s
+
+
+def coherence(spectra: np.ndarray) -> np.ndarray:
+    """Complex coherence S_ij / sqrt(S_ii S_jj) of cross-spectral matrices (F, C, C); 0 where a channel is silent."""
+    p = np.real(np.einsum("fii->fi", spectra))
+    norm = np.sqrt(p[:, :, None] * p[:, None, :])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        c = np.where(norm > 0, spectra / np.where(norm > 0, norm, 1.0), 0.0)
+    return c
+
+
+# --------------------------------------------------------------------------------------- geometry
+
+def _direction_grid(positions_m: np.ndarray) -> np.ndarray:
+    az = np.radians(np.arange(0.0, 360.0, _AZ_STEP_DEG))
+    planar = np.ptp(positions_m[:, 2]) < 1e-6
+    # a planar array hears up and down alike: half the sphere is enough
+    els = np.arange(0.0, 61.0, _EL_STEP_DEG) if planar else np.arange(-60.0, 61.0, _EL_STEP_DEG)
+    el = np.radians(els)
+    a, e = np.meshgrid(az, el, indexing="ij")
+    return np.stack([np.cos(e) * np.cos(a), np.cos(e) * np.sin(a), np.sin(e)], axis=-1).reshape(-1, 3)
+
+
+def _pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.triu_indices(n, 1)
+
+
+def geometry_residual(coh: np.ndarray, freqs_hz: np.ndarray, positions_m: np.ndarray) -> float:
+    """How badly the mics' coherence (F, M, M) fits the geometry: per frequency a non-negative mix of the
+    diffuse field sinc(2 f d / c) and one plane wave from a direction shared by all frequencies.
+
+    Returns the unexplained fraction of the pairs' coherence energy (0 = perfect fit, 1 = none)."""
+    i, j = _pairs(len(positions_m))
+    y = coh[:, i, j]                                                  # (F, P)
+    yy = np.sum(np.abs(y) ** 2, axis=1)                               # (F,)
+    total = float(np.sum(yy))
+    if total <= 0:
+        return 1.0
+    d = np.linalg.norm(positions_m[i] - positions_m[j], axis=1)        # (P,)
+    b = np.sinc(2.0 * freqs_hz[:, None] * d[None, :] / SPEED_OF_SOUND_M_S)  # (F, P)
+    bb = np.sum(b * b, axis=1)
+    by = np.sum(b * y.real, axis=1)
+    u = _direction_grid(positions_m)
+    tau = -(positions_m @ u.T) / SPEED_OF_SOUND_M_S                   # (M, D): arrival time per mic
+    dtau = tau[i] - tau[j]                                            # (P, D)
+    phase = 2.0 * np.pi * freqs_hz[None, :, None] * dtau.T[:, None, :]  # (D, F, P)
+    ca, sa = np.cos(phase), np.sin(phase)
+    # plane wave model exp(-j phase): Re(conj(A) y) = cos * Re y - sin * Im y
+    ay = np.einsum("dfp,fp->df", ca, y.real) - np.einsum("dfp,fp->df", sa, y.imag)
+    ab = np.einsum("dfp,fp->df", ca, b)
+    aa = float(len(d))
+    det = aa * bb[None, :] - ab ** 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        a2 = np.where(det > 1e-12, (bb[None, :] * ay - ab * by[None, :]) / det, -1.0)
+        b2 = np.where(det > 1e-12, (aa * by[None, :] - ab * ay) / det, -1.0)
+    both = np.where((a2 >= 0) & (b2 >= 0), yy[None, :] - a2 * ay - b2 * by[None, :], np.inf)
+    only_a = yy[None, :] - np.maximum(ay, 0.0) ** 2 / aa
+    b1 = np.where(bb > 0, np.maximum(by, 0.0) / np.where(bb > 0, bb, 1.0), 0.0)
+    only_b = (yy - b1 * by)[None, :]
+    res = np.minimum(np.minimum(both, only_a), only_b)
+    return float(np.clip(np.min(np.sum(res, axis=1)) / total, 0.0, 1.0))
+
+
+def lookalike_rotations(array: MicArray, tol_m: float = 1e-3) -> tuple[int, ...]:
+    """Rotations k != 0 of the capture channels that put mics only on mic channels and keep every
+    pairwise distance: no signal can tell them from the configured order (the array just looks turned)."""
+    n = array.n_channels
+    base = list(array.channel_map)
+    pos = array.positions()
+    dist = np.linalg.norm(pos[:, None] - pos[None], axis=-1)
+    out = []
+    for k in range(1, n):
+        moved = [(c + k) % n for c in base]
+        if set(moved) != set(base):
+            continue
+        # mic i's signal now sits where the map expects mic perm[i]
+        perm = [base.index(c) for c in moved]
+        if np.all(np.abs(dist[np.ix_(perm, perm)] - dist) <= tol_m):
+            out.append(k)
+    return tuple(out)
+
+
+def rotated_map(array: MicArray, k: int) -> tuple[int, ...]:
+    """The channel map when everything moved k channels up (mod n_channels)."""
+    return tuple((c + k) % array.n_channels for c in array.channel_map)
+
+
+def _equivalent(array: MicArray, k1: int, k2: int, tol_m: float = 1e-3) -> bool:
+    """True when rotations k1 and k2 put the same channels on mics with the same pairwise distances."""
+    m1, m2 = rotated_map(array, k1), rotated_map(array, k2)
+    if set(m1) != set(m2):
+        return False
+    pos = array.positions()
+    dist = np.linalg.norm(pos[:, None] - pos[None], axis=-1)
+    perm = [m1.index(c) for c in m2]
+    return bool(np.all(np.abs(dist[np.ix_(perm, perm)] - dist) <= tol_m))
+
+
+# --------------------------------------------------------------------------------------- the check
+
+def check_channels(array: MicArray, frames: np.ndarray, *, sample_rate_hz: int | None = None) -> ChannelReport:
+    """Check captured ``frames`` (n, array.n_channels) of int16/int32/float against ``array``'s channel map.
+
+    ``sample_rate_hz`` defaults to the array's native rate; pass the capture rate when it differs."""
+    frames = np.asarray(frames)
+    if frames.ndim != 2 or frames.shape[1] != array.n_channels:
+        found = frames.shape[1] if frames.ndim == 2 else f"shape {frames.shape}"
+        raise ArrayConfigError(f"channel check: array {array.name!r} has {array.n_channels} capture channels, "
+                               f"the frames have {found}; capture all {array.n_channels} channels of the device")
+    fs = int(sample_rate_hz or array.native_rate_hz)
+    seconds = len(frames) / fs
+    n_ch, n_mics = array.n_channels, array.n_mics
+    levels = channel_levels_dbfs(frames)
+    base = dict(array_name=array.name, seconds=seconds, level_dbfs=tuple(float(v) for v in levels),
+                channel_map=tuple(array.channel_map), lookalike_rotations=lookalike_rotations(array))
+
+    def report(status: str, reason: str, problem: bool, **kw) -> ChannelReport:
+        fields = dict(dead_channels=(), foreign_channels=(), room_coherence=(), rotation=None,
+                      remapped_channel_map=None, consistent_rotations=(), geometry_residual=())
+        fields.update(kw)
+        return ChannelReport(status=status, reason=reason, problem=problem, **base, **fields)
+
+    if seconds < MIN_SECONDS or len(frames) < 4 * _segment_length(fs):
+        return report("cannot_tell", f"only {seconds:.2f} s of audio (needs {MIN_SECONDS} s, {CHECK_SECONDS} s "
+                                     f"recommended)", False)
+
+    # -- levels: digital zero or far below the loudest channels
+    finite = np.sort(levels[np.isfinite(levels)])[::-1]
+    ref_db = float(np.median(finite[:n_mics])) if len(finite) else -np.inf
+    dead = [c for c in range(n_ch) if not np.isfinite(levels[c]) or levels[c] < ref_db - DEAD_BELOW_DB]
+    live = [c for c in range(n_ch) if c not in dead]
+
+    # -- roles: coherent with at least half of the other mics in a band where a diffuse field is coherent
+    d_max = array.aperture_m()
+    f_role = float(np.clip(SPEED_OF_SOUND_M_S / (4.0 * d_max), _ROLE_BAND_HZ[1], _ROLE_BAND_HZ[2]))
+    freqs, spec = cross_spectra(frames, fs, _ROLE_BAND_HZ[0], min(f_role, 0.45 * fs))
+    msc = np.mean(np.abs(coherence(spec)) ** 2, axis=0)
+    need = max(1, math.ceil((n_mics - 1) / 2))
+    score = np.zeros(n_ch)
+    for c in live:
+        others = np.sort([msc[c, o] for o in live if o != c])[::-1]
+        score[c] = others[need - 1] if len(others) >= need else 0.0
+    typical = float(np.median(np.sort(score)[::-1][:n_mics]))
+    mic_like = {c for c in live if score[c] >= max(COHERENT_MSC, RELATIVE_MSC * typical)}
+    foreign = tuple(c for c in live if c not in mic_like)
+    kw = dict(dead_channels=tuple(dead), foreign_channels=foreign, room_coherence=tuple(float(s) for s in score))
+    levels_txt = ", ".join("zero" if not np.isfinite(v) else f"{v:.0f}" for v in levels)
+
+    if len(mic_like) < max(2, n_mics // 2 + 1):
+        if len(live) < max(2, n_mics // 2 + 1):
+            why = f"{len(live)} of {n_ch} channels carry signal (levels dBFS: {levels_txt})"
+        else:
+            why = (f"the channels share no sound (silence or sensor noise only; best low-band coherence "
+                   f"{float(np.max(score)):.2f} < {COHERENT_MSC}; levels dBFS: {levels_txt})")
+        return report("cannot_tell", why, False, **kw)
+
+    # -- rotations under which every mic channel is mic-like
+    consistent = [k for k in range(n_ch) if set(rotated_map(array, k)) <= mic_like]
+    if not consistent:
+        def misses(k: int) -> list[int]:
+            return [c for c in rotated_map(array, k) if c not in mic_like]
+        best = min(range(n_ch), key=lambda k: (len(misses(k)), k != 0))
+        bad = misses(best)
+        parts = []
+        cmap = rotated_map(array, best)
+        for c in bad:
+            what = "digital zero" if not np.isfinite(levels[c]) else (
+                f"{levels[c]:.0f} dBFS, {ref_db - levels[c]:.0f} dB below the others" if c in dead else
+                f"live ({levels[c]:.0f} dBFS) but not coherent with the other mics ({score[c]:.2f})")
+            parts.append(f"channel {c} (mic {cmap.index(c)}) is {what}")
+        rot = f" with the channel order rotated by {best}" if best else ""
+        return report("bad_channels", "; ".join(parts) + rot, True, rotation=best if best else None, **kw)
+
+    # -- geometry: fit every consistent rotation, keep the best distinguishable one
+    pos = array.positions()
+    f_hi = min(_FIT_BAND_HZ[1], 0.45 * fs)
+    freqs_g, spec_g = cross_spectra(frames, fs, _FIT_BAND_HZ[0], f_hi)
+    coh_all = coherence(spec_g)
+    fits: dict[int, float] = {}
+    for k in consistent:
+        # look-alike rotations fit exactly alike: fit one of each kind
+        twin = next((j for j in fits if _equivalent(array, j, k)), None)
+        if twin is not None:
+            fits[k] = fits[twin]
+            continue
+        m = list(rotated_map(array, k))
+        fits[k] = geometry_residual(coh_all[:, m][:, :, m], freqs_g, pos)
+    best = min(consistent, key=lambda k: (fits[k], k != 0))
+    twins = sorted(k for k in consistent if _equivalent(array, k, best))
+    # a rival is believed to be worse only if it leaves at least twice the residual, by more than noise
+    close = sorted(k for k in consistent if k not in twins
+                   and fits[k] - fits[best] < max(MIN_FIT_GAP, fits[best]))
+    roles_decide = len(twins) == len(consistent)  # dead/foreign channels alone pin the rotation down
+    kw.update(consistent_rotations=tuple(consistent),
+              geometry_residual=tuple((k, round(fits[k], 4)) for k in consistent),
+              **_pair_rows(coh_all, freqs_g, array, rotated_map(array, best)))
+    if 0 in twins:
+        why = _FITS + (
+            f"; rotation(s) {_join(close)} fit about as well" if close else "")
+        return report("ok", why, False, rotation=0, **kw)
+    if close:
+        tied = sorted(twins + close)
+        why = (f"rotations {_join(tied)} fit the geometry about equally "
+               f"(residuals {', '.join(f'{fits[k]:.2f}' for k in tied)})")
+        # the configured order among the equals: no evidence that anything is wrong
+        return report("cannot_tell", why, 0 not in close, **kw)
+    if len(twins) > 1:
+        return report("cannot_tell", f"the order is rotated by one of {_join(twins)}, which look alike for this "
+                                     f"array", True, **kw)
+    why = _rotation_reason(array, best, dead, foreign, fits, roles_decide)
+    return report("rotated", why, True, rotation=best, remapped_channel_map=rotated_map(array, best), **kw)
+
+
+def _rotation_reason(array: MicArray, k: int, dead: Sequence[int], foreign: Sequence[int], fits: dict[int, float],
+                     roles_decide: bool) -> str:
+    expected = sorted(set(range(array.n_channels)) - set(array.channel_map))
+    found = sorted(set(dead) | set(foreign))
+    if roles_decide and expected:
+        return f"the non-mic channels are on {_join(found)}, expected on {_join(expected)}"
+    if 0 in fits:
+        return f"geometry fit: residual {fits[k]:.2f} against {fits[0]:.2f} for the configured order"
+    return (f"the configured order puts mics on non-mic channel(s) {_join(sorted(set(found) & set(array.channel_map)))}"
+            f"; geometry fit: residual {fits[k]:.2f}")
+
+
+def _pair_rows(coh: np.ndarray, freqs_hz: np.ndarray, array: MicArray, cmap: Sequence[int]) -> dict:
+    i, j = _pairs(array.n_mics)
+    pos = array.positions()
+    d = np.linalg.norm(pos[i] - pos[j], axis=1)
+    m = list(cmap)
+    measured = np.mean(coh[:, m][:, :, m][:, i, j].real, axis=0)
+    diffuse = np.mean(np.sinc(2.0 * freqs_hz[:, None] * d[None, :] / SPEED_OF_SOUND_M_S), axis=0)
+    return dict(pair_distance_m=tuple(round(float(v), 4) for v in d),
+                pair_coherence=tuple(round(float(v), 3) for v in measured),
+                pair_diffuse=tuple(round(float(v), 3) for v in diffuse))
+
+
+def check_and_remap(array: MicArray, frames: np.ndarray, remap: bool, *, sample_rate_hz: int | None = None
+                    ) -> tuple[MicArray, ChannelReport]:
+    """The start-up hook: check ``frames`` (all capture channels), log the result in one line (a warning
+    with the fix when something is off) and return the array to use: with the remapped channel map only
+    when the rotation is unambiguous and ``remap`` is allowed, else ``array`` unchanged."""
+    rep = check_channels(array, frames, sample_rate_hz=sample_rate_hz)
+    if rep.status == "rotated" and remap and rep.remapped_channel_map is not None:
+        log.warning("channel check (%s, %.1f s): channel order rotated by %d (%s); remapped: using channel_map %s "
+                    "until the device is reopened (seeed-voicecard picks a new order on each open, "
+                    "respeaker/seeed-voicecard#309)", array.name, rep.seconds, rep.rotation, rep.reason,
+                    list(rep.remapped_channel_map))
+        return dataclasses.replace(array, channel_map=rep.remapped_channel_map), rep
+    if rep.problem:
+        log.warning("%s", rep.describe())
+    else:
+        log.info("%s", rep.describe())
+    return array, rep
+
+
+__all__ = ["CHECK_MODES", "CHECK_SECONDS", "ChannelReport", "check_channels", "check_and_remap",
+           "channel_levels_dbfs", "cross_spectra", "coherence", "geometry_residual", "lookalike_rotations",
+           "rotated_map"]
