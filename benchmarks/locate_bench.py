@@ -256,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         "k=1 of 1": dataclasses.replace(base, confirm_hits=1, confirm_windows=1),
         "k=2 of 3 only (confirm_confidence 1)": dataclasses.replace(base, confirm_confidence=1.0),
         "confirm_confidence 0.5": dataclasses.replace(base, confirm_confidence=0.5),
+        "confirm_confidence 0.7": dataclasses.replace(base, confirm_confidence=0.7),
         "k=3 of 5": dataclasses.replace(base, confirm_hits=3, confirm_windows=5),
         "end after 0.3 s": dataclasses.replace(base, end_after_s=0.3),
         "end after 0.4 s": dataclasses.replace(base, end_after_s=0.4),

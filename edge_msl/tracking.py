@@ -29,7 +29,7 @@ class TrackerSettings:
     """A new track is published once it has this many detections ...  (k of n)."""
     confirm_windows: int = 3
     """... within its first this-many windows; otherwise it is discarded as a false alarm."""
-    confirm_confidence: float = 0.7
+    confirm_confidence: float = 0.6
     """A new track whose first detection is at least this probable is published at once (1: never)."""
     end_after_s: float = 0.6
     """A published track not detected for this long ends; its id is never reused."""
