@@ -27,7 +27,7 @@ from edge_msl.config import EX_CONFIG, load_config  # noqa: E402
 from edge_msl.daemon import Daemon  # noqa: E402
 from edge_msl.notify import Notifier  # noqa: E402
 from edge_msl.pipeline import Pipeline  # noqa: E402
-from edge_msl.runtime import load_model  # noqa: E402
+from edge_msl.runtime import default_model_path, load_model  # noqa: E402
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "edge_msl" / "examples" / "uca8-r10-3talkers.wav"
 pytestmark = pytest.mark.skipif(not os.path.exists(MOSQUITTO), reason="mosquitto is not installed")
@@ -233,10 +233,14 @@ def test_signals_in_a_real_process(home, tmp_path):
 @pytest.mark.parametrize("args, needle", [
     (["--set", "mqtt.qos=7"], "[mqtt] qos = 7"),
     (["--model", "/nonexistent/m.tflite"], "/nonexistent/m.tflite"),
-    (["--array", "respeaker-6mic"], "no packaged model for array 'respeaker-6mic'"),
+    (["--array", "respeaker-6mic", "--model", str(default_model_path("uca8-r10"))], "different geometry"),
 ])
 def test_bad_configuration_exits_78_at_once(home, args, needle):
     proc = run_cli(["run", "--device", "edgedaemon", *args], env=alsa_env(home))
-    stdout, stderr = proc.communicate(timeout=60)
+    try:
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
     assert proc.returncode == EX_CONFIG and stdout == ""
     assert needle in stderr and len([x for x in stderr.splitlines() if "edge-msl" in x and needle in x]) == 1
