@@ -3,7 +3,8 @@ ALSA file-plugin PCM through the daemon to a real mosquitto broker, with the bro
 in the middle. Reports messages lost (broker up, and across the outage within the queue bound), RSS
 growth, and CPU per audio second against ``edge-msl locate`` on the same audio, on the same core:
 locate fed the audio in real time through stdin (same wake-ups as the daemon), and locate reading
-the file at full speed (a batch run keeps caches warm, so it is cheaper per audio second).
+the file at full speed (a batch run keeps caches warm, so it is cheaper per audio second); a second
+daemon without outputs runs alongside to separate the cost of the MQTT path.
 
     .venv/bin/python benchmarks/daemon_bench.py --minutes 10
 
@@ -157,7 +158,7 @@ def run(args: argparse.Namespace) -> dict:
         wav = tmp / "stream.wav"
         write_wav(wav, audio[: int(duration_s * RATE)], RATE)
         write_wav(tmp / "short.wav", audio[: RATE], RATE)
-        write_asoundrc(tmp, {"benchfile": raw})
+        write_asoundrc(tmp, {"benchfile": raw, "benchfile2": raw})
 
         broker = Broker(tmp / "broker").start()
         sub = Subscriber(broker.port, ["edge-msl/bench/sources"], client_id="bench-subscriber")
@@ -179,6 +180,10 @@ def run(args: argparse.Namespace) -> dict:
             raise SystemExit(f"the daemon exited {proc.returncode}: {errlog.read()[-2000:]}")
         t0 = notify.ready_at
         paced = PacedLocate(wav, args.core)
+        # the same daemon without any output, for the cost of the MQTT path alone
+        bare = subprocess.Popen([*cmd[: cmd.index("--device") + 1], "benchfile2", "--pace-realtime", "--no-stdout",
+                                 "--set", "logging.status_interval_s=0"], env=alsa_env(tmp),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         cpu0 = cpu0_locate = None
         rss: list[tuple[float, float]] = []
         outage = None
@@ -189,6 +194,7 @@ def run(args: argparse.Namespace) -> dict:
             if cpu0 is None and now >= WARMUP_S:
                 # both processes are past their start-up: CPU from here on is per audio second
                 cpu0, cpu0_locate, t_cpu0 = proc_cpu_s(proc.pid), proc_cpu_s(paced.proc.pid), now
+                cpu0_bare = proc_cpu_s(bare.pid)
             if outage is None and now >= outage_at_s:
                 n_before_outage = len(sub.messages())
                 broker.stop()
@@ -202,9 +208,11 @@ def run(args: argparse.Namespace) -> dict:
             if now >= duration_s - 0.05:
                 break
             time.sleep(min(1.0, max(0.0, duration_s - 0.05 - now)))
-        cpu1, cpu1_locate = proc_cpu_s(proc.pid), proc_cpu_s(paced.proc.pid)
+        cpu1, cpu1_locate, cpu1_bare = proc_cpu_s(proc.pid), proc_cpu_s(paced.proc.pid), proc_cpu_s(bare.pid)
         t1 = time.monotonic() - t0
         paced.close()
+        bare.send_signal(signal.SIGTERM)
+        bare.wait(60)
         rss_end = proc_rss_mb(proc.pid)
         proc.send_signal(signal.SIGTERM)
         rc = proc.wait(60)
@@ -237,6 +245,7 @@ def run(args: argparse.Namespace) -> dict:
         locate_steady = (locate_full - locate_short) / (duration_s - 1.0)
         daemon_steady = (cpu1 - cpu0) / (t1 - t_cpu0)
         locate_paced = (cpu1_locate - cpu0_locate) / (t1 - t_cpu0)
+        bare_steady = (cpu1_bare - cpu0_bare) / (t1 - t_cpu0)
         return {
             "rc": rc, "duration_s": t1, "produced": produced, "received": len(got), "duplicates": len(got) - len(unique),
             "lost_up": len(missing) - len(lost_in_outage), "lost_outage": len(lost_in_outage),
@@ -247,7 +256,8 @@ def run(args: argparse.Namespace) -> dict:
             "rss_peak_mb": max(r for _, r in rss), "rss_growth_mb": rss_end - (warm[0] if warm else rss_end),
             "daemon_cpu_per_audio_s": daemon_steady, "locate_cpu_per_audio_s": locate_steady,
             "locate_cpu_full_s": locate_full, "locate_cpu_startup_s": locate_short,
-            "locate_paced_cpu_per_audio_s": locate_paced,
+            "locate_paced_cpu_per_audio_s": locate_paced, "bare_cpu_per_audio_s": bare_steady,
+            "cpu_ratio_bare": bare_steady / locate_paced if locate_paced > 0 else float("nan"),
             "cpu_ratio": daemon_steady / locate_paced if locate_paced > 0 else float("nan"),
             "cpu_ratio_batch": daemon_steady / locate_steady if locate_steady > 0 else float("nan"),
         }
@@ -285,8 +295,10 @@ def main(argv: list[str] | None = None) -> int:
                                                 f"{r['rss_peak_mb']:.1f}", ""),
         ("RSS growth (MB)", f"{r['rss_growth_mb']:.2f}", f"<= {TARGETS['rss_growth_mb']:g}"),
         ("CPU s per audio s: daemon (real time)", f"{r['daemon_cpu_per_audio_s']:.4f}", ""),
+        ("CPU s per audio s: daemon without outputs", f"{r['bare_cpu_per_audio_s']:.4f}", ""),
         ("CPU s per audio s: locate - fed in real time", f"{r['locate_paced_cpu_per_audio_s']:.4f}", ""),
-        ("daemon / locate in real time", f"{r['cpu_ratio']:.2f}", f"<= {TARGETS['cpu_ratio']:.2f}"),
+        ("daemon (MQTT) / locate in real time", f"{r['cpu_ratio']:.2f}", f"<= {TARGETS['cpu_ratio']:.2f}"),
+        ("daemon without outputs / locate in real time", f"{r['cpu_ratio_bare']:.2f}", ""),
         ("CPU s per audio s: locate on the file (batch)", f"{r['locate_cpu_per_audio_s']:.4f}",
          f"(locate {r['locate_cpu_full_s']:.2f} s - start-up {r['locate_cpu_startup_s']:.2f} s)"),
         ("daemon / locate batch", f"{r['cpu_ratio_batch']:.2f}", ""),
