@@ -244,3 +244,16 @@ def test_bad_configuration_exits_78_at_once(home, args, needle):
             proc.kill()
     assert proc.returncode == EX_CONFIG and stdout == ""
     assert needle in stderr and len([x for x in stderr.splitlines() if "edge-msl" in x and needle in x]) == 1
+
+
+def test_a_reader_that_leaves_ends_a_stdout_only_daemon_with_0(home):
+    proc = run_cli(["run", "--device", "edgedaemon"], env=alsa_env(home))
+    try:
+        first = [proc.stdout.readline() for _ in range(3)]
+        proc.stdout.close()  # like `edge-msl run ... | head -n 3`
+        rc = proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert rc == 0 and all(json.loads(x)["schema"] == "edge-msl/sources-v1" for x in first)
+    assert "Traceback" not in proc.stderr.read()
