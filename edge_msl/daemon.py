@@ -257,8 +257,9 @@ class Daemon:
             model_path = config.model
             same_model = (model_path == old.config.model and config.num_threads == old.config.num_threads
                           and _file_sha256(old.model.info.path) == old.model_sha256)
-            same_pipeline = same_model and all(getattr(config, k) == getattr(old.config, k) for k in
-                                               ("array", "hop_s", "threshold", "track", "tracking", "device"))
+            same_pipeline = same_model and config.device.rate_hz == old.config.device.rate_hz and all(
+                getattr(config, k) == getattr(old.config, k) for k in ("array", "hop_s", "threshold", "track",
+                                                                       "tracking"))
             engine = old if same_pipeline else build_engine(config)
         except (ConfigError, OSError) as exc:
             log.error("reload refused, keeping the running configuration: %s", exc)

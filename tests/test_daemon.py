@@ -180,9 +180,14 @@ def test_reload_keeps_the_stream_and_refuses_a_bad_config(home, tmp_path):
                        'retry_max_delay_s = 5.0\n')
         before = daemon.messages
         daemon.request_reload()
-        assert wait_for(lambda: daemon.reloads == 1 and daemon.messages >= before + 3, 20)
+        assert wait_for(lambda: daemon.reloads == 1 and daemon.messages >= before + 8, 20)
         assert daemon.capture is capture and capture.stats.opens == 1  # the audio stream was not reopened
         assert daemon.engine.pipeline.threshold == 0.6 and daemon.capture.settings.retry_max_delay_s == 5.0
+        pipeline = daemon.engine.pipeline
+        cfg.write_text('threshold = 0.6\n[device]\nname = "edgedaemon"\npace_realtime = true\n'
+                       'retry_max_delay_s = 7.0\n')
+        assert daemon.reload()  # only a retry delay changed: same pipeline, same stream
+        assert daemon.engine.pipeline is pipeline and daemon.capture.settings.retry_max_delay_s == 7.0
     finally:
         daemon.request_stop()
         thread.join(15)
