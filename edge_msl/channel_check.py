@@ -50,11 +50,12 @@ MIN_SECONDS = 0.5
 DEAD_BELOW_DB = 30.0
 """A channel this far below the median of the n_mics loudest channels is dead (mics differ by a few dB)."""
 
-COHERENT_MSC = 0.2
-"""Magnitude-squared coherence above which two channels hear a common sound (diffuse field: >= 0.4)."""
+ROOM_MSC = 0.1
+"""The mics hear the room when their typical low-band coherence score is above this (a diffuse field gives
+>= 0.4 less sensor noise; independent noise gives about 1 / segments, ~0.01 for 2 s)."""
 
-MIN_FIT_GAP = 0.02
-"""Smallest residual gap that counts: about the coherence-estimation noise of 2 s of audio (1 / segments)."""
+FLOOR_FACTOR = 5.0
+"""A residual gap counts only above this many times the coherence-estimation noise (see estimation_floor)."""
 
 RELATIVE_MSC = 0.5
 """A channel is foreign when its coherence score is below this fraction of the mics' typical score
@@ -66,8 +67,16 @@ _ROLE_BAND_HZ = (100.0, 300.0, 1000.0)
 _FIT_BAND_HZ = (200.0, 4000.0)
 """Band of the geometry fit (speech has its energy here; above, small position errors start to matter)."""
 
-_AZ_STEP_DEG = 3.0
-_EL_STEP_DEG = 15.0
+MAX_WAVES = 3
+"""Plane waves the geometry fit may use: up to three simultaneous talkers (or a talker and its strongest echo)."""
+
+STOP_GAIN = 0.01
+"""The fit stops adding plane waves when one more explains less than this fraction of the coherence energy."""
+
+_AZ_STEP_DEG = (2.0, 10.0)
+POOL_FRACTION = 8
+"""After the first plane wave, the next is searched among 1/POOL_FRACTION of the directions."""
+_EL_STEP_DEG = 20.0
 
 
 @dataclass(frozen=True)
@@ -107,7 +116,7 @@ class ChannelReport:
     pair_distance_m: tuple[float, ...] = ()
     """Distance of each mic pair (i < j, row-major), for the two rows below."""
     pair_coherence: tuple[float, ...] = ()
-    """Measured real coherence of each mic pair under the chosen map, averaged over the fit band."""
+    """Measured real coherence of each mic pair under the chosen map, averaged over 100 Hz .. c / (2 d_max)."""
     pair_diffuse: tuple[float, ...] = ()
     """The diffuse-field prediction sinc(2 f d / c) of each pair, averaged over the same band."""
 
@@ -162,8 +171,9 @@ def channel_levels_dbfs(frames: np.ndarray) -> np.ndarray:
 
 
 def _segment_length(sample_rate_hz: int) -> int:
-    # ~32 ms: 31 Hz bins at 16 kHz, fine enough for the low band of the smallest array
-    return int(2 ** round(math.log2(0.032 * sample_rate_hz)))
+    # ~32 ms at any rate: 31 Hz bins, fine enough for the low band of the smallest array, and the same
+    # number of bins (so the same cost) at 48 kHz as at 16 kHz
+    return 2 * int(round(0.016 * sample_rate_hz))
 
 
 def cross_spectra(frames: np.ndarray, sample_rate_hz: int, f_lo_hz: float, f_hi_hz: float
@@ -196,8 +206,12 @@ def coherence(spectra: np.ndarray) -> np.ndarray:
 
 # --------------------------------------------------------------------------------------- geometry
 
-def _direction_grid(positions_m: np.ndarray) -> np.ndarray:
-    az = np.radians(np.arange(0.0, 360.0, _AZ_STEP_DEG))
+def _direction_grid(positions_m: np.ndarray, f_max_hz: float) -> np.ndarray:
+    # steps at which a plane wave's phase across the array moves by at most ~0.5 rad at f_max
+    aperture = float(np.max(np.linalg.norm(positions_m[:, None] - positions_m[None], axis=-1)))
+    step = math.degrees(0.5 * SPEED_OF_SOUND_M_S / (math.pi * f_max_hz * max(aperture, 1e-3)))
+    step = 360.0 / math.ceil(360.0 / float(np.clip(step, _AZ_STEP_DEG[0], _AZ_STEP_DEG[1])))
+    az = np.radians(np.arange(0.0, 360.0, step))
     planar = np.ptp(positions_m[:, 2]) < 1e-6
     # a planar array hears up and down alike: half the sphere is enough
     els = np.arange(0.0, 61.0, _EL_STEP_DEG) if planar else np.arange(-60.0, 61.0, _EL_STEP_DEG)
@@ -210,40 +224,126 @@ def _pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
     return np.triu_indices(n, 1)
 
 
+def _solve_small(g: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """Batched g c = r for 1x1 to 3x3 systems in closed form (LAPACK's per-system overhead dominates
+    at this size), larger ones by numpy."""
+    n = g.shape[-1]
+    if n == 1:
+        return r / g[..., 0]
+    if n == 2:
+        a, b, c, d = g[..., 0, 0], g[..., 0, 1], g[..., 1, 0], g[..., 1, 1]
+        det = a * d - b * c
+        return np.stack([(d * r[..., 0] - b * r[..., 1]) / det, (a * r[..., 1] - c * r[..., 0]) / det], axis=-1)
+    if n == 3:
+        cof = np.empty_like(g)
+        for i in range(3):
+            for j in range(3):
+                i1, i2 = [k for k in range(3) if k != i]
+                j1, j2 = [k for k in range(3) if k != j]
+                cof[..., i, j] = (-1) ** (i + j) * (g[..., i1, j1] * g[..., i2, j2] - g[..., i1, j2] * g[..., i2, j1])
+        det = np.sum(g[..., 0, :] * cof[..., 0, :], axis=-1)
+        # inverse = adjugate / det, adjugate = cofactor transposed
+        return np.einsum("...ji,...j->...i", cof, r) / det[..., None]
+    return np.linalg.solve(g, r[..., None])[..., 0]
+
+
+def _nnls(gram: np.ndarray, rhs: np.ndarray, yy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Least squares with non-negative coefficients, batched over leading axes (D, F), for q <= 4
+    columns: every subset of columns is solved and the best feasible one kept (exact for small q).
+    Only the last column may vary along D; subsets without it are solved once.
+    Returns (residual (D, F), coefficients (D, F, q))."""
+    q = gram.shape[-1]
+    best = np.broadcast_to(yy, rhs.shape[:-1]).copy()  # no column at all
+    coef = np.zeros(rhs.shape)
+    for mask in range(1, 2 ** q):
+        idx = [i for i in range(q) if mask >> i & 1]
+        g = gram[..., idx, :][..., :, idx]
+        r = rhs[..., idx]
+        if q - 1 not in idx:
+            g, r = g[:1], r[:1]
+        # tiny ridge: a wave from the direction of one already chosen makes the system singular
+        ridge = 1e-9 * (np.trace(g, axis1=-2, axis2=-1)[..., None, None] + 1e-12) * np.eye(len(idx))
+        c = _solve_small(g + ridge, r)
+        res = yy - np.sum(c * r, axis=-1)
+        better = np.all(c >= 0, axis=-1) & (res < best)
+        best = np.where(better, res, best)
+        full = np.zeros(c.shape[:-1] + (q,))
+        full[..., idx] = c
+        coef = np.where(better[..., None], full, coef)
+    return best, coef
+
+
+def n_segments(n_frames: int, sample_rate_hz: int) -> int:
+    """Number of Welch segments :func:`cross_spectra` averages for ``n_frames`` frames."""
+    n = _segment_length(sample_rate_hz)
+    return max(0, 1 + (n_frames - n) // (n // 2))
+
+
+def estimation_floor(coh: np.ndarray, n_seg: int) -> float:
+    """Expected squared error of the coherence estimate relative to the coherence energy, on the bins and
+    pairs :func:`geometry_residual` uses: var(C_hat) ~ (1 - |C|^2)^2 / segments per pair and bin."""
+    coh = coh[::2]
+    i, j = _pairs(coh.shape[1])
+    m2 = np.abs(coh[:, i, j]) ** 2
+    total = float(np.sum(m2))
+    return float(np.sum((1.0 - m2) ** 2) / max(n_seg, 1) / total) if total > 0 else 1.0
+
+
 def geometry_residual(coh: np.ndarray, freqs_hz: np.ndarray, positions_m: np.ndarray) -> float:
     """How badly the mics' coherence (F, M, M) fits the geometry: per frequency a non-negative mix of the
-    diffuse field sinc(2 f d / c) and one plane wave from a direction shared by all frequencies.
+    diffuse field sinc(2 f d / c) and up to MAX_WAVES plane waves, each from one direction for all
+    frequencies (uncorrelated talkers add such terms; directions are picked greedily on a grid).
 
     Returns the unexplained fraction of the pairs' coherence energy (0 = perfect fit, 1 = none)."""
+    # neighbouring bins of a Hann-windowed spectrum are correlated: every other one carries the information
+    coh, freqs_hz = coh[::2], freqs_hz[::2]
     i, j = _pairs(len(positions_m))
     y = coh[:, i, j]                                                  # (F, P)
     yy = np.sum(np.abs(y) ** 2, axis=1)                               # (F,)
     total = float(np.sum(yy))
     if total <= 0:
         return 1.0
-    d = np.linalg.norm(positions_m[i] - positions_m[j], axis=1)        # (P,)
-    b = np.sinc(2.0 * freqs_hz[:, None] * d[None, :] / SPEED_OF_SOUND_M_S)  # (F, P)
-    bb = np.sum(b * b, axis=1)
-    by = np.sum(b * y.real, axis=1)
-    u = _direction_grid(positions_m)
+    d = np.linalg.norm(positions_m[i] - positions_m[j], axis=1)
+    diffuse = np.sinc(2.0 * freqs_hz[:, None] * d[None, :] / SPEED_OF_SOUND_M_S).astype(complex)  # (F, P)
+    u = _direction_grid(positions_m, float(freqs_hz[-1]))
     tau = -(positions_m @ u.T) / SPEED_OF_SOUND_M_S                   # (M, D): arrival time per mic
-    dtau = tau[i] - tau[j]                                            # (P, D)
-    phase = 2.0 * np.pi * freqs_hz[None, :, None] * dtau.T[:, None, :]  # (D, F, P)
-    ca, sa = np.cos(phase), np.sin(phase)
-    # plane wave model exp(-j phase): Re(conj(A) y) = cos * Re y - sin * Im y
-    ay = np.einsum("dfp,fp->df", ca, y.real) - np.einsum("dfp,fp->df", sa, y.imag)
-    ab = np.einsum("dfp,fp->df", ca, b)
-    aa = float(len(d))
-    det = aa * bb[None, :] - ab ** 2
-    with np.errstate(divide="ignore", invalid="ignore"):
-        a2 = np.where(det > 1e-12, (bb[None, :] * ay - ab * by[None, :]) / det, -1.0)
-        b2 = np.where(det > 1e-12, (aa * by[None, :] - ab * ay) / det, -1.0)
-    both = np.where((a2 >= 0) & (b2 >= 0), yy[None, :] - a2 * ay - b2 * by[None, :], np.inf)
-    only_a = yy[None, :] - np.maximum(ay, 0.0) ** 2 / aa
-    b1 = np.where(bb > 0, np.maximum(by, 0.0) / np.where(bb > 0, bb, 1.0), 0.0)
-    only_b = (yy - b1 * by)[None, :]
-    res = np.minimum(np.minimum(both, only_a), only_b)
-    return float(np.clip(np.min(np.sum(res, axis=1)) / total, 0.0, 1.0))
+    dtau = (tau[i] - tau[j]).T                                        # (D, P)
+    # a plane wave's coherence between mics i and j: exp(-j 2 pi f (tau_i - tau_j))
+    waves = np.exp(-2j * np.pi * freqs_hz[None, :, None] * dtau[:, None, :])  # (D, F, P)
+    n_dir, n_f, n_p = waves.shape
+    chosen = [diffuse]
+    wave_y = np.real(np.einsum("dfp,fp->df", waves.conj(), y))
+    pool = np.arange(n_dir)
+    best_res = total
+    for step in range(MAX_WAVES):
+        q = len(chosen) + 1
+        cand = waves[pool]
+        gram = np.empty((len(pool), n_f, q, q))
+        rhs = np.empty((len(pool), n_f, q))
+        for a, col_a in enumerate(chosen):
+            for b, col_b in enumerate(chosen):
+                gram[..., a, b] = np.real(np.sum(col_a.conj() * col_b, axis=1))[None]
+            rhs[..., a] = np.real(np.sum(col_a.conj() * y, axis=1))[None]
+            cross = np.real(np.einsum("fp,dfp->df", col_a.conj(), cand))
+            gram[..., a, q - 1] = cross
+            gram[..., q - 1, a] = cross
+        gram[..., q - 1, q - 1] = n_p
+        rhs[..., q - 1] = wave_y[pool]
+        res_df, coef = _nnls(gram, rhs, yy[None, :])
+        res = np.sum(res_df, axis=1)
+        k = int(np.argmin(res))
+        gain = best_res - float(res[k])
+        best_res = min(best_res, float(res[k]))
+        if gain < STOP_GAIN * total or step == MAX_WAVES - 1:
+            break
+        chosen.append(cand[k])
+        # the next wave is searched among the directions that best match what is still unexplained
+        # (orthogonal matching pursuit's pick, then the exact fit among those): a full search costs 8x
+        fitted = sum(coef[k, :, a, None] * col for a, col in enumerate(chosen))
+        left = y - fitted
+        match = np.sum(np.maximum(np.real(np.einsum("dfp,fp->df", waves.conj(), left)), 0.0) ** 2, axis=1)
+        pool = np.argsort(match)[::-1][:max(8, n_dir // POOL_FRACTION)]
+    return float(np.clip(best_res / total, 0.0, 1.0))
 
 
 def lookalike_rotations(array: MicArray, tol_m: float = 1e-3) -> tuple[int, ...]:
@@ -325,36 +425,40 @@ def check_channels(array: MicArray, frames: np.ndarray, *, sample_rate_hz: int |
     for c in live:
         others = np.sort([msc[c, o] for o in live if o != c])[::-1]
         score[c] = others[need - 1] if len(others) >= need else 0.0
+    # the mics' typical score; relative to it, because how coherent mics are depends on the room's SNR
     typical = float(np.median(np.sort(score)[::-1][:n_mics]))
-    mic_like = {c for c in live if score[c] >= max(COHERENT_MSC, RELATIVE_MSC * typical)}
+    n_seg = n_segments(len(frames), fs)
+    mic_like = {c for c in live if score[c] >= max(5.0 / n_seg, RELATIVE_MSC * typical)}
     foreign = tuple(c for c in live if c not in mic_like)
     kw = dict(dead_channels=tuple(dead), foreign_channels=foreign, room_coherence=tuple(float(s) for s in score))
     levels_txt = ", ".join("zero" if not np.isfinite(v) else f"{v:.0f}" for v in levels)
 
-    if len(mic_like) < max(2, n_mics // 2 + 1):
-        if len(live) < max(2, n_mics // 2 + 1):
-            why = f"{len(live)} of {n_ch} channels carry signal (levels dBFS: {levels_txt})"
-        else:
-            why = (f"the channels share no sound (silence or sensor noise only; best low-band coherence "
-                   f"{float(np.max(score)):.2f} < {COHERENT_MSC}; levels dBFS: {levels_txt})")
-        return report("cannot_tell", why, False, **kw)
+    enough = max(2, n_mics // 2 + 1)
+    if len(live) < enough:
+        return report("cannot_tell", f"{len(live)} of {n_ch} channels carry signal (levels dBFS: {levels_txt})",
+                      False, **kw)
+    if typical < ROOM_MSC or len(mic_like) < enough:
+        return report("cannot_tell", f"the channels share no sound (silence or sensor noise only: typical low-band "
+                                     f"coherence {typical:.2f} < {ROOM_MSC}; levels dBFS: {levels_txt})", False, **kw)
 
     # -- rotations under which every mic channel is mic-like
-    consistent = [k for k in range(n_ch) if set(rotated_map(array, k)) <= mic_like]
-    if not consistent:
-        def misses(k: int) -> list[int]:
-            return [c for c in rotated_map(array, k) if c not in mic_like]
-        best = min(range(n_ch), key=lambda k: (len(misses(k)), k != 0))
-        bad = misses(best)
+    def misses(k: int) -> list[int]:
+        return [c for c in rotated_map(array, k) if c not in mic_like]
+
+    def bad_channels(k: int) -> ChannelReport:
+        cmap = rotated_map(array, k)
         parts = []
-        cmap = rotated_map(array, best)
-        for c in bad:
+        for c in misses(k):
             what = "digital zero" if not np.isfinite(levels[c]) else (
                 f"{levels[c]:.0f} dBFS, {ref_db - levels[c]:.0f} dB below the others" if c in dead else
                 f"live ({levels[c]:.0f} dBFS) but not coherent with the other mics ({score[c]:.2f})")
             parts.append(f"channel {c} (mic {cmap.index(c)}) is {what}")
-        rot = f" with the channel order rotated by {best}" if best else ""
-        return report("bad_channels", "; ".join(parts) + rot, True, rotation=best if best else None, **kw)
+        rot = f" with the channel order rotated by {k}" if k else ""
+        return report("bad_channels", "; ".join(parts) + rot, True, rotation=k if k else None, **kw)
+
+    consistent = [k for k in range(n_ch) if not misses(k)]
+    if not consistent:
+        return bad_channels(min(range(n_ch), key=lambda k: (len(misses(k)), k != 0)))
 
     # -- geometry: fit every consistent rotation, keep the best distinguishable one
     pos = array.positions()
@@ -373,12 +477,26 @@ def check_channels(array: MicArray, frames: np.ndarray, *, sample_rate_hz: int |
     best = min(consistent, key=lambda k: (fits[k], k != 0))
     twins = sorted(k for k in consistent if _equivalent(array, k, best))
     # a rival is believed to be worse only if it leaves at least twice the residual, by more than noise
-    close = sorted(k for k in consistent if k not in twins
-                   and fits[k] - fits[best] < max(MIN_FIT_GAP, fits[best]))
+    m_best = list(rotated_map(array, best))
+    noise = FLOOR_FACTOR * estimation_floor(coh_all[:, m_best][:, :, m_best], n_seg)
+    close = sorted(k for k in consistent if k not in twins and fits[k] - fits[best] < max(noise, fits[best]))
     roles_decide = len(twins) == len(consistent)  # dead/foreign channels alone pin the rotation down
     kw.update(consistent_rotations=tuple(consistent),
               geometry_residual=tuple((k, round(fits[k], 4)) for k in consistent),
-              **_pair_rows(coh_all, freqs_g, array, rotated_map(array, best)))
+              **_pair_rows(frames, fs, array, rotated_map(array, best)))
+    if 0 not in consistent:
+        # a dead mic can make a rotation look consistent when the spare channels are live (a loopback the
+        # mics hear): then the configured order without its dead channels explains the room better
+        dead0 = misses(0)
+        spare = set(range(n_ch)) - set(array.channel_map)
+        # ... unless the non-mic channels are exactly the spare ones moved by the best rotation (seeed's bug)
+        moved = {(c + best) % n_ch for c in spare} == set(range(n_ch)) - mic_like
+        if not moved and all(c in dead for c in dead0) and n_mics - len(dead0) >= 3:
+            keep = [i for i, c in enumerate(array.channel_map) if c not in dead0]
+            chans = [array.channel_map[i] for i in keep]
+            fit0 = geometry_residual(coh_all[:, chans][:, :, chans], freqs_g, pos[keep])
+            if fits[best] - fit0 >= max(noise, fit0):
+                return bad_channels(0)
     if 0 in twins:
         why = _FITS + (
             f"; rotation(s) {_join(close)} fit about as well" if close else "")
@@ -408,13 +526,16 @@ def _rotation_reason(array: MicArray, k: int, dead: Sequence[int], foreign: Sequ
             f"; geometry fit: residual {fits[k]:.2f}")
 
 
-def _pair_rows(coh: np.ndarray, freqs_hz: np.ndarray, array: MicArray, cmap: Sequence[int]) -> dict:
+def _pair_rows(frames: np.ndarray, fs: int, array: MicArray, cmap: Sequence[int]) -> dict:
+    # the low band up to the first zero of the longest pair's sinc: there pairs differ most
+    f_hi = min(SPEED_OF_SOUND_M_S / (2.0 * array.aperture_m()), 0.45 * fs)
+    freqs, spec = cross_spectra(np.asarray(frames)[:, list(cmap)], fs, _ROLE_BAND_HZ[0], f_hi)
+    coh = coherence(spec)
     i, j = _pairs(array.n_mics)
     pos = array.positions()
     d = np.linalg.norm(pos[i] - pos[j], axis=1)
-    m = list(cmap)
-    measured = np.mean(coh[:, m][:, :, m][:, i, j].real, axis=0)
-    diffuse = np.mean(np.sinc(2.0 * freqs_hz[:, None] * d[None, :] / SPEED_OF_SOUND_M_S), axis=0)
+    measured = np.mean(coh[:, i, j].real, axis=0)
+    diffuse = np.mean(np.sinc(2.0 * freqs[:, None] * d[None, :] / SPEED_OF_SOUND_M_S), axis=0)
     return dict(pair_distance_m=tuple(round(float(v), 4) for v in d),
                 pair_coherence=tuple(round(float(v), 3) for v in measured),
                 pair_diffuse=tuple(round(float(v), 3) for v in diffuse))
