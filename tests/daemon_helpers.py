@@ -3,6 +3,7 @@ subscriber that records what it receives, and an ALSA ``file``-plugin PCM servin
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -140,9 +141,30 @@ def write_asoundrc(home: Path, pcms: dict[str, Path]) -> Path:
     return rc
 
 
+ALSA_CONF = next((p for p in ("/usr/share/alsa/alsa.conf", "/usr/local/share/alsa/alsa.conf") if os.path.exists(p)),
+                 "/usr/share/alsa/alsa.conf")
+
+
 def alsa_env(home: Path) -> dict[str, str]:
-    """Environment for a subprocess that should see ``home``'s .asoundrc."""
+    """Environment that makes alsa-lib read ``home``'s .asoundrc: $HOME, and $ALSA_CONFIG_PATH naming the
+    file too, because alsa-lib caches its configuration per process and reads it again only when that
+    file list changes (a new $HOME alone is not noticed once a PCM was opened)."""
     env = dict(os.environ)
     env["HOME"] = str(home)
-    env.pop("ALSA_CONFIG_PATH", None)
+    env["ALSA_CONFIG_PATH"] = f"{ALSA_CONF}:{Path(home) / '.asoundrc'}"
     return env
+
+
+@contextlib.contextmanager
+def alsa_home(home: Path):
+    """Use ``home``'s .asoundrc in this process (see :func:`alsa_env`); the old environment comes back after."""
+    old = {k: os.environ.get(k) for k in ("HOME", "ALSA_CONFIG_PATH")}
+    os.environ.update({k: alsa_env(home)[k] for k in old})
+    try:
+        yield Path(home)
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

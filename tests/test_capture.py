@@ -3,7 +3,6 @@
 paths wrap the real PCM in a thin proxy that injects pyalsaaudio's overrun return and error."""
 
 import logging
-import os
 import threading
 import time
 
@@ -12,7 +11,7 @@ import pytest
 
 alsaaudio = pytest.importorskip("alsaaudio")
 
-from daemon_helpers import write_asoundrc  # noqa: E402
+from daemon_helpers import alsa_home as use_alsa_home, write_asoundrc  # noqa: E402
 from edge_msl.capture import Capture  # noqa: E402
 from edge_msl.config import DeviceSettings  # noqa: E402
 
@@ -26,13 +25,8 @@ def alsa_home(tmp_path_factory):
     home = tmp_path_factory.mktemp("alsa-home")
     write_asoundrc(home, {name: home / raw for name, raw in (("edgetest16", "in16.raw"), ("edgetest32", "in32.raw"),
                                                            ("edgelate", "late.raw"), ("edgelost", "lost.raw"))})
-    old = os.environ.get("HOME")
-    os.environ["HOME"] = str(home)
-    yield home
-    if old is None:
-        os.environ.pop("HOME", None)
-    else:
-        os.environ["HOME"] = old
+    with use_alsa_home(home):
+        yield home
 
 
 def ramp(n_frames, dtype):

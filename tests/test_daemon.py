@@ -21,7 +21,7 @@ pytest.importorskip("alsaaudio")
 pytest.importorskip("paho.mqtt.client")
 pytest.importorskip("ai_edge_litert")
 
-from daemon_helpers import MOSQUITTO, Broker, Subscriber, alsa_env, wait_for, write_asoundrc  # noqa: E402
+from daemon_helpers import MOSQUITTO, Broker, Subscriber, alsa_env, alsa_home, wait_for, write_asoundrc  # noqa: E402
 from edge_msl.audio_io import open_audio  # noqa: E402
 from edge_msl.config import EX_CONFIG, load_config  # noqa: E402
 from edge_msl.daemon import Daemon  # noqa: E402
@@ -52,13 +52,8 @@ def home(tmp_path_factory, audio):
     h = tmp_path_factory.mktemp("daemon-home")
     audio.astype("<i2").tofile(h / "example.raw")
     write_asoundrc(h, {"edgedaemon": h / "example.raw", "edgewait": h / "wait.raw"})
-    old = os.environ.get("HOME")
-    os.environ["HOME"] = str(h)
-    yield h
-    if old is None:
-        os.environ.pop("HOME", None)
-    else:
-        os.environ["HOME"] = old
+    with alsa_home(h):
+        yield h
 
 
 @pytest.fixture(scope="module")
