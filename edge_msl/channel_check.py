@@ -15,13 +15,13 @@ service once set the 3rd channel's capture volume very low through a stray amixe
 
 How: a channel is *mic-like* when it is live (not digital zero, not far below the loudest channels)
 and, in a low band where every pair of mics of this array hears a diffuse field coherently
-(|sinc(2 f d / c)| >= sinc(0.5)), it is coherent with at least half of the other mics. Loopback
-channels are silent or carry playback that the mics do not share. Rotation k is *consistent* when
-every channel it puts a mic on is mic-like. Among consistent rotations the mic channels' complex
-coherence over a wider band is fitted, per frequency, by the geometry's models: the diffuse field
-sinc(2 f d_ij / c) plus a plane wave from the best direction; a rotation that breaks the geometry
-leaves a larger residual. Rotations that map the array onto itself (a uniform circle turned by one
-mic) cannot be told apart from the signal; the report says so instead of guessing.
+(|sinc(2 f d / c)| >= sinc(0.5)), it is about as coherent with at least half of the other channels
+as the mics typically are. Loopback channels are silent or carry playback the mics do not share.
+Rotation k is *consistent* when every channel it puts a mic on is mic-like. Among consistent
+rotations the mic channels' complex coherence is fitted, per frequency, by what the geometry
+allows: the diffuse field sinc(2 f d_ij / c) plus up to three plane waves (talkers); a rotation
+that breaks the geometry leaves a larger residual. Rotations that map the array onto itself (a
+uniform circle turned by one mic) cannot be told apart by any signal; the report says so.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import threading
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -42,7 +43,7 @@ CHECK_MODES = ("warn", "remap", "off")
 """Values of the daemon's ``[device] channel_check``: log a warning, also remap a clear rotation, or skip."""
 
 CHECK_SECONDS = 2.0
-"""Audio the start-up check wants: enough Welch segments for coherence to tell 0.2 from noise (~0.01)."""
+"""Audio the start-up check wants: 124 Welch segments, so an unrelated channel's coherence is ~0.01."""
 
 MIN_SECONDS = 0.5
 """Below this the check answers "cannot tell" (too few segments for a coherence estimate)."""
@@ -73,9 +74,12 @@ MAX_WAVES = 3
 STOP_GAIN = 0.01
 """The fit stops adding plane waves when one more explains less than this fraction of the coherence energy."""
 
-_AZ_STEP_DEG = (2.0, 10.0)
 POOL_FRACTION = 8
 """After the first plane wave, the next is searched among 1/POOL_FRACTION of the directions."""
+
+_AZ_STEP_DEG = (2.0, 10.0)
+"""Bounds of the azimuth step of the direction grid (the step itself follows the aperture)."""
+
 _EL_STEP_DEG = 20.0
 
 
@@ -113,6 +117,8 @@ class ChannelReport:
     """(k, residual) of the geometry fit for each rotation fitted; 0 = fully explained, 1 = not at all."""
     lookalike_rotations: tuple[int, ...]
     """Rotations that map this array onto itself: indistinguishable from 0 by any signal (a turned array)."""
+    rotating_driver: bool = False
+    """The array's description names a driver known to rotate channels between opens (seeed-voicecard)."""
     pair_distance_m: tuple[float, ...] = ()
     """Distance of each mic pair (i < j, row-major), for the two rows below."""
     pair_coherence: tuple[float, ...] = ()
@@ -130,11 +136,11 @@ class ChannelReport:
                          f"array), so check once that a talker at a known direction comes out there")
             return f"{where}: ok, mics on channels {list(self.channel_map)}{note}"
         if self.status == "rotated":
+            cmap = list(self.remapped_channel_map or ())
             return (f"{where}: channel order rotated by {self.rotation} ({self.reason}); the mics are on channels "
-                    f"{list(self.remapped_channel_map or ())}. Fix: restart edge-msl so the driver reopens the "
-                    f"device (seeed-voicecard picks a new order on each open, respeaker/seeed-voicecard#309), "
+                    f"{cmap}. Fix: restart edge-msl so the driver reopens the device{_SEEED if self.rotating_driver else ''}, "
                     f"or set [device] channel_check = \"remap\" to follow it; for a fixed wiring set "
-                    f"[array] channel_map = {list(self.remapped_channel_map or ())}")
+                    f"[array] channel_map = {cmap}")
         if self.status == "bad_channels":
             return (f"{where}: {self.reason}. Fix: check the mic and its cable, the capture volume of that channel "
                     f"(alsamixer; seeed-voicecard's service has turned channel 3 down before, "
@@ -145,6 +151,9 @@ class ChannelReport:
 
 
 _FITS = "the configured order fits best"
+_SEEED_VOICECARD_ARRAYS = ("respeaker-4mic", "respeaker-6mic")
+"""Built-in arrays captured through the seeed-voicecard (AC108) driver, which rotates channels."""
+_SEEED = " (seeed-voicecard picks a new order on each open, respeaker/seeed-voicecard#309)"
 
 
 def _join(values: Sequence[int]) -> str:
@@ -397,7 +406,9 @@ def check_channels(array: MicArray, frames: np.ndarray, *, sample_rate_hz: int |
     n_ch, n_mics = array.n_channels, array.n_mics
     levels = channel_levels_dbfs(frames)
     base = dict(array_name=array.name, seconds=seconds, level_dbfs=tuple(float(v) for v in levels),
-                channel_map=tuple(array.channel_map), lookalike_rotations=lookalike_rotations(array))
+                channel_map=tuple(array.channel_map), lookalike_rotations=lookalike_rotations(array),
+                rotating_driver=array.name in _SEEED_VOICECARD_ARRAYS or any(
+                    w in f"{array.source} {array.notes}".lower() for w in ("seeed-voicecard", "ac108")))
 
     def report(status: str, reason: str, problem: bool, **kw) -> ChannelReport:
         fields = dict(dead_channels=(), foreign_channels=(), room_coherence=(), rotation=None,
@@ -549,9 +560,8 @@ def check_and_remap(array: MicArray, frames: np.ndarray, remap: bool, *, sample_
     rep = check_channels(array, frames, sample_rate_hz=sample_rate_hz)
     if rep.status == "rotated" and remap and rep.remapped_channel_map is not None:
         log.warning("channel check (%s, %.1f s): channel order rotated by %d (%s); remapped: using channel_map %s "
-                    "until the device is reopened (seeed-voicecard picks a new order on each open, "
-                    "respeaker/seeed-voicecard#309)", array.name, rep.seconds, rep.rotation, rep.reason,
-                    list(rep.remapped_channel_map))
+                    "until the device is reopened%s", array.name, rep.seconds, rep.rotation, rep.reason,
+                    list(rep.remapped_channel_map), _SEEED if rep.rotating_driver else "")
         return dataclasses.replace(array, channel_map=rep.remapped_channel_map), rep
     if rep.problem:
         log.warning("%s", rep.describe())
@@ -560,6 +570,76 @@ def check_and_remap(array: MicArray, frames: np.ndarray, remap: bool, *, sample_
     return array, rep
 
 
-__all__ = ["CHECK_MODES", "CHECK_SECONDS", "ChannelReport", "check_channels", "check_and_remap",
+class StartupCheck:
+    """The daemon's start-up hook around :func:`check_and_remap`: hold back the first ``seconds`` of
+    capture, check them in a worker thread (so the capture keeps being read and does not overrun),
+    then release the held frames and pass everything after them through. ``array`` is the array to
+    use (remapped only in mode "remap" after a clear rotation). Call :meth:`reset` whenever the device
+    was reopened: the seeed-voicecard driver picks a new order on each open."""
+
+    def __init__(self, array: MicArray, mode: str = "warn", *, sample_rate_hz: int,
+                 seconds: float = CHECK_SECONDS, background: bool = True) -> None:
+        if mode not in CHECK_MODES:
+            raise ValueError(f"channel_check = {mode!r} is invalid; allowed: {', '.join(CHECK_MODES)}")
+        self.configured = array
+        self.mode = mode
+        self.sample_rate_hz = int(sample_rate_hz)
+        self.need_frames = max(1, int(round(seconds * self.sample_rate_hz)))
+        self.background = background
+        self.reset()
+
+    def reset(self, array: MicArray | None = None) -> None:
+        """Check again from the next frames (after a reopen; ``array``: a newly configured array)."""
+        self.configured = array or self.configured
+        self.array = self.configured
+        self.report: ChannelReport | None = None
+        self.done = self.mode == "off"
+        self._held: list[np.ndarray] = []
+        self._n_held = 0
+        self._worker: threading.Thread | None = None
+        self._result: tuple[MicArray, ChannelReport] | None = None
+
+    def _run(self, frames: np.ndarray) -> None:
+        try:
+            self._result = check_and_remap(self.configured, frames, self.mode == "remap",
+                                           sample_rate_hz=self.sample_rate_hz)
+        except Exception:  # a failed self-check must not stop the audio: go on with the configured map
+            log.exception("channel check failed; using the configured channel map")
+            self._result = None
+
+    def feed(self, frames: np.ndarray) -> np.ndarray:
+        """Frames to process now: none while the first seconds are held and checked, then all held ones."""
+        if self.done:
+            return frames
+        if len(frames):
+            self._held.append(np.asarray(frames))
+            self._n_held += len(frames)
+        if self._worker is None and self._n_held >= self.need_frames:
+            audio = np.concatenate(self._held)
+            self._worker = threading.Thread(target=self._run, args=(audio,), name="channel-check", daemon=True)
+            if self.background:
+                self._worker.start()
+            else:
+                self._worker.run()
+        if self._worker is not None and not self._worker.is_alive():
+            return self._release()
+        return np.asarray(frames)[:0]
+
+    def finish(self) -> np.ndarray:
+        """Wait for a running check and release what is held (end of stream)."""
+        if self._worker is not None and self._worker.is_alive():
+            self._worker.join()
+        return self._release() if self._held else np.zeros((0, self.configured.n_channels), np.int16)
+
+    def _release(self) -> np.ndarray:
+        if self._result is not None:
+            self.array, self.report = self._result
+        self.done = True
+        out = np.concatenate(self._held) if self._held else np.zeros((0, self.configured.n_channels), np.int16)
+        self._held, self._n_held = [], 0
+        return out
+
+
+__all__ = ["CHECK_MODES", "CHECK_SECONDS", "ChannelReport", "StartupCheck", "check_channels", "check_and_remap",
            "channel_levels_dbfs", "cross_spectra", "coherence", "geometry_residual", "lookalike_rotations",
            "rotated_map"]

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from edge_msl.arrays import ArrayConfigError, MicArray, far_field_delays_s, get_array, list_arrays
-from edge_msl.channel_check import (ChannelReport, channel_levels_dbfs, check_and_remap, check_channels,
-                                    lookalike_rotations, rotated_map)
+from edge_msl.channel_check import (ChannelReport, StartupCheck, channel_levels_dbfs, check_and_remap,
+                                    check_channels, lookalike_rotations, rotated_map)
 
 simulate = pytest.importorskip("train_tf.simulate")
 
@@ -303,6 +303,7 @@ def test_matrix_voice_rotation_at_48khz_is_found_by_geometry():
         rep = check_channels(array, rotate(capture, k), sample_rate_hz=fs)
         assert rep.rotation == k and rep.status == ("ok" if k == 0 else "rotated"), (k, rep.describe())
         assert len(rep.consistent_rotations) == 8  # roles say nothing here
+        assert "seeed" not in rep.describe()  # not a board on the seeed-voicecard driver
 
 
 # ------------------------------------------------------------------------------------- the hook
@@ -326,6 +327,43 @@ def test_check_and_remap_logs_one_warning_and_remaps_only_when_allowed(bank, cap
         same, rep = check_and_remap(array, rotate(capture, -2), remap=True, sample_rate_hz=FS)
     assert same is array and rep.status == "ok"
     assert [r.levelno for r in caplog.records] == [logging.INFO]
+
+
+def test_startup_check_holds_the_first_seconds_then_releases_them_remapped(bank):
+    """The daemon's hook: frames in capture-sized chunks, the check in a worker thread; nothing is
+    lost or repeated; after a reopen (reset) the new rotation is checked again."""
+    array = get_array("respeaker-6mic")
+    capture = to_capture(array, room_scene("respeaker-6mic", bank, seed=61, seconds=2.5))
+    check = StartupCheck(array, "remap", sample_rate_hz=FS, seconds=2.0)
+    for k in (3, 6):  # the device is reopened between the two: the driver picks another order
+        stream = rotate(capture, k)
+        out, pos, held_until = [], 0, None
+        while pos < len(stream):
+            got = check.feed(stream[pos:pos + 800])
+            pos += 800
+            if len(got) and held_until is None:
+                held_until = pos
+            out.append(got)
+        out.append(check.finish())
+        np.testing.assert_array_equal(np.concatenate(out), stream)
+        assert (held_until or len(stream)) >= 2 * FS  # nothing came out before the check had its 2 s
+        assert check.report.status == "rotated" and check.report.rotation == k
+        assert check.array.channel_map == rotated_map(array, k)
+        np.testing.assert_array_equal(check.array.select_channels(stream), array.select_channels(capture))
+        check.reset()
+        assert check.array is array and check.report is None
+
+
+def test_startup_check_modes():
+    array = get_array("respeaker-6mic")
+    frames = np.zeros((100, 8), np.int16)
+    off = StartupCheck(array, "off", sample_rate_hz=FS)
+    assert off.feed(frames) is frames and off.report is None
+    with pytest.raises(ValueError, match="allowed: warn, remap, off"):
+        StartupCheck(array, "fix", sample_rate_hz=FS)
+    short = StartupCheck(array, "warn", sample_rate_hz=FS)
+    assert len(short.feed(frames)) == 0
+    assert len(short.finish()) == 100 and short.array is array  # stream ended before the check
 
 
 def test_wrong_channel_count_is_a_one_line_error():
