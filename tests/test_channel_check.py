@@ -1,11 +1,10 @@
 """edge_msl.channel_check on real physics: talkers in pyroomacoustics rooms (the project simulator,
-real dry speech), isotropic noise built from plane waves, the bundled 3-talker recording run by the
-real int8 model. The capture's channels are rotated as the seeed-voicecard driver does; the check
-must find the rotation and a remap must give the model exactly the unrotated input; a dead mic is
-flagged; clean captures of every built-in array pass; silence is "cannot tell", never a remap."""
+real dry speech), isotropic noise built from plane waves, the packaged respeaker-6mic int8 model.
+The capture's channels are rotated as the seeed-voicecard driver does; the check must find the
+rotation and a remap must give the model exactly the unrotated input; a dead mic is flagged; clean
+captures of every built-in array pass; silence is "cannot tell", never a remap."""
 
 import logging
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,7 +16,6 @@ from edge_msl.channel_check import (ChannelReport, StartupCheck, channel_levels_
 simulate = pytest.importorskip("train_tf.simulate")
 
 FS = 16000
-EXAMPLE = Path(__file__).resolve().parents[1] / "edge_msl" / "examples" / "uca8-r10-3talkers.wav"
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +25,10 @@ def bank(bank_path):
     return DryBank.load(bank_path)
 
 
-def room_scene(array_name, bank, seed, n_src=1, seconds=2.0, snr_diffuse_db=(10.0, 25.0), level_dbfs=(-35.0, -25.0)):
-    """(n, n_mics) float full-scale audio of talkers in a simulated room, mics in array order."""
+def room_scene(array_name, bank, seed, n_src=1, seconds=2.0, snr_diffuse_db=(10.0, 25.0), level_dbfs=(-35.0, -25.0),
+               with_truth=False):
+    """(n, n_mics) float full-scale audio of talkers in a simulated room, mics in array order (and the
+    simulator's Window with the talkers' azimuths when ``with_truth``)."""
     settings = simulate.SimSettings(
         array=array_name, window_s=seconds, positions_per_room=4, max_image_order=6, anechoic_prob=0.0,
         rt60_s=(0.2, 0.6), n_sources=(n_src, n_src), snr_diffuse_db=snr_diffuse_db, snr_sensor_db=(30.0, 40.0),
@@ -36,7 +36,8 @@ def room_scene(array_name, bank, seed, n_src=1, seconds=2.0, snr_diffuse_db=(10.
     rng = np.random.default_rng(seed)
     room = simulate.simulate_room(settings, rng)
     chosen = simulate.choose_positions(room.azimuth_deg, n_src, 30.0, rng)
-    return simulate.render_window(room, chosen, settings, bank, rng).audio
+    window = simulate.render_window(room, chosen, settings, bank, rng)
+    return (window.audio, window) if with_truth else window.audio
 
 
 def to_capture(array, mics, loopback="zero", rng=None, playback=None):
@@ -118,35 +119,28 @@ def test_respeaker_6mic_rotation_is_found_and_remapped(bank, loopback):
         assert f"channel_map = {list(rep.remapped_channel_map)}" in line and "seeed-voicecard#309" in line
 
 
-def test_remap_gives_the_model_the_unrotated_input_and_the_same_azimuths():
-    """The bundled 3-talker recording on a 10-channel interface (8 mics + 2 loopback channels)."""
+def test_remap_gives_the_packaged_model_the_unrotated_input_and_the_same_azimuths(bank):
+    """The respeaker-6mic int8 model on a talker in a simulated room: after the remap the pipeline's
+    messages equal those of the unrotated capture (and find the talker); without it they do not."""
     pytest.importorskip("ai_edge_litert")
-    from edge_msl.audio_io import open_audio
     from edge_msl.pipeline import Pipeline
     from edge_msl.runtime import load_model
-    from edge_msl.truth import load_truth
 
-    with open_audio(EXAMPLE) as r:
-        pcm = np.concatenate(list(r.blocks(16000)))[:int(2.5 * FS)]
-    uca = get_array("uca8-r10")
-    array = MicArray(name="uca8-r10-loopback", positions_m=uca.positions_m, channel_map=tuple(range(8)),
-                     n_channels=10, native_rate_hz=FS)
-    rng = np.random.default_rng(3)
-    capture = np.zeros((len(pcm), 10), np.int16)
-    capture[:, :8] = pcm
-    capture[:, 8] = (babble_like(rng, len(pcm), FS) * 2000).astype(np.int16)  # playback on one loopback
-    model = load_model(array=uca)
+    array = get_array("respeaker-6mic")
+    mics, window = room_scene("respeaker-6mic", bank, seed=14, seconds=2.5, with_truth=True)
+    rng = np.random.default_rng(2)
+    capture = to_capture(array, mics, "playback", playback=babble_like(rng, len(mics), FS) * 0.05)
+    model = load_model(array=array)
     reference = Pipeline(model, array=array).push(capture)
-    truth, _ = load_truth(EXAMPLE.with_name("uca8-r10-3talkers.truth.json"))
-    first = truth[0].azimuth_deg
     found = [s["azimuth_deg"] for m in reference for s in m["sources"]]
-    assert found and min(abs((a - first + 180) % 360 - 180) for a in found) <= 10.0
-    for k in (1, 2, 5, 9):
+    truth = float(window.azimuth_deg[0])
+    assert found and np.median([abs((a - truth + 180) % 360 - 180) for a in found]) <= 10.0, (found, truth)
+    for k in (2, 5):
         rotated = rotate(capture, k)
         fixed, rep = check_and_remap(array, rotated, remap=True, sample_rate_hz=FS)
         assert rep.rotation == k and fixed.channel_map == rotated_map(array, k)
         assert Pipeline(model, array=fixed).push(rotated) == reference
-        # without the remap the model is fed a loopback channel and a shifted circle: other output
+        # without the remap the model hears a loopback channel and the circle shifted by k mics
         assert Pipeline(model, array=array).push(rotated) != reference
 
 
@@ -297,7 +291,7 @@ def test_matrix_voice_rotation_at_48khz_is_found_by_geometry():
     rng = np.random.default_rng(6)
     n = 2 * fs
     mics = plane_waves(array, fs, babble_like(rng, n, fs)[None], [(130.0, 20.0)])
-    mics += isotropic_noise(array, fs, n, rng) * 0.3 + rng.standard_normal(mics.shape) * 0.03
+    mics += isotropic_noise(array, fs, n, rng, n_waves=50) * 0.3 + rng.standard_normal(mics.shape) * 0.03
     capture = to_capture(array, mics * 0.02)
     for k in range(8):
         rep = check_channels(array, rotate(capture, k), sample_rate_hz=fs)
