@@ -142,9 +142,10 @@ class ChannelReport:
                     f"or set [device] channel_check = \"remap\" to follow it; for a fixed wiring set "
                     f"[array] channel_map = {cmap}")
         if self.status == "bad_channels":
+            seeed = (" (seeed-voicecard's service has turned channel 3 down before, respeaker/seeed-voicecard#240)"
+                     if self.rotating_driver else "")
             return (f"{where}: {self.reason}. Fix: check the mic and its cable, the capture volume of that channel "
-                    f"(alsamixer; seeed-voicecard's service has turned channel 3 down before, "
-                    f"respeaker/seeed-voicecard#240), and that [array] is this board")
+                    f"in alsamixer{seeed}, and that [array] is this board")
         fix = ("; speak or play sound near the array and restart to check again" if not self.problem else
                "; restart edge-msl so the driver reopens the device, and check that [array] is this board")
         return f"{where}: cannot tell the channel order: {self.reason}{fix}"
