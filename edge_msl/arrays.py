@@ -7,6 +7,8 @@ This module only describes arrays; it must not import TensorFlow or touch audio 
 
 from __future__ import annotations
 
+import dataclasses
+
 import math
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
@@ -267,9 +269,11 @@ _CUSTOM_KEYS = {"name", "positions_m", "channel_map", "n_channels", "native_rate
 def from_dict(cfg: Mapping[str, Any]) -> MicArray:
     """Build an array from a config table.
 
-    ``{"name": "uca8-r10"}`` alone picks a built-in array; a custom array gives ``positions_m``
-    (list of [x, y, z] in metres) and optionally ``channel_map`` (default 0..n-1) and
-    ``n_channels`` (default: one past the largest channel used).
+    ``{"name": "uca8-r10"}`` alone picks a built-in array; a built-in name with ``channel_map``
+    and/or ``n_channels`` keeps the built-in geometry (and so its packaged model) with the
+    capture channels changed, e.g. for a driver that rotates the channel order. A custom array
+    gives ``positions_m`` (list of [x, y, z] in metres) and optionally ``channel_map`` (default
+    0..n-1) and ``n_channels`` (default: one past the largest channel used).
     """
     if not isinstance(cfg, Mapping):
         raise ArrayConfigError(f"array must be a table (name, positions_m, channel_map), got {type(cfg).__name__}")
@@ -279,7 +283,18 @@ def from_dict(cfg: Mapping[str, Any]) -> MicArray:
     if "positions_m" not in cfg:
         if "name" not in cfg:
             raise ArrayConfigError("array needs a name (one of the built-in arrays) or positions_m")
-        return get_array(str(cfg["name"]))
+        base = get_array(str(cfg["name"]))
+        other = sorted(set(cfg) - {"name", "channel_map", "n_channels"})
+        if other:
+            raise ArrayConfigError(f"array {base.name!r} is built in: only channel_map and n_channels can be "
+                                   f"changed, not {other}; give positions_m and another name for a custom array")
+        if "channel_map" not in cfg and "n_channels" not in cfg:
+            return base
+        cmap = cfg.get("channel_map", base.channel_map)
+        if not isinstance(cmap, (list, tuple)):
+            raise ArrayConfigError("channel_map must be a list of channel indices, one per microphone")
+        return dataclasses.replace(base, channel_map=tuple(cmap), n_channels=cfg.get("n_channels", base.n_channels),
+                                   notes=(base.notes + " " if base.notes else "") + "channel map set in the configuration")
     positions = cfg["positions_m"]
     try:
         pos = tuple(tuple(float(v) for v in p) for p in positions)

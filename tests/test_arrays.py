@@ -122,3 +122,17 @@ def test_arrays_are_frozen():
     with pytest.raises(Exception):
         a.name = "x"  # type: ignore[misc]
     assert isinstance(a, MicArray)
+
+
+def test_builtin_array_with_a_changed_channel_map_keeps_its_geometry():
+    from edge_msl.arrays import ArrayConfigError, from_dict, get_array
+
+    base = get_array("respeaker-6mic")
+    moved = from_dict({"name": "respeaker-6mic", "channel_map": [2, 3, 4, 5, 6, 7]})
+    assert moved.channel_map == (2, 3, 4, 5, 6, 7) and moved.n_channels == 8
+    assert moved.same_geometry(base) and moved.name == base.name
+    assert from_dict({"name": "respeaker-6mic"}) == base
+    with pytest.raises(ArrayConfigError, match="channel index"):
+        from_dict({"name": "respeaker-6mic", "channel_map": [2, 3, 4, 5, 6, 9]})
+    with pytest.raises(ArrayConfigError, match="only channel_map and n_channels"):
+        from_dict({"name": "respeaker-6mic", "native_rate_hz": 48000})
