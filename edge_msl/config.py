@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from .arrays import DEFAULT_ARRAY, ArrayConfigError, MicArray, from_dict, get_array
+from .channel_check import CHECK_MODES
 from .settings_check import reject_unknown_keys
 from .tracking import TrackerConfigError, TrackerSettings
 
@@ -157,6 +158,9 @@ class DeviceSettings:
     """First delay before reopening a missing or busy device; doubles on each failure."""
     retry_max_delay_s: float = _spec(30.0, _float(0.0, 3600.0, lo_open=True))
     """Longest delay between reopening attempts (the daemon retries forever)."""
+    channel_check: str = _spec("warn", _choice(*CHECK_MODES))
+    """Check the channel order on the first 2 s after each open: "warn" logs a problem and its fix, "remap"
+    also follows a clear rotation (the seeed-voicecard driver's), "off" skips it."""
 
     def capture_key(self, rate_hz: int, n_channels: int) -> tuple:
         """What must stay equal for a reload to keep the open audio stream."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import os
 import signal
 import threading
 import time
@@ -17,10 +18,11 @@ from pathlib import Path
 from typing import IO, Any, Callable
 
 from .capture import AlsaMissingError, Capture
+from .channel_check import StartupCheck
 from .config import EX_CONFIG, Config, ConfigError
 from .notify import Notifier
 from .pipeline import Pipeline, PipelineError
-from .runtime import Model, ModelError, load_model
+from .runtime import Model, ModelError, default_model_path, load_model
 from .sinks import make_sinks
 
 log = logging.getLogger("edge_msl.daemon")
@@ -39,10 +41,24 @@ class _Engine:
     model_sha256: str
 
 
+DEFAULT_STATE_DIR = "/var/lib/edge-msl"
+"""Where ``edge-msl calibrate install`` puts calibrated models (systemd's StateDirectory=edge-msl)."""
+
+
+def model_path(config: Config) -> Path:
+    """The model the daemon runs: the configured one; else a calibrated model that ``edge-msl
+    calibrate`` installed for this array in the state directory ($STATE_DIRECTORY); else the packaged one."""
+    if config.model:
+        return Path(config.model)
+    state = Path(os.environ.get("STATE_DIRECTORY", DEFAULT_STATE_DIR).split(":")[0])
+    calibrated = state / "models" / f"{config.array.name}.tflite"
+    return calibrated if calibrated.exists() else default_model_path(config.array.name)
+
+
 def build_engine(config: Config) -> _Engine:
     """Load the model and build the pipeline; ModelError/PipelineError become ConfigError (exit 78)."""
     try:
-        model = load_model(config.model, array=config.array, num_threads=config.num_threads)
+        model = load_model(model_path(config), array=config.array, num_threads=config.num_threads)
         rate = config.device.rate_hz or model.info.sample_rate_hz
         pipeline = Pipeline(model, hop_s=config.hop_s, threshold=config.threshold, track=config.track,
                             tracking=config.tracking, input_rate_hz=rate, array=config.array)
@@ -177,6 +193,8 @@ class Daemon:
         self.notifier.ready(self._status_line())
         log.info("ready: model %s, array %s, device %s", self.engine.model.info.path.name,
                  self.engine.config.array.name, self.capture.describe())
+        check: StartupCheck | None = None
+        opened: tuple | None = None
         while not self.stop_event.is_set():
             if self._reload_requested:
                 self._reload_requested = False
@@ -188,6 +206,14 @@ class Daemon:
                 # the device went away: what is buffered no longer joins up with what comes next
                 self.engine.pipeline.reset()
                 continue
+            if check is None or opened != (self.capture, self.capture.stats.opens) or \
+                    check.configured != self.engine.config.array:
+                # (re)opened or reconfigured: check the channel order again (seeed-voicecard picks one per open)
+                opened = (self.capture, self.capture.stats.opens)
+                check = StartupCheck(self.engine.config.array, self.engine.config.device.channel_check,
+                                     sample_rate_hz=self.capture.rate_hz)
+            frames = check.feed(frames)
+            self.engine.pipeline.array = check.array  # same geometry; only the channel map may move
             if len(frames):
                 for msg in self.engine.pipeline.push(frames):
                     self.messages += 1
@@ -254,14 +280,14 @@ class Daemon:
         old = self.engine
         try:
             config = self.loader()
-            model_path = config.model
-            same_model = (model_path == old.config.model and config.num_threads == old.config.num_threads
+            # a calibration installed since the last load changes the resolved path or the file's hash
+            same_model = (model_path(config).resolve() == old.model.info.path.resolve() and config.num_threads == old.config.num_threads
                           and _file_sha256(old.model.info.path) == old.model_sha256)
             same_pipeline = same_model and config.device.rate_hz == old.config.device.rate_hz and all(
                 getattr(config, k) == getattr(old.config, k) for k in ("array", "hop_s", "threshold", "track",
                                                                        "tracking"))
             engine = old if same_pipeline else build_engine(config)
-        except (ConfigError, OSError) as exc:
+        except (ConfigError, ModelError, OSError) as exc:
             log.error("reload refused, keeping the running configuration: %s", exc)
             self.notifier.ready(self._status_line())
             return False

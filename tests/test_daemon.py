@@ -257,3 +257,31 @@ def test_a_reader_that_leaves_ends_a_stdout_only_daemon_with_0(home):
             proc.kill()
     assert rc == 0 and all(json.loads(x)["schema"] == "edge-msl/sources-v1" for x in first)
     assert "Traceback" not in proc.stderr.read()
+
+
+def test_the_daemon_prefers_a_calibrated_model_in_its_state_directory(tmp_path, monkeypatch):
+    import shutil
+
+    from edge_msl.daemon import build_engine, model_path
+
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
+    config = load_config(None, [("array.name", "uca8-r10")])
+    packaged = default_model_path("uca8-r10")
+    assert model_path(config) == packaged  # nothing calibrated yet
+    calibrated = tmp_path / "state" / "models" / "uca8-r10.tflite"
+    calibrated.parent.mkdir(parents=True)
+    shutil.copy(packaged, calibrated)
+    shutil.copy(packaged.with_suffix(".json"), calibrated.with_suffix(".json"))
+    assert model_path(config) == calibrated
+    assert build_engine(config).model.info.path.resolve() == calibrated.resolve()
+    explicit = load_config(None, [("array.name", "uca8-r10"), ("model", str(packaged))])
+    assert model_path(explicit) == packaged  # a configured model always wins
+
+
+def test_channel_check_is_a_validated_device_setting():
+    from edge_msl.config import ConfigError
+
+    assert load_config(None, []).device.channel_check == "warn"
+    assert load_config(None, [("device.channel_check", "remap")]).device.channel_check == "remap"
+    with pytest.raises(ConfigError, match="channel_check"):
+        load_config(None, [("device.channel_check", "fix")])
