@@ -49,6 +49,19 @@ HEADER = ("| held-out set | windows | DOA err before (°) | after (°) | change 
           "R / P before | R / P after |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 
 
+def _overrides(args) -> dict:
+    """``--setting KEY=JSON`` pairs (any CalibrationSettings field)."""
+    out = {}
+    for item in args.setting:
+        key, _, value = item.partition("=")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            raise SystemExit(f"--setting {item}: the value must be JSON (e.g. learning_rate=5e-4, "
+                             'train_layers=["conv0","heads"])') from None
+    return out
+
+
 def standin(args, work: Path) -> dict:
     from train_tf.signals import DryBank
 
@@ -56,8 +69,9 @@ def standin(args, work: Path) -> dict:
     rng = np.random.default_rng(args.seed)
     room = cal.StandInRoom(array, seed=args.seed)
     bank = DryBank.load(args.bank)
-    settings = cal.CalibrationSettings(max_singles=args.real // 2, n_mixtures=args.real - args.real // 2,
-                                       n_simulated=args.simulated, epochs=args.epochs, seed=args.seed)
+    settings = cal.CalibrationSettings.from_dict({
+        "max_singles": args.real // 2, "n_mixtures": args.real - args.real // 2, "n_simulated": args.simulated,
+        "epochs": args.epochs, "seed": args.seed, **_overrides(args)})
     session = cal.Session.create(work / "session", array, 16000, 8000, args.keras_model, settings)
     t0 = time.perf_counter()
     az = (np.arange(args.positions) * 360.0 / args.positions + rng.uniform(0, 360.0 / args.positions)) % 360
@@ -69,6 +83,15 @@ def standin(args, work: Path) -> dict:
         session.add_clip(clip, azimuth_deg=float(az[p]) if args.entered else None)
     labels = cal.label_positions(session)
     label_err = [float(cal.angular_distance_deg(lb["azimuth_deg"], a)) for lb, a in zip(labels, az)]
+    nominal_err = [float(cal.angular_distance_deg(lb.get("nominal_azimuth_deg", lb["azimuth_deg"]), a))
+                   for lb, a in zip(labels, az)]
+    fe = cal.session_front_end(session)
+    fe_err = None
+    if fe is not None:  # against the stand-in's true errors, all relative to the mean over mics
+        rel = lambda v: np.asarray(v, dtype=np.float64) - np.mean(v)  # noqa: E731
+        fe_err = {"gain_db": float(np.abs(rel(fe.gain_db) - rel(20 * np.log10(room.gain))).max()),
+                  "delay_us": float(1e6 * np.abs(rel(fe.delay_s) - rel(room.delay_s)).max()),
+                  "phase_deg": float(np.abs(rel(fe.phase_deg) - rel(np.degrees(room.phase_rad))).max())}
     sim_seconds = time.perf_counter() - t0
     state = work / "state"
     res = cal.run_all(session, keras_model=args.keras_model, state_dir=state, sim_data=args.sim_data,
@@ -78,6 +101,7 @@ def standin(args, work: Path) -> dict:
     before = _score(cal.installed_model(work / "none", array), array, mix, truth)
     after = _score(res["model"], array, mix, truth)
     return {"label_err_mean_deg": float(np.mean(label_err)), "label_err_max_deg": float(np.max(label_err)),
+            "nominal_label_err_mean_deg": float(np.mean(nominal_err)), "front_end_err": fe_err,
             "accepted": sum(bool(lb["accepted"]) for lb in labels), "positions": args.positions,
             "counts": res["counts"], "steps": steps, "validation": res["validation"], "installed": res["installed"],
             "heldout": {"before": before, "after": after}, "simulate_clips_s": sim_seconds}
@@ -94,7 +118,8 @@ def av16(args, work: Path) -> dict:
     window, hop = 8000, 4000
     labels = self_label(audio, window, hop)
     first = int(0.4 * len(audio))
-    settings = cal.CalibrationSettings(n_simulated=args.simulated, epochs=args.epochs, seed=args.seed)
+    settings = cal.CalibrationSettings.from_dict({"n_simulated": args.simulated, "epochs": args.epochs,
+                                                  "seed": args.seed, **_overrides(args)})
     session = cal.Session.create(work / "av16", array, 16000, window, args.keras_model, settings)
     # the talker walks, so there are no fixed positions: every self-labelled window of the first 40 % is a
     # single-source window, and sums of two of them >= 30 deg and >= 2 s apart are two-source windows
@@ -146,6 +171,8 @@ def main(argv=None) -> int:
     p.add_argument("--heldout", type=int, default=200, help="held-out two-source mixtures in the stand-in room")
     p.add_argument("--entered", action="store_true", help="enter the true directions instead of self-labelling")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--setting", action="append", default=[], metavar="KEY=JSON",
+                   help="override a CalibrationSettings field (repeatable), e.g. --setting epochs=10")
     p.add_argument("--out", default=None, help="keep the sessions and write results.json here")
     args = p.parse_args(argv)
     if args.sim_data:
@@ -158,7 +185,9 @@ def main(argv=None) -> int:
         r = results["standin"] = standin(args, work)
         st = r["steps"]
         print(f"\nStand-in room (perturbed uca8-r10), {r['positions']} positions, {r['accepted']} accepted, "
-              f"self-label error mean {r['label_err_mean_deg']:.1f}° / max {r['label_err_max_deg']:.1f}°; "
+              f"label error mean {r['label_err_mean_deg']:.1f}° / max {r['label_err_max_deg']:.1f}° "
+              f"(nominal-geometry SRP-PHAT {r['nominal_label_err_mean_deg']:.1f}°); mic errors estimated "
+              f"within {r['front_end_err']}; "
               f"windows {r['counts']}\n")
         print(HEADER)
         print(_row("stand-in two-source mixtures, fresh positions", r["heldout"]["before"], r["heldout"]["after"]))

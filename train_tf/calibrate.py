@@ -69,6 +69,13 @@ class CalibrationSettings:
     """Self-labels below this confidence are rejected (fraction of the clip agreeing with the direction)."""
     max_second_peak: float = 0.75
     """A clip whose SRP map has a second peak (>= 25 deg away) this high relative to the first is rejected."""
+    front_end_iterations: int = 3
+    """Rounds of estimating each mic's gain/delay/phase error from the labelled clips and self-labelling again
+    with it undone (0: nominal geometry only). Needs at least ``min_front_end_positions`` accepted positions."""
+    min_front_end_positions: int = 6
+    """Fewest accepted positions (from different directions) to estimate the mics' errors from."""
+    simulate_front_end: bool = True
+    """Give the simulated windows the estimated mic errors, so they sound like the user's array."""
     epochs: int = 6
     """Fine-tuning epochs over the set."""
     batch_size: int = 32
@@ -277,11 +284,13 @@ class SrpLabel:
 
 def srp_phat_map(audio: np.ndarray, mic_xyz: np.ndarray, sample_rate_hz: int, nfft: int = 512,
                  freq_range_hz: tuple[float, float] = (300.0, 3500.0), block_frames: int = 8,
-                 grid_deg: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                 grid_deg: float = 1.0, front_end: "FrontEnd | None" = None,
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(grid deg, whole-clip map (G,), per-block maps (B, G)) of far-field in-plane SRP-PHAT.
 
     Blocks of ``block_frames`` STFT frames whose energy is in the top 70 % are the active ones;
-    each frame's spectrum is PHAT-whitened, so every active frame votes with the same weight."""
+    each frame's spectrum is PHAT-whitened, so every active frame votes with the same weight.
+    ``front_end``: per-mic delay/phase errors undone before steering (gains do not matter after PHAT)."""
     x = np.asarray(audio, dtype=np.float64)
     hop = nfft // 2
     n_frames = (len(x) - nfft) // hop + 1
@@ -294,6 +303,8 @@ def srp_phat_map(audio: np.ndarray, mic_xyz: np.ndarray, sample_rate_hz: int, nf
     freqs = np.fft.rfftfreq(nfft, 1.0 / sample_rate_hz)
     band = (freqs >= freq_range_hz[0]) & (freqs <= freq_range_hz[1])
     spec, freqs = spec[:, band], freqs[band]
+    if front_end is not None:
+        spec = spec / front_end.response(freqs)[None]
     energy = np.sum(np.abs(spec) ** 2, axis=(1, 2))
     white = spec / (np.abs(spec) + 1e-12)
     n_blocks = n_frames // block_frames
@@ -310,9 +321,11 @@ def srp_phat_map(audio: np.ndarray, mic_xyz: np.ndarray, sample_rate_hz: int, nf
     return grid, blocks.sum(axis=0), blocks
 
 
-def srp_label(audio: np.ndarray, array: MicArray, sample_rate_hz: int) -> SrpLabel:
-    """Self-label a single-source clip (n, n_mics) with the array's nominal geometry."""
-    grid, total, blocks = srp_phat_map(audio, array.positions(), sample_rate_hz)
+def srp_label(audio: np.ndarray, array: MicArray, sample_rate_hz: int, front_end: "FrontEnd | None" = None
+              ) -> SrpLabel:
+    """Self-label a single-source clip (n, n_mics) with the array's nominal geometry (and ``front_end``'s
+    per-mic errors undone, when given)."""
+    grid, total, blocks = srp_phat_map(audio, array.positions(), sample_rate_hz, front_end=front_end)
     best = int(np.argmax(total))
     az = float(grid[best])
     block_az = grid[np.argmax(blocks, axis=1)]
@@ -324,6 +337,110 @@ def srp_label(audio: np.ndarray, array: MicArray, sample_rate_hz: int) -> SrpLab
     second = float(total[is_peak].max()) if is_peak.any() else floor
     ratio = float(np.clip((second - floor) / (total[best] - floor + 1e-12), 0.0, 1.0))
     return SrpLabel(az, confidence, ratio, int(len(blocks)))
+
+
+@dataclass(frozen=True)
+class FrontEnd:
+    """Per-microphone errors of the user's array front end (relative to the mean over its mics), as estimated
+    from the clips: a real mic's response is ``gain * exp(-j (2 pi f delay + phase))`` times the nominal one."""
+
+    gain_db: tuple[float, ...]
+    """Gain of each mic relative to the mean (dB)."""
+    delay_s: tuple[float, ...]
+    """Time offset of each mic relative to the mean (s; positive = later)."""
+    phase_deg: tuple[float, ...]
+    """Frequency-independent phase lag of each mic relative to the mean (deg)."""
+
+    @classmethod
+    def identity(cls, n_mics: int) -> "FrontEnd":
+        return cls((0.0,) * n_mics, (0.0,) * n_mics, (0.0,) * n_mics)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: [round(float(v), 9) for v in getattr(self, k)] for k in ("gain_db", "delay_s", "phase_deg")}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "FrontEnd":
+        return cls(*(tuple(float(v) for v in d[k]) for k in ("gain_db", "delay_s", "phase_deg")))
+
+    def response(self, freqs_hz: np.ndarray) -> np.ndarray:
+        """(F, M) complex response at ``freqs_hz``."""
+        f = np.asarray(freqs_hz, dtype=np.float64)[:, None]
+        g = 10.0 ** (np.asarray(self.gain_db) / 20.0)
+        return g[None, :] * np.exp(-1j * (2 * np.pi * f * np.asarray(self.delay_s)[None, :]
+                                          + np.radians(np.asarray(self.phase_deg))[None, :]))
+
+    def apply(self, audio: np.ndarray, sample_rate_hz: int) -> np.ndarray:
+        """Windows (..., n, M) as this front end would capture them (int16 in -> int16 out; a circular
+        fractional delay per window, fine for delays of a few samples)."""
+        x = np.asarray(audio)
+        n = x.shape[-2]
+        spec = np.fft.rfft(x.astype(np.float64), axis=-2)
+        resp = self.response(np.fft.rfftfreq(n, 1.0 / sample_rate_hz))
+        resp[0] = np.abs(resp[0])  # DC stays real
+        y = np.fft.irfft(spec * resp, n=n, axis=-2)
+        if np.issubdtype(x.dtype, np.integer):
+            return np.clip(np.round(y), -32768, 32767).astype(np.int16)
+        return y.astype(x.dtype)
+
+
+def estimate_front_end(clips: Sequence[np.ndarray], azimuth_deg: Sequence[float], array: MicArray,
+                       sample_rate_hz: int, nfft: int = 512, freq_range_hz: tuple[float, float] = (200.0, 5000.0),
+                       start: FrontEnd | None = None) -> FrontEnd:
+    """Per-mic gain, time offset and phase from single-source clips of known (or self-labelled) direction.
+
+    With the nominal far-field steering of each clip's direction removed, what is left between a mic and
+    the array's beam is the mic's own error (plus reverberation and label error, which average out over
+    clips from many directions): its phase across frequency gives delay (slope) and phase (intercept),
+    its level gives the gain. Everything is relative to the mean over mics, the only thing observable."""
+    m = array.n_mics
+    xy = array.positions()[:, :2]
+    hop = nfft // 2
+    freqs = np.fft.rfftfreq(nfft, 1.0 / sample_rate_hz)
+    band = (freqs >= freq_range_hz[0]) & (freqs <= freq_range_hz[1])
+    f = freqs[band]
+    acc = np.zeros((len(f), m), np.complex128)
+    log_power = []
+    win = np.hanning(nfft)
+    for clip, az in zip(clips, azimuth_deg):
+        x = np.asarray(clip, dtype=np.float64)
+        n_frames = (len(x) - nfft) // hop + 1
+        if n_frames < 4:
+            continue
+        idx = np.arange(nfft)[None, :] + hop * np.arange(n_frames)[:, None]
+        spec = np.fft.rfft(x[idx] * win[None, :, None], axis=1)[:, band]  # (T, F, M)
+        energy = np.sum(np.abs(spec) ** 2, axis=(1, 2))
+        spec = spec[energy >= np.quantile(energy, 0.5)]
+        u = np.array([math.cos(math.radians(az)), math.sin(math.radians(az))])
+        delay = -(xy @ u) / SPEED_OF_SOUND_M_S
+        y = spec * np.exp(2j * np.pi * f[None, :, None] * delay[None, None, :])
+        if start is not None:  # refine: what is left after undoing the previous estimate
+            y = y / start.response(f)[None]
+        beam = np.sum(y / (np.abs(y) + 1e-12), axis=2, keepdims=True)
+        cross = y * np.conj(beam)
+        acc += np.sum(cross / (np.abs(cross) + 1e-12), axis=0)  # every time-frequency cell votes once
+        p = np.mean(np.abs(spec) ** 2, axis=(0, 1))
+        log_power.append(10 * np.log10(p + 1e-20))
+    if not log_power:
+        raise CalibrationError("no clip is long enough to estimate the microphones' errors; record longer clips")
+    # phase of each mic against the mean over mics, per frequency
+    ref = np.angle(np.sum(acc / (np.abs(acc) + 1e-12), axis=1, keepdims=True))
+    psi = np.angle(acc * np.exp(-1j * ref))
+    psi -= psi.mean(axis=1, keepdims=True)
+    w = np.abs(acc) / len(log_power)
+    delays, phases = [], []
+    for k in range(m):
+        a = np.stack([2 * np.pi * f, np.ones_like(f)], axis=1) * w[:, k:k + 1]
+        (d, ph), *_ = np.linalg.lstsq(a, -psi[:, k] * w[:, k], rcond=None)
+        delays.append(d)
+        phases.append(ph)
+    delays = np.array(delays) - np.mean(delays)
+    phases = np.array(phases) - np.mean(phases)
+    lp = np.mean(log_power, axis=0)
+    gain_db = lp - lp.mean()  # 10 log10 of a power is the amplitude gain in dB
+    if start is not None:
+        delays = delays + np.asarray(start.delay_s)
+        phases = phases + np.radians(start.phase_deg)
+    return FrontEnd(tuple(gain_db.tolist()), tuple(delays.tolist()), tuple(np.degrees(phases).tolist()))
 
 
 def label_positions(session: Session, *, redo: bool = False) -> list[dict[str, Any]]:
@@ -357,8 +474,44 @@ def label_positions(session: Session, *, redo: bool = False) -> list[dict[str, A
                      "accepted": not reasons, "reason": "; ".join(reasons)}
         pos["label"] = label
         out.append(label)
+    _refine_with_front_end(session, redo=redo)
     session.save()
-    return out
+    return [p["label"] for p in session.positions]
+
+
+def _refine_with_front_end(session: Session, *, redo: bool = False) -> None:
+    """Estimate the mics' errors from the accepted clips and self-label again with them undone, a few rounds:
+    with the nominal geometry SRP-PHAT is biased by the array's own gain/delay/phase errors."""
+    s = session.settings
+    accepted = session.labelled()
+    if s.front_end_iterations <= 0 or len(accepted) < s.min_front_end_positions:
+        session.data.pop("front_end", None)
+        return
+    if session.data.get("front_end") and not redo and all(p["label"].get("front_end") for p in accepted
+                                                          if p["label"]["source"] == "srp-phat"):
+        return
+    clips = {p["name"]: session.load_clip(p) for p in accepted}
+    fe = None
+    for _ in range(s.front_end_iterations):
+        fe = estimate_front_end([clips[p["name"]] for p in accepted], [p["label"]["azimuth_deg"] for p in accepted],
+                                session.array, session.sample_rate_hz, start=fe)
+        for p in accepted:
+            if p["label"]["source"] != "srp-phat":
+                continue
+            est = srp_label(clips[p["name"]], session.array, session.sample_rate_hz, front_end=fe)
+            p["label"].setdefault("nominal_azimuth_deg", p["label"]["azimuth_deg"])
+            p["label"].update(azimuth_deg=est.azimuth_deg, confidence=round(est.confidence, 3),
+                              second_peak=round(est.second_peak, 3), front_end=True)
+    session.data["front_end"] = fe.to_dict()
+    log.info("mic errors estimated from %d clips: delays %s us, phases %s deg, gains %s dB", len(accepted),
+             np.round(np.array(fe.delay_s) * 1e6, 1).tolist(), np.round(fe.phase_deg, 1).tolist(),
+             np.round(fe.gain_db, 2).tolist())
+
+
+def session_front_end(session: Session) -> "FrontEnd | None":
+    """The mic errors estimated while labelling, if any."""
+    d = session.data.get("front_end")
+    return FrontEnd.from_dict(d) if d else None
 
 
 # --------------------------------------------------------------------------- build
@@ -495,7 +648,12 @@ def simulated_windows(session: Session, n: int, *, sim_data: str | Path | None =
         raise CalibrationError(f"{sim_data}: windows of shape {data['audio'].shape[1:]}, the model needs "
                                f"({window}, {session.array.n_mics}); simulate them for this array and window")
     idx = np.sort(np.random.default_rng(session.settings.seed).permutation(len(data["audio"]))[:n])
-    return {"audio": data["audio"][idx], "azimuth_deg": data["azimuth_deg"][idx],
+    audio = data["audio"][idx]
+    fe = session_front_end(session)
+    if fe is not None and session.settings.simulate_front_end:
+        # the simulator's mics are ideal; the user's are not, and the model should learn the user's
+        audio = fe.apply(audio, session.sample_rate_hz)
+    return {"audio": audio, "azimuth_deg": data["azimuth_deg"][idx],
             "distance_m": data["distance_m"][idx], "level_db": data["level_db"][idx]}
 
 
@@ -1004,4 +1162,4 @@ def standin_mixtures(room: StandInRoom, bank, n: int, window: int, rng: np.rando
 __all__ = ["CalibrationError", "CalibrationSettings", "Session", "SrpLabel", "srp_phat_map", "srp_label",
            "label_positions", "record_clip", "build_set", "simulated_windows", "finetune", "convert_model",
            "validate", "is_better", "install", "rollback", "notify_daemon", "installed_model", "report", "run_all",
-           "PerturbedArray", "StandInRoom", "standin_mixtures", "dry_speech", "default_keras_model", "DEFAULT_STATE_DIR"]
+           "PerturbedArray", "StandInRoom", "FrontEnd", "estimate_front_end", "session_front_end", "standin_mixtures", "dry_speech", "default_keras_model", "DEFAULT_STATE_DIR"]
