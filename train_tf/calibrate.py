@@ -376,7 +376,9 @@ class FrontEnd:
         n = x.shape[-2]
         spec = np.fft.rfft(x.astype(np.float64), axis=-2)
         resp = self.response(np.fft.rfftfreq(n, 1.0 / sample_rate_hz))
-        resp[0] = np.abs(resp[0])  # DC stays real
+        resp[0] = np.abs(resp[0])  # DC (and Nyquist) bins of a real signal stay real
+        if n % 2 == 0:
+            resp[-1] = np.abs(resp[-1])
         y = np.fft.irfft(spec * resp, n=n, axis=-2)
         if np.issubdtype(x.dtype, np.integer):
             return np.clip(np.round(y), -32768, 32767).astype(np.int16)
@@ -927,6 +929,13 @@ def report(session: Session) -> str:
         lines.append(f"| {p['name']} | {p['seconds']:.1f} | {lb.get('source', '-')} | "
                      f"{lb.get('azimuth_deg', float('nan')):.1f} | {lb.get('confidence', float('nan')):.2f} | "
                      f"{'yes' if lb.get('accepted') else 'no: ' + lb.get('reason', 'not labelled')} |")
+    fe = session_front_end(session)
+    if fe is not None:
+        lines += ["", "Microphone errors estimated from the clips (relative to the array mean; undone for the "
+                  "self-labels, given to the simulated windows):", "",
+                  "| mic | gain (dB) | delay (us) | phase (deg) |", "| ---: | ---: | ---: | ---: |"]
+        lines += [f"| {m} | {g:+.2f} | {d * 1e6:+.1f} | {ph:+.1f} |"
+                  for m, (g, d, ph) in enumerate(zip(fe.gain_db, fe.delay_s, fe.phase_deg))]
     counts = session.data.get("counts")
     if counts:
         lines += ["", "| windows | count |", "| --- | ---: |"] + [f"| {k} | {v} |" for k, v in counts.items()]
