@@ -284,13 +284,14 @@ class SrpLabel:
 
 def srp_phat_map(audio: np.ndarray, mic_xyz: np.ndarray, sample_rate_hz: int, nfft: int = 512,
                  freq_range_hz: tuple[float, float] = (300.0, 3500.0), block_frames: int = 8,
-                 grid_deg: float = 1.0, front_end: "FrontEnd | None" = None,
+                 grid_deg: float = 1.0, front_end: "FrontEnd | None" = None, per_block: bool = True,
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(grid deg, whole-clip map (G,), per-block maps (B, G)) of far-field in-plane SRP-PHAT.
 
     Blocks of ``block_frames`` STFT frames whose energy is in the top 70 % are the active ones;
     each frame's spectrum is PHAT-whitened, so every active frame votes with the same weight.
-    ``front_end``: per-mic delay/phase errors undone before steering (gains do not matter after PHAT)."""
+    ``front_end``: per-mic delay/phase errors undone before steering (gains do not matter after PHAT).
+    ``per_block=False``: only the whole-clip map (blocks summed first, many times faster); per-block maps (1, G)."""
     x = np.asarray(audio, dtype=np.float64)
     hop = nfft // 2
     n_frames = (len(x) - nfft) // hop + 1
@@ -313,6 +314,8 @@ def srp_phat_map(audio: np.ndarray, mic_xyz: np.ndarray, sample_rate_hz: int, nf
     active = block_energy >= np.quantile(block_energy, 0.3)
     # cross-spectra per block: R[b, f] = sum_t w w^H
     cov = np.einsum("btfi,btfj->bfij", white[active], np.conj(white[active]))
+    if not per_block:
+        cov = cov.sum(axis=0, keepdims=True)
     grid = np.arange(0.0, 360.0, grid_deg)
     u = np.stack([np.cos(np.radians(grid)), np.sin(np.radians(grid))], axis=1)  # (G, 2)
     delay = -(u @ mic_xyz[:, :2].T) / SPEED_OF_SOUND_M_S  # (G, M): arrival time of a plane wave from u
@@ -500,10 +503,11 @@ def _refine_with_front_end(session: Session, *, redo: bool = False) -> None:
         for p in accepted:
             if p["label"]["source"] != "srp-phat":
                 continue
-            est = srp_label(clips[p["name"]], session.array, session.sample_rate_hz, front_end=fe)
+            # only the direction is redone (whole-clip map); acceptance stays with the nominal labelling
+            grid, total, _ = srp_phat_map(clips[p["name"]], session.array.positions(), session.sample_rate_hz,
+                                          front_end=fe, per_block=False)
             p["label"].setdefault("nominal_azimuth_deg", p["label"]["azimuth_deg"])
-            p["label"].update(azimuth_deg=est.azimuth_deg, confidence=round(est.confidence, 3),
-                              second_peak=round(est.second_peak, 3), front_end=True)
+            p["label"].update(azimuth_deg=float(grid[int(np.argmax(total))]), front_end=True)
     session.data["front_end"] = fe.to_dict()
     log.info("mic errors estimated from %d clips: delays %s us, phases %s deg, gains %s dB", len(accepted),
              np.round(np.array(fe.delay_s) * 1e6, 1).tolist(), np.round(fe.phase_deg, 1).tolist(),
