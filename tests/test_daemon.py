@@ -189,9 +189,11 @@ def test_reload_keeps_the_stream_and_refuses_a_bad_config(home, tmp_path):
     assert result["rc"] == 0
     t = [m["t_s"] for m in lines(out)]
     assert t == sorted(t) and len(set(t)) == len(t)  # stream time goes on across the reload
-    # a new pipeline (the threshold changed) fills one window (0.5 s) before its first message
+    # a new pipeline (the threshold changed) fills one window (0.5 s) before its first message, plus
+    # what the old one had read past its last window (0 or one 0.05 s period, by when the reload lands)
     gaps = np.round(np.diff(t), 3)
-    assert sorted(set(gaps)) == [0.1, 0.55] and list(gaps).count(0.55) == 1
+    other = [g for g in gaps if g != 0.1]
+    assert len(other) == 1 and other[0] in (0.5, 0.55), gaps
 
 
 def run_cli(args, env=None, **kw):
