@@ -33,7 +33,10 @@ class ModelConfig:
     first_filters: int = 32
     """Channels of the strided first convolution."""
     first_kernel: int = 3
-    """Kernel (and stride) of the first convolution: sample-level frames."""
+    """Kernel of the first convolution (sample-level frames)."""
+    first_stride: int = 0
+    """Stride of the first convolution; 0 = the kernel (non-overlapping frames). A kernel longer
+    than the stride spans the array's largest inter-mic delay, so the first layer can form beams."""
     block_filters: tuple[int, ...] = (32, 48, 96, 128, 256, 256, 256)
     """Channels of each conv + BN + ReLU + max-pool block."""
     kernel: int = 3
@@ -62,7 +65,7 @@ class ModelConfig:
 def layer_shapes(cfg: ModelConfig) -> list[tuple[str, int, int, int, int]]:
     """(name, output length, kernel, in channels, out channels) of every conv/dense layer."""
     rows = []
-    length = (cfg.window_samples - cfg.first_kernel) // cfg.first_kernel + 1
+    length = (cfg.window_samples - cfg.first_kernel) // first_stride(cfg) + 1
     rows.append(("conv0", length, cfg.first_kernel, cfg.n_mics, cfg.first_filters))
     cin = cfg.first_filters
     for i, cout in enumerate(cfg.block_filters):
@@ -74,6 +77,11 @@ def layer_shapes(cfg: ModelConfig) -> list[tuple[str, int, int, int, int]]:
     return rows
 
 
+def first_stride(cfg: ModelConfig) -> int:
+    """Effective stride of the first convolution."""
+    return cfg.first_stride or cfg.first_kernel
+
+
 def count_macs(cfg: ModelConfig) -> int:
     """Multiply-accumulates per window (convolutions and dense layers; BN folds into the convs)."""
     return int(sum(length * k * cin * cout for _, length, k, cin, cout in layer_shapes(cfg)))
@@ -82,7 +90,7 @@ def count_macs(cfg: ModelConfig) -> int:
 def build_model(cfg: ModelConfig) -> keras.Model:
     """The SampleCNN with one sigmoid output tensor ``regions`` of shape (n_regions, 3)."""
     inp = keras.Input((cfg.window_samples, cfg.n_mics), name="audio")
-    x = layers.Conv1D(cfg.first_filters, cfg.first_kernel, strides=cfg.first_kernel, use_bias=False, name="conv0")(inp)
+    x = layers.Conv1D(cfg.first_filters, cfg.first_kernel, strides=first_stride(cfg), use_bias=False, name="conv0")(inp)
     x = layers.BatchNormalization(name="bn0")(x)
     x = layers.ReLU(name="relu0")(x)
     for i, filters in enumerate(cfg.block_filters):

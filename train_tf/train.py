@@ -318,6 +318,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-separation-deg", type=float, default=10.0)
     parser.add_argument("--block-filters", default="32,48,96,128,256,256,256")
     parser.add_argument("--first-filters", type=int, default=32)
+    parser.add_argument("--first-kernel", type=int, default=3,
+                        help="kernel of the first convolution (samples)")
+    parser.add_argument("--first-stride", type=int, default=0,
+                        help="stride of the first convolution (0 = the kernel)")
     parser.add_argument("--dense-units", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=TrainSettings.batch_size)
     parser.add_argument("--epochs", type=int, default=TrainSettings.epochs)
@@ -340,7 +344,8 @@ def main(argv: list[str] | None = None) -> int:
     sim = meta["settings"]
     window = int(round(sim["window_s"] * sim["sample_rate_hz"]))
     model_cfg = ModelConfig(window_samples=window, n_mics=len(meta["array"]["positions_m"]), n_regions=args.regions,
-                            first_filters=args.first_filters,
+                            first_filters=args.first_filters, first_kernel=args.first_kernel,
+                            first_stride=args.first_stride,
                             block_filters=tuple(int(v) for v in args.block_filters.split(",")),
                             dense_units=args.dense_units)
     layout = RegionLayout(n_regions=args.regions, min_separation_deg=args.min_separation_deg)
