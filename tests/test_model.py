@@ -23,6 +23,22 @@ def test_default_model_fits_the_device_budget():
     assert [r[1] for r in layer_shapes(cfg)][1:8] == lengths
 
 
+def test_overlapping_first_convolution_counts_and_builds():
+    # kernel 20, stride 5: the first layer spans the 9-sample largest delay of a 20 cm array
+    cfg = ModelConfig(window_samples=8000, n_mics=8, n_regions=16, first_filters=48, first_kernel=20, first_stride=5,
+                      block_filters=(48, 64, 128, 192, 256, 320, 320), dense_units=320)
+    rows = layer_shapes(cfg)
+    assert rows[0] == ("conv0", (8000 - 20) // 5 + 1, 20, 8, 48)
+    assert count_macs(cfg) == 41_914_624
+    model = build_model(cfg)
+    assert model.get_layer("conv0").strides == (5,)
+    assert model.get_layer("conv0").kernel.shape == (20, 8, 48)
+    assert ModelConfig.from_dict(cfg.to_dict()) == cfg
+    # parameter files written before the stride existed read as non-overlapping frames
+    old = {k: v for k, v in ModelConfig().to_dict().items() if k != "first_stride"}
+    assert layer_shapes(ModelConfig.from_dict(old))[0][1] == 2666
+
+
 def test_model_outputs_regions_in_unit_range():
     cfg = ModelConfig(window_samples=2048, n_mics=4, n_regions=6, block_filters=(8, 8, 16), dense_units=16)
     model = build_model(cfg)

@@ -106,3 +106,20 @@ def test_init_weights_and_mix_overrides(rir_bank, bank_path, tmp_path, capsys):
                     str(first / "best.weights.h5")])
     with pytest.raises(SystemExit, match="JSON"):
         train.main([*base, "--out", str(tmp_path / "fourth"), "--mix-set", "source_level_db=[-12,"])
+
+
+def test_window_override_sizes_the_model_and_overlapping_first_layer(rir_bank, bank_path, tmp_path, capsys):
+    # the bank's rooms hold 0.25 s windows; --mix-set window_s=0.375 mixes longer ones and the
+    # model is built for them; the first layer's kernel spans more samples than its stride
+    out = tmp_path / "long"
+    assert train.main(["--rir-bank", str(rir_bank), "--bank", str(bank_path), *MIX, *TINY, "--epochs", "1",
+                       "--out", str(out), "--mix-set", "window_s=0.375", "--first-kernel", "12",
+                       "--first-stride", "4"]) == 0
+    params = json.loads((out / "params.json").read_text())
+    assert params["model"]["window_samples"] == 6000
+    assert (params["model"]["first_kernel"], params["model"]["first_stride"]) == (12, 4)
+    from train_tf.crosscheck import load_model
+
+    model, _ = load_model(out, "best.weights.h5")
+    assert model.input_shape == (None, 6000, 8)
+    assert model.get_layer("conv0").strides == (4,)

@@ -342,16 +342,6 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"{meta_path} not found: --data/--rir-bank must be a directory written by train_tf.simulate")
     meta = json.loads(meta_path.read_text())
     sim = meta["settings"]
-    window = int(round(sim["window_s"] * sim["sample_rate_hz"]))
-    model_cfg = ModelConfig(window_samples=window, n_mics=len(meta["array"]["positions_m"]), n_regions=args.regions,
-                            first_filters=args.first_filters, first_kernel=args.first_kernel,
-                            first_stride=args.first_stride,
-                            block_filters=tuple(int(v) for v in args.block_filters.split(",")),
-                            dense_units=args.dense_units)
-    layout = RegionLayout(n_regions=args.regions, min_separation_deg=args.min_separation_deg)
-    settings = TrainSettings(batch_size=args.batch_size, epochs=args.epochs, learning_rate=args.lr,
-                             patience=args.patience, seed=args.seed, steps_per_epoch=args.steps_per_epoch,
-                             val_windows=args.val_windows, max_minutes=args.max_minutes)
     overrides = {}
     for item in args.mix_set:
         key, sep, value = item.partition("=")
@@ -361,6 +351,17 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"--mix-set {item}: VALUE must be JSON, e.g. --mix-set 'source_level_db=[-12,6]'") from None
         if not sep:
             raise SystemExit(f"--mix-set {item}: expected KEY=VALUE")
+    # a window length override (--mix-set window_s=1.0) sizes the model too
+    window = int(round(float(overrides.get("window_s", sim["window_s"])) * sim["sample_rate_hz"]))
+    model_cfg = ModelConfig(window_samples=window, n_mics=len(meta["array"]["positions_m"]), n_regions=args.regions,
+                            first_filters=args.first_filters, first_kernel=args.first_kernel,
+                            first_stride=args.first_stride,
+                            block_filters=tuple(int(v) for v in args.block_filters.split(",")),
+                            dense_units=args.dense_units)
+    layout = RegionLayout(n_regions=args.regions, min_separation_deg=args.min_separation_deg)
+    settings = TrainSettings(batch_size=args.batch_size, epochs=args.epochs, learning_rate=args.lr,
+                             patience=args.patience, seed=args.seed, steps_per_epoch=args.steps_per_epoch,
+                             val_windows=args.val_windows, max_minutes=args.max_minutes)
     summary = train(args.data, args.out, model_cfg, layout, settings, verbose=0 if args.quiet else 1,
                     rir_bank=args.rir_bank, bank=args.bank, init_weights=args.init_weights,
                     mix_overrides=overrides or None)
