@@ -43,29 +43,6 @@ def hit_mask(est: list[list[float]], true_az: np.ndarray, match_deg: float) -> l
     return out
 
 
-def baseline_estimates_cached(data: dict, meta: dict, cache: Path | None, workers: int) -> dict[str, list[list[float]]]:
-    """Baseline azimuths per window (given the true count), from ``cache`` when it matches."""
-    from train_tf.evaluate import BASELINES, baseline_estimates
-
-    n_src = data["n_sources"].astype(int)
-    if cache is not None and cache.exists():
-        saved = json.loads(cache.read_text())
-        if saved.get("n_windows") == len(n_src) and saved.get("n_sources") == n_src.tolist():
-            return saved["estimates"]
-        print(f"{cache} is for other windows; recomputing", file=sys.stderr)
-    idx = np.flatnonzero(n_src > 0)
-    est = baseline_estimates(data["audio"][idx], n_src[idx], meta["array"]["name"], meta["settings"]["sample_rate_hz"],
-                             BASELINES, workers)
-    full = {m: [[] for _ in range(len(n_src))] for m in BASELINES}
-    for m in BASELINES:
-        for j, i in enumerate(idx):
-            full[m][int(i)] = [float(v) for v in est[m][j]]
-    if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_text(json.dumps({"n_windows": len(n_src), "n_sources": n_src.tolist(), "estimates": full}))
-    return full
-
-
 def table(hits: dict[str, list[np.ndarray]], levels: list[np.ndarray], n_src: np.ndarray) -> tuple[str, dict]:
     """Markdown rows per source count, and the numbers behind them."""
     names = list(hits)
@@ -118,14 +95,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, help="window set from train_tf.simulate windows")
     parser.add_argument("--model", action="append", default=[], help="model directory (repeatable)")
-    parser.add_argument("--cache", default=None, help="JSON file for the baselines' estimates")
+    parser.add_argument("--cache", default=None, help="JSON file for the baselines' estimates (evaluate's "
+                        "--baseline-cache format, so one file serves both)")
     parser.add_argument("--out", required=True)
     parser.add_argument("--match-deg", type=float, default=20.0)
     parser.add_argument("--threshold", type=float, default=None, help="decode threshold (default: each model's own)")
     parser.add_argument("--min-separation-deg", type=float, default=None)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args(argv)
-    from train_tf.evaluate import decode_all, default_weights, model_outputs
+    from train_tf.evaluate import BASELINES, baseline_estimates_cached, decode_all, default_weights, model_outputs
     from train_tf.simulate import _read_meta, load_windows
 
     data_dir = Path(args.data)
@@ -137,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         outputs, params = model_outputs(m, data["audio"], default_weights(m))
         dets, _, _ = decode_all(outputs, params, args.threshold, args.min_separation_deg)
         hits[Path(m).name] = hit_mask([[d.azimuth_deg for d in w] for w in dets], true_az, args.match_deg)
-    est = baseline_estimates_cached(data, meta, Path(args.cache) if args.cache else None, args.workers)
+    est = baseline_estimates_cached(data["audio"], n_src, meta["array"]["name"], meta["settings"]["sample_rate_hz"],
+                                    BASELINES, args.workers, Path(args.cache) if args.cache else None)
     for name, e in est.items():
         hits[name] = hit_mask(e, true_az, args.match_deg)
     text, numbers = table(hits, levels, n_src)

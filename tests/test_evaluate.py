@@ -124,3 +124,28 @@ def test_unknown_baseline_is_refused(tmp_path):
     with pytest.raises(SystemExit, match="unknown baselines"):
         evaluate.main(["--model", str(tmp_path), "--data", str(tmp_path), "--out", str(tmp_path / "o"),
                        "--baselines", "MUSIC,ESPRIT"])
+
+
+def test_baseline_cache_is_reused_only_for_the_same_windows(tiny_dataset, tmp_path):
+    pytest.importorskip("pyroomacoustics")
+    from train_tf.simulate import load_windows
+
+    data = load_windows(tiny_dataset)
+    audio, n_src = data["audio"], data["n_sources"].astype(int)
+    cache = tmp_path / "base.json"
+    first = evaluate.baseline_estimates_cached(audio, n_src, "uca8-r10", 16000, ["SRP"], 1, cache)
+    assert [len(e) for e in first["SRP"]] == n_src.tolist()
+    # a planted value proves the second call reads the file instead of recomputing
+    saved = json.loads(cache.read_text())
+    saved["estimates"]["SRP"][int(np.flatnonzero(n_src > 0)[0])] = [123.0] * int(n_src[n_src > 0][0])
+    cache.write_text(json.dumps(saved))
+    again = evaluate.baseline_estimates_cached(audio, n_src, "uca8-r10", 16000, ["SRP"], 1, cache)
+    assert 123.0 in again["SRP"][int(np.flatnonzero(n_src > 0)[0])]
+    # a new method is added to the file; other windows (here: half the audio changed) are recomputed
+    both = evaluate.baseline_estimates_cached(audio, n_src, "uca8-r10", 16000, ["SRP", "MUSIC"], 1, cache)
+    assert set(json.loads(cache.read_text())["estimates"]) == {"SRP", "MUSIC"} and 123.0 in both["SRP"][
+        int(np.flatnonzero(n_src > 0)[0])]
+    other = audio.copy()
+    other[: len(other) // 2] //= 2
+    fresh = evaluate.baseline_estimates_cached(other, n_src, "uca8-r10", 16000, ["SRP"], 1, cache)
+    assert 123.0 not in fresh["SRP"][int(np.flatnonzero(n_src > 0)[0])]

@@ -117,6 +117,35 @@ def baseline_estimates(audio: np.ndarray, n_sources: np.ndarray, array_name: str
     return {m: [r[m] for r in res] for m in methods}
 
 
+def baseline_estimates_cached(audio: np.ndarray, n_sources: np.ndarray, array_name: str, fs: int,
+                              methods: Sequence[str], workers: int, cache: Path | None) -> dict[str, list[list[float]]]:
+    """``baseline_estimates`` for every window (none for windows without sources), kept in ``cache``
+    (JSON) for the next model evaluated on the same windows: the baselines do not depend on it."""
+    n_sources = np.asarray(n_sources).astype(int)
+    key = {"array": array_name, "fs": int(fs), "n_sources": n_sources.tolist(),
+           "audio_sum": float(np.sum(np.abs(audio[:, ::97, :]), dtype=np.float64))}
+    saved: dict[str, Any] = {}
+    if cache is not None and cache.exists():
+        saved = json.loads(cache.read_text())
+        if {k: saved.get(k) for k in key} != key:
+            print(f"baseline cache {cache} is for other windows; recomputing it", file=sys.stderr)
+            saved = {}
+    est: dict[str, list[list[float]]] = dict(saved.get("estimates", {}))
+    todo = [m for m in methods if m not in est]
+    if todo:
+        idx = np.flatnonzero(n_sources > 0)
+        new = baseline_estimates(audio[idx], n_sources[idx], array_name, fs, todo, workers)
+        for m in todo:
+            full: list[list[float]] = [[] for _ in range(len(n_sources))]
+            for j, i in enumerate(idx):
+                full[int(i)] = [float(v) for v in new[m][j]]
+            est[m] = full
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            cache.write_text(json.dumps({**key, "estimates": est}))
+    return {m: est[m] for m in methods}
+
+
 # --------------------------------------------------------------------------- scoring
 
 def score(est_az: list[list[float]], est_dist: list[list[float]] | None, true_az: np.ndarray, true_dist: np.ndarray,
@@ -302,7 +331,8 @@ def sweep(run_dir: str | Path, data_dir: str | Path, weights: str, thresholds: S
 
 def evaluate(run_dir: str | Path, data_dir: str | Path, out_dir: str | Path, weights: str = "best.weights.h5",
              threshold: float | None = None, match_deg: float = 20.0, baselines: Sequence[str] = BASELINES, workers: int = 1,
-             max_windows: int | None = None, min_separation_deg: float | None = None) -> dict[str, Any]:
+             max_windows: int | None = None, min_separation_deg: float | None = None,
+             baseline_cache: str | Path | None = None) -> dict[str, Any]:
     """Run the whole evaluation; returns the results dict (also written to ``out_dir``)."""
     from train_tf.simulate import _read_meta, load_windows
 
@@ -323,16 +353,11 @@ def evaluate(run_dir: str | Path, data_dir: str | Path, out_dir: str | Path, wei
     level = data["level_db"][:n]
     per_window = {MODEL: score_detections(dets, true_az, true_d, match_deg, level)}
     t1 = time.perf_counter()
-    has_src = n_src > 0
     if baselines:
-        idx = np.flatnonzero(has_src)
-        est = baseline_estimates(audio[idx], n_src[idx], meta["array"]["name"], meta["settings"]["sample_rate_hz"],
-                                 baselines, workers)
+        est = baseline_estimates_cached(audio, n_src, meta["array"]["name"], meta["settings"]["sample_rate_hz"],
+                                        baselines, workers, Path(baseline_cache) if baseline_cache else None)
         for m in baselines:
-            full: list[list[float]] = [[] for _ in range(n)]
-            for j, i in enumerate(idx):
-                full[i] = est[m][j]
-            per_window[m] = score(full, None, true_az, true_d, match_deg, level)
+            per_window[m] = score(est[m], None, true_az, true_d, match_deg, level)
     base_s = time.perf_counter() - t1
     methods = [MODEL, *baselines]
     results: dict[str, Any] = {
@@ -367,6 +392,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma list of SRP,MUSIC,NormMUSIC,TOPS, or 'none'")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--max-windows", type=int, default=None)
+    parser.add_argument("--baseline-cache", default=None, metavar="JSON",
+                        help="keep the baselines' estimates here and reuse them for the next model on the same windows")
     parser.add_argument("--sweep", metavar="THRESHOLDS/SEPARATIONS",
                         help="instead of evaluating, print the model's F1 for a grid of decode settings, e.g. "
                              "0.3,0.4,0.5/10,15,20 (use a validation set)")
@@ -392,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"best F1 {best['f1']:.3f} at threshold {best['threshold']:g}, suppression {best['min_separation_deg']:g}°")
         return 0
     results = evaluate(args.model, args.data, args.out, weights, args.threshold, args.match_deg, baselines,
-                       args.workers, args.max_windows, args.min_separation_deg)
+                       args.workers, args.max_windows, args.min_separation_deg, args.baseline_cache)
     print(tables(results))
     print(f"wrote {args.out}/results.json, table.md, eval.png", file=sys.stderr)
     return 0
