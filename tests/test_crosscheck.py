@@ -95,3 +95,31 @@ def test_shipped_model_loads_under_this_backend():
     params = json.loads((SHIPPED / crosscheck.PARAMS).read_text())
     assert params["array"]["name"] == "uca8-r10"
     assert crosscheck.check(SHIPPED) < 1e-4
+
+
+def test_average_of_two_runs_is_the_mean_of_every_variable(run, tmp_path, capsys):
+    from train_tf import average
+
+    # a second run of the same shape from the run's last weights: its variables differ
+    other = tmp_path / "other"
+    params = json.loads((run / "params.json").read_text())
+    a, _ = crosscheck.load_model(run, "best.weights.h5")
+    b, _ = crosscheck.load_model(run, "best.weights.h5")
+    b.set_weights([w + 0.5 for w in b.get_weights()])
+    other.mkdir()
+    b.save_weights(other / "best.weights.h5")
+    (other / "params.json").write_text(json.dumps(params))
+    out = tmp_path / "soup"
+    capsys.readouterr()
+    assert average.main([str(out), str(run), str(other)]) == 0
+    assert json.loads(capsys.readouterr().out)["averaged_from"] == [str(run), str(other)]
+    c, p = crosscheck.load_model(out, "best.weights.h5")
+    assert p["averaged_from"] == [str(run), str(other)]
+    for wa, wc in zip(a.get_weights(), c.get_weights()):
+        np.testing.assert_allclose(wc, wa + 0.25, rtol=1e-6, atol=1e-6)
+    # models of another shape are refused with the reason
+    bigger = tmp_path / "bigger"
+    bigger.mkdir()
+    (bigger / "params.json").write_text(json.dumps({**params, "model": {**params["model"], "dense_units": 32}}))
+    with pytest.raises(SystemExit, match="differ in shape"):
+        average.main([str(tmp_path / "x"), str(run), str(bigger)])
