@@ -52,6 +52,10 @@ class RegionLayout:
     """Overlap: each sector's fine azimuth spans its width plus this margin on both sides."""
     min_separation_deg: float = 10.0
     """Detections closer than this are one source (duplicate suppression on decode)."""
+    label_overlap: bool = False
+    """A source within ``margin_deg`` of its sector's border is also labelled in the neighbouring
+    sector (when that one holds no source of its own), so neither sector's fine azimuth is cut off
+    at the border; decode merges the two estimates. Needs ``margin_deg`` > 0."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.n_regions, int) or isinstance(self.n_regions, bool) or not 1 <= self.n_regions <= 360:
@@ -68,6 +72,15 @@ class RegionLayout:
             raise RegionConfigError(f"min_separation_deg must be in [0, 180), got {self.min_separation_deg}")
         if not math.isfinite(self.offset_deg):
             raise RegionConfigError(f"offset_deg must be finite, got {self.offset_deg}")
+        if not isinstance(self.label_overlap, bool):
+            raise RegionConfigError(f"label_overlap must be true or false, got {self.label_overlap!r}")
+        if self.label_overlap and self.margin_deg <= 0:
+            raise RegionConfigError("label_overlap needs margin_deg > 0 (the overlap is the margin)")
+        if self.label_overlap and self.min_separation_deg < 2 * self.margin_deg:
+            raise RegionConfigError(
+                f"label_overlap needs min_separation_deg >= 2 * margin_deg ({2 * self.margin_deg:g}), got "
+                f"{self.min_separation_deg}: two talkers inside one overlap could not be told apart"
+            )
 
     @property
     def width_deg(self) -> float:
@@ -190,7 +203,60 @@ def encode(
         target[region, ACTIVE] = 1.0
         target[region, DISTANCE] = layout.normalize_distance(dist[i])
         target[region, AZIMUTH] = layout.normalize_azimuth(region, az[i])
+    if layout.label_overlap and layout.n_regions > 1:
+        # after every source has its own sector: near-border sources also in a free neighbour
+        for i in order:
+            if assigned[i] < 0:
+                continue
+            other = _overlap_neighbour(layout, float(az[i]), int(assigned[i]))
+            if other >= 0 and not occupied[other]:
+                occupied[other] = True
+                target[other, ACTIVE] = 1.0
+                target[other, DISTANCE] = layout.normalize_distance(dist[i])
+                target[other, AZIMUTH] = layout.normalize_azimuth(other, az[i])
     return Encoding(target=target, assigned_region=assigned)
+
+
+def _merge_overlap(layout: RegionLayout, candidates: list[Detection]) -> list[Detection]:
+    """One detection per source seen by two neighbouring sectors (``label_overlap``): two
+    detections of adjacent sectors that both lie within ``margin_deg`` of their shared border are
+    replaced by the confidence-weighted mean, with the stronger one's confidence and region."""
+    merged: list[Detection] = []
+    used = [False] * len(candidates)
+    for i, a in enumerate(candidates):  # strongest first
+        if used[i]:
+            continue
+        used[i] = True
+        for j in range(i + 1, len(candidates)):
+            b = candidates[j]
+            step = (b.region - a.region) % layout.n_regions
+            if used[j] or step not in (1, layout.n_regions - 1):
+                continue
+            upper = a.region if step == layout.n_regions - 1 else b.region  # the sector above the border
+            border = layout.offset_deg + upper * layout.width_deg
+            if layout.n_regions == 2 and angular_distance_deg(a.azimuth_deg, border) >= layout.margin_deg:
+                border += 180.0  # two sectors share two borders
+            if angular_distance_deg(a.azimuth_deg, border) >= layout.margin_deg or \
+                    angular_distance_deg(b.azimuth_deg, border) >= layout.margin_deg:
+                continue
+            used[j] = True
+            w = b.confidence / (a.confidence + b.confidence)
+            az = float(wrap360(a.azimuth_deg + w * _wrap180(b.azimuth_deg - a.azimuth_deg)))
+            a = Detection(az, (1 - w) * a.distance_m + w * b.distance_m, a.confidence, a.region)
+            break
+        merged.append(a)
+    return merged
+
+
+def _overlap_neighbour(layout: RegionLayout, az: float, region: int) -> int:
+    """The sector whose fine range also covers ``az`` (within ``margin_deg`` of ``region``'s border), or -1."""
+    lo = layout.offset_deg + region * layout.width_deg
+    hi = lo + layout.width_deg
+    if angular_distance_deg(az, lo) < layout.margin_deg and angular_distance_deg(az, lo) <= angular_distance_deg(az, hi):
+        return (region - 1) % layout.n_regions
+    if angular_distance_deg(az, hi) < layout.margin_deg:
+        return (region + 1) % layout.n_regions
+    return -1
 
 
 def _free_neighbour(layout: RegionLayout, az: float, home: int, occupied: np.ndarray) -> int:
@@ -240,6 +306,8 @@ def decode(layout: RegionLayout, outputs: np.ndarray, threshold: float = 0.5) ->
         dist = layout.d_min_m + float(np.clip(out[region, DISTANCE], 0, 1)) * (layout.d_max_m - layout.d_min_m)
         candidates.append(Detection(az, dist, float(out[region, ACTIVE]), int(region)))
     candidates.sort(key=lambda d: (-d.confidence, d.region))
+    if layout.label_overlap:
+        candidates = _merge_overlap(layout, candidates)
     kept: list[Detection] = []
     for det in candidates:
         if all(angular_distance_deg(det.azimuth_deg, k.azimuth_deg) >= layout.min_separation_deg for k in kept):

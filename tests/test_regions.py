@@ -22,8 +22,9 @@ layouts = st.builds(
 def layout_and_sources(draw, max_sources=6):
     layout = draw(layouts)
     margin = draw(st.floats(0.0, layout.width_deg / 2))
+    overlap = 0 < 2 * margin <= layout.min_separation_deg and draw(st.booleans())
     layout = RegionLayout(layout.n_regions, layout.d_min_m, layout.d_max_m, layout.offset_deg, margin,
-                          layout.min_separation_deg)
+                          layout.min_separation_deg, overlap)
     k = draw(st.integers(0, min(max_sources, layout.n_regions)))
     regions = draw(st.lists(st.integers(0, layout.n_regions - 1), min_size=k, max_size=k, unique=True))
     # strictly inside each sector: offset + r * width computed in floats can land a hair on the
@@ -44,7 +45,11 @@ def test_decode_recovers_every_encoded_source(case):
         assume(sep.min() >= layout.min_separation_deg + 1e-3)
     enc = encode(layout, az, dist)
     assert np.all(enc.assigned_region >= 0)
-    assert enc.target[:, ACTIVE].sum() == len(az)
+    # with label_overlap a near-border source is also labelled in a free neighbouring sector
+    if layout.label_overlap:
+        assert len(az) <= enc.target[:, ACTIVE].sum() <= 2 * len(az)
+    else:
+        assert enc.target[:, ACTIVE].sum() == len(az)
     dets = decode(layout, enc.target, threshold=0.5)
     assert len(dets) == len(az)
     for a, d in zip(az, dist):
@@ -154,3 +159,49 @@ def test_layout_dict_roundtrip_and_unknown_keys():
     assert RegionLayout.from_dict(layout.to_dict()) == layout
     with pytest.raises(RegionConfigError, match="unknown region key"):
         RegionLayout.from_dict({"n_regions": 8, "sectors": 8})
+
+
+def test_overlap_labels_a_near_border_source_in_both_sectors_and_decodes_it_once():
+    layout = RegionLayout(n_regions=16, margin_deg=5.625, min_separation_deg=20.0, label_overlap=True)
+    # 22.5 deg is the border of sectors 0 and 1; 21.0 is 1.5 deg inside sector 0
+    enc = encode(layout, [21.0], [1.5])
+    assert list(enc.assigned_region) == [0]
+    assert list(np.flatnonzero(enc.target[:, ACTIVE])) == [0, 1]
+    for r in (0, 1):
+        lo, hi = layout.fine_range_deg(r)
+        # each sector's fine value is inside (0, 1): no sector is cut off at the border
+        assert 0.05 < enc.target[r, AZIMUTH] < 0.95
+        assert lo + enc.target[r, AZIMUTH] * (hi - lo) == pytest.approx(21.0, abs=1e-4)
+    dets = decode(layout, enc.target, threshold=0.5)
+    assert len(dets) == 1 and dets[0].azimuth_deg == pytest.approx(21.0, abs=1e-4)
+    # unequal confidences and estimates: the weighted mean of the two sectors' estimates
+    out = enc.target.copy()
+    out[0, ACTIVE], out[1, ACTIVE] = 0.9, 0.6
+    out[1, AZIMUTH] += 1.0 / (layout.width_deg + 2 * layout.margin_deg)  # sector 1 says 22.0
+    (det,) = decode(layout, out, threshold=0.5)
+    assert det.azimuth_deg == pytest.approx(21.0 + 0.6 / 1.5 * 1.0, abs=1e-4) and det.region == 0
+    # a source in the middle of its sector is labelled once
+    assert enc_count(layout, [11.25]) == 1
+
+
+def enc_count(layout, az):
+    return int(encode(layout, az, [1.0] * len(az)).target[:, ACTIVE].sum())
+
+
+def test_overlap_never_takes_a_sector_from_a_source_of_its_own():
+    layout = RegionLayout(n_regions=16, margin_deg=5.625, min_separation_deg=20.0, label_overlap=True)
+    # the stronger (nearer) talker at 21 deg is near sector 1; the weaker one at 44 deg lives in sector 1
+    enc = encode(layout, [21.0, 44.0], [0.5, 3.0])
+    assert list(enc.assigned_region) == [0, 1]
+    lo, hi = layout.fine_range_deg(1)
+    assert lo + enc.target[1, AZIMUTH] * (hi - lo) == pytest.approx(44.0, abs=1e-4)
+    # but it borrows sector 2, its own free neighbour (44 is 1 deg from the 45 deg border)
+    assert list(np.flatnonzero(enc.target[:, ACTIVE])) == [0, 1, 2]
+    dets = decode(layout, enc.target)
+    np.testing.assert_allclose(sorted(d.azimuth_deg for d in dets), [21.0, 44.0], atol=1e-4)
+    with pytest.raises(RegionConfigError, match="label_overlap needs margin_deg"):
+        RegionLayout(n_regions=16, label_overlap=True)
+    assert RegionLayout.from_dict(layout.to_dict()) == layout
+    # parameter files written before the option existed read as no overlap
+    old = {k: v for k, v in layout.to_dict().items() if k != "label_overlap"}
+    assert RegionLayout.from_dict(old).label_overlap is False

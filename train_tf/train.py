@@ -316,6 +316,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="run directory (params.json, weights, log.csv); resumes")
     parser.add_argument("--regions", type=int, default=8)
     parser.add_argument("--min-separation-deg", type=float, default=10.0)
+    parser.add_argument("--margin-deg", type=float, default=0.0,
+                        help="each region's fine azimuth spans this much beyond its borders")
+    parser.add_argument("--label-overlap", action="store_true",
+                        help="label a source within --margin-deg of a border in both regions (decode merges them)")
     parser.add_argument("--block-filters", default="32,48,96,128,256,256,256")
     parser.add_argument("--first-filters", type=int, default=32)
     parser.add_argument("--first-kernel", type=int, default=3,
@@ -358,7 +362,11 @@ def main(argv: list[str] | None = None) -> int:
                             first_stride=args.first_stride,
                             block_filters=tuple(int(v) for v in args.block_filters.split(",")),
                             dense_units=args.dense_units)
-    layout = RegionLayout(n_regions=args.regions, min_separation_deg=args.min_separation_deg)
+    try:
+        layout = RegionLayout(n_regions=args.regions, min_separation_deg=args.min_separation_deg,
+                              margin_deg=args.margin_deg, label_overlap=args.label_overlap)
+    except ValueError as exc:
+        raise SystemExit(f"region layout: {exc}") from None
     settings = TrainSettings(batch_size=args.batch_size, epochs=args.epochs, learning_rate=args.lr,
                              patience=args.patience, seed=args.seed, steps_per_epoch=args.steps_per_epoch,
                              val_windows=args.val_windows, max_minutes=args.max_minutes)
