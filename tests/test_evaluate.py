@@ -149,3 +149,19 @@ def test_baseline_cache_is_reused_only_for_the_same_windows(tiny_dataset, tmp_pa
     other[: len(other) // 2] //= 2
     fresh = evaluate.baseline_estimates_cached(other, n_src, "uca8-r10", 16000, ["SRP"], 1, cache)
     assert 123.0 not in fresh["SRP"][int(np.flatnonzero(n_src > 0)[0])]
+
+
+def test_error_per_border_distance():
+    from edge_msl.regions import RegionLayout
+
+    layout = RegionLayout(n_regions=16)  # borders every 22.5 deg from 0
+    bd = evaluate.border_distance_deg(layout, np.array([[1.0, 21.0, 33.75, np.nan], [359.0, 45.0, 50.0, 100.0]]))
+    np.testing.assert_allclose(bd[0, :3], [1.0, 1.5, 11.25])
+    assert np.isnan(bd[0, 3])
+    np.testing.assert_allclose(bd[1], [1.0, 0.0, 5.0, 10.0])
+    # two windows: hits at 1 deg (error 4) and 10 deg (error 1) from a border; a miss adds nothing
+    rows = score([[5.0, 101.0], [200.0]], None, np.array([[1.0, 100.0], [120.0, np.nan]]),
+                 np.ones((2, 2)), 20.0, None, np.array([[1.0, 10.0], [8.75, np.nan]]))
+    by = evaluate.error_by_border(rows)
+    assert by["0-2°"] == pytest.approx(4.0) and by["≥ 8°"] == pytest.approx(1.0)
+    assert math.isnan(by["2-5°"]) and math.isnan(by["5-8°"])

@@ -149,14 +149,17 @@ def baseline_estimates_cached(audio: np.ndarray, n_sources: np.ndarray, array_na
 # --------------------------------------------------------------------------- scoring
 
 def score(est_az: list[list[float]], est_dist: list[list[float]] | None, true_az: np.ndarray, true_dist: np.ndarray,
-          match_deg: float, true_level: np.ndarray | None = None) -> list[dict[str, Any]]:
+          match_deg: float, true_level: np.ndarray | None = None,
+          true_border: np.ndarray | None = None) -> list[dict[str, Any]]:
     """Per-window counts and errors for one method (``true_level``: direct-path level of each
-    source relative to the window's loudest, dB, for recall per level)."""
+    source relative to the window's loudest, dB, for recall per level; ``true_border``: each
+    source's angle to the model's nearest sector border, for the error per border distance)."""
     rows = []
     for i, est in enumerate(est_az):
         ok = np.isfinite(true_az[i])
         t_az, t_d = true_az[i][ok], true_dist[i][ok]
         t_lv = true_level[i][ok] if true_level is not None else np.zeros(len(t_az))
+        t_bd = true_border[i][ok] if true_border is not None else np.full(len(t_az), np.nan)
         pairs = match(est, t_az)
         hits = [(e, t, err) for e, t, err in pairs if err <= match_deg]
         rows.append({
@@ -165,15 +168,17 @@ def score(est_az: list[list[float]], est_dist: list[list[float]] | None, true_az
             "dist_err": [abs(est_dist[i][e] - t_d[t]) for e, t, _ in hits] if est_dist is not None else [],
             "hit_true_dist": [float(t_d[t]) for _, t, _ in hits], "true_dist": [float(v) for v in t_d],
             "hit_level": [float(t_lv[t]) for _, t, _ in hits], "true_level": [float(v) for v in t_lv],
+            "hit_border": [float(t_bd[t]) for _, t, _ in hits],
         })
     return rows
 
 
 def score_detections(dets: list[list[Any]], true_az: np.ndarray, true_dist: np.ndarray, match_deg: float,
-                     true_level: np.ndarray | None = None) -> list[dict[str, Any]]:
+                     true_level: np.ndarray | None = None,
+                     true_border: np.ndarray | None = None) -> list[dict[str, Any]]:
     """``score`` for decoded ``Detection`` lists (azimuth and distance of each)."""
     return score([[d.azimuth_deg for d in w] for w in dets], [[d.distance_m for d in w] for w in dets],
-                 true_az, true_dist, match_deg, true_level)
+                 true_az, true_dist, match_deg, true_level, true_border)
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -218,6 +223,28 @@ LEVEL_BANDS = (("loudest to -3 dB", -3.0, 0.1), ("-10 to -3 dB", -10.0, -3.0), (
 def recall_by_distance(rows: list[dict[str, Any]]) -> dict[str, float]:
     """Recall of true sources per horizontal distance band."""
     return _recall_per_band(rows, "hit_true_dist", "true_dist", DIST_BANDS)
+
+
+BORDER_BANDS = (("0-2°", 0.0, 2.0), ("2-5°", 2.0, 5.0), ("5-8°", 5.0, 8.0), ("≥ 8°", 8.0, 181.0))
+
+
+def border_distance_deg(layout: RegionLayout, azimuth_deg: np.ndarray) -> np.ndarray:
+    """Angle from each azimuth to the nearest sector border of ``layout`` (NaN stays NaN)."""
+    off = np.mod(np.asarray(azimuth_deg, dtype=np.float64) - layout.offset_deg, layout.width_deg)
+    return np.minimum(off, layout.width_deg - off)
+
+
+def error_by_border(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Mean DOA error of hits per band of the true azimuth's angle to the nearest sector border."""
+    err = np.concatenate([r["err"] for r in rows]) if rows else np.zeros(0)
+    bd = np.concatenate([r.get("hit_border", []) for r in rows]) if rows else np.zeros(0)
+    if len(bd) != len(err):
+        return {}
+    out = {}
+    for label, lo, hi in BORDER_BANDS:
+        sel = (bd >= lo) & (bd < hi)
+        out[label] = float(err[sel].mean()) if np.any(sel) else float("nan")
+    return out
 
 
 def recall_by_level(rows: list[dict[str, Any]]) -> dict[str, float]:
@@ -272,6 +299,14 @@ def tables(results: dict[str, Any]) -> str:
                   "| method | " + " | ".join(lv) + " |", "| --- | " + " | ".join("---:" for _ in lv) + " |"]
         for m in methods:
             lines.append(f"| {m} | " + " | ".join(_fmt(v, ".3f") for v in results["recall_by_level"][m].values()) + " |")
+    if results.get("error_by_border", {}).get(MODEL):
+        bd = results["error_by_border"][MODEL]
+        lines += ["", "**Mean DOA error of hits (°) per angle from the true azimuth to the model's nearest sector "
+                  "border** (all windows; the baselines have no sectors: their columns are the control)", "",
+                  "| method | " + " | ".join(bd) + " |", "| --- | " + " | ".join("---:" for _ in bd) + " |"]
+        for m in methods:
+            lines.append(f"| {m} | " + " | ".join(_fmt(v, ".2f") for v in results["error_by_border"][m].values())
+                         + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -351,13 +386,14 @@ def evaluate(run_dir: str | Path, data_dir: str | Path, out_dir: str | Path, wei
     if params["array"]["name"] != meta["array"]["name"]:
         raise SystemExit(f"model is for array {params['array']['name']} but the data for {meta['array']['name']}")
     level = data["level_db"][:n]
-    per_window = {MODEL: score_detections(dets, true_az, true_d, match_deg, level)}
+    border = border_distance_deg(RegionLayout.from_dict(params["regions"]), true_az)
+    per_window = {MODEL: score_detections(dets, true_az, true_d, match_deg, level, border)}
     t1 = time.perf_counter()
     if baselines:
         est = baseline_estimates_cached(audio, n_src, meta["array"]["name"], meta["settings"]["sample_rate_hz"],
                                         baselines, workers, Path(baseline_cache) if baseline_cache else None)
         for m in baselines:
-            per_window[m] = score(est[m], None, true_az, true_d, match_deg, level)
+            per_window[m] = score(est[m], None, true_az, true_d, match_deg, level, border)
     base_s = time.perf_counter() - t1
     methods = [MODEL, *baselines]
     results: dict[str, Any] = {
@@ -369,6 +405,7 @@ def evaluate(run_dir: str | Path, data_dir: str | Path, out_dir: str | Path, wei
                       for label, mask in cells(n_src, rt60)} for m in methods},
         "recall_by_distance": {m: recall_by_distance(per_window[m]) for m in methods},
         "recall_by_level": {m: recall_by_level(per_window[m]) for m in methods},
+        "error_by_border": {m: error_by_border(per_window[m]) for m in methods},
     }
     (out / "results.json").write_text(json.dumps(results, indent=2))
     (out / "table.md").write_text(tables(results))
