@@ -31,17 +31,15 @@ LEVELS = (("≥ -3 dB", -3.0, 0.1), ("-10…-3 dB", -10.0, -3.0), ("-20…-10 dB
 
 
 def hit_mask(est: list[list[float]], true_az: np.ndarray, match_deg: float) -> list[np.ndarray]:
-    """Per window, a boolean per true source: matched by an estimate within ``match_deg``."""
-    from train_tf.evaluate import match
+    """Per window, a boolean per true source: matched by an estimate within ``match_deg``
+    (``train_tf.evaluate.score``'s Hungarian matching)."""
+    from train_tf.evaluate import score
 
+    rows = score(est, None, true_az, np.zeros_like(true_az), match_deg)
     out = []
-    for i, e in enumerate(est):
-        ok = np.isfinite(true_az[i])
-        t = true_az[i][ok]
-        m = np.zeros(len(t), dtype=bool)
-        for _, ti, err in match(e, t):
-            if err <= match_deg:
-                m[ti] = True
+    for row in rows:
+        m = np.zeros(row["n_true"], dtype=bool)
+        m[row["hit_true"]] = True
         out.append(m)
     return out
 

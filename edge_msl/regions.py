@@ -208,7 +208,7 @@ def encode(
         for i in order:
             if assigned[i] < 0:
                 continue
-            other = _overlap_neighbour(layout, float(az[i]), int(assigned[i]))
+            other = _margin_neighbour(layout, float(az[i]), int(assigned[i]), inclusive=False)
             if other >= 0 and not occupied[other]:
                 occupied[other] = True
                 target[other, ACTIVE] = 1.0
@@ -233,7 +233,7 @@ def _merge_overlap(layout: RegionLayout, candidates: list[Detection]) -> list[De
             if used[j] or step not in (1, layout.n_regions - 1):
                 continue
             upper = a.region if step == layout.n_regions - 1 else b.region  # the sector above the border
-            border = layout.offset_deg + upper * layout.width_deg
+            border = _sector_start(layout, upper)
             if layout.n_regions == 2 and angular_distance_deg(a.azimuth_deg, border) >= layout.margin_deg:
                 border += 180.0  # two sectors share two borders
             if angular_distance_deg(a.azimuth_deg, border) >= layout.margin_deg or \
@@ -248,29 +248,27 @@ def _merge_overlap(layout: RegionLayout, candidates: list[Detection]) -> list[De
     return merged
 
 
-def _overlap_neighbour(layout: RegionLayout, az: float, region: int) -> int:
-    """The sector whose fine range also covers ``az`` (within ``margin_deg`` of ``region``'s border), or -1."""
-    lo = layout.offset_deg + region * layout.width_deg
-    hi = lo + layout.width_deg
-    if angular_distance_deg(az, lo) < layout.margin_deg and angular_distance_deg(az, lo) <= angular_distance_deg(az, hi):
-        return (region - 1) % layout.n_regions
-    if angular_distance_deg(az, hi) < layout.margin_deg:
-        return (region + 1) % layout.n_regions
+def _sector_start(layout: RegionLayout, region: int) -> float:
+    """Azimuth of ``region``'s lower border (not wrapped)."""
+    return layout.offset_deg + region * layout.width_deg
+
+
+def _margin_neighbour(layout: RegionLayout, az: float, region: int, inclusive: bool = True) -> int:
+    """The sector across the border of ``region`` that ``az`` lies within ``margin_deg`` of
+    (``inclusive``: at exactly the margin counts), or -1."""
+    lo = _sector_start(layout, region)
+    for border, step in ((lo, -1), (lo + layout.width_deg, 1)):
+        d = angular_distance_deg(az, border)
+        if d < layout.margin_deg or (inclusive and d == layout.margin_deg):
+            return (region + step) % layout.n_regions
     return -1
 
 
 def _free_neighbour(layout: RegionLayout, az: float, home: int, occupied: np.ndarray) -> int:
     if layout.margin_deg <= 0 or layout.n_regions < 2:
         return -1
-    lo = layout.offset_deg + home * layout.width_deg
-    hi = lo + layout.width_deg
-    if angular_distance_deg(az, lo) <= layout.margin_deg:
-        cand = (home - 1) % layout.n_regions
-    elif angular_distance_deg(az, hi) <= layout.margin_deg:
-        cand = (home + 1) % layout.n_regions
-    else:
-        return -1
-    return -1 if occupied[cand] else cand
+    cand = _margin_neighbour(layout, az, home)
+    return -1 if cand < 0 or occupied[cand] else cand
 
 
 def encode_batch(

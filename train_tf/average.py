@@ -29,13 +29,9 @@ def average(out: str | Path, models: list[str | Path]) -> dict:
     shapes = [ModelConfig.from_dict(json.loads((Path(m) / PARAMS).read_text())["model"]) for m in models]
     if any(s != shapes[0] for s in shapes[1:]):
         raise SystemExit("the models differ in shape (params.json 'model'); only models of one shape can be averaged")
-    weights = []
-    params = None
-    for m in models:
-        model, p = load_model(m, default_weights(m))
-        params = params or p
-        weights.append(model.get_weights())
-    mean = [np.mean([w[i] for w in weights], axis=0).astype(weights[0][i].dtype) for i in range(len(weights[0]))]
+    model, params = load_model(models[0], default_weights(models[0]))
+    weights = [model.get_weights()] + [load_model(m, default_weights(m))[0].get_weights() for m in models[1:]]
+    mean = [np.mean(parts, axis=0).astype(parts[0].dtype) for parts in zip(*weights)]
     model.set_weights(mean)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

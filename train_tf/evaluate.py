@@ -168,7 +168,7 @@ def score(est_az: list[list[float]], est_dist: list[list[float]] | None, true_az
             "dist_err": [abs(est_dist[i][e] - t_d[t]) for e, t, _ in hits] if est_dist is not None else [],
             "hit_true_dist": [float(t_d[t]) for _, t, _ in hits], "true_dist": [float(v) for v in t_d],
             "hit_level": [float(t_lv[t]) for _, t, _ in hits], "true_level": [float(v) for v in t_lv],
-            "hit_border": [float(t_bd[t]) for _, t, _ in hits],
+            "hit_border": [float(t_bd[t]) for _, t, _ in hits], "hit_true": [int(t) for _, t, _ in hits],
         })
     return rows
 
@@ -237,9 +237,7 @@ def border_distance_deg(layout: RegionLayout, azimuth_deg: np.ndarray) -> np.nda
 def error_by_border(rows: list[dict[str, Any]]) -> dict[str, float]:
     """Mean DOA error of hits per band of the true azimuth's angle to the nearest sector border."""
     err = np.concatenate([r["err"] for r in rows]) if rows else np.zeros(0)
-    bd = np.concatenate([r.get("hit_border", []) for r in rows]) if rows else np.zeros(0)
-    if len(bd) != len(err):
-        return {}
+    bd = np.concatenate([r["hit_border"] for r in rows]) if rows else np.zeros(0)
     out = {}
     for label, lo, hi in BORDER_BANDS:
         sel = (bd >= lo) & (bd < hi)
