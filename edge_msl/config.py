@@ -274,6 +274,8 @@ class Config:
     """hop_s: seconds between analysed windows."""
     threshold: float | None = None
     """threshold: region probability that reports a source; none = the model's."""
+    pool_s: float | None = None
+    """pool_s: seconds of audio whose window outputs are averaged per message; none = the model's, 0 = none."""
     track: bool = True
     """track: stable source ids over time (false: raw per-window detections with id null)."""
     num_threads: int = 1
@@ -293,7 +295,7 @@ class Config:
         """The effective configuration as plain data (secrets left out), e.g. for ``--print-config``."""
         out: dict[str, Any] = {
             "model": str(self.model) if self.model else None,
-            "hop_s": self.hop_s, "threshold": self.threshold, "track": self.track, "num_threads": self.num_threads,
+            "hop_s": self.hop_s, "threshold": self.threshold, "pool_s": self.pool_s, "track": self.track, "num_threads": self.num_threads,
             "array": self.array.to_dict(),
             "device": {f.name: getattr(self.device, f.name) for f in _config_fields(DeviceSettings)},
             "tracking": self.tracking.to_dict(),
@@ -304,11 +306,12 @@ class Config:
         return out
 
 
-_TOP_KEYS = ("device", "array", "model", "hop_s", "threshold", "track", "num_threads", "tracking", "stdout",
+_TOP_KEYS = ("device", "array", "model", "hop_s", "threshold", "pool_s", "track", "num_threads", "tracking", "stdout",
              "mqtt", "logging")
 _TOP_CHECKS: dict[str, Check] = {
     "hop_s": _float(0.001, 60.0),
     "threshold": _optional(_float(0.0, 1.0, lo_open=True)),
+    "pool_s": _optional(_float(0.0, 60.0)),
     "track": _bool,
     "num_threads": _int(1, 64),
     "model": _text(what="a path to a .tflite file (empty: the packaged model for the array)"),

@@ -61,7 +61,7 @@ def build_engine(config: Config) -> _Engine:
         model = load_model(model_path(config), array=config.array, num_threads=config.num_threads)
         rate = config.device.rate_hz or model.info.sample_rate_hz
         pipeline = Pipeline(model, hop_s=config.hop_s, threshold=config.threshold, track=config.track,
-                            tracking=config.tracking, input_rate_hz=rate, array=config.array)
+                            tracking=config.tracking, input_rate_hz=rate, array=config.array, pool_s=config.pool_s)
     except (ModelError, PipelineError, ValueError) as exc:
         raise ConfigError(str(exc)) from None
     return _Engine(config, model, pipeline, model.info.sha256)
@@ -284,7 +284,7 @@ class Daemon:
             same_model = (model_path(config).resolve() == old.model.info.path.resolve() and config.num_threads == old.config.num_threads
                           and _file_sha256(old.model.info.path) == old.model_sha256)
             same_pipeline = same_model and config.device.rate_hz == old.config.device.rate_hz and all(
-                getattr(config, k) == getattr(old.config, k) for k in ("array", "hop_s", "threshold", "track",
+                getattr(config, k) == getattr(old.config, k) for k in ("array", "hop_s", "threshold", "pool_s", "track",
                                                                        "tracking"))
             engine = old if same_pipeline else build_engine(config)
         except (ConfigError, ModelError, OSError) as exc:

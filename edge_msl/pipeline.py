@@ -8,12 +8,13 @@ It must not do I/O: frames come in through :meth:`Pipeline.push`, messages go ou
 from __future__ import annotations
 
 import math
+from collections import deque
 from typing import Any, Sequence
 
 import numpy as np
 
 from .arrays import ArrayConfigError, MicArray
-from .regions import Detection, decode
+from .regions import Detection, decode, pool_count, pool_outputs
 from .runtime import Model
 from .stream import Resampler, Windower, design, to_float
 from .tracking import TrackedSource, Tracker, TrackerSettings
@@ -82,13 +83,18 @@ def to_odas(msg: dict[str, Any], time_stamp: int) -> dict[str, Any]:
 class Pipeline:
     """frames -> ring buffer -> windows at the hop -> int8 model -> decode -> tracker -> messages.
 
+    ``pool_s`` (default: the model's ``decode.pool_s``) averages the outputs of the windows in the
+    last ``pool_s`` seconds before decoding (:func:`~edge_msl.regions.pool_outputs`): more audio of
+    evidence per message at no extra model runs; the first messages after a start or a reset pool
+    fewer windows.
+
     One per stream and thread (it holds the model's buffers). ``array`` (default: the model's)
     gives the capture channel map; its geometry must be the model's.
     """
 
     def __init__(self, model: Model, *, hop_s: float = 0.1, threshold: float | None = None, track: bool = True,
                  tracking: TrackerSettings | None = None, input_rate_hz: int | None = None,
-                 array: MicArray | None = None) -> None:
+                 array: MicArray | None = None, pool_s: float | None = None) -> None:
         info = model.info
         self.model = model
         self.array = array or info.array
@@ -119,6 +125,14 @@ class Pipeline:
                 or not 0.0 < self.threshold < 1.0:
             raise PipelineError(f"threshold = {threshold!r} is invalid; allowed: a probability in (0, 1) "
                                 f"(the model's is {info.threshold})")
+        self.pool_s = info.pool_s if pool_s is None else pool_s
+        if isinstance(self.pool_s, bool) or not isinstance(self.pool_s, (int, float)) or not math.isfinite(self.pool_s) \
+                or not 0.0 <= self.pool_s <= 60.0:
+            raise PipelineError(f"pool_s = {pool_s!r} is invalid; allowed: seconds in [0, 60] (0: each window alone; "
+                                f"the model's is {info.pool_s:g})")
+        self.pool_windows = pool_count(float(self.pool_s), info.window_samples / info.sample_rate_hz,
+                                       self.hop_samples / info.sample_rate_hz)
+        self._recent: deque[np.ndarray] = deque(maxlen=self.pool_windows)
         self.track = bool(track)
         self.tracker = Tracker(tracking) if self.track else None
         self.windower = Windower(info.window_samples, self.hop_samples, self.array.n_mics)
@@ -166,7 +180,9 @@ class Pipeline:
     def analyse(self, window: np.ndarray, t_s: float) -> dict[str, Any]:
         """Run the model on one window (mic order, model rate) that ends at ``t_s``; returns its message."""
         self.windows_analysed += 1
-        dets = decode(self._layout, self.model.outputs(window), self.threshold)
+        self._recent.append(np.asarray(self.model.outputs(window), dtype=np.float64))
+        outputs = self._recent[0] if self.pool_windows == 1 else pool_outputs(np.stack(self._recent))
+        dets = decode(self._layout, outputs, self.threshold)
         if self.tracker is None:
             return message(t_s, dets)
         return message(t_s, self.tracker.update(dets, t_s))
@@ -176,6 +192,7 @@ class Pipeline:
         (plus ``gap_s``, the length of the gap if the caller knows it)."""
         self._offset_s += self.windower.samples_seen / self.sample_rate_hz + max(0.0, float(gap_s))
         self.windower.reset()
+        self._recent.clear()
         if self.resampler is not None:
             self.resampler.reset()
         if self.tracker is not None:

@@ -314,7 +314,31 @@ def decode(layout: RegionLayout, outputs: np.ndarray, threshold: float = 0.5) ->
     return kept
 
 
+def pool_outputs(outputs: np.ndarray) -> np.ndarray:
+    """Network outputs of k consecutive windows (k, n_regions, 3) -> one (n_regions, 3) to decode.
+
+    Activity is the mean over the windows (evidence from a longer stretch of audio: a talker quiet
+    in one window counts in the others); each region's fine outputs are the activity-weighted mean,
+    so windows where the region is silent barely move its direction and distance.
+    """
+    out = np.asarray(outputs, dtype=np.float64)
+    if out.ndim != 3 or out.shape[-1] != 3 or len(out) == 0:
+        raise ValueError(f"outputs must have shape (k>=1, n_regions, 3), got {out.shape}")
+    pooled = out.mean(axis=0)
+    w = out[:, :, ACTIVE] + 1e-6
+    for k in (DISTANCE, AZIMUTH):
+        pooled[:, k] = (out[:, :, k] * w).sum(axis=0) / w.sum(axis=0)
+    return pooled
+
+
+def pool_count(pool_s: float, window_s: float, hop_s: float) -> int:
+    """How many windows, ``hop_s`` apart, fit in ``pool_s`` seconds of audio (at least 1)."""
+    if pool_s <= window_s:
+        return 1
+    return 1 + int(math.floor((pool_s - window_s) / hop_s + 1e-9))
+
+
 __all__ = [
     "ACTIVE", "DISTANCE", "AZIMUTH", "RegionConfigError", "RegionLayout", "Detection", "Encoding",
-    "angular_distance_deg", "wrap360", "encode", "encode_batch", "decode",
+    "angular_distance_deg", "wrap360", "encode", "encode_batch", "decode", "pool_outputs", "pool_count",
 ]

@@ -72,6 +72,9 @@ class ModelInfo:
     """Activity threshold chosen at training time for decoding."""
     raw: dict
     """The whole sidecar."""
+    pool_s: float = 0.0
+    """Seconds of audio whose window outputs are averaged before decoding (``decode.pool_s``;
+    0 or up to one window: each window alone). The threshold was chosen for this pooling."""
 
     @property
     def window_s(self) -> float:
@@ -227,13 +230,16 @@ def read_info(path: str | Path) -> ModelInfo:
     threshold = float(_get(side, "decode.threshold", (int, float), path, sidecar))
     if not 0.0 < threshold < 1.0:
         raise ModelError(path, f"decode threshold {threshold} is outside (0, 1)", "fix decode.threshold in the sidecar")
+    pool_s = side.get("decode", {}).get("pool_s", 0.0)
+    if isinstance(pool_s, bool) or not isinstance(pool_s, (int, float)) or not 0.0 <= pool_s <= 60.0:
+        raise ModelError(path, f"decode pool_s {pool_s!r} is not seconds in [0, 60]", "fix decode.pool_s in the sidecar")
     rate = _get(side, "sample_rate_hz", int, path, sidecar)
     window = _get(side, "window_samples", int, path, sidecar)
     if rate <= 0 or window <= 0:
         raise ModelError(path, f"sample_rate_hz {rate} / window_samples {window} must be positive",
                          "reconvert the model with python -m convert")
     return ModelInfo(path=path, sidecar_path=sidecar, sha256=sha, sample_rate_hz=rate, window_samples=window,
-                     array=array, layout=layout, threshold=threshold, raw=side)
+                     array=array, layout=layout, threshold=threshold, raw=side, pool_s=float(pool_s))
 
 
 def _clip_sigma(info: ModelInfo) -> float:

@@ -61,6 +61,7 @@ def test_custom_array_table():
     ([("device.period_frames", True)], ["period_frames", "True", "integer"]),
     ([("hop_s", "fast")], ["hop_s", "'fast'", "number"]),
     ([("threshold", 1.5)], ["threshold", "1.5", "(0, 1]"]),
+    ([("pool_s", -0.5)], ["pool_s", "-0.5", "[0, 60]"]),
     ([("array", "nope")], ["array", "nope", "respeaker-6mic"]),
     ([("tracking.gate_deg", 400)], ["gate_deg", "400", "(0, 180)"]),
     ([("tracking.bogus", 1)], ["tracking", "bogus", "gate_deg"]),
@@ -115,7 +116,7 @@ def test_mqtt_topics_and_ports():
 
 # ---- fuzzing: any document either loads or raises ConfigError with one line ------------------------
 
-_KEYS = ["device", "array", "model", "hop_s", "threshold", "track", "num_threads", "tracking", "stdout", "mqtt",
+_KEYS = ["device", "array", "model", "hop_s", "threshold", "pool_s", "track", "num_threads", "tracking", "stdout", "mqtt",
          "logging", "name", "rate_hz", "format", "period_frames", "periods", "host", "port", "qos", "node_id",
          "discovery", "queue_max_messages", "level", "gate_deg", "positions_m", "channel_map", "n_channels",
          "password", "password_env", "password_file", "tls", "enabled", "x"]

@@ -6,7 +6,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from edge_msl.regions import (ACTIVE, AZIMUTH, DISTANCE, RegionConfigError, RegionLayout, angular_distance_deg,
-                              decode, encode, encode_batch)
+                              decode, encode, encode_batch, pool_count, pool_outputs)
 
 layouts = st.builds(
     RegionLayout,
@@ -205,3 +205,28 @@ def test_overlap_never_takes_a_sector_from_a_source_of_its_own():
     # parameter files written before the option existed read as no overlap
     old = {k: v for k, v in layout.to_dict().items() if k != "label_overlap"}
     assert RegionLayout.from_dict(old).label_overlap is False
+
+
+def test_pooling_averages_activity_and_weights_fine_outputs_by_it():
+    a = np.zeros((3, 4, 3))
+    a[:, 1, ACTIVE] = [0.9, 0.0, 0.3]  # a talker heard in two of three windows
+    a[:, 1, AZIMUTH] = [0.2, 0.9, 0.6]  # the silent window's direction must barely count
+    a[:, 1, DISTANCE] = [0.5, 0.0, 0.5]
+    p = pool_outputs(a)
+    assert p.shape == (4, 3)
+    assert p[1, ACTIVE] == pytest.approx(0.4)
+    assert p[1, AZIMUTH] == pytest.approx((0.9 * 0.2 + 0.3 * 0.6) / 1.2, abs=1e-5)
+    assert p[1, DISTANCE] == pytest.approx(0.5, abs=1e-5)
+    assert np.array_equal(pool_outputs(a[:1]), a[0])  # one window: unchanged
+    layout = RegionLayout(n_regions=4)
+    assert [d.region for d in decode(layout, p, 0.35)] == [1]
+    assert decode(layout, a[1], 0.35) == []  # the window alone misses it
+    with pytest.raises(ValueError, match="shape"):
+        pool_outputs(a[0])
+
+
+@pytest.mark.parametrize("pool_s,window_s,hop_s,n", [
+    (0.0, 0.5, 0.1, 1), (0.5, 0.5, 0.1, 1), (1.0, 0.5, 0.1, 6), (1.0, 0.5, 0.125, 5), (1.0, 0.5, 0.3, 2),
+    (0.99, 0.5, 0.1, 5)])
+def test_pool_count_fits_windows_in_the_pooled_audio(pool_s, window_s, hop_s, n):
+    assert pool_count(pool_s, window_s, hop_s) == n

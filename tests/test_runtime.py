@@ -130,6 +130,18 @@ def test_sidecar_without_a_key_names_it(copy):
         load_model(copy)
 
 
+@pytest.mark.parametrize("pool_s", [-1, 61, "1 s", True])
+def test_sidecar_with_a_bad_pool_length_is_refused(copy, pool_s):
+    side = json.loads(copy.with_suffix(".json").read_text())
+    side["decode"]["pool_s"] = pool_s
+    copy.with_suffix(".json").write_text(json.dumps(side))
+    with pytest.raises(ModelError, match=r"decode pool_s .* is not seconds in \[0, 60\].*fix decode\.pool_s"):
+        load_model(copy)
+    side["decode"]["pool_s"] = 2.5
+    copy.with_suffix(".json").write_text(json.dumps(side))
+    assert load_model(copy).info.pool_s == 2.5
+
+
 def test_sha256_mismatch_is_refused(copy):
     blob = bytearray(copy.read_bytes())
     blob[len(blob) // 2] ^= 0x01  # one bit in the weights: same size, still a valid flatbuffer

@@ -52,12 +52,46 @@ def match(est_deg: Sequence[float], true_deg: Sequence[float]) -> list[tuple[int
 
 # --------------------------------------------------------------------------- the model
 
-def model_outputs(run_dir: str | Path, audio: np.ndarray, weights: str, batch: int = 64) -> tuple[np.ndarray, dict]:
-    """Raw network outputs (N, n_regions, 3) of a trained Keras model, and its parameters."""
+POOL_HOP_S = 0.1
+"""Hop between the model windows pooled over a longer analysis window (the daemon's default hop)."""
+
+
+def pool_offsets(n_samples: int, window: int, hop: int) -> list[int]:
+    """Starts of the model windows, ``hop`` apart, ending exactly at the end of ``n_samples``."""
+    if n_samples < window:
+        raise ValueError(f"windows of {n_samples} samples are shorter than the model's {window}")
+    return list(range((n_samples - window) % hop, n_samples - window + 1, hop))
+
+
+def analysis(n_samples: int, params: dict, hop_s: float = POOL_HOP_S) -> dict[str, Any]:
+    """How windows of ``n_samples`` are analysed by :func:`model_outputs`."""
+    fs, window = int(params["sample_rate_hz"]), int(params["model"]["window_samples"])
+    hop = max(1, int(round(hop_s * fs)))
+    n = 1 if n_samples == window else len(pool_offsets(n_samples, window, hop))
+    return {"window_s": n_samples / fs, "model_window_s": window / fs, "hop_s": hop / fs, "pooled_windows": n}
+
+
+def model_outputs(run_dir: str | Path, audio: np.ndarray, weights: str, batch: int = 64,
+                  hop_s: float = POOL_HOP_S) -> tuple[np.ndarray, dict]:
+    """Network outputs (N, n_regions, 3) of a trained Keras model, and its parameters.
+
+    Windows longer than the model's are analysed as the daemon does with ``pool_s`` = their
+    length: the model runs on sub-windows ``hop_s`` apart and their outputs are pooled
+    (:func:`edge_msl.regions.pool_outputs`)."""
+    from edge_msl.regions import pool_outputs
+
     model, params = load_model(run_dir, weights)
-    outputs = [np.asarray(model(normalize_window(audio[i:i + batch]), training=False))
-               for i in range(0, len(audio), batch)]
-    return np.concatenate(outputs), params
+    window = int(params["model"]["window_samples"])
+
+    def run(x: np.ndarray) -> np.ndarray:
+        return np.concatenate([np.asarray(model(normalize_window(x[i:i + batch]), training=False))
+                               for i in range(0, len(x), batch)])
+
+    if audio.shape[1] == window:
+        return run(audio), params
+    offsets = pool_offsets(audio.shape[1], window, max(1, int(round(hop_s * params["sample_rate_hz"]))))
+    per = np.stack([run(np.ascontiguousarray(audio[:, o:o + window])) for o in offsets], axis=1)
+    return np.stack([pool_outputs(p) for p in per]), params
 
 
 def decode_all(outputs: np.ndarray, params: dict, threshold: float | None = None,
@@ -265,12 +299,21 @@ def _fmt(v: float, spec: str) -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
 
 
+def _pooling_note(results: dict[str, Any]) -> str:
+    a = results.get("analysis")
+    if not a or a["pooled_windows"] <= 1:
+        return ""
+    return (f" ({a['window_s']:g} s each; the model's {a['model_window_s']:g} s windows every {a['hop_s']:g} s, "
+            f"{a['pooled_windows']} per window, outputs averaged as the daemon does with pool_s = {a['window_s']:g}; "
+            f"the baselines see the whole {a['window_s']:g} s)")
+
+
 def tables(results: dict[str, Any]) -> str:
     """Markdown tables of a results dict."""
     methods = results["methods"]
     lines = [f"Model `{results['model']}` ({results['model_macs'] / 1e6:.1f} M MACs, {results['n_regions']} regions, "
              f"threshold {results['threshold']}, duplicates within {results['min_separation_deg']:g}° suppressed), "
-             f"{results['n_windows']} windows of `{results['data']}`. "
+             f"{results['n_windows']} windows of `{results['data']}`{_pooling_note(results)}. "
              f"Hit: Hungarian match within {results['match_deg']}°. Baselines are given the true number of sources.",
              "", "**Model** (not told the number of sources)", "",
              "| windows | n | DOA err mean / median (°) | recall | precision | F1 | dist err (m) |",
@@ -398,6 +441,7 @@ def evaluate(run_dir: str | Path, data_dir: str | Path, out_dir: str | Path, wei
         "model": str(run_dir), "weights": weights, "data": str(data_dir), "n_windows": n, "threshold": threshold,
         "match_deg": match_deg, "n_regions": params["regions"]["n_regions"], "model_macs": params["macs_per_window"],
         "min_separation_deg": min_sep,
+        "analysis": analysis(audio.shape[1], params),
         "methods": methods, "seconds": {"model": round(model_s, 1), "baselines": round(base_s, 1)},
         "cells": {m: {label: summarize([per_window[m][i] for i in np.flatnonzero(mask)])
                       for label, mask in cells(n_src, rt60)} for m in methods},

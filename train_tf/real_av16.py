@@ -115,17 +115,27 @@ def build_mixtures(audio: np.ndarray, labels: dict[str, np.ndarray], window: int
 
 def run(model_dir: str | Path, data_dir: str | Path, out_dir: str | Path, weights: str, n_mix: int = 300,
         calib_fraction: float = 0.4, min_sep_deg: float = 30.0, workers: int = 1, seed: int = 0,
-        thresholds: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)) -> dict[str, Any]:
-    """Self-label, build mixtures, score the model (threshold sweep) and the baselines."""
+        thresholds: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8),
+        window_s: float | None = None) -> dict[str, Any]:
+    """Self-label, build mixtures, score the model (threshold sweep) and the baselines.
+
+    ``window_s`` (default: the model's ``decode.pool_s`` if longer than its window, else its
+    window) is the length of the labelled windows and mixtures; longer than the model's window,
+    its outputs are pooled as the daemon does (:func:`train_tf.evaluate.model_outputs`)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     audio = load_array(data_dir)
-    window, hop, fs = 8000, 4000, 16000
+    params = json.loads((Path(model_dir) / "params.json").read_text())
+    fs = 16000
+    model_window = int(params["model"]["window_samples"])
+    if window_s is None:
+        window_s = max(model_window / fs, float(params.get("decode", {}).get("pool_s", 0.0)))
+    window, hop = max(model_window, int(round(window_s * fs))), 4000
     labels = self_label(audio, window, hop)
     first = int(calib_fraction * len(audio))
     sets = build_mixtures(audio, labels, window, n_mix, min_sep_deg, 2.0, first, seed)
     results: dict[str, Any] = {
-        "data": str(data_dir), "model": str(model_dir), "windows_labelled": int(labels["ok"].sum()),
+        "data": str(data_dir), "model": str(model_dir), "window_s": window / fs, "windows_labelled": int(labels["ok"].sum()),
         "windows_total": int(len(labels["ok"])), "calib_fraction": calib_fraction,
         "n_single": int(len(sets["single_audio"])), "n_mix": int(len(sets["mix_audio"])), "min_sep_deg": min_sep_deg,
         "sweep": {}, "baselines": {}}
@@ -156,7 +166,8 @@ def run(model_dir: str | Path, data_dir: str | Path, out_dir: str | Path, weight
 
 def table(r: dict[str, Any]) -> str:
     """Markdown summary of ``run``'s results."""
-    lines = [f"AV16.3 seq11-1p-0100 array1: {r['windows_labelled']} of {r['windows_total']} windows self-labelled; "
+    lines = [f"AV16.3 seq11-1p-0100 array1: {r['windows_labelled']} of {r['windows_total']} windows "
+             f"({r.get('window_s', 0.5):g} s) self-labelled; "
              f"{r['n_single']} single-talker windows and {r['n_mix']} two-talker mixtures (>= {r['min_sep_deg']:g}° "
              f"apart) from the last {1 - r['calib_fraction']:.0%} of the recording. Hit: within 20°.", "",
              "| set | threshold | recall | precision | F1 | DOA err (°) |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
@@ -209,11 +220,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True)
     parser.add_argument("--mixtures", type=int, default=300)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--window-s", type=float, default=None,
+                        help="labelled window and mixture length (default: the model's decode.pool_s, else its window)")
     args = parser.parse_args(argv)
     if not Path(args.data).is_dir():
         raise SystemExit(f"AV16.3 data not found at {args.data}; pass --data DIR (see ../shared/data/README)")
     weights = args.weights or default_weights(args.model)
-    results = run(args.model, args.data, args.out, weights, args.mixtures, workers=args.workers)
+    results = run(args.model, args.data, args.out, weights, args.mixtures, workers=args.workers,
+                  window_s=args.window_s)
     print(table(results))
     return 0
 

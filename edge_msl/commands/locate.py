@@ -39,6 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hop-s", type=float, default=0.1, help="seconds between analysed windows (default 0.1)")
     parser.add_argument("--threshold", type=float, default=None,
                         help="region probability to report a source (default: the model's)")
+    parser.add_argument("--pool-s", type=float, default=None,
+                        help="seconds of audio whose window outputs are averaged per message (default: the model's; "
+                             "0: each window alone)")
     parser.add_argument("--no-track", action="store_true", help="raw per-window detections (id null), no tracking")
     parser.add_argument("--format", choices=("json", "odas"), default="json",
                         help="json: edge-msl/sources-v1 lines; odas: ODAS sst frames (id, x/y/z, activity)")
@@ -135,7 +138,7 @@ def main(args: argparse.Namespace) -> int:
         info = reader.info
         try:
             pipe = Pipeline(model, hop_s=args.hop_s, threshold=args.threshold, track=not args.no_track,
-                            input_rate_hz=info.sample_rate_hz, array=array)
+                            input_rate_hz=info.sample_rate_hz, array=array, pool_s=args.pool_s)
             pipe.check_input(info.n_channels, info.sample_rate_hz, what=args.file)
         except PipelineError as exc:
             print(f"{name}: {exc}", file=sys.stderr)
