@@ -165,3 +165,39 @@ def test_error_per_border_distance():
     by = evaluate.error_by_border(rows)
     assert by["0-2°"] == pytest.approx(4.0) and by["≥ 8°"] == pytest.approx(1.0)
     assert math.isnan(by["2-5°"]) and math.isnan(by["5-8°"])
+
+
+def test_pool_offsets_end_at_the_window_end():
+    assert evaluate.pool_offsets(16000, 8000, 1600) == [0, 1600, 3200, 4800, 6400, 8000]
+    assert evaluate.pool_offsets(12000, 8000, 1600) == [800, 2400, 4000]  # the last sub-window ends at the end
+    assert evaluate.pool_offsets(8000, 8000, 1600) == [0]
+    with pytest.raises(ValueError, match="shorter than the model's"):
+        evaluate.pool_offsets(4000, 8000, 1600)
+
+
+def test_windows_longer_than_the_model_are_pooled_like_the_daemon():
+    """1 s windows through the shipped 0.5 s float model: the outputs of the six sub-windows every
+    0.1 s, pooled with the pipeline's own function."""
+    pytest.importorskip("keras")
+    from pathlib import Path
+
+    from edge_msl.audio_io import open_audio
+    from edge_msl.regions import pool_outputs
+    from train_tf.crosscheck import default_weights
+
+    model_dir = Path(__file__).resolve().parents[1] / "models" / "uca8-r10"
+    if not (model_dir / "model.weights.h5").exists():
+        pytest.skip("the float model is not in this checkout")
+    with open_audio(Path(__file__).resolve().parents[1] / "edge_msl" / "examples" / "uca8-r10-3talkers.wav") as r:
+        audio = np.concatenate(list(r.blocks(16000)))
+    x = np.stack([audio[s:s + 16000] for s in (0, 20000, 40000)]).astype(np.float32)
+    weights = default_weights(model_dir)
+    pooled, params = evaluate.model_outputs(model_dir, x, weights)
+    subs = [evaluate.model_outputs(model_dir, np.ascontiguousarray(x[:, o:o + 8000]), weights)[0]
+            for o in range(0, 8001, 1600)]
+    want = np.stack([pool_outputs(np.stack([s[i] for s in subs])) for i in range(len(x))])
+    assert pooled.shape == (3, params["regions"]["n_regions"], 3)
+    np.testing.assert_allclose(pooled, want, atol=1e-5)
+    assert not np.allclose(pooled, subs[-1], atol=1e-3)  # not just the last window
+    a = evaluate.analysis(16000, params)
+    assert a == {"window_s": 1.0, "model_window_s": 0.5, "hop_s": 0.1, "pooled_windows": 6}
