@@ -32,7 +32,6 @@ sys.path.insert(0, str(REPO))
 from edge_msl.audio_io import open_audio, write_wav  # noqa: E402
 from edge_msl.examples import make_example  # noqa: E402  (a namespace package: the generator script)
 from edge_msl.pipeline import Pipeline, message  # noqa: E402
-from edge_msl.regions import decode  # noqa: E402
 from edge_msl.runtime import load_model  # noqa: E402
 from edge_msl.tracking import Tracker, TrackerSettings  # noqa: E402
 from edge_msl.truth import TrueSource, score  # noqa: E402
@@ -147,7 +146,7 @@ def make_scenes(bank_path: str, n: int, duration_s: float, model) -> list[Scene]
         p = Pipeline(model, track=False)
         dets = []
         for end, win in p.windower.push(p.array.select_channels(pcm).astype(np.float32) / 32768.0):
-            dets.append((end / p.sample_rate_hz, decode(p._layout, model.outputs(win), p.threshold)))
+            dets.append((end / p.sample_rate_hz, p.detections(win)))  # the model's decode, pooling included
         ts = [TrueSource(s["name"], s["azimuth_deg"], s["distance_m"], tuple(tuple(a) for a in s["active_s"]))
               for s in truth["sources"]]
         scenes.append(Scene(seed, ts, dets, truth))

@@ -177,12 +177,17 @@ class Pipeline:
             out.append(self.analyse(window, t_s))
         return out
 
-    def analyse(self, window: np.ndarray, t_s: float) -> dict[str, Any]:
-        """Run the model on one window (mic order, model rate) that ends at ``t_s``; returns its message."""
+    def detections(self, window: np.ndarray) -> list[Detection]:
+        """Run the model on the next window (mic order, model rate) and decode it, pooled with the
+        windows before it (``pool_s``); untracked."""
         self.windows_analysed += 1
         self._recent.append(np.asarray(self.model.outputs(window), dtype=np.float64))
         outputs = self._recent[0] if self.pool_windows == 1 else pool_outputs(np.stack(self._recent))
-        dets = decode(self._layout, outputs, self.threshold)
+        return decode(self._layout, outputs, self.threshold)
+
+    def analyse(self, window: np.ndarray, t_s: float) -> dict[str, Any]:
+        """Run the model on one window (mic order, model rate) that ends at ``t_s``; returns its message."""
+        dets = self.detections(window)
         if self.tracker is None:
             return message(t_s, dets)
         return message(t_s, self.tracker.update(dets, t_s))
