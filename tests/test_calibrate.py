@@ -138,7 +138,10 @@ def test_install_keeps_the_previous_model_for_rollback(tmp_path, capsys):
     assert load_model(state / "models" / "uca8-r10.tflite", array=ARRAY).info.threshold == pytest.approx(0.77)
     assert cli.main(["calibrate", "--rollback", "--array", "uca8-r10", "--state-dir", str(state)]) == 0
     assert json.loads(capsys.readouterr().out)["step"] == "rollback"
-    assert load_model(state / "models" / "uca8-r10.tflite", array=ARRAY).info.threshold == pytest.approx(0.4)
+    packaged_threshold = json.loads(packaged.with_suffix(".json").read_text())["decode"]["threshold"]
+    assert packaged_threshold != pytest.approx(0.77)
+    assert load_model(state / "models" / "uca8-r10.tflite", array=ARRAY).info.threshold == pytest.approx(
+        packaged_threshold)
     assert load_model(state / "models" / "uca8-r10.previous.tflite").info.threshold == pytest.approx(0.77)
     assert not any(p.name.startswith(".") for p in (state / "models").iterdir())  # no temp files left
 
