@@ -120,11 +120,6 @@ class Pipeline:
                                 f"(0.1 is the default)")
         self.hop_s = float(hop_s)
         self.hop_samples = max(1, int(round(self.hop_s * self.sample_rate_hz)))
-        self.threshold = info.threshold if threshold is None else threshold
-        if isinstance(self.threshold, bool) or not isinstance(self.threshold, (int, float)) \
-                or not 0.0 < self.threshold < 1.0:
-            raise PipelineError(f"threshold = {threshold!r} is invalid; allowed: a probability in (0, 1) "
-                                f"(the model's is {info.threshold})")
         self.pool_s = info.pool_s if pool_s is None else pool_s
         if isinstance(self.pool_s, bool) or not isinstance(self.pool_s, (int, float)) or not math.isfinite(self.pool_s) \
                 or not 0.0 <= self.pool_s <= 60.0:
@@ -133,6 +128,13 @@ class Pipeline:
         self.pool_windows = pool_count(float(self.pool_s), info.window_samples / info.sample_rate_hz,
                                        self.hop_samples / info.sample_rate_hz)
         self._recent: deque[np.ndarray] = deque(maxlen=self.pool_windows)
+        # the model's threshold was chosen for its own pooling; one window alone has its own
+        model_threshold = info.threshold if self.pool_windows > 1 else info.window_threshold
+        self.threshold = model_threshold if threshold is None else threshold
+        if isinstance(self.threshold, bool) or not isinstance(self.threshold, (int, float)) \
+                or not 0.0 < self.threshold < 1.0:
+            raise PipelineError(f"threshold = {threshold!r} is invalid; allowed: a probability in (0, 1) "
+                                f"(the model's is {model_threshold})")
         self.track = bool(track)
         self.tracker = Tracker(tracking) if self.track else None
         self.windower = Windower(info.window_samples, self.hop_samples, self.array.n_mics)

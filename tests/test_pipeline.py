@@ -192,6 +192,16 @@ def test_pooling_averages_the_last_windows_and_restarts_after_a_reset(model, exa
     assert [m["sources"] for m in unpooled] != [m["sources"] for m in msgs]
 
 
+def test_the_default_threshold_follows_the_pooling(model):
+    """The packaged model's threshold was chosen for its pooled outputs; decoding windows alone
+    (pool_s = 0, or Model.detections) uses its single-window threshold."""
+    info = model.info
+    assert info.pool_s >= 1.0 and info.window_threshold != info.threshold
+    assert Pipeline(model).threshold == info.threshold
+    assert Pipeline(model, pool_s=0).threshold == info.window_threshold
+    assert Pipeline(model, pool_s=0, threshold=0.55).threshold == 0.55
+
+
 def test_messages_carry_the_schema_version(example_messages):
     assert {m["schema"] for m in example_messages} == {SCHEMA}
     assert json.loads(Path(schema_path()).read_text())["properties"]["schema"]["const"] == SCHEMA

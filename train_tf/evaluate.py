@@ -95,10 +95,12 @@ def model_outputs(run_dir: str | Path, audio: np.ndarray, weights: str, batch: i
 
 
 def decode_all(outputs: np.ndarray, params: dict, threshold: float | None = None,
-               min_separation_deg: float | None = None) -> tuple[list[list[Any]], float, float]:
-    """Detections per window; unset decode settings come from params.json (``decode``), else 0.5."""
+               min_separation_deg: float | None = None, pooled: bool = False) -> tuple[list[list[Any]], float, float]:
+    """Detections per window; unset decode settings come from params.json (``decode``), else 0.5:
+    ``threshold`` for pooled outputs, ``window_threshold`` (if set) for single windows."""
     if threshold is None:
-        threshold = float(params.get("decode", {}).get("threshold", 0.5))
+        dec = params.get("decode", {})
+        threshold = float(dec.get("threshold", 0.5) if pooled else dec.get("window_threshold", dec.get("threshold", 0.5)))
     layout_cfg = dict(params["regions"])
     if min_separation_deg is not None:
         layout_cfg["min_separation_deg"] = min_separation_deg
@@ -423,7 +425,8 @@ def evaluate(run_dir: str | Path, data_dir: str | Path, out_dir: str | Path, wei
     t0 = time.perf_counter()
     outputs, params = model_outputs(run_dir, audio, weights)
     model_s = time.perf_counter() - t0
-    dets, threshold, min_sep = decode_all(outputs, params, threshold, min_separation_deg)
+    dets, threshold, min_sep = decode_all(outputs, params, threshold, min_separation_deg,
+                                          pooled=analysis(audio.shape[1], params)["pooled_windows"] > 1)
     if params["array"]["name"] != meta["array"]["name"]:
         raise SystemExit(f"model is for array {params['array']['name']} but the data for {meta['array']['name']}")
     level = data["level_db"][:n]
