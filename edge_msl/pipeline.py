@@ -128,13 +128,12 @@ class Pipeline:
         self.pool_windows = pool_count(float(self.pool_s), info.window_samples / info.sample_rate_hz,
                                        self.hop_samples / info.sample_rate_hz)
         self._recent: deque[np.ndarray] = deque(maxlen=self.pool_windows)
-        # the model's threshold was chosen for its own pooling; one window alone has its own
-        model_threshold = info.threshold if self.pool_windows > 1 else info.window_threshold
-        self.threshold = model_threshold if threshold is None else threshold
+        self._pool_gain = info.threshold / info.pool_threshold  # the model's, whatever threshold is used
+        self.threshold = info.threshold if threshold is None else threshold
         if isinstance(self.threshold, bool) or not isinstance(self.threshold, (int, float)) \
                 or not 0.0 < self.threshold < 1.0:
             raise PipelineError(f"threshold = {threshold!r} is invalid; allowed: a probability in (0, 1) "
-                                f"(the model's is {model_threshold})")
+                                f"(the model's is {info.threshold})")
         self.track = bool(track)
         self.tracker = Tracker(tracking) if self.track else None
         self.windower = Windower(info.window_samples, self.hop_samples, self.array.n_mics)
@@ -184,7 +183,7 @@ class Pipeline:
         windows before it (``pool_s``); untracked."""
         self.windows_analysed += 1
         self._recent.append(np.asarray(self.model.outputs(window), dtype=np.float64))
-        outputs = self._recent[0] if self.pool_windows == 1 else pool_outputs(np.stack(self._recent))
+        outputs = self._recent[0] if self.pool_windows == 1 else pool_outputs(np.stack(self._recent), self._pool_gain)
         return decode(self._layout, outputs, self.threshold)
 
     def analyse(self, window: np.ndarray, t_s: float) -> dict[str, Any]:

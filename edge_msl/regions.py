@@ -314,17 +314,22 @@ def decode(layout: RegionLayout, outputs: np.ndarray, threshold: float = 0.5) ->
     return kept
 
 
-def pool_outputs(outputs: np.ndarray) -> np.ndarray:
-    """Network outputs of k consecutive windows (k, n_regions, 3) -> one (n_regions, 3) to decode.
+def pool_outputs(outputs: np.ndarray, gain: float = 1.0) -> np.ndarray:
+    """Network outputs of k consecutive windows (k, n_regions, 3), oldest first -> one
+    (n_regions, 3) to decode.
 
-    Activity is the mean over the windows (evidence from a longer stretch of audio: a talker quiet
-    in one window counts in the others); each region's fine outputs are the activity-weighted mean,
-    so windows where the region is silent barely move its direction and distance.
+    A region's activity is the larger of its activity in the latest window and ``gain`` times
+    its mean over the windows: a talker quiet in some windows is found from the evidence of all
+    of them (the mean, over the lower threshold ``threshold / gain``), while a talker who clearly
+    starts is reported at once with its own window's confidence. Each region's fine outputs are
+    the activity-weighted mean, so windows where it is silent barely move its direction and
+    distance.
     """
     out = np.asarray(outputs, dtype=np.float64)
     if out.ndim != 3 or out.shape[-1] != 3 or len(out) == 0:
         raise ValueError(f"outputs must have shape (k>=1, n_regions, 3), got {out.shape}")
     pooled = out.mean(axis=0)
+    pooled[:, ACTIVE] = np.minimum(1.0, np.maximum(out[-1, :, ACTIVE], gain * pooled[:, ACTIVE]))
     w = out[:, :, ACTIVE] + 1e-6
     for k in (DISTANCE, AZIMUTH):
         pooled[:, k] = (out[:, :, k] * w).sum(axis=0) / w.sum(axis=0)

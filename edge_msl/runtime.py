@@ -75,12 +75,14 @@ class ModelInfo:
     pool_s: float = 0.0
     """Seconds of audio whose window outputs are averaged before decoding (``decode.pool_s``;
     0 or up to one window: each window alone). The threshold was chosen for this pooling."""
-    window_threshold: float | None = None
-    """Threshold for one window decoded alone (``decode.window_threshold``; default: ``threshold``)."""
+    pool_threshold: float | None = None
+    """Threshold on the mean activity over ``pool_s`` (``decode.pool_threshold``; default:
+    ``threshold``); pooling reports a region whose latest window reaches ``threshold`` or whose
+    mean reaches this (:func:`edge_msl.regions.pool_outputs`)."""
 
     def __post_init__(self) -> None:
-        if self.window_threshold is None:
-            object.__setattr__(self, "window_threshold", self.threshold)
+        if self.pool_threshold is None:
+            object.__setattr__(self, "pool_threshold", self.threshold)
 
     @property
     def window_s(self) -> float:
@@ -236,11 +238,11 @@ def read_info(path: str | Path) -> ModelInfo:
     threshold = float(_get(side, "decode.threshold", (int, float), path, sidecar))
     if not 0.0 < threshold < 1.0:
         raise ModelError(path, f"decode threshold {threshold} is outside (0, 1)", "fix decode.threshold in the sidecar")
-    window_threshold = side.get("decode", {}).get("window_threshold", threshold)
-    if isinstance(window_threshold, bool) or not isinstance(window_threshold, (int, float)) \
-            or not 0.0 < window_threshold < 1.0:
-        raise ModelError(path, f"decode window_threshold {window_threshold!r} is outside (0, 1)",
-                         "fix decode.window_threshold in the sidecar")
+    pool_threshold = side.get("decode", {}).get("pool_threshold", threshold)
+    if isinstance(pool_threshold, bool) or not isinstance(pool_threshold, (int, float)) \
+            or not 0.0 < pool_threshold <= threshold:
+        raise ModelError(path, f"decode pool_threshold {pool_threshold!r} is not in (0, threshold {threshold}]",
+                         "fix decode.pool_threshold in the sidecar")
     pool_s = side.get("decode", {}).get("pool_s", 0.0)
     if isinstance(pool_s, bool) or not isinstance(pool_s, (int, float)) or not 0.0 <= pool_s <= 60.0:
         raise ModelError(path, f"decode pool_s {pool_s!r} is not seconds in [0, 60]", "fix decode.pool_s in the sidecar")
@@ -251,7 +253,7 @@ def read_info(path: str | Path) -> ModelInfo:
                          "reconvert the model with python -m convert")
     return ModelInfo(path=path, sidecar_path=sidecar, sha256=sha, sample_rate_hz=rate, window_samples=window,
                      array=array, layout=layout, threshold=threshold, raw=side, pool_s=float(pool_s),
-                     window_threshold=float(window_threshold))
+                     pool_threshold=float(pool_threshold))
 
 
 def _clip_sigma(info: ModelInfo) -> float:
@@ -361,10 +363,9 @@ class Model:
         return (y.astype(np.float32) - np.float32(self._out_zero)) * np.float32(self._out_scale)
 
     def detections(self, window: np.ndarray, threshold: float | None = None) -> list[Detection]:
-        """Decoded sources of one window alone (``threshold`` defaults to the model's
-        ``window_threshold``: no pooling here)."""
+        """Decoded sources of one window alone, no pooling (``threshold`` defaults to the model's)."""
         return decode(self.info.layout, self.outputs(window),
-                      self.info.window_threshold if threshold is None else threshold)
+                      self.info.threshold if threshold is None else threshold)
 
 
 def load_model(path: str | Path | None = None, *, array: MicArray | None = None, num_threads: int = 1) -> Model:

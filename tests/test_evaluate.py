@@ -177,7 +177,7 @@ def test_pool_offsets_end_at_the_window_end():
 
 def test_windows_longer_than_the_model_are_pooled_like_the_daemon():
     """1 s windows through the shipped 0.5 s float model: the outputs of the six sub-windows every
-    0.1 s, pooled with the pipeline's own function."""
+    0.1 s, pooled with the pipeline's own function and the model's pool threshold."""
     pytest.importorskip("keras")
     from pathlib import Path
 
@@ -195,7 +195,9 @@ def test_windows_longer_than_the_model_are_pooled_like_the_daemon():
     pooled, params = evaluate.model_outputs(model_dir, x, weights)
     subs = [evaluate.model_outputs(model_dir, np.ascontiguousarray(x[:, o:o + 8000]), weights)[0]
             for o in range(0, 8001, 1600)]
-    want = np.stack([pool_outputs(np.stack([s[i] for s in subs])) for i in range(len(x))])
+    dec = params["decode"]
+    gain = dec["threshold"] / dec.get("pool_threshold", dec["threshold"])
+    want = np.stack([pool_outputs(np.stack([s[i] for s in subs]), gain) for i in range(len(x))])
     assert pooled.shape == (3, params["regions"]["n_regions"], 3)
     np.testing.assert_allclose(pooled, want, atol=1e-5)
     assert not np.allclose(pooled, subs[-1], atol=1e-3)  # not just the last window

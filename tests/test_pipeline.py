@@ -181,7 +181,7 @@ def test_pooling_averages_the_last_windows_and_restarts_after_a_reset(model, exa
     outs = {e: model.outputs(example[e - w:e]) for e in ends}
     for k in (0, 3, 10, len(ends) - 1):
         last = [outs[e] for e in ends[max(0, k - 5):k + 1]]
-        want = decode(model.info.layout, pool_outputs(np.stack(last)), 0.3)
+        want = decode(model.info.layout, pool_outputs(np.stack(last), model.info.threshold / model.info.pool_threshold), 0.3)
         got = msgs[k]["sources"]
         assert [s["region"] for s in got] == [d.region for d in want]
         assert [s["azimuth_deg"] for s in got] == pytest.approx([round(d.azimuth_deg, 1) for d in want], abs=0.051)
@@ -192,14 +192,21 @@ def test_pooling_averages_the_last_windows_and_restarts_after_a_reset(model, exa
     assert [m["sources"] for m in unpooled] != [m["sources"] for m in msgs]
 
 
-def test_the_default_threshold_follows_the_pooling(model):
-    """The packaged model's threshold was chosen for its pooled outputs; decoding windows alone
-    (pool_s = 0, or Model.detections) uses its single-window threshold."""
+def test_pooling_reports_a_clear_onset_at_once(model, example):
+    """A talker reported by the latest window alone at the threshold is reported with pooling
+    too, with that window's confidence: pooling only adds detections."""
     info = model.info
-    assert info.pool_s >= 1.0 and info.window_threshold != info.threshold
-    assert Pipeline(model).threshold == info.threshold
-    assert Pipeline(model, pool_s=0).threshold == info.window_threshold
-    assert Pipeline(model, pool_s=0, threshold=0.55).threshold == 0.55
+    assert info.pool_s >= 1.0 and info.pool_threshold < info.threshold
+    pooled = Pipeline(model, track=False).push(example)
+    alone = Pipeline(model, track=False, pool_s=0).push(example)
+    assert len(pooled) == len(alone)
+    for p, a in zip(pooled, alone):
+        regions = {s["region"]: s["confidence"] for s in p["sources"]}
+        for s in a["sources"]:
+            near = [r for r in regions if min(abs(r - s["region"]), 16 - abs(r - s["region"])) <= 1]
+            assert near, (a, p)  # found too (suppression may keep a neighbouring sector)
+            assert max(regions[r] for r in near) >= s["confidence"] - 1e-3
+    assert sum(len(m["sources"]) for m in pooled) > sum(len(m["sources"]) for m in alone)
 
 
 def test_messages_carry_the_schema_version(example_messages):

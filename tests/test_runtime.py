@@ -142,15 +142,15 @@ def test_sidecar_with_a_bad_pool_length_is_refused(copy, pool_s):
     assert load_model(copy).info.pool_s == 2.5
 
 
-def test_window_threshold_defaults_to_the_threshold_and_is_checked(copy):
+def test_pool_threshold_defaults_to_the_threshold_and_is_checked(copy):
     side = json.loads(copy.with_suffix(".json").read_text())
-    side["decode"].pop("window_threshold", None)
-    side["decode"]["threshold"] = 0.35
+    side["decode"].pop("pool_threshold", None)
+    side["decode"]["threshold"] = 0.45
     copy.with_suffix(".json").write_text(json.dumps(side))
-    assert load_model(copy).info.window_threshold == 0.35
-    side["decode"]["window_threshold"] = 1.2
+    assert load_model(copy).info.pool_threshold == 0.45
+    side["decode"]["pool_threshold"] = 0.5
     copy.with_suffix(".json").write_text(json.dumps(side))
-    with pytest.raises(ModelError, match=r"decode window_threshold 1\.2 is outside \(0, 1\)"):
+    with pytest.raises(ModelError, match=r"decode pool_threshold 0\.5 is not in \(0, threshold 0\.45\]"):
         load_model(copy)
 
 

@@ -72,7 +72,7 @@ def analysis(n_samples: int, params: dict, hop_s: float = POOL_HOP_S) -> dict[st
 
 
 def model_outputs(run_dir: str | Path, audio: np.ndarray, weights: str, batch: int = 64,
-                  hop_s: float = POOL_HOP_S) -> tuple[np.ndarray, dict]:
+                  hop_s: float = POOL_HOP_S, pool_threshold: float | None = None) -> tuple[np.ndarray, dict]:
     """Network outputs (N, n_regions, 3) of a trained Keras model, and its parameters.
 
     Windows longer than the model's are analysed as the daemon does with ``pool_s`` = their
@@ -91,16 +91,17 @@ def model_outputs(run_dir: str | Path, audio: np.ndarray, weights: str, batch: i
         return run(audio), params
     offsets = pool_offsets(audio.shape[1], window, max(1, int(round(hop_s * params["sample_rate_hz"]))))
     per = np.stack([run(np.ascontiguousarray(audio[:, o:o + window])) for o in offsets], axis=1)
-    return np.stack([pool_outputs(p) for p in per]), params
+    dec = params.get("decode", {})
+    threshold = float(dec.get("threshold", 0.5))
+    gain = threshold / float(pool_threshold or dec.get("pool_threshold", threshold))
+    return np.stack([pool_outputs(p, gain) for p in per]), params
 
 
 def decode_all(outputs: np.ndarray, params: dict, threshold: float | None = None,
-               min_separation_deg: float | None = None, pooled: bool = False) -> tuple[list[list[Any]], float, float]:
-    """Detections per window; unset decode settings come from params.json (``decode``), else 0.5:
-    ``threshold`` for pooled outputs, ``window_threshold`` (if set) for single windows."""
+               min_separation_deg: float | None = None) -> tuple[list[list[Any]], float, float]:
+    """Detections per window; unset decode settings come from params.json (``decode``), else 0.5."""
     if threshold is None:
-        dec = params.get("decode", {})
-        threshold = float(dec.get("threshold", 0.5) if pooled else dec.get("window_threshold", dec.get("threshold", 0.5)))
+        threshold = float(params.get("decode", {}).get("threshold", 0.5))
     layout_cfg = dict(params["regions"])
     if min_separation_deg is not None:
         layout_cfg["min_separation_deg"] = min_separation_deg
@@ -425,8 +426,7 @@ def evaluate(run_dir: str | Path, data_dir: str | Path, out_dir: str | Path, wei
     t0 = time.perf_counter()
     outputs, params = model_outputs(run_dir, audio, weights)
     model_s = time.perf_counter() - t0
-    dets, threshold, min_sep = decode_all(outputs, params, threshold, min_separation_deg,
-                                          pooled=analysis(audio.shape[1], params)["pooled_windows"] > 1)
+    dets, threshold, min_sep = decode_all(outputs, params, threshold, min_separation_deg)
     if params["array"]["name"] != meta["array"]["name"]:
         raise SystemExit(f"model is for array {params['array']['name']} but the data for {meta['array']['name']}")
     level = data["level_db"][:n]
