@@ -128,12 +128,15 @@ class Pipeline:
         self.pool_windows = pool_count(float(self.pool_s), info.window_samples / info.sample_rate_hz,
                                        self.hop_samples / info.sample_rate_hz)
         self._recent: deque[np.ndarray] = deque(maxlen=self.pool_windows)
-        self._pool_gain = info.threshold / info.pool_threshold  # the model's, whatever threshold is used
-        self.threshold = info.threshold if threshold is None else threshold
+        # pooled: decode max(latest, mean * gain) at the onset threshold, i.e. the latest window at
+        # onset_threshold or the mean at pool_threshold (a given threshold scales both)
+        self._pool_gain = info.onset_threshold / info.pool_threshold
+        model_threshold = info.onset_threshold if self.pool_windows > 1 else info.threshold
+        self.threshold = model_threshold if threshold is None else threshold
         if isinstance(self.threshold, bool) or not isinstance(self.threshold, (int, float)) \
                 or not 0.0 < self.threshold < 1.0:
             raise PipelineError(f"threshold = {threshold!r} is invalid; allowed: a probability in (0, 1) "
-                                f"(the model's is {info.threshold})")
+                                f"(the model's is {model_threshold})")
         self.track = bool(track)
         self.tracker = Tracker(tracking) if self.track else None
         self.windower = Windower(info.window_samples, self.hop_samples, self.array.n_mics)

@@ -319,9 +319,10 @@ def pool_outputs(outputs: np.ndarray, gain: float = 1.0) -> np.ndarray:
     (n_regions, 3) to decode.
 
     A region's activity is the larger of its activity in the latest window and ``gain`` times
-    its mean over the windows: a talker quiet in some windows is found from the evidence of all
-    of them (the mean, over the lower threshold ``threshold / gain``), while a talker who clearly
-    starts is reported at once with its own window's confidence. Each region's fine outputs are
+    its mean over the windows; decoded at a threshold T, a region is reported when its latest
+    window reaches T or its mean reaches T / gain (the lower pool threshold): a talker quiet in
+    some windows is found from the evidence of all of them, while a talker who clearly starts
+    is reported at once with its own window's confidence. Each region's fine outputs are
     the activity-weighted mean, so windows where it is silent barely move its direction and
     distance.
     """

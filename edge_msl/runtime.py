@@ -75,14 +75,19 @@ class ModelInfo:
     pool_s: float = 0.0
     """Seconds of audio whose window outputs are averaged before decoding (``decode.pool_s``;
     0 or up to one window: each window alone). The threshold was chosen for this pooling."""
+    onset_threshold: float | None = None
+    """While pooling, a region is reported when its latest window reaches this
+    (``decode.onset_threshold``; default: ``threshold``) ..."""
     pool_threshold: float | None = None
-    """Threshold on the mean activity over ``pool_s`` (``decode.pool_threshold``; default:
-    ``threshold``); pooling reports a region whose latest window reaches ``threshold`` or whose
-    mean reaches this (:func:`edge_msl.regions.pool_outputs`)."""
+    """... or its mean activity over ``pool_s`` reaches this (``decode.pool_threshold``; default:
+    ``onset_threshold``); see :func:`edge_msl.regions.pool_outputs`. ``threshold`` is for one
+    window decoded alone."""
 
     def __post_init__(self) -> None:
+        if self.onset_threshold is None:
+            object.__setattr__(self, "onset_threshold", self.threshold)
         if self.pool_threshold is None:
-            object.__setattr__(self, "pool_threshold", self.threshold)
+            object.__setattr__(self, "pool_threshold", self.onset_threshold)
 
     @property
     def window_s(self) -> float:
@@ -238,11 +243,12 @@ def read_info(path: str | Path) -> ModelInfo:
     threshold = float(_get(side, "decode.threshold", (int, float), path, sidecar))
     if not 0.0 < threshold < 1.0:
         raise ModelError(path, f"decode threshold {threshold} is outside (0, 1)", "fix decode.threshold in the sidecar")
-    pool_threshold = side.get("decode", {}).get("pool_threshold", threshold)
-    if isinstance(pool_threshold, bool) or not isinstance(pool_threshold, (int, float)) \
-            or not 0.0 < pool_threshold <= threshold:
-        raise ModelError(path, f"decode pool_threshold {pool_threshold!r} is not in (0, threshold {threshold}]",
-                         "fix decode.pool_threshold in the sidecar")
+    onset_threshold = side.get("decode", {}).get("onset_threshold", threshold)
+    pool_threshold = side.get("decode", {}).get("pool_threshold", onset_threshold)
+    for key, value, hi in (("onset_threshold", onset_threshold, 1.0), ("pool_threshold", pool_threshold, onset_threshold)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value < 1.0 or value > hi:
+            raise ModelError(path, f"decode {key} {value!r} is not in (0, {'onset_threshold ' if hi < 1 else ''}"
+                                   f"{hi:g}{']' if hi < 1 else ')'}", f"fix decode.{key} in the sidecar")
     pool_s = side.get("decode", {}).get("pool_s", 0.0)
     if isinstance(pool_s, bool) or not isinstance(pool_s, (int, float)) or not 0.0 <= pool_s <= 60.0:
         raise ModelError(path, f"decode pool_s {pool_s!r} is not seconds in [0, 60]", "fix decode.pool_s in the sidecar")
@@ -253,7 +259,7 @@ def read_info(path: str | Path) -> ModelInfo:
                          "reconvert the model with python -m convert")
     return ModelInfo(path=path, sidecar_path=sidecar, sha256=sha, sample_rate_hz=rate, window_samples=window,
                      array=array, layout=layout, threshold=threshold, raw=side, pool_s=float(pool_s),
-                     pool_threshold=float(pool_threshold))
+                     onset_threshold=float(onset_threshold), pool_threshold=float(pool_threshold))
 
 
 def _clip_sigma(info: ModelInfo) -> float:

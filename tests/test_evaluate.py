@@ -196,7 +196,8 @@ def test_windows_longer_than_the_model_are_pooled_like_the_daemon():
     subs = [evaluate.model_outputs(model_dir, np.ascontiguousarray(x[:, o:o + 8000]), weights)[0]
             for o in range(0, 8001, 1600)]
     dec = params["decode"]
-    gain = dec["threshold"] / dec.get("pool_threshold", dec["threshold"])
+    onset = dec.get("onset_threshold", dec["threshold"])
+    gain = onset / dec.get("pool_threshold", onset)
     want = np.stack([pool_outputs(np.stack([s[i] for s in subs]), gain) for i in range(len(x))])
     assert pooled.shape == (3, params["regions"]["n_regions"], 3)
     np.testing.assert_allclose(pooled, want, atol=1e-5)

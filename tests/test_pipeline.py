@@ -181,7 +181,7 @@ def test_pooling_averages_the_last_windows_and_restarts_after_a_reset(model, exa
     outs = {e: model.outputs(example[e - w:e]) for e in ends}
     for k in (0, 3, 10, len(ends) - 1):
         last = [outs[e] for e in ends[max(0, k - 5):k + 1]]
-        want = decode(model.info.layout, pool_outputs(np.stack(last), model.info.threshold / model.info.pool_threshold), 0.3)
+        want = decode(model.info.layout, pool_outputs(np.stack(last), model.info.onset_threshold / model.info.pool_threshold), 0.3)
         got = msgs[k]["sources"]
         assert [s["region"] for s in got] == [d.region for d in want]
         assert [s["azimuth_deg"] for s in got] == pytest.approx([round(d.azimuth_deg, 1) for d in want], abs=0.051)
@@ -193,12 +193,13 @@ def test_pooling_averages_the_last_windows_and_restarts_after_a_reset(model, exa
 
 
 def test_pooling_reports_a_clear_onset_at_once(model, example):
-    """A talker reported by the latest window alone at the threshold is reported with pooling
-    too, with that window's confidence: pooling only adds detections."""
+    """A talker reported by the latest window alone at the onset threshold is reported with
+    pooling too, with that window's confidence: pooling only adds detections to those."""
     info = model.info
-    assert info.pool_s >= 1.0 and info.pool_threshold < info.threshold
+    assert info.pool_s >= 1.0 and info.pool_threshold < info.onset_threshold
     pooled = Pipeline(model, track=False).push(example)
-    alone = Pipeline(model, track=False, pool_s=0).push(example)
+    assert Pipeline(model).threshold == info.onset_threshold and Pipeline(model, pool_s=0).threshold == info.threshold
+    alone = Pipeline(model, track=False, pool_s=0, threshold=info.onset_threshold).push(example)
     assert len(pooled) == len(alone)
     for p, a in zip(pooled, alone):
         regions = {s["region"]: s["confidence"] for s in p["sources"]}

@@ -142,15 +142,25 @@ def test_sidecar_with_a_bad_pool_length_is_refused(copy, pool_s):
     assert load_model(copy).info.pool_s == 2.5
 
 
-def test_pool_threshold_defaults_to_the_threshold_and_is_checked(copy):
+def test_pooled_thresholds_default_to_the_threshold_and_are_checked(copy):
     side = json.loads(copy.with_suffix(".json").read_text())
     side["decode"].pop("pool_threshold", None)
+    side["decode"].pop("onset_threshold", None)
     side["decode"]["threshold"] = 0.45
     copy.with_suffix(".json").write_text(json.dumps(side))
-    assert load_model(copy).info.pool_threshold == 0.45
-    side["decode"]["pool_threshold"] = 0.5
+    info = load_model(copy).info
+    assert info.onset_threshold == info.pool_threshold == 0.45
+    side["decode"]["onset_threshold"] = 0.55
     copy.with_suffix(".json").write_text(json.dumps(side))
-    with pytest.raises(ModelError, match=r"decode pool_threshold 0\.5 is not in \(0, threshold 0\.45\]"):
+    info = load_model(copy).info
+    assert info.onset_threshold == info.pool_threshold == 0.55
+    side["decode"]["pool_threshold"] = 0.6
+    copy.with_suffix(".json").write_text(json.dumps(side))
+    with pytest.raises(ModelError, match=r"decode pool_threshold 0\.6 is not in \(0, onset_threshold 0\.55\]"):
+        load_model(copy)
+    side["decode"]["onset_threshold"] = 1.5
+    copy.with_suffix(".json").write_text(json.dumps(side))
+    with pytest.raises(ModelError, match=r"decode onset_threshold 1\.5 is not in \(0, 1\); fix decode\.onset"):
         load_model(copy)
 
 

@@ -92,16 +92,18 @@ def model_outputs(run_dir: str | Path, audio: np.ndarray, weights: str, batch: i
     offsets = pool_offsets(audio.shape[1], window, max(1, int(round(hop_s * params["sample_rate_hz"]))))
     per = np.stack([run(np.ascontiguousarray(audio[:, o:o + window])) for o in offsets], axis=1)
     dec = params.get("decode", {})
-    threshold = float(dec.get("threshold", 0.5))
-    gain = threshold / float(pool_threshold or dec.get("pool_threshold", threshold))
+    onset = float(dec.get("onset_threshold", dec.get("threshold", 0.5)))
+    gain = onset / float(pool_threshold or dec.get("pool_threshold", onset))
     return np.stack([pool_outputs(p, gain) for p in per]), params
 
 
 def decode_all(outputs: np.ndarray, params: dict, threshold: float | None = None,
-               min_separation_deg: float | None = None) -> tuple[list[list[Any]], float, float]:
-    """Detections per window; unset decode settings come from params.json (``decode``), else 0.5."""
+               min_separation_deg: float | None = None, pooled: bool = False) -> tuple[list[list[Any]], float, float]:
+    """Detections per window; unset decode settings come from params.json (``decode``), else 0.5:
+    ``threshold`` for single windows, ``onset_threshold`` (if set) for pooled outputs."""
     if threshold is None:
-        threshold = float(params.get("decode", {}).get("threshold", 0.5))
+        dec = params.get("decode", {})
+        threshold = float(dec.get("onset_threshold", dec.get("threshold", 0.5)) if pooled else dec.get("threshold", 0.5))
     layout_cfg = dict(params["regions"])
     if min_separation_deg is not None:
         layout_cfg["min_separation_deg"] = min_separation_deg
@@ -307,7 +309,9 @@ def _pooling_note(results: dict[str, Any]) -> str:
     if not a or a["pooled_windows"] <= 1:
         return ""
     return (f" ({a['window_s']:g} s each; the model's {a['model_window_s']:g} s windows every {a['hop_s']:g} s, "
-            f"{a['pooled_windows']} per window, outputs averaged as the daemon does with pool_s = {a['window_s']:g}; "
+            f"{a['pooled_windows']} per window, pooled as the daemon does with pool_s = {a['window_s']:g}: a region is "
+            f"reported when the latest window reaches the threshold or the mean reaches "
+            f"{results.get('pool_threshold', results['threshold'])}; "
             f"the baselines see the whole {a['window_s']:g} s)")
 
 
@@ -426,7 +430,8 @@ def evaluate(run_dir: str | Path, data_dir: str | Path, out_dir: str | Path, wei
     t0 = time.perf_counter()
     outputs, params = model_outputs(run_dir, audio, weights)
     model_s = time.perf_counter() - t0
-    dets, threshold, min_sep = decode_all(outputs, params, threshold, min_separation_deg)
+    dets, threshold, min_sep = decode_all(outputs, params, threshold, min_separation_deg,
+                                          pooled=analysis(audio.shape[1], params)["pooled_windows"] > 1)
     if params["array"]["name"] != meta["array"]["name"]:
         raise SystemExit(f"model is for array {params['array']['name']} but the data for {meta['array']['name']}")
     level = data["level_db"][:n]
@@ -445,6 +450,8 @@ def evaluate(run_dir: str | Path, data_dir: str | Path, out_dir: str | Path, wei
         "match_deg": match_deg, "n_regions": params["regions"]["n_regions"], "model_macs": params["macs_per_window"],
         "min_separation_deg": min_sep,
         "analysis": analysis(audio.shape[1], params),
+        "pool_threshold": params.get("decode", {}).get("pool_threshold", threshold) if analysis(
+            audio.shape[1], params)["pooled_windows"] > 1 else threshold,
         "methods": methods, "seconds": {"model": round(model_s, 1), "baselines": round(base_s, 1)},
         "cells": {m: {label: summarize([per_window[m][i] for i in np.flatnonzero(mask)])
                       for label, mask in cells(n_src, rt60)} for m in methods},

@@ -148,7 +148,7 @@ def run(model_dir: str | Path, data_dir: str | Path, out_dir: str | Path, weight
             dets, _, sep = decode_all(outputs, params, t)
             s = summarize(score_detections(dets, az, no_dist, 20.0))
             rows.append({"threshold": t, **{k: s[k] for k in ("recall", "precision", "f1", "err_mean")}})
-        dets, t_ship, sep = decode_all(outputs, params)
+        dets, t_ship, sep = decode_all(outputs, params, pooled=window > model_window)
         shipped = summarize(score_detections(dets, az, no_dist, 20.0))
         results["sweep"][name] = rows
         results[f"shipped_{name}"] = {"threshold": t_ship, "min_separation_deg": sep,

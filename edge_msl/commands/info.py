@@ -43,6 +43,7 @@ def describe(model) -> dict:
         "regions": layout.to_dict(),
         "threshold": info.threshold,
         "pool_s": info.pool_s,
+        "onset_threshold": info.onset_threshold,
         "pool_threshold": info.pool_threshold,
         "input_scaling": raw.get("input_scaling"),
         "input": raw.get("input"),
@@ -83,8 +84,9 @@ def main(args: argparse.Namespace) -> int:
         ("regions", f"{lay['n_regions']} azimuth sectors from {lay['offset_deg']:g} deg, distance "
                     f"{lay['d_min_m']:g}-{lay['d_max_m']:g} m, duplicates within {lay['min_separation_deg']:g} deg "
                     f"merged"),
-        ("threshold", f"{d['threshold']:g}" + (f" per window, {d['pool_threshold']:g} on the mean over the last "
-                                                f"{d['pool_s']:g} s" if d["pool_s"] > d["window_s"] else "")),
+        ("threshold", f"{d['threshold']:g}" + (f" for one window; pooled over {d['pool_s']:g} s: the latest window "
+                                                f"at {d['onset_threshold']:g} or the mean at {d['pool_threshold']:g}"
+                                                if d["pool_s"] > d["window_s"] else "")),
         ("input", f"{q_in.get('name')} {q_in.get('shape')} {q_in.get('dtype')}, scale {q_in.get('scale')}, zero point "
                   f"{q_in.get('zero_point')}, after {d['input_scaling']}"),
         ("output", f"{q_out.get('name')} {q_out.get('shape')} {q_out.get('dtype')}, scale {q_out.get('scale')}, zero "
