@@ -204,3 +204,17 @@ def test_windows_longer_than_the_model_are_pooled_like_the_daemon():
     assert not np.allclose(pooled, subs[-1], atol=1e-3)  # not just the last window
     a = evaluate.analysis(16000, params)
     assert a == {"window_s": 1.0, "model_window_s": 0.5, "hop_s": 0.1, "pooled_windows": 6}
+
+
+def test_pool_gain_takes_the_models_thresholds_unless_given():
+    params = {"decode": {"threshold": 0.4, "onset_threshold": 0.5, "pool_threshold": 0.25}}
+    assert evaluate.pool_gain(params) == pytest.approx(2.0)
+    assert evaluate.pool_gain(params, pool_threshold=0.4) == pytest.approx(1.25)
+    assert evaluate.pool_gain(params, 0.6, 0.3) == pytest.approx(2.0)
+    assert evaluate.pool_gain(params, 0.6) == pytest.approx(1.0)  # an onset alone: the mean held to it
+    assert evaluate.pool_gain({"decode": {"threshold": 0.4}}) == pytest.approx(1.0)
+    per = np.zeros((2, 3, 4, 3))
+    per[:, :, 1, 0] = [0.1, 0.1, 0.4]
+    out = evaluate.pooled(per, 2.0)
+    assert out.shape == (2, 4, 3) and out[0, 1, 0] == pytest.approx(0.4)
+    assert evaluate.pooled(per[:, :1], 2.0)[0, 1, 0] == pytest.approx(0.1)  # one window: unchanged

@@ -71,15 +71,11 @@ def analysis(n_samples: int, params: dict, hop_s: float = POOL_HOP_S) -> dict[st
     return {"window_s": n_samples / fs, "model_window_s": window / fs, "hop_s": hop / fs, "pooled_windows": n}
 
 
-def model_outputs(run_dir: str | Path, audio: np.ndarray, weights: str, batch: int = 64,
-                  hop_s: float = POOL_HOP_S, pool_threshold: float | None = None) -> tuple[np.ndarray, dict]:
-    """Network outputs (N, n_regions, 3) of a trained Keras model, and its parameters.
-
-    Windows longer than the model's are analysed as the daemon does with ``pool_s`` = their
-    length: the model runs on sub-windows ``hop_s`` apart and their outputs are pooled
-    (:func:`edge_msl.regions.pool_outputs`)."""
-    from edge_msl.regions import pool_outputs
-
+def window_outputs(run_dir: str | Path, audio: np.ndarray, weights: str, batch: int = 64,
+                   hop_s: float = POOL_HOP_S) -> tuple[np.ndarray, dict]:
+    """Network outputs (N, k, n_regions, 3) of a trained Keras model on the k sub-windows, ``hop_s``
+    apart and ending at the end, of each of the N windows (k = 1 for windows of the model's
+    length), and its parameters."""
     model, params = load_model(run_dir, weights)
     window = int(params["model"]["window_samples"])
 
@@ -88,13 +84,34 @@ def model_outputs(run_dir: str | Path, audio: np.ndarray, weights: str, batch: i
                                for i in range(0, len(x), batch)])
 
     if audio.shape[1] == window:
-        return run(audio), params
+        return run(audio)[:, None], params
     offsets = pool_offsets(audio.shape[1], window, max(1, int(round(hop_s * params["sample_rate_hz"]))))
-    per = np.stack([run(np.ascontiguousarray(audio[:, o:o + window])) for o in offsets], axis=1)
+    return np.stack([run(np.ascontiguousarray(audio[:, o:o + window])) for o in offsets], axis=1), params
+
+
+def pool_gain(params: dict, onset_threshold: float | None = None, pool_threshold: float | None = None) -> float:
+    """``onset_threshold / pool_threshold``, each from the arguments or else the model's decode."""
     dec = params.get("decode", {})
-    onset = float(dec.get("onset_threshold", dec.get("threshold", 0.5)))
-    gain = onset / float(pool_threshold or dec.get("pool_threshold", onset))
-    return np.stack([pool_outputs(p, gain) for p in per]), params
+    onset = float(onset_threshold or dec.get("onset_threshold", dec.get("threshold", 0.5)))
+    return onset / float(pool_threshold or (dec.get("pool_threshold", onset) if onset_threshold is None else onset))
+
+
+def pooled(per: np.ndarray, gain: float) -> np.ndarray:
+    """(N, k, n_regions, 3) -> (N, n_regions, 3) with :func:`edge_msl.regions.pool_outputs`."""
+    from edge_msl.regions import pool_outputs
+
+    return per[:, 0] if per.shape[1] == 1 else np.stack([pool_outputs(p, gain) for p in per])
+
+
+def model_outputs(run_dir: str | Path, audio: np.ndarray, weights: str, batch: int = 64,
+                  hop_s: float = POOL_HOP_S, pool_threshold: float | None = None) -> tuple[np.ndarray, dict]:
+    """Network outputs (N, n_regions, 3) of a trained Keras model, and its parameters.
+
+    Windows longer than the model's are analysed as the daemon does with ``pool_s`` = their
+    length: the model runs on sub-windows ``hop_s`` apart and their outputs are pooled
+    (:func:`edge_msl.regions.pool_outputs`, with the model's onset and pool thresholds)."""
+    per, params = window_outputs(run_dir, audio, weights, batch, hop_s)
+    return pooled(per, pool_gain(params, pool_threshold=pool_threshold)), params
 
 
 def decode_all(outputs: np.ndarray, params: dict, threshold: float | None = None,
@@ -396,19 +413,26 @@ def plot(results: dict[str, Any], per_window: dict[str, list[dict[str, Any]]], p
 
 
 def sweep(run_dir: str | Path, data_dir: str | Path, weights: str, thresholds: Sequence[float],
-          separations: Sequence[float], match_deg: float = 20.0) -> list[dict[str, Any]]:
+          separations: Sequence[float], match_deg: float = 20.0,
+          pool_thresholds: Sequence[float] = ()) -> list[dict[str, Any]]:
     """F1 and DOA error of the model for every (threshold, suppression) pair: choose them on a
-    validation set, never on the test set."""
+    validation set, never on the test set. On windows longer than the model's, ``threshold`` is
+    the onset threshold of the pooled decode and ``pool_thresholds`` (empty: the model's ratio)
+    the thresholds on the mean to try with each."""
     from train_tf.simulate import load_windows
 
     data = load_windows(data_dir)
-    outputs, params = model_outputs(run_dir, data["audio"], weights)
+    per, params = window_outputs(run_dir, data["audio"], weights)
     rows = []
     for t in thresholds:
-        for sep in separations:
-            dets, _, _ = decode_all(outputs, params, t, sep)
-            s = summarize(score_detections(dets, data["azimuth_deg"], data["distance_m"], match_deg))
-            rows.append({"threshold": t, "min_separation_deg": sep, **s})
+        for pt in (pool_thresholds if per.shape[1] > 1 and pool_thresholds else [None]):
+            if pt is not None and pt > t:
+                continue
+            outputs = pooled(per, pool_gain(params, t, pt) if pt is not None else pool_gain(params))
+            for sep in separations:
+                dets, _, _ = decode_all(outputs, params, t, sep)
+                s = summarize(score_detections(dets, data["azimuth_deg"], data["distance_m"], match_deg))
+                rows.append({"threshold": t, "pool_threshold": pt, "min_separation_deg": sep, **s})
     return rows
 
 
@@ -485,7 +509,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="keep the baselines' estimates here and reuse them for the next model on the same windows")
     parser.add_argument("--sweep", metavar="THRESHOLDS/SEPARATIONS",
                         help="instead of evaluating, print the model's F1 for a grid of decode settings, e.g. "
-                             "0.3,0.4,0.5/10,15,20 (use a validation set)")
+                             "0.3,0.4,0.5/10,15,20 (use a validation set); on windows longer than the model's the "
+                             "thresholds are the pooled decode's onset thresholds")
+    parser.add_argument("--pool-thresholds", metavar="LIST",
+                        help="with --sweep on longer windows: thresholds on the mean to try with each onset threshold, "
+                             "e.g. 0.3,0.35,0.4 (default: the model's ratio)")
     args = parser.parse_args(argv)
     baselines = [] if args.baselines.lower() == "none" else [b.strip() for b in args.baselines.split(",") if b.strip()]
     bad = [b for b in baselines if b not in BASELINES]
@@ -498,14 +526,18 @@ def main(argv: list[str] | None = None) -> int:
             grid = [float(v) for v in ts.split(",")], [float(v) for v in seps.split(",")]
         except ValueError:
             raise SystemExit(f"--sweep takes THRESHOLDS/SEPARATIONS like 0.3,0.4/10,20, got {args.sweep!r}") from None
-        rows = sweep(args.model, args.data, weights, *grid, match_deg=args.match_deg)
-        print("| threshold | suppression (°) | recall | precision | F1 | DOA err mean (°) |")
-        print("| ---: | ---: | ---: | ---: | ---: | ---: |")
+        pts = [float(v) for v in args.pool_thresholds.split(",")] if args.pool_thresholds else []
+        rows = sweep(args.model, args.data, weights, *grid, match_deg=args.match_deg, pool_thresholds=pts)
+        print("| threshold | mean threshold | suppression (°) | recall | precision | F1 | DOA err mean (°) |")
+        print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         for r in rows:
-            print(f"| {r['threshold']:g} | {r['min_separation_deg']:g} | {r['recall']:.3f} | {r['precision']:.3f} | "
-                  f"{r['f1']:.3f} | {r['err_mean']:.2f} |")
+            pt = "model's" if r["pool_threshold"] is None else f"{r['pool_threshold']:g}"
+            print(f"| {r['threshold']:g} | {pt} | {r['min_separation_deg']:g} | {r['recall']:.3f} | "
+                  f"{r['precision']:.3f} | {r['f1']:.3f} | {r['err_mean']:.2f} |")
         best = max(rows, key=lambda r: r["f1"])
-        print(f"best F1 {best['f1']:.3f} at threshold {best['threshold']:g}, suppression {best['min_separation_deg']:g}°")
+        print(f"best F1 {best['f1']:.3f} at threshold {best['threshold']:g}"
+              + ("" if best["pool_threshold"] is None else f", mean threshold {best['pool_threshold']:g}")
+              + f", suppression {best['min_separation_deg']:g}°")
         return 0
     results = evaluate(args.model, args.data, args.out, weights, args.threshold, args.match_deg, baselines,
                        args.workers, args.max_windows, args.min_separation_deg, args.baseline_cache)
