@@ -137,7 +137,8 @@ def main(args: argparse.Namespace) -> int:
         info = engine.model.info
         out["model"] = {"path": str(info.path), "sha256": info.sha256, "sample_rate_hz": info.sample_rate_hz,
                         "window_samples": info.window_samples, "array": info.array.name,
-                        "threshold": info.threshold, "pool_s": info.pool_s, "runtime": engine.model.runtime}
+                        "threshold": info.threshold, "pool_s": info.pool_s,
+                        "onset_threshold": info.onset_threshold, "pool_threshold": info.pool_threshold, "runtime": engine.model.runtime}
         out["source"] = config.source
         print(json.dumps(out, indent=2))
         return 0
