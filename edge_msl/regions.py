@@ -337,6 +337,13 @@ def pool_outputs(outputs: np.ndarray, gain: float = 1.0) -> np.ndarray:
     return pooled
 
 
+def pooled_thresholds(decode_settings: Mapping[str, Any]) -> tuple[Any, Any]:
+    """``(onset_threshold, pool_threshold)`` of a model's ``decode`` settings as given (unchecked):
+    the onset defaults to ``threshold`` (0.5 if none), the pool threshold to the onset."""
+    onset = decode_settings.get("onset_threshold", decode_settings.get("threshold", 0.5))
+    return onset, decode_settings.get("pool_threshold", onset)
+
+
 def pool_count(pool_s: float, window_s: float, hop_s: float) -> int:
     """How many windows, ``hop_s`` apart, fit in ``pool_s`` seconds of audio (at least 1)."""
     if pool_s <= window_s:
@@ -346,5 +353,5 @@ def pool_count(pool_s: float, window_s: float, hop_s: float) -> int:
 
 __all__ = [
     "ACTIVE", "DISTANCE", "AZIMUTH", "RegionConfigError", "RegionLayout", "Detection", "Encoding",
-    "angular_distance_deg", "wrap360", "encode", "encode_batch", "decode", "pool_outputs", "pool_count",
+    "angular_distance_deg", "wrap360", "encode", "encode_batch", "decode", "pool_outputs", "pooled_thresholds", "pool_count",
 ]

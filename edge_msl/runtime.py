@@ -21,7 +21,7 @@ import numpy as np
 
 from .arrays import ArrayConfigError, MicArray
 from .features import normalize_window
-from .regions import Detection, RegionConfigError, RegionLayout, decode
+from .regions import Detection, RegionConfigError, RegionLayout, decode, pooled_thresholds
 
 log = logging.getLogger("edge_msl.runtime")
 
@@ -70,24 +70,18 @@ class ModelInfo:
     """Region layout used to decode the outputs."""
     threshold: float
     """Activity threshold chosen at training time for decoding."""
-    raw: dict
-    """The whole sidecar."""
-    pool_s: float = 0.0
-    """Seconds of audio whose window outputs are averaged before decoding (``decode.pool_s``;
-    0 or up to one window: each window alone). The threshold was chosen for this pooling."""
-    onset_threshold: float | None = None
+    pool_s: float
+    """Seconds of audio whose window outputs are pooled before decoding (``decode.pool_s``;
+    0 or up to one window: each window alone)."""
+    onset_threshold: float
     """While pooling, a region is reported when its latest window reaches this
     (``decode.onset_threshold``; default: ``threshold``) ..."""
-    pool_threshold: float | None = None
+    pool_threshold: float
     """... or its mean activity over ``pool_s`` reaches this (``decode.pool_threshold``; default:
     ``onset_threshold``); see :func:`edge_msl.regions.pool_outputs`. ``threshold`` is for one
     window decoded alone."""
-
-    def __post_init__(self) -> None:
-        if self.onset_threshold is None:
-            object.__setattr__(self, "onset_threshold", self.threshold)
-        if self.pool_threshold is None:
-            object.__setattr__(self, "pool_threshold", self.onset_threshold)
+    raw: dict
+    """The whole sidecar."""
 
     @property
     def window_s(self) -> float:
@@ -243,8 +237,7 @@ def read_info(path: str | Path) -> ModelInfo:
     threshold = float(_get(side, "decode.threshold", (int, float), path, sidecar))
     if not 0.0 < threshold < 1.0:
         raise ModelError(path, f"decode threshold {threshold} is outside (0, 1)", "fix decode.threshold in the sidecar")
-    onset_threshold = side.get("decode", {}).get("onset_threshold", threshold)
-    pool_threshold = side.get("decode", {}).get("pool_threshold", onset_threshold)
+    onset_threshold, pool_threshold = pooled_thresholds(side["decode"])
     for key, value, hi in (("onset_threshold", onset_threshold, 1.0), ("pool_threshold", pool_threshold, onset_threshold)):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value < 1.0 or value > hi:
             raise ModelError(path, f"decode {key} {value!r} is not in (0, {'onset_threshold ' if hi < 1 else ''}"
@@ -258,8 +251,8 @@ def read_info(path: str | Path) -> ModelInfo:
         raise ModelError(path, f"sample_rate_hz {rate} / window_samples {window} must be positive",
                          "reconvert the model with python -m convert")
     return ModelInfo(path=path, sidecar_path=sidecar, sha256=sha, sample_rate_hz=rate, window_samples=window,
-                     array=array, layout=layout, threshold=threshold, raw=side, pool_s=float(pool_s),
-                     onset_threshold=float(onset_threshold), pool_threshold=float(pool_threshold))
+                     array=array, layout=layout, threshold=threshold, pool_s=float(pool_s),
+                     onset_threshold=float(onset_threshold), pool_threshold=float(pool_threshold), raw=side)
 
 
 def _clip_sigma(info: ModelInfo) -> float:

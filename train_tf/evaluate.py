@@ -90,10 +90,13 @@ def window_outputs(run_dir: str | Path, audio: np.ndarray, weights: str, batch: 
 
 
 def pool_gain(params: dict, onset_threshold: float | None = None, pool_threshold: float | None = None) -> float:
-    """``onset_threshold / pool_threshold``, each from the arguments or else the model's decode."""
-    dec = params.get("decode", {})
-    onset = float(onset_threshold or dec.get("onset_threshold", dec.get("threshold", 0.5)))
-    return onset / float(pool_threshold or (dec.get("pool_threshold", onset) if onset_threshold is None else onset))
+    """``onset_threshold / pool_threshold``, each from the arguments or else the model's decode
+    (an onset given alone: the mean is held to it)."""
+    from edge_msl.regions import pooled_thresholds
+
+    model_onset, model_pool = pooled_thresholds(params.get("decode", {}))
+    onset = float(onset_threshold or model_onset)
+    return onset / float(pool_threshold or (model_pool if onset_threshold is None else onset))
 
 
 def pooled(per: np.ndarray, gain: float) -> np.ndarray:
@@ -104,14 +107,14 @@ def pooled(per: np.ndarray, gain: float) -> np.ndarray:
 
 
 def model_outputs(run_dir: str | Path, audio: np.ndarray, weights: str, batch: int = 64,
-                  hop_s: float = POOL_HOP_S, pool_threshold: float | None = None) -> tuple[np.ndarray, dict]:
+                  hop_s: float = POOL_HOP_S) -> tuple[np.ndarray, dict]:
     """Network outputs (N, n_regions, 3) of a trained Keras model, and its parameters.
 
     Windows longer than the model's are analysed as the daemon does with ``pool_s`` = their
     length: the model runs on sub-windows ``hop_s`` apart and their outputs are pooled
     (:func:`edge_msl.regions.pool_outputs`, with the model's onset and pool thresholds)."""
     per, params = window_outputs(run_dir, audio, weights, batch, hop_s)
-    return pooled(per, pool_gain(params, pool_threshold=pool_threshold)), params
+    return pooled(per, pool_gain(params)), params
 
 
 def decode_all(outputs: np.ndarray, params: dict, threshold: float | None = None,
@@ -119,8 +122,10 @@ def decode_all(outputs: np.ndarray, params: dict, threshold: float | None = None
     """Detections per window; unset decode settings come from params.json (``decode``), else 0.5:
     ``threshold`` for single windows, ``onset_threshold`` (if set) for pooled outputs."""
     if threshold is None:
+        from edge_msl.regions import pooled_thresholds
+
         dec = params.get("decode", {})
-        threshold = float(dec.get("onset_threshold", dec.get("threshold", 0.5)) if pooled else dec.get("threshold", 0.5))
+        threshold = float(pooled_thresholds(dec)[0] if pooled else dec.get("threshold", 0.5))
     layout_cfg = dict(params["regions"])
     if min_separation_deg is not None:
         layout_cfg["min_separation_deg"] = min_separation_deg
@@ -454,8 +459,9 @@ def evaluate(run_dir: str | Path, data_dir: str | Path, out_dir: str | Path, wei
     t0 = time.perf_counter()
     outputs, params = model_outputs(run_dir, audio, weights)
     model_s = time.perf_counter() - t0
-    dets, threshold, min_sep = decode_all(outputs, params, threshold, min_separation_deg,
-                                          pooled=analysis(audio.shape[1], params)["pooled_windows"] > 1)
+    how = analysis(audio.shape[1], params)
+    is_pooled = how["pooled_windows"] > 1
+    dets, threshold, min_sep = decode_all(outputs, params, threshold, min_separation_deg, pooled=is_pooled)
     if params["array"]["name"] != meta["array"]["name"]:
         raise SystemExit(f"model is for array {params['array']['name']} but the data for {meta['array']['name']}")
     level = data["level_db"][:n]
@@ -473,9 +479,9 @@ def evaluate(run_dir: str | Path, data_dir: str | Path, out_dir: str | Path, wei
         "model": str(run_dir), "weights": weights, "data": str(data_dir), "n_windows": n, "threshold": threshold,
         "match_deg": match_deg, "n_regions": params["regions"]["n_regions"], "model_macs": params["macs_per_window"],
         "min_separation_deg": min_sep,
-        "analysis": analysis(audio.shape[1], params),
-        "pool_threshold": params.get("decode", {}).get("pool_threshold", threshold) if analysis(
-            audio.shape[1], params)["pooled_windows"] > 1 else threshold,
+        "analysis": how,
+        # the bar of the mean actually used: a --threshold given scales it with the onset bar
+        "pool_threshold": round(threshold / pool_gain(params), 4) if is_pooled else threshold,
         "methods": methods, "seconds": {"model": round(model_s, 1), "baselines": round(base_s, 1)},
         "cells": {m: {label: summarize([per_window[m][i] for i in np.flatnonzero(mask)])
                       for label, mask in cells(n_src, rt60)} for m in methods},
