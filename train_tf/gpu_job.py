@@ -3,18 +3,26 @@
     python3 train_tf/gpu_job.py start PLAN.json RUNS_DIR   # install, simulate RIR banks, start trainers (detached)
     python3 train_tf/gpu_job.py wait RUNS_DIR SECONDS      # print progress until all runs end or SECONDS pass
     python3 train_tf/gpu_job.py pack RUNS_DIR OUT_DIR      # best weights + params + log of each run, in tarballs
+    python3 train_tf/gpu_job.py split BANK.npz.xz N        # here: cut a dry bank too big for one call's carry
+    python3 train_tf/gpu_job.py stash                      # there: keep this call's carried part in /tmp/carry
 
 Simulators and trainers run in their own process sessions, so they go on between calls while the
 machine stays warm; every trainer resumes from its run directory, so a lost machine costs only
 the epochs since the last checkpoint. The plan (JSON) names the RIR banks to simulate (one per
 array) and the runs; each run is placed on a GPU round-robin. Needs the Keras/namex/optree/
 pyroomacoustics cp312 wheels in ``.whl/`` and the dry bank as ``.carry/bank-carry.npz.xz``.
+
+A call carries at most 64 MiB with the tracked tree, so a bigger bank travels in parts:
+``split`` writes ``.carry/part-I/bank-carry.npz.xz.IofN`` (+ the whole file's sha256); each call
+but the last carries one part and runs ``stash`` (the machine keeps /tmp while warm), the last
+carries its part and runs ``start``, which joins every part, checks the hash and unpacks.
 Not for the CPU: there, run ``train_tf.simulate rir-bank`` and ``train_tf.train`` directly.
 """
 
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import lzma
 import os
@@ -27,6 +35,88 @@ from pathlib import Path
 
 SITE = "/tmp/site"
 BANK = "/tmp/bank.npz"
+CARRY = ".carry"
+STASH = "/tmp/carry"
+BANK_XZ = "bank-carry.npz.xz"
+
+
+class CarryError(RuntimeError):
+    """The carried dry bank is missing, incomplete or corrupt."""
+
+
+def split_bank(src: str, n_parts: int, carry_dir: str = CARRY) -> list[Path]:
+    """Cut ``src`` (an xz-compressed bank) into ``n_parts`` files under ``carry_dir/part-I/``."""
+    data = Path(src).read_bytes()
+    if n_parts < 1:
+        raise ValueError(f"parts must be >= 1, got {n_parts}")
+    digest = hashlib.sha256(data).hexdigest()
+    size = -(-len(data) // n_parts)
+    out = []
+    for i in range(n_parts):
+        d = Path(carry_dir) / f"part-{i}"
+        d.mkdir(parents=True, exist_ok=True)
+        for old in d.glob(f"{BANK_XZ}.*"):
+            old.unlink()
+        part = d / f"{BANK_XZ}.{i}of{n_parts}"
+        part.write_bytes(data[i * size:(i + 1) * size])
+        (d / f"{BANK_XZ}.sha256").write_text(digest + "\n")
+        out.append(part)
+    return out
+
+
+def _parts(dirs: list[Path]) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for d in dirs:
+        for f in sorted(d.rglob(f"{BANK_XZ}.*")) if d.is_dir() else []:
+            found.setdefault(f.name, f)
+    return found
+
+
+def stash(carry_dir: str = CARRY, stash_dir: str = STASH) -> list[str]:
+    """Copy the carried bank parts into ``stash_dir`` (kept between calls while the machine is warm)."""
+    dst = Path(stash_dir)
+    dst.mkdir(parents=True, exist_ok=True)
+    for name, f in _parts([Path(carry_dir)]).items():
+        shutil.copyfile(f, dst / name)
+    held = sorted(p.name for p in dst.glob(f"{BANK_XZ}.*"))
+    print(f"stashed in {dst}: {held}", flush=True)
+    return held
+
+
+def join_bank(dirs: list[str], out: str) -> None:
+    """Decompress the dry bank to ``out`` from the whole ``.npz.xz`` or from all its parts in ``dirs``."""
+    for d in dirs:
+        whole = Path(d) / BANK_XZ
+        if whole.exists():
+            with lzma.open(whole) as src, open(out, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            return
+    found = _parts([Path(d) for d in dirs])
+    parts = {k: v for k, v in found.items() if not k.endswith(".sha256")}
+    if not parts:
+        raise CarryError(f"no dry bank: neither {BANK_XZ} nor its parts in {', '.join(dirs)}; carry .carry "
+                         f"(or .carry/part-I, stashing every part but the last)")
+    counts = {k.rsplit(".", 1)[1].split("of")[1] for k in parts}
+    if len(counts) != 1:
+        raise CarryError(f"bank parts of different splits: {sorted(parts)}; split once and carry those")
+    n = int(counts.pop())
+    names = [f"{BANK_XZ}.{i}of{n}" for i in range(n)]
+    missing = [m for m in names if m not in parts]
+    if missing:
+        raise CarryError(f"bank parts missing: {missing} (have {sorted(parts)}); carry and stash them first")
+    h = hashlib.sha256()
+    for m in names:
+        h.update(parts[m].read_bytes())
+    want = found.get(f"{BANK_XZ}.sha256")
+    if want is None or want.read_text().strip() != h.hexdigest():
+        raise CarryError("bank parts do not join to the split file (sha256 differs): split again and carry all parts")
+    tmp = Path(out + ".xz")
+    with open(tmp, "wb") as dst:
+        for m in names:
+            dst.write(parts[m].read_bytes())
+    with lzma.open(tmp) as src, open(out, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    tmp.unlink()
 
 
 def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -53,8 +143,7 @@ def start(plan_path: str, runs_dir: str) -> None:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
                     "--no-cache-dir", "--upgrade", "--target", SITE, *wheels], check=True)
     if not Path(BANK).exists():
-        with lzma.open(".carry/bank-carry.npz.xz") as src, open(BANK, "wb") as dst:
-            shutil.copyfileobj(src, dst)
+        join_bank([CARRY, STASH], BANK)
     n_gpus = _gpus()
     cores = os.cpu_count() or 16
     # simulator workers in proportion to each bank's work (rooms x mics), leaving cores to the trainers
@@ -157,16 +246,25 @@ def pack(runs_dir: str, out_dir: str, per_tar: int = 3) -> None:
 
 
 def main(argv: list[str]) -> int:
-    """Dispatch ``start``, ``wait`` or ``pack``."""
-    if not argv or argv[0] not in ("start", "wait", "pack"):
+    """Dispatch ``start``, ``wait``, ``pack``, ``split`` or ``stash``."""
+    if not argv or argv[0] not in ("start", "wait", "pack", "split", "stash"):
         print(__doc__, file=sys.stderr)
         return 2
-    if argv[0] == "start":
-        start(argv[1], argv[2])
-    elif argv[0] == "wait":
-        wait(argv[1], float(argv[2]))
-    else:
-        pack(argv[1], argv[2])
+    try:
+        if argv[0] == "start":
+            start(argv[1], argv[2])
+        elif argv[0] == "wait":
+            wait(argv[1], float(argv[2]))
+        elif argv[0] == "split":
+            for part in split_bank(argv[1], int(argv[2])):
+                print(f"{part} ({part.stat().st_size / 2**20:.1f} MiB)")
+        elif argv[0] == "stash":
+            stash()
+        else:
+            pack(argv[1], argv[2])
+    except CarryError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     return 0
 
 

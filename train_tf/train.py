@@ -300,8 +300,8 @@ def train(data_dir: str | Path | None, out_dir: str | Path, model_cfg, layout: R
             "macs_per_window": params["macs_per_window"]}
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m train_tf.train --data DIR --out DIR [options]``."""
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m train_tf.train`` (also used to check GPU plans' run arguments)."""
     parser = argparse.ArgumentParser(prog="python -m train_tf.train", description=__doc__.splitlines()[0])
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--data", help="window dataset from train_tf.simulate windows")
@@ -337,7 +337,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mix-set", action="append", metavar="KEY=VALUE", default=[],
                         help="override a simulation setting of the on-the-fly mixer, VALUE as JSON "
                              "(repeatable), e.g. --mix-set 'source_level_db=[-12,6]'")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m train_tf.train --data DIR --out DIR [options]``."""
+    args = build_parser().parse_args(argv)
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(message)s")
     from train_tf.model import ModelConfig
 

@@ -1,0 +1,118 @@
+"""The GPU job's carried dry bank: split into parts, stashed over calls, joined and checked."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import lzma
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from train_tf import gpu_job
+
+
+@pytest.fixture()
+def bank_xz(tmp_path):
+    raw = np.random.default_rng(0).integers(0, 256, 200_000, dtype=np.uint8).tobytes()
+    src = tmp_path / "bank.npz.xz"
+    src.write_bytes(lzma.compress(raw))
+    return src, raw
+
+
+def test_parts_carried_over_calls_join_to_the_bank(tmp_path, bank_xz):
+    src, raw = bank_xz
+    carry = tmp_path / "carry"
+    parts = gpu_job.split_bank(str(src), 3, str(carry))
+    assert [p.name for p in parts] == [f"{gpu_job.BANK_XZ}.{i}of3" for i in range(3)]
+    assert sum(p.stat().st_size for p in parts) == src.stat().st_size
+    stash = tmp_path / "stash"
+    # calls 1 and 2 each carry one part and stash it; call 3 carries the last part only
+    for i in (0, 1):
+        call = tmp_path / f"call{i}"
+        shutil.copytree(carry / f"part-{i}", call / f"part-{i}")
+        held = gpu_job.stash(str(call), str(stash))
+        assert len([h for h in held if not h.endswith(".sha256")]) == i + 1
+    last = tmp_path / "call2"
+    shutil.copytree(carry / "part-2", last / "part-2")
+    out = tmp_path / "bank.npz"
+    gpu_job.join_bank([str(last), str(stash)], str(out))
+    assert out.read_bytes() == raw
+
+
+def test_missing_or_corrupt_part_is_named(tmp_path, bank_xz):
+    src, _ = bank_xz
+    carry = tmp_path / "carry"
+    gpu_job.split_bank(str(src), 2, str(carry))
+    only_last = tmp_path / "call"
+    shutil.copytree(carry / "part-1", only_last / "part-1")
+    with pytest.raises(gpu_job.CarryError, match=r"missing: \['bank-carry.npz.xz.0of2'\]"):
+        gpu_job.join_bank([str(only_last), str(tmp_path / "empty")], str(tmp_path / "out.npz"))
+    part0 = carry / "part-0" / f"{gpu_job.BANK_XZ}.0of2"
+    data = bytearray(part0.read_bytes())
+    data[100] ^= 0xFF
+    part0.write_bytes(bytes(data))
+    with pytest.raises(gpu_job.CarryError, match="sha256"):
+        gpu_job.join_bank([str(carry)], str(tmp_path / "out.npz"))
+    with pytest.raises(gpu_job.CarryError, match="no dry bank"):
+        gpu_job.join_bank([str(tmp_path / "nothing")], str(tmp_path / "out.npz"))
+
+
+def test_whole_file_is_used_when_carried(tmp_path, bank_xz):
+    src, raw = bank_xz
+    carry = tmp_path / "carry"
+    carry.mkdir()
+    shutil.copyfile(src, carry / gpu_job.BANK_XZ)
+    out = tmp_path / "bank.npz"
+    gpu_job.join_bank([str(carry), str(tmp_path / "stash")], str(out))
+    assert out.read_bytes() == raw
+
+
+PLANS = sorted((Path(__file__).resolve().parents[1] / "train_tf" / "plans").glob("*.json"))
+
+
+@pytest.mark.parametrize("plan_path", PLANS, ids=[p.stem for p in PLANS])
+def test_every_plan_is_runnable(plan_path):
+    """A bad plan costs device time: every run's arguments must parse and name real settings."""
+    from train_tf.model import ModelConfig, count_macs
+    from train_tf.simulate import SimSettings
+    from train_tf.train import build_parser
+
+    plan = json.loads(plan_path.read_text())
+    names = [r["name"] for r in plan["runs"]]
+    assert len(set(names)) == len(names), "run names must be unique (each is a directory)"
+    fields = {f.name for f in dataclasses.fields(SimSettings)}
+    for run in plan["runs"]:
+        assert run["bank"] in plan["banks"], f"{run['name']}: bank {run['bank']!r} not in the plan's banks"
+        args = build_parser().parse_args(["--rir-bank", "/tmp/x", "--out", "/tmp/y", *run["args"]])
+        window_s = 0.5
+        for item in args.mix_set:
+            key, sep, value = item.partition("=")
+            assert sep and key in fields, f"{run['name']}: --mix-set {item} is not KEY=VALUE of a simulation setting"
+            if key == "window_s":
+                window_s = json.loads(value)
+        cfg = ModelConfig(window_samples=int(window_s * 16000), n_regions=args.regions,
+                          first_filters=args.first_filters, first_kernel=args.first_kernel,
+                          first_stride=args.first_stride,
+                          block_filters=tuple(int(v) for v in args.block_filters.split(",")),
+                          dense_units=args.dense_units)
+        assert count_macs(cfg) > 0
+    for bank in plan["banks"].values():
+        assert bank["rooms"] > 0 and bank["mics"] > 0
+
+
+def test_full_bank_plan_stays_within_the_device_budget():
+    from train_tf.model import ModelConfig, count_macs
+    from train_tf.train import build_parser
+
+    plan = json.loads((PLANS[0].parent / "next-full-bank.json").read_text())
+    for run in plan["runs"]:
+        args = build_parser().parse_args(["--rir-bank", "/tmp/x", "--out", "/tmp/y", *run["args"]])
+        window = 16000 if "window_s=1.0" in args.mix_set else 8000
+        cfg = ModelConfig(window_samples=window, n_regions=args.regions, first_filters=args.first_filters,
+                          first_kernel=args.first_kernel, first_stride=args.first_stride,
+                          block_filters=tuple(int(v) for v in args.block_filters.split(",")),
+                          dense_units=args.dense_units)
+        assert count_macs(cfg) <= 50_000_000, f"{run['name']}: {count_macs(cfg)} MACs"
