@@ -17,6 +17,7 @@ from train_tf import signals as S
 
 SR = 16000
 EN_PROMPT = Path("/usr/share/asterisk/sounds/en/vm-deleted.g722")
+GSM_PROMPT = Path("/usr/share/asterisk/sounds/fr/vm-deleted.gsm")  # asterisk-prompt-fr-armelle
 
 
 def needs(binary: str):
@@ -104,6 +105,20 @@ def test_asterisk_files_only_allowed_languages(tmp_path):
         S.BankSettings(asterisk_langs=("en", "ru"))
 
 
+def test_gsm_prompts_are_listed_apart_from_g722(tmp_path):
+    sounds = tmp_path / "asterisk" / "sounds"
+    for lang in ("es", "es_MX_f_Allison", "it"):
+        (sounds / lang).mkdir(parents=True)
+        (sounds / lang / "a.g722").write_bytes(b"\0" * 10)
+        (sounds / lang / "b.gsm").write_bytes(b"\0" * 33)
+    gsm = S.asterisk_files(sounds, ("es",), suffix=".gsm")
+    assert [p.relative_to(sounds).as_posix() for _, p in gsm] == ["es/b.gsm", "es_MX_f_Allison/b.gsm"]
+    g722 = S.asterisk_files(sounds, ("es",))
+    assert all(p.suffix == ".g722" for _, p in g722) and len(g722) == 2
+    with pytest.raises(ValueError, match="asterisk_langs"):
+        S.BankSettings(asterisk_gsm_langs=("it",))
+
+
 # --------------------------------------------------------------------------- engines
 
 @needs("espeak-ng")
@@ -157,6 +172,18 @@ def test_decode_g722_real_prompt():
     assert x.dtype == np.float32
     assert abs(len(x) - expected) <= 320
     assert np.sqrt(np.mean(x ** 2)) > 0.01
+
+
+@needs("ffmpeg")
+@pytest.mark.skipif(not GSM_PROMPT.exists(), reason="asterisk-prompt-fr-armelle not installed")
+def test_decode_gsm_real_prompt_is_phone_band():
+    x = S.decode_gsm(GSM_PROMPT)
+    # GSM 06.10: 33-byte frames of 160 samples at 8 kHz, resampled to 16 kHz
+    expected = GSM_PROMPT.stat().st_size // 33 * 320
+    assert x.dtype == np.float32
+    assert abs(len(x) - expected) <= 640
+    assert np.sqrt(np.mean(x ** 2)) > 0.01
+    assert band_power(x, 4200, 8000) < 1e-3 * band_power(x, 100, 4000)
 
 
 # --------------------------------------------------------------------------- noises

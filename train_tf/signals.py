@@ -373,6 +373,16 @@ def decode_g722(path: str | os.PathLike[str], sample_rate_hz: int = 16000) -> np
     return np.frombuffer(data[: len(data) // 2 * 2], dtype="<i2").astype(np.float32) / 32768.0
 
 
+def decode_gsm(path: str | os.PathLike[str], sample_rate_hz: int = 16000) -> np.ndarray:
+    """Decode a raw GSM 06.10 file (asterisk prompt, 8 kHz phone band) with ffmpeg; float32 mono,
+    resampled to ``sample_rate_hz`` (nothing above 4 kHz)."""
+    check_not_reserved(path)
+    data = _run(["ffmpeg", "-nostdin", "-loglevel", "error", "-f", "gsm", "-i", os.fspath(path),
+                 "-ac", "1", "-f", "s16le", "-"])
+    x = np.frombuffer(data[: len(data) // 2 * 2], dtype="<i2").astype(np.float32) / 32768.0
+    return resample(x, 8000, sample_rate_hz)
+
+
 # --------------------------------------------------------------------------- trimming
 
 def _frame_power(x: np.ndarray, frame: int) -> np.ndarray:
@@ -1026,6 +1036,9 @@ class BankSettings:
     """Directory holding the asterisk language directories."""
     max_asterisk_files: int | None = None
     """At most this many asterisk prompts, spread over the languages (None = all)."""
+    asterisk_gsm_langs: tuple[str, ...] = ()
+    """Languages whose 8 kHz .gsm prompts are decoded too: other real voices than the .g722
+    ones (es: asterisk-prompt-es-co, fr: asterisk-prompt-fr-armelle); none by default."""
     n_noise_each: int = 6
     """Signals per noise kind (white, pink, brown, hum, fan, clicks, babble)."""
     noise_duration_s: float = 20.0
@@ -1044,7 +1057,7 @@ class BankSettings:
     """Threads running TTS engines, decoders and generators (the work is in subprocesses)."""
 
     def __post_init__(self) -> None:
-        bad = [lang for lang in self.asterisk_langs if lang not in ALLOWED_ASTERISK_LANGS]
+        bad = [lang for lang in (*self.asterisk_langs, *self.asterisk_gsm_langs) if lang not in ALLOWED_ASTERISK_LANGS]
         if bad:
             raise ValueError(f"asterisk_langs {bad} not allowed; only {', '.join(ALLOWED_ASTERISK_LANGS)}")
         for name in ("n_espeak", "n_flite", "n_festival", "n_noise_each", "n_music"):
@@ -1082,8 +1095,13 @@ def _text_for(lang: str | None, rng: np.random.Generator) -> str:
     return text
 
 
-def asterisk_files(root: str | os.PathLike[str], langs: Iterable[str]) -> list[tuple[str, Path]]:
-    """Sorted (language, file) pairs of the .g722 prompts of ``langs`` under ``root``.
+def asterisk_files(root: str | os.PathLike[str], langs: Iterable[str],
+                   suffix: str = ".g722") -> list[tuple[str, Path]]:
+    """Sorted (language, file) pairs of the ``suffix`` prompts of ``langs`` under ``root``.
+
+    ``.g722`` (16 kHz) are the asterisk-core-sounds voices (en and es: Allison, fr: June);
+    ``.gsm`` (8 kHz phone band) are other speakers' prompt packages that install into the bare
+    language directories (asterisk-prompt-es-co, asterisk-prompt-fr-armelle).
 
     Symlinked language directories (en -> en_US_f_Allison) are followed once; silence
     prompts are left out. Every path is checked with ``check_not_reserved``.
@@ -1102,7 +1120,7 @@ def asterisk_files(root: str | os.PathLike[str], langs: Iterable[str]) -> list[t
             for dirpath, dirnames, filenames in os.walk(d, followlinks=True):
                 dirnames[:] = sorted(x for x in dirnames if x != "silence")
                 for fn in sorted(filenames):
-                    if not fn.endswith(".g722"):
+                    if not fn.endswith(suffix):
                         continue
                     p = Path(dirpath) / fn
                     real = os.path.realpath(p)
@@ -1198,6 +1216,19 @@ def _plan_jobs(settings: BankSettings, skipped: list[str]) -> list[_Job]:
                 rel_name = f"{lang}/{Path(*rel.parts[1:]).as_posix()}" if len(rel.parts) > 1 else f"{lang}/{rel}"
                 jobs.append(speech_job(f"asterisk/{rel_name}", "speech_real",
                                        functools.partial(decode_g722, p, sr)))
+    if settings.asterisk_gsm_langs:
+        files = asterisk_files(settings.asterisk_root, settings.asterisk_gsm_langs, suffix=".gsm")
+        if shutil.which("ffmpeg") is None:
+            skipped.append("ffmpeg not installed: asterisk .gsm prompts skipped")
+        elif not files:
+            langs = ",".join(settings.asterisk_gsm_langs)
+            skipped.append(f"no asterisk .gsm prompts for {langs} under {settings.asterisk_root} "
+                           f"(apt install asterisk-prompt-es-co asterisk-prompt-fr-armelle)")
+        else:
+            for lang, p in files:
+                rel = p.relative_to(settings.asterisk_root).with_suffix("")
+                jobs.append(speech_job(f"asterisk-gsm/{lang}/{Path(*rel.parts[1:]).as_posix()}", "speech_real",
+                                       functools.partial(decode_gsm, p, sr)))
     n_noise = int(round(settings.noise_duration_s * sr))
     for kind in settings.noise_kinds:
         if kind == "babble":
@@ -1302,6 +1333,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     b.add_argument("--n-flite", type=int, default=d.n_flite)
     b.add_argument("--n-festival", type=int, default=d.n_festival)
     b.add_argument("--max-asterisk-files", type=int, default=None, help="default: all en/es/fr prompts")
+    b.add_argument("--asterisk-langs", default=",".join(d.asterisk_langs),
+                   help="languages of the 16 kHz .g722 prompts (comma list of en,es,fr; '' for none)")
+    b.add_argument("--asterisk-gsm-langs", default="",
+                   help="languages of the 8 kHz .gsm prompt packages to add (es: asterisk-prompt-es-co, "
+                        "fr: asterisk-prompt-fr-armelle; other real voices)")
     b.add_argument("--n-noise-each", type=int, default=d.n_noise_each)
     b.add_argument("--noise-duration-s", type=float, default=d.noise_duration_s)
     b.add_argument("--n-music", type=int, default=d.n_music)
@@ -1328,7 +1364,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings = BankSettings(n_espeak=args.n_espeak, n_flite=args.n_flite, n_festival=args.n_festival,
                                     max_asterisk_files=args.max_asterisk_files, n_noise_each=args.n_noise_each,
                                     noise_duration_s=args.noise_duration_s, n_music=args.n_music,
-                                    seed=args.seed, workers=args.workers)
+                                    seed=args.seed, workers=args.workers,
+                                    asterisk_langs=tuple(x for x in args.asterisk_langs.split(",") if x),
+                                    asterisk_gsm_langs=tuple(x for x in args.asterisk_gsm_langs.split(",") if x))
             bank = build_bank(args.out, settings)
             print(json.dumps({"path": str(args.out), "content_sha256": bank.content_hash,
                               "build_s": bank.meta.get("build_s"), "skipped": bank.meta.get("skipped"),
