@@ -56,6 +56,11 @@ class RegionLayout:
     """A source within ``margin_deg`` of its sector's border is also labelled in the neighbouring
     sector (when that one holds no source of its own), so neither sector's fine azimuth is cut off
     at the border; decode merges the two estimates. Needs ``margin_deg`` > 0."""
+    fine_stretch: float = 1.0
+    """Decode only: a fine azimuth output ``p`` is read as ``0.5 + fine_stretch * (p - 0.5)`` of
+    the sector. A sigmoid output regressed on [0, 1] shrinks toward the sector's centre (the
+    shipped network's outputs span about 0.1-0.9), which pulls estimates near a border inward;
+    the factor is fitted on validation hits (``python -m train_tf.evaluate --fit-stretch``)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.n_regions, int) or isinstance(self.n_regions, bool) or not 1 <= self.n_regions <= 360:
@@ -72,6 +77,9 @@ class RegionLayout:
             raise RegionConfigError(f"min_separation_deg must be in [0, 180), got {self.min_separation_deg}")
         if not math.isfinite(self.offset_deg):
             raise RegionConfigError(f"offset_deg must be finite, got {self.offset_deg}")
+        if isinstance(self.fine_stretch, bool) or not isinstance(self.fine_stretch, (int, float)) \
+                or not 0.5 <= self.fine_stretch <= 2.0:
+            raise RegionConfigError(f"fine_stretch must be a number in [0.5, 2], got {self.fine_stretch!r}")
         if not isinstance(self.label_overlap, bool):
             raise RegionConfigError(f"label_overlap must be true or false, got {self.label_overlap!r}")
         if self.label_overlap and self.margin_deg <= 0:
@@ -300,7 +308,8 @@ def decode(layout: RegionLayout, outputs: np.ndarray, threshold: float = 0.5) ->
     candidates: list[Detection] = []
     for region in np.flatnonzero(out[:, ACTIVE] >= threshold):
         lo, hi = layout.fine_range_deg(int(region))
-        az = float(wrap360(lo + np.clip(out[region, AZIMUTH], 0, 1) * (hi - lo)))
+        fine = 0.5 + layout.fine_stretch * (float(np.clip(out[region, AZIMUTH], 0, 1)) - 0.5)
+        az = float(wrap360(lo + fine * (hi - lo)))
         dist = layout.d_min_m + float(np.clip(out[region, DISTANCE], 0, 1)) * (layout.d_max_m - layout.d_min_m)
         candidates.append(Detection(az, dist, float(out[region, ACTIVE]), int(region)))
     candidates.sort(key=lambda d: (-d.confidence, d.region))

@@ -9,6 +9,7 @@ import pytest
 
 from train_tf import evaluate
 from train_tf.evaluate import cells, match, score, summarize
+from edge_msl.regions import RegionLayout
 
 TINY = ["--block-filters", "8,8,16", "--first-filters", "8", "--dense-units", "16", "--batch-size", "8", "--quiet"]
 
@@ -218,3 +219,19 @@ def test_pool_gain_takes_the_models_thresholds_unless_given():
     out = evaluate.pooled(per, 2.0)
     assert out.shape == (2, 4, 3) and out[0, 1, 0] == pytest.approx(0.4)
     assert evaluate.pooled(per[:, :1], 2.0)[0, 1, 0] == pytest.approx(0.1)  # one window: unchanged
+
+
+def test_decode_all_takes_the_models_fine_stretch_unless_given():
+    params = {"regions": RegionLayout(n_regions=16, fine_stretch=1.2).to_dict(), "decode": {"threshold": 0.5}}
+    out = np.zeros((1, 16, 3))
+    out[0, 3] = [0.9, 0.5, 0.1]
+    (model,), _, _ = evaluate.decode_all(out, params)
+    (plain,), _, _ = evaluate.decode_all(out, params, fine_stretch=1.0)
+    assert plain[0].azimuth_deg == pytest.approx(3 * 22.5 + 0.1 * 22.5)
+    assert model[0].azimuth_deg == pytest.approx(3 * 22.5 + (0.5 - 1.2 * 0.4) * 22.5)
+
+
+def test_fit_stretch_cli_refuses_bad_values(tmp_path):
+    with pytest.raises(SystemExit, match="fit-stretch"):
+        evaluate.main(["--model", str(tmp_path), "--data", str(tmp_path), "--out", str(tmp_path),
+                       "--fit-stretch", "1,3"])

@@ -230,3 +230,30 @@ def test_pooling_averages_activity_and_weights_fine_outputs_by_it():
     (0.99, 0.5, 0.1, 5)])
 def test_pool_count_fits_windows_in_the_pooled_audio(pool_s, window_s, hop_s, n):
     assert pool_count(pool_s, window_s, hop_s) == n
+
+
+def test_fine_stretch_reads_the_fine_azimuth_away_from_the_centre():
+    plain = RegionLayout(n_regions=16, min_separation_deg=20.0)
+    stretched = RegionLayout(n_regions=16, min_separation_deg=20.0, fine_stretch=1.15)
+    out = np.zeros((16, 3))
+    out[0] = [0.9, 0.5, 0.9]    # near the upper border of sector 0 (0-22.5 deg)
+    out[8] = [0.9, 0.5, 0.5]    # the centre of sector 8 (180-202.5 deg)
+    out[12] = [0.9, 0.5, 0.05]  # near the lower border of sector 12 (270-292.5 deg)
+    a = {d.region: d.azimuth_deg for d in decode(plain, out)}
+    b = {d.region: d.azimuth_deg for d in decode(stretched, out)}
+    assert a[0] == pytest.approx(0.9 * 22.5) and b[0] == pytest.approx((0.5 + 1.15 * 0.4) * 22.5)
+    assert a[8] == pytest.approx(b[8]) == pytest.approx(191.25)
+    # may cross the border by (stretch - 1) / 2 of a sector; wrapped like any azimuth
+    assert b[12] == pytest.approx(270 + (0.5 - 1.15 * 0.45) * 22.5)
+    out[0, 2] = 1.0
+    assert decode(stretched, out)[0].azimuth_deg == pytest.approx(1.075 * 22.5)
+
+
+def test_fine_stretch_is_validated_and_defaults_for_old_layouts():
+    old = RegionLayout(n_regions=16).to_dict()
+    del old["fine_stretch"]
+    assert RegionLayout.from_dict(old).fine_stretch == 1.0  # board sidecars written before it existed
+    for bad in (0.4, 2.5, float("nan"), True, "1.1"):
+        with pytest.raises(RegionConfigError, match="fine_stretch"):
+            RegionLayout(fine_stretch=bad)
+    assert RegionLayout.from_dict({**old, "fine_stretch": 1.15}).fine_stretch == 1.15

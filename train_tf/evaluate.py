@@ -30,7 +30,7 @@ import numpy as np
 
 from edge_msl.arrays import SPEED_OF_SOUND_M_S, get_array
 from edge_msl.features import normalize_window
-from edge_msl.regions import RegionLayout, angular_distance_deg, decode
+from edge_msl.regions import RegionConfigError, RegionLayout, angular_distance_deg, decode
 from train_tf.crosscheck import default_weights, load_model
 
 RT60_BANDS = (("RT60<0.3", 0.0, 0.3), ("0.3-0.6", 0.3, 0.6), ("RT60>0.6", 0.6, 99.0))
@@ -118,9 +118,11 @@ def model_outputs(run_dir: str | Path, audio: np.ndarray, weights: str, batch: i
 
 
 def decode_all(outputs: np.ndarray, params: dict, threshold: float | None = None,
-               min_separation_deg: float | None = None, pooled: bool = False) -> tuple[list[list[Any]], float, float]:
+               min_separation_deg: float | None = None, pooled: bool = False,
+               fine_stretch: float | None = None) -> tuple[list[list[Any]], float, float]:
     """Detections per window; unset decode settings come from params.json (``decode``), else 0.5:
-    ``threshold`` for single windows, ``onset_threshold`` (if set) for pooled outputs."""
+    ``threshold`` for single windows, ``onset_threshold`` (if set) for pooled outputs;
+    ``fine_stretch`` (default: the model's ``regions.fine_stretch``, else 1)."""
     if threshold is None:
         from edge_msl.regions import pooled_thresholds
 
@@ -129,6 +131,8 @@ def decode_all(outputs: np.ndarray, params: dict, threshold: float | None = None
     layout_cfg = dict(params["regions"])
     if min_separation_deg is not None:
         layout_cfg["min_separation_deg"] = min_separation_deg
+    if fine_stretch is not None:
+        layout_cfg["fine_stretch"] = fine_stretch
     layout = RegionLayout.from_dict(layout_cfg)
     return [decode(layout, o, threshold) for o in outputs], threshold, layout.min_separation_deg
 
@@ -341,7 +345,9 @@ def tables(results: dict[str, Any]) -> str:
     """Markdown tables of a results dict."""
     methods = results["methods"]
     lines = [f"Model `{results['model']}` ({results['model_macs'] / 1e6:.1f} M MACs, {results['n_regions']} regions, "
-             f"threshold {results['threshold']}, duplicates within {results['min_separation_deg']:g}° suppressed), "
+             f"threshold {results['threshold']}, duplicates within {results['min_separation_deg']:g}° suppressed"
+             + (f", fine azimuth stretched ×{results['fine_stretch']:g}" if results.get("fine_stretch", 1.0) != 1.0
+                else "") + "), "
              f"{results['n_windows']} windows of `{results['data']}`{_pooling_note(results)}. "
              f"Hit: Hungarian match within {results['match_deg']}°. Baselines are given the true number of sources.",
              "", "**Model** (not told the number of sources)", "",
@@ -441,6 +447,23 @@ def sweep(run_dir: str | Path, data_dir: str | Path, weights: str, thresholds: S
     return rows
 
 
+def fit_stretch(run_dir: str | Path, data_dir: str | Path, weights: str, stretches: Sequence[float],
+                match_deg: float = 20.0) -> list[dict[str, Any]]:
+    """DOA error and F1 of the model's own decode for every ``fine_stretch`` (see
+    :class:`edge_msl.regions.RegionLayout`): fit it on a validation set, never on the test set."""
+    from train_tf.simulate import load_windows
+
+    data = load_windows(data_dir)
+    outputs, params = model_outputs(run_dir, data["audio"], weights)
+    is_pooled = analysis(data["audio"].shape[1], params)["pooled_windows"] > 1
+    rows = []
+    for s in stretches:
+        dets, _, _ = decode_all(outputs, params, pooled=is_pooled, fine_stretch=s)
+        rows.append({"fine_stretch": s, **summarize(score_detections(dets, data["azimuth_deg"], data["distance_m"],
+                                                                     match_deg))})
+    return rows
+
+
 def evaluate(run_dir: str | Path, data_dir: str | Path, out_dir: str | Path, weights: str = "best.weights.h5",
              threshold: float | None = None, match_deg: float = 20.0, baselines: Sequence[str] = BASELINES, workers: int = 1,
              max_windows: int | None = None, min_separation_deg: float | None = None,
@@ -478,7 +501,7 @@ def evaluate(run_dir: str | Path, data_dir: str | Path, out_dir: str | Path, wei
     results: dict[str, Any] = {
         "model": str(run_dir), "weights": weights, "data": str(data_dir), "n_windows": n, "threshold": threshold,
         "match_deg": match_deg, "n_regions": params["regions"]["n_regions"], "model_macs": params["macs_per_window"],
-        "min_separation_deg": min_sep,
+        "min_separation_deg": min_sep, "fine_stretch": float(params["regions"].get("fine_stretch", 1.0)),
         "analysis": how,
         # the bar of the mean actually used: a --threshold given scales it with the onset bar
         "pool_threshold": round(threshold / pool_gain(params), 4) if is_pooled else threshold,
@@ -520,12 +543,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pool-thresholds", metavar="LIST",
                         help="with --sweep on longer windows: thresholds on the mean to try with each onset threshold, "
                              "e.g. 0.3,0.35,0.4 (default: the model's ratio)")
+    parser.add_argument("--fit-stretch", metavar="LIST",
+                        help="instead of evaluating, print the DOA error of the model's decode for each fine_stretch, "
+                             "e.g. 1,1.05,1.1,1.15,1.2,1.25 (use a validation set)")
     args = parser.parse_args(argv)
     baselines = [] if args.baselines.lower() == "none" else [b.strip() for b in args.baselines.split(",") if b.strip()]
     bad = [b for b in baselines if b not in BASELINES]
     if bad:
         raise SystemExit(f"unknown baselines {bad}; choose from {', '.join(BASELINES)} or none")
     weights = args.weights or default_weights(args.model)
+    if args.fit_stretch:
+        try:
+            stretches = [float(v) for v in args.fit_stretch.split(",")]
+            for s in stretches:
+                RegionLayout(fine_stretch=s)
+        except (ValueError, RegionConfigError) as e:
+            raise SystemExit(f"--fit-stretch takes numbers in [0.5, 2] like 1,1.1,1.2, got {args.fit_stretch!r} ({e})") \
+                from None
+        rows = fit_stretch(args.model, args.data, weights, stretches, args.match_deg)
+        print("| fine_stretch | recall | precision | F1 | DOA err mean / median (°) |")
+        print("| ---: | ---: | ---: | ---: | ---: |")
+        for r in rows:
+            print(f"| {r['fine_stretch']:g} | {r['recall']:.3f} | {r['precision']:.3f} | {r['f1']:.3f} | "
+                  f"{r['err_mean']:.3f} / {r['err_median']:.3f} |")
+        best = min(rows, key=lambda r: r["err_mean"])
+        print(f"lowest mean DOA error {best['err_mean']:.3f} at fine_stretch {best['fine_stretch']:g}")
+        return 0
     if args.sweep:
         try:
             ts, seps = args.sweep.split("/")

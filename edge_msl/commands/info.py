@@ -83,7 +83,8 @@ def main(args: argparse.Namespace) -> int:
                   f"hop {d['hop_s'] if d['hop_s'] is not None else 0.1} s"),
         ("regions", f"{lay['n_regions']} azimuth sectors from {lay['offset_deg']:g} deg, distance "
                     f"{lay['d_min_m']:g}-{lay['d_max_m']:g} m, duplicates within {lay['min_separation_deg']:g} deg "
-                    f"merged"),
+                    f"merged" + (f", fine azimuth stretched x{lay['fine_stretch']:g}"
+                                 if lay.get("fine_stretch", 1.0) != 1.0 else "")),
         ("threshold", f"{d['threshold']:g}" + (f" for one window; pooled over {d['pool_s']:g} s: the latest window "
                                                 f"at {d['onset_threshold']:g} or the mean at {d['pool_threshold']:g}"
                                                 if d["pool_s"] > d["window_s"] else "")),
