@@ -23,6 +23,18 @@ ORDER = ["uca8-r10", "respeaker-4mic", "respeaker-6mic", "respeaker-usb-v2", "ma
          "minidsp-uma8"]
 
 
+def _decode(res: dict, side: dict) -> str:
+    """The decode the test used: threshold (pooled: latest-window / mean bars and the pooled
+    audio) and the fine-azimuth stretch, when there is one."""
+    how = res.get("analysis", {})
+    if how.get("pooled_windows", 1) > 1:
+        text = f"{res['threshold']:g} or mean {res['pool_threshold']:g}, {how['window_s']:g} s pooled"
+    else:
+        text = f"{side['decode']['threshold']:g}"
+    stretch = side["regions"].get("fine_stretch", 1.0)
+    return text + (f", ×{stretch:g}" if stretch != 1.0 else "")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="models")
@@ -44,13 +56,13 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(
             f"| `{name}` | {arr.n_mics} of {arr.n_channels} ({', '.join(str(c) for c in arr.channel_map)}) | "
             f"{arr.aperture_m() * 100:.1f} cm | {tfl.stat().st_size / 1e6:.2f} MB | {res['model_macs'] / 1e6:.1f} M | "
-            f"{res['n_regions']} / {side['decode']['threshold']:g} | {res['n_windows']} | "
+            f"{res['n_regions']} / {_decode(res, side)} | {res['n_windows']} | "
             f"{model_all['err_mean']:.1f} / {model_all['err_median']:.1f} | {model_all['f1']:.3f} | "
             + (f"{best} {base[best]['f1']:.3f} / {base[best]['err_mean']:.1f}° |" if best else "– |"))
         per_count.append(f"| `{name}` | " + " | ".join(
             f"{cells['model'][f'{k} src, all']['f1']:.3f} / {cells[best][f'{k} src, all']['f1']:.3f}"
             if best else f"{cells['model'][f'{k} src, all']['f1']:.3f}" for k in range(1, 5)) + " |")
-    print("| array | mics used of channels (channel map) | aperture | int8 model | MACs | regions / threshold | "
+    print("| array | mics used of channels (channel map) | aperture | int8 model | MACs | regions / decode | "
           "test windows | DOA err mean / median (°) | F1@20° | best baseline (told the count): F1 / DOA err |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     print("\n".join(rows))
