@@ -409,3 +409,37 @@ def test_cli_info_and_errors(tiny, capsys, tmp_path):
     info = json.loads(capsys.readouterr().out)
     assert info["summary"] == bank.summary()
     assert S.main(["info", str(tmp_path / "missing.npz")]) == 1
+
+
+@needs("ffmpeg")
+def test_add_files_cuts_real_audio_into_pieces_and_drops_silence(tmp_path, tiny):
+    import wave
+
+    _, tiny = tiny
+
+    sr = 16000
+    t = np.arange(60 * sr) / sr
+    x = np.where(t < 40, 0.3 * np.sin(2 * np.pi * 440 * t), 0.0)
+    path = tmp_path / "songs" / "tune.wav"
+    path.parent.mkdir()
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(sr)
+        w.writeframes((x * 32767).astype("<i2").tobytes())
+    bank = S.add_files(tiny, [path], "music", piece_s=20.0)
+    added = [n for n in bank.names if n.startswith("file/")]
+    assert added == ["file/songs/tune/000", "file/songs/tune/001"]  # the silent third piece is dropped
+    assert len(bank) == len(tiny) + 2 and bank.names[:len(tiny)] == tiny.names
+    i = bank.names.index("file/songs/tune/001")
+    assert bank.kinds[i] == "music" and len(bank.signals[i]) == 20 * sr
+    assert bank.meta["added_files"][-1]["signals"] == 2
+    with pytest.raises(ValueError, match="already in the bank"):
+        S.add_files(bank, [path], "music", piece_s=20.0)
+    reserved = tmp_path / "asterisk-moh-opsound" / "x.wav"
+    reserved.parent.mkdir()
+    reserved.write_bytes(path.read_bytes())
+    with pytest.raises(ValueError, match="reserved"):
+        S.add_files(None, [reserved], "music")
+    with pytest.raises(ValueError, match="kind"):
+        S.add_files(None, [path], "jazz")

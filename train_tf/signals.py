@@ -383,6 +383,51 @@ def decode_gsm(path: str | os.PathLike[str], sample_rate_hz: int = 16000) -> np.
     return resample(x, 8000, sample_rate_hz)
 
 
+def decode_audio_file(path: str | os.PathLike[str], sample_rate_hz: int = 16000) -> np.ndarray:
+    """Decode any audio file ffmpeg reads (ogg, flac, mp3, wav...) to float32 mono at ``sample_rate_hz``."""
+    check_not_reserved(path)
+    data = _run(["ffmpeg", "-nostdin", "-loglevel", "error", "-i", os.fspath(path),
+                 "-ac", "1", "-ar", str(int(sample_rate_hz)), "-f", "s16le", "-"])
+    return np.frombuffer(data[: len(data) // 2 * 2], dtype="<i2").astype(np.float32) / 32768.0
+
+
+def add_files(bank: DryBank | None, paths: Sequence[str | os.PathLike[str]], kind: str, piece_s: float = 20.0,
+              min_rms_db: float = -50.0, sample_rate_hz: int = 16000) -> DryBank:
+    """``bank`` (or an empty one) plus the audio files at ``paths`` as signals of ``kind``, each cut
+    into pieces of ``piece_s`` seconds (nearly silent pieces, below ``min_rms_db`` dBFS, dropped);
+    names are ``file/<parent>/<stem>/<piece>``. Reserved packages are refused like everywhere."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown signal kind {kind!r}; allowed: {', '.join(KINDS)}")
+    if piece_s <= 0:
+        raise ValueError(f"piece_s must be > 0, got {piece_s}")
+    sr = bank.sample_rate_hz if bank is not None else int(sample_rate_hz)
+    signals = list(bank.signals) if bank is not None else []
+    names = list(bank.names) if bank is not None else []
+    kinds = list(bank.kinds) if bank is not None else []
+    n = int(round(piece_s * sr))
+    added = []
+    for path in paths:
+        path = Path(path)
+        x = decode_audio_file(path, sr)
+        for i in range(0, max(1, len(x) - n // 4), n):  # a last piece shorter than a quarter is dropped
+            piece = x[i:i + n]
+            if len(piece) == 0 or 20 * np.log10(np.sqrt(np.mean(piece.astype(np.float64) ** 2)) + 1e-12) < min_rms_db:
+                continue
+            name = f"file/{path.parent.name}/{path.stem}/{i // n:03d}"
+            if name in names:
+                raise ValueError(f"signal {name!r} is already in the bank (the same file twice?)")
+            signals.append(piece)
+            names.append(name)
+            kinds.append(kind)
+            added.append(name)
+    if not added:
+        raise ValueError(f"no audio added from {len(paths)} file(s): all silent or empty")
+    meta = dict(bank.meta) if bank is not None else {}
+    meta.setdefault("added_files", []).append({"kind": kind, "piece_s": piece_s, "files": [str(p) for p in paths],
+                                               "signals": len(added)})
+    return DryBank(signals, names, kinds, sr, meta)
+
+
 # --------------------------------------------------------------------------- trimming
 
 def _frame_power(x: np.ndarray, frame: int) -> np.ndarray:
@@ -1354,6 +1399,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     lm.add_argument("--out", required=True)
     lm.add_argument("--max-minutes", action="append", default=[], metavar="KIND=MIN",
                     help="e.g. speech_real=38 (repeatable; kinds not named are kept whole)")
+    af = sub.add_parser("add-files", help="add audio files (e.g. real music) to a bank, cut into pieces")
+    af.add_argument("files", nargs="+", help="audio files ffmpeg can read")
+    af.add_argument("--bank", default=None, help="bank .npz to add to (default: a new bank)")
+    af.add_argument("--kind", default="music", choices=KINDS)
+    af.add_argument("--piece-s", type=float, default=20.0, help="seconds per stored piece")
+    af.add_argument("--out", required=True)
     i = sub.add_parser("info", help="print what a bank holds")
     i.add_argument("path")
     i.add_argument("--json", action="store_true", help="one JSON line instead of a table")
@@ -1382,6 +1433,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             small.save(args.out)
             print(json.dumps({"path": str(args.out), "content_sha256": small.content_hash,
                               "summary": small.summary()}))
+        elif args.command == "add-files":
+            bank = add_files(DryBank.load(args.bank) if args.bank else None, args.files, args.kind, args.piece_s)
+            bank.save(args.out)
+            print(json.dumps({"path": str(args.out), "content_sha256": bank.content_hash, "summary": bank.summary()}))
         elif args.command == "split":
             parts = split_bank(DryBank.load(args.bank), args.test_fraction, args.seed)
             for split, path in (("train", args.train_out), ("test", args.test_out)):
