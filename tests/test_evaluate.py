@@ -235,3 +235,21 @@ def test_fit_stretch_cli_refuses_bad_values(tmp_path):
     with pytest.raises(SystemExit, match="fit-stretch"):
         evaluate.main(["--model", str(tmp_path), "--data", str(tmp_path), "--out", str(tmp_path),
                        "--fit-stretch", "1,3"])
+
+
+def test_recall_and_error_per_kind_of_source():
+    from train_tf.simulate import KIND_CODES
+
+    true_az = np.array([[10.0, 100.0, np.nan], [200.0, 300.0, 50.0]])
+    true_d = np.ones_like(true_az)
+    kind = np.array([[KIND_CODES["speech_real"], KIND_CODES["music"], -1],
+                     [KIND_CODES["music"], KIND_CODES["speech_real"], KIND_CODES["music"]]])
+    est = [[12.0, 160.0], [201.0, 52.0]]  # speech 1 of 2 found, music 2 of 3
+    rows = score(est, None, true_az, true_d, 20.0, true_kind=kind)
+    k = evaluate.by_kind(rows)
+    assert set(k) == {"speech_real", "music"}
+    assert k["speech_real"]["sources"] == 2 and k["speech_real"]["recall"] == pytest.approx(0.5)
+    assert k["speech_real"]["err_mean"] == pytest.approx(2.0)
+    assert k["music"]["sources"] == 3 and k["music"]["recall"] == pytest.approx(2 / 3)
+    assert k["music"]["err_mean"] == pytest.approx(1.5)
+    assert evaluate.by_kind(score(est, None, true_az, true_d, 20.0)) == {}  # no kinds given: no table

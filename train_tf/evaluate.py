@@ -215,16 +215,18 @@ def baseline_estimates_cached(audio: np.ndarray, n_sources: np.ndarray, array_na
 
 def score(est_az: list[list[float]], est_dist: list[list[float]] | None, true_az: np.ndarray, true_dist: np.ndarray,
           match_deg: float, true_level: np.ndarray | None = None,
-          true_border: np.ndarray | None = None) -> list[dict[str, Any]]:
+          true_border: np.ndarray | None = None, true_kind: np.ndarray | None = None) -> list[dict[str, Any]]:
     """Per-window counts and errors for one method (``true_level``: direct-path level of each
     source relative to the window's loudest, dB, for recall per level; ``true_border``: each
-    source's angle to the model's nearest sector border, for the error per border distance)."""
+    source's angle to the model's nearest sector border, for the error per border distance;
+    ``true_kind``: each source's dry-signal kind code, for recall and error per kind)."""
     rows = []
     for i, est in enumerate(est_az):
         ok = np.isfinite(true_az[i])
         t_az, t_d = true_az[i][ok], true_dist[i][ok]
         t_lv = true_level[i][ok] if true_level is not None else np.zeros(len(t_az))
         t_bd = true_border[i][ok] if true_border is not None else np.full(len(t_az), np.nan)
+        t_kd = true_kind[i][ok] if true_kind is not None else np.full(len(t_az), -1)
         pairs = match(est, t_az)
         hits = [(e, t, err) for e, t, err in pairs if err <= match_deg]
         rows.append({
@@ -234,16 +236,34 @@ def score(est_az: list[list[float]], est_dist: list[list[float]] | None, true_az
             "hit_true_dist": [float(t_d[t]) for _, t, _ in hits], "true_dist": [float(v) for v in t_d],
             "hit_level": [float(t_lv[t]) for _, t, _ in hits], "true_level": [float(v) for v in t_lv],
             "hit_border": [float(t_bd[t]) for _, t, _ in hits], "hit_true": [int(t) for _, t, _ in hits],
+            "hit_kind": [int(t_kd[t]) for _, t, _ in hits], "true_kind": [int(v) for v in t_kd],
         })
     return rows
 
 
+def by_kind(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Recall and mean DOA error of hits per kind of dry signal the sources play (kinds present)."""
+    from train_tf.simulate import KIND_CODES
+
+    hit = np.concatenate([r.get("hit_kind", []) for r in rows]) if rows else np.zeros(0)
+    true = np.concatenate([r.get("true_kind", []) for r in rows]) if rows else np.zeros(0)
+    err = np.concatenate([r["err"] for r in rows]) if rows else np.zeros(0)
+    out = {}
+    for name, code in KIND_CODES.items():
+        n = int(np.sum(true == code))
+        if n:
+            sel = hit == code
+            out[name] = {"sources": n, "recall": float(np.sum(sel) / n),
+                         "err_mean": float(err[sel].mean()) if np.any(sel) else float("nan")}
+    return out
+
+
 def score_detections(dets: list[list[Any]], true_az: np.ndarray, true_dist: np.ndarray, match_deg: float,
-                     true_level: np.ndarray | None = None,
-                     true_border: np.ndarray | None = None) -> list[dict[str, Any]]:
+                     true_level: np.ndarray | None = None, true_border: np.ndarray | None = None,
+                     true_kind: np.ndarray | None = None) -> list[dict[str, Any]]:
     """``score`` for decoded ``Detection`` lists (azimuth and distance of each)."""
     return score([[d.azimuth_deg for d in w] for w in dets], [[d.distance_m for d in w] for w in dets],
-                 true_az, true_dist, match_deg, true_level, true_border)
+                 true_az, true_dist, match_deg, true_level, true_border, true_kind)
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -383,6 +403,15 @@ def tables(results: dict[str, Any]) -> str:
         for m in methods:
             lines.append(f"| {m} | " + " | ".join(_fmt(v, ".2f") for v in results["error_by_border"][m].values())
                          + " |")
+    kinds = results.get("by_kind", {}).get(MODEL, {})
+    if len(kinds) > 1:  # a table only where the sources play different kinds of signal
+        lines += ["", "**Recall / mean DOA error of hits (°) per kind of source signal** (all windows)", "",
+                  "| method | " + " | ".join(f"{k} ({v['sources']})" for k, v in kinds.items()) + " |",
+                  "| --- | " + " | ".join("---:" for _ in kinds) + " |"]
+        for m in methods:
+            row = results["by_kind"][m]
+            lines.append(f"| {m} | " + " | ".join(f"{_fmt(row[k]['recall'], '.3f')} / {_fmt(row[k]['err_mean'], '.2f')}"
+                                                for k in kinds) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -489,13 +518,14 @@ def evaluate(run_dir: str | Path, data_dir: str | Path, out_dir: str | Path, wei
         raise SystemExit(f"model is for array {params['array']['name']} but the data for {meta['array']['name']}")
     level = data["level_db"][:n]
     border = border_distance_deg(RegionLayout.from_dict(params["regions"]), true_az)
-    per_window = {MODEL: score_detections(dets, true_az, true_d, match_deg, level, border)}
+    kind = data["kind"][:n] if "kind" in data else None
+    per_window = {MODEL: score_detections(dets, true_az, true_d, match_deg, level, border, kind)}
     t1 = time.perf_counter()
     if baselines:
         est = baseline_estimates_cached(audio, n_src, meta["array"]["name"], meta["settings"]["sample_rate_hz"],
                                         baselines, workers, Path(baseline_cache) if baseline_cache else None)
         for m in baselines:
-            per_window[m] = score(est[m], None, true_az, true_d, match_deg, level, border)
+            per_window[m] = score(est[m], None, true_az, true_d, match_deg, level, border, kind)
     base_s = time.perf_counter() - t1
     methods = [MODEL, *baselines]
     results: dict[str, Any] = {
@@ -511,6 +541,7 @@ def evaluate(run_dir: str | Path, data_dir: str | Path, out_dir: str | Path, wei
         "recall_by_distance": {m: recall_by_distance(per_window[m]) for m in methods},
         "recall_by_level": {m: recall_by_level(per_window[m]) for m in methods},
         "error_by_border": {m: error_by_border(per_window[m]) for m in methods},
+        "by_kind": {m: by_kind(per_window[m]) for m in methods},
     }
     (out / "results.json").write_text(json.dumps(results, indent=2))
     (out / "table.md").write_text(tables(results))
