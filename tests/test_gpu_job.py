@@ -73,12 +73,21 @@ def test_whole_file_is_used_when_carried(tmp_path, bank_xz):
 PLANS = sorted((Path(__file__).resolve().parents[1] / "train_tf" / "plans").glob("*.json"))
 
 
+def _run_shape(run: dict):
+    """A plan run's arguments through the trainer's own parser, its --mix-set overrides and the
+    network it would build (8 mics at 16 kHz; the window from --mix-set window_s, else 0.5 s)."""
+    from train_tf.train import build_parser, model_config, parse_mix_set
+
+    args = build_parser().parse_args(["--rir-bank", "/tmp/x", "--out", "/tmp/y", *run["args"]])
+    overrides = parse_mix_set(args.mix_set)
+    return overrides, model_config(args, int(round(float(overrides.get("window_s", 0.5)) * 16000)), 8)
+
+
 @pytest.mark.parametrize("plan_path", PLANS, ids=[p.stem for p in PLANS])
 def test_every_plan_is_runnable(plan_path):
     """A bad plan costs device time: every run's arguments must parse and name real settings."""
-    from train_tf.model import ModelConfig, count_macs
+    from train_tf.model import count_macs
     from train_tf.simulate import SimSettings
-    from train_tf.train import build_parser
 
     plan = json.loads(plan_path.read_text())
     names = [r["name"] for r in plan["runs"]]
@@ -86,33 +95,18 @@ def test_every_plan_is_runnable(plan_path):
     fields = {f.name for f in dataclasses.fields(SimSettings)}
     for run in plan["runs"]:
         assert run["bank"] in plan["banks"], f"{run['name']}: bank {run['bank']!r} not in the plan's banks"
-        args = build_parser().parse_args(["--rir-bank", "/tmp/x", "--out", "/tmp/y", *run["args"]])
-        window_s = 0.5
-        for item in args.mix_set:
-            key, sep, value = item.partition("=")
-            assert sep and key in fields, f"{run['name']}: --mix-set {item} is not KEY=VALUE of a simulation setting"
-            if key == "window_s":
-                window_s = json.loads(value)
-        cfg = ModelConfig(window_samples=int(window_s * 16000), n_regions=args.regions,
-                          first_filters=args.first_filters, first_kernel=args.first_kernel,
-                          first_stride=args.first_stride,
-                          block_filters=tuple(int(v) for v in args.block_filters.split(",")),
-                          dense_units=args.dense_units)
+        overrides, cfg = _run_shape(run)
+        unknown = sorted(set(overrides) - fields)
+        assert not unknown, f"{run['name']}: --mix-set {unknown} are not simulation settings"
         assert count_macs(cfg) > 0
     for bank in plan["banks"].values():
         assert bank["rooms"] > 0 and bank["mics"] > 0
 
 
 def test_full_bank_plan_stays_within_the_device_budget():
-    from train_tf.model import ModelConfig, count_macs
-    from train_tf.train import build_parser
+    from train_tf.model import count_macs
 
     plan = json.loads((PLANS[0].parent / "next-full-bank.json").read_text())
     for run in plan["runs"]:
-        args = build_parser().parse_args(["--rir-bank", "/tmp/x", "--out", "/tmp/y", *run["args"]])
-        window = 16000 if "window_s=1.0" in args.mix_set else 8000
-        cfg = ModelConfig(window_samples=window, n_regions=args.regions, first_filters=args.first_filters,
-                          first_kernel=args.first_kernel, first_stride=args.first_stride,
-                          block_filters=tuple(int(v) for v in args.block_filters.split(",")),
-                          dense_units=args.dense_units)
-        assert count_macs(cfg) <= 50_000_000, f"{run['name']}: {count_macs(cfg)} MACs"
+        macs = count_macs(_run_shape(run)[1])
+        assert macs <= 50_000_000, f"{run['name']}: {macs} MACs"

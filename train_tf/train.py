@@ -21,7 +21,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -340,19 +340,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m train_tf.train --data DIR --out DIR [options]``."""
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(message)s")
-    from train_tf.model import ModelConfig
-
-    meta_path = Path(args.data or args.rir_bank) / "meta.json"
-    if not meta_path.exists():
-        raise SystemExit(f"{meta_path} not found: --data/--rir-bank must be a directory written by train_tf.simulate")
-    meta = json.loads(meta_path.read_text())
-    sim = meta["settings"]
+def parse_mix_set(items: Sequence[str]) -> dict[str, Any]:
+    """``--mix-set KEY=JSON`` items as a dict (SystemExit naming a malformed one)."""
     overrides = {}
-    for item in args.mix_set:
+    for item in items:
         key, sep, value = item.partition("=")
         try:
             overrides[key] = json.loads(value) if sep else None
@@ -360,13 +351,34 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"--mix-set {item}: VALUE must be JSON, e.g. --mix-set 'source_level_db=[-12,6]'") from None
         if not sep:
             raise SystemExit(f"--mix-set {item}: expected KEY=VALUE")
+    return overrides
+
+
+def model_config(args: argparse.Namespace, window_samples: int, n_mics: int):
+    """The network shape the command line asks for (``train_tf.model.ModelConfig``)."""
+    from train_tf.model import ModelConfig
+
+    return ModelConfig(window_samples=window_samples, n_mics=n_mics, n_regions=args.regions,
+                       first_filters=args.first_filters, first_kernel=args.first_kernel,
+                       first_stride=args.first_stride,
+                       block_filters=tuple(int(v) for v in args.block_filters.split(",")),
+                       dense_units=args.dense_units)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m train_tf.train --data DIR --out DIR [options]``."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(message)s")
+
+    meta_path = Path(args.data or args.rir_bank) / "meta.json"
+    if not meta_path.exists():
+        raise SystemExit(f"{meta_path} not found: --data/--rir-bank must be a directory written by train_tf.simulate")
+    meta = json.loads(meta_path.read_text())
+    sim = meta["settings"]
+    overrides = parse_mix_set(args.mix_set)
     # a window length override (--mix-set window_s=1.0) sizes the model too
     window = int(round(float(overrides.get("window_s", sim["window_s"])) * sim["sample_rate_hz"]))
-    model_cfg = ModelConfig(window_samples=window, n_mics=len(meta["array"]["positions_m"]), n_regions=args.regions,
-                            first_filters=args.first_filters, first_kernel=args.first_kernel,
-                            first_stride=args.first_stride,
-                            block_filters=tuple(int(v) for v in args.block_filters.split(",")),
-                            dense_units=args.dense_units)
+    model_cfg = model_config(args, window, len(meta["array"]["positions_m"]))
     try:
         layout = RegionLayout(n_regions=args.regions, min_separation_deg=args.min_separation_deg,
                               margin_deg=args.margin_deg, label_overlap=args.label_overlap)
