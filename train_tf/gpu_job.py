@@ -105,15 +105,16 @@ def join_bank(dirs: list[str], out: str) -> None:
     if missing:
         raise CarryError(f"bank parts missing: {missing} (have {sorted(parts)}); carry and stash them first")
     h = hashlib.sha256()
-    for m in names:
-        h.update(parts[m].read_bytes())
+    tmp = Path(out + ".xz")
+    with open(tmp, "wb") as dst:  # join and hash in one pass
+        for m in names:
+            data = parts[m].read_bytes()
+            h.update(data)
+            dst.write(data)
     want = found.get(f"{BANK_XZ}.sha256")
     if want is None or want.read_text().strip() != h.hexdigest():
+        tmp.unlink()
         raise CarryError("bank parts do not join to the split file (sha256 differs): split again and carry all parts")
-    tmp = Path(out + ".xz")
-    with open(tmp, "wb") as dst:
-        for m in names:
-            dst.write(parts[m].read_bytes())
     with lzma.open(tmp) as src, open(out, "wb") as dst:
         shutil.copyfileobj(src, dst)
     tmp.unlink()
