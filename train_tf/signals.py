@@ -1248,32 +1248,24 @@ def _plan_jobs(settings: BankSettings, skipped: list[str]) -> list[_Job]:
                 text = _text_for("en", rng)
                 jobs.append(speech_job(f"festival/{i:04d}/d{stretch}/f{f0}", "speech_synth",
                                        functools.partial(synth_festival, text, sr, stretch, f0, std)))
-    if settings.asterisk_langs and settings.max_asterisk_files != 0:
-        files = asterisk_files(settings.asterisk_root, settings.asterisk_langs)
+    # the 16 kHz .g722 voices, then (if asked) the 8 kHz .gsm prompt packages of other speakers
+    for langs, suffix, decoder, prefix, what, max_files, hint in (
+            (settings.asterisk_langs if settings.max_asterisk_files != 0 else (), ".g722", decode_g722, "asterisk",
+             "asterisk prompts", settings.max_asterisk_files, ""),
+            (settings.asterisk_gsm_langs, ".gsm", decode_gsm, "asterisk-gsm", "asterisk .gsm prompts", None,
+             " (apt install asterisk-prompt-es-co asterisk-prompt-fr-armelle)")):
+        if not langs:
+            continue
+        files = asterisk_files(settings.asterisk_root, langs, suffix=suffix)
         if shutil.which("ffmpeg") is None:
-            skipped.append("ffmpeg not installed: asterisk prompts skipped")
+            skipped.append(f"ffmpeg not installed: {what} skipped")
         elif not files:
-            langs = ",".join(settings.asterisk_langs)
-            skipped.append(f"no asterisk prompts for {langs} under {settings.asterisk_root}")
+            skipped.append(f"no {what} for {','.join(langs)} under {settings.asterisk_root}{hint}")
         else:
-            for lang, p in _select_asterisk(files, settings.max_asterisk_files, settings.seed):
+            for lang, p in _select_asterisk(files, max_files, settings.seed):
                 rel = p.relative_to(settings.asterisk_root).with_suffix("")
                 rel_name = f"{lang}/{Path(*rel.parts[1:]).as_posix()}" if len(rel.parts) > 1 else f"{lang}/{rel}"
-                jobs.append(speech_job(f"asterisk/{rel_name}", "speech_real",
-                                       functools.partial(decode_g722, p, sr)))
-    if settings.asterisk_gsm_langs:
-        files = asterisk_files(settings.asterisk_root, settings.asterisk_gsm_langs, suffix=".gsm")
-        if shutil.which("ffmpeg") is None:
-            skipped.append("ffmpeg not installed: asterisk .gsm prompts skipped")
-        elif not files:
-            langs = ",".join(settings.asterisk_gsm_langs)
-            skipped.append(f"no asterisk .gsm prompts for {langs} under {settings.asterisk_root} "
-                           f"(apt install asterisk-prompt-es-co asterisk-prompt-fr-armelle)")
-        else:
-            for lang, p in files:
-                rel = p.relative_to(settings.asterisk_root).with_suffix("")
-                jobs.append(speech_job(f"asterisk-gsm/{lang}/{Path(*rel.parts[1:]).as_posix()}", "speech_real",
-                                       functools.partial(decode_gsm, p, sr)))
+                jobs.append(speech_job(f"{prefix}/{rel_name}", "speech_real", functools.partial(decoder, p, sr)))
     n_noise = int(round(settings.noise_duration_s * sr))
     for kind in settings.noise_kinds:
         if kind == "babble":
