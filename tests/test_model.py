@@ -98,3 +98,37 @@ def test_normalize_window_is_level_invariant_and_shared_by_batches():
     spiky = np.zeros((1000, 2), "float32")
     spiky[0, 0] = 1.0
     assert np.abs(normalize_window(spiky, clip_sigma=8.0)).max() == 8.0
+
+
+def test_transfer_to_longer_frames_is_the_trained_network_on_half_rate_audio():
+    """Kernel 3 stride 3 -> kernel 6 stride 6: the new network on a window of 2N samples equals
+    the trained one on the N-sample window of pair means (batch norm in inference mode)."""
+    from train_tf.model import frame_ratio, transfer_weights
+
+    keras.utils.set_random_seed(3)
+    src_cfg = ModelConfig(window_samples=600, n_mics=4, n_regions=4, first_filters=8, block_filters=(8, 16, 16),
+                          dense_units=16)
+    dst_cfg = ModelConfig(**{**src_cfg.to_dict(), "block_filters": (8, 16, 16), "window_samples": 1200,
+                             "first_kernel": 6, "first_stride": 6})
+    src, dst = build_model(src_cfg), build_model(dst_cfg)
+    # give the batch norms non-trivial statistics so that a wrong copy shows
+    for layer in src.layers:
+        if layer.name.startswith("bn"):
+            g, b, m, v = layer.get_weights()
+            rng = np.random.default_rng(len(layer.name))
+            layer.set_weights([g * rng.uniform(0.5, 2, g.shape), rng.normal(0, 0.3, b.shape),
+                               rng.normal(0, 0.3, m.shape), v * rng.uniform(0.5, 2, v.shape)])
+    before = dst.predict(np.ones((1, 1200, 4), "float32"), verbose=0)
+    assert transfer_weights(src, src_cfg, dst, dst_cfg) == 2
+    x = np.random.default_rng(0).normal(size=(3, 1200, 4)).astype("float32")
+    half = x.reshape(3, 600, 2, 4).mean(axis=2)
+    want = src.predict(half, verbose=0)
+    got = dst.predict(x, verbose=0)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert not np.allclose(dst.predict(np.ones((1, 1200, 4), "float32"), verbose=0), before)
+    # anything but the first convolution differing, or a non-integer ratio, is refused
+    with pytest.raises(ValueError, match="dense_units"):
+        frame_ratio(src_cfg, ModelConfig(**{**dst_cfg.to_dict(), "block_filters": (8, 16, 16), "dense_units": 8}))
+    with pytest.raises(ValueError, match="integer multiple"):
+        frame_ratio(src_cfg, ModelConfig(**{**dst_cfg.to_dict(), "block_filters": (8, 16, 16), "first_kernel": 7,
+                                            "first_stride": 7}))

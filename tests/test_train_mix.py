@@ -144,3 +144,29 @@ def test_overlap_labels_reach_the_training_targets(rir_bank, bank_path, tmp_path
     assert single < plan["targets"][..., 0].sum() <= 2 * single
     with pytest.raises(SystemExit, match="label_overlap needs min_separation_deg"):
         train.main([*base, "--out", str(tmp_path / "bad"), "--margin-deg", "5.625", "--label-overlap"])
+
+
+def test_init_weights_from_shorter_first_frames(rir_bank, bank_path, tmp_path, capsys):
+    """--init-weights from a kernel-3 run into a kernel-6 stride-6 network over twice the window
+    (the trained network's params.json beside its weights tells its shape)."""
+    base = ["--rir-bank", str(rir_bank), "--bank", str(bank_path), *MIX, *TINY, "--epochs", "1"]
+    first = tmp_path / "first"
+    assert train.main([*base, "--out", str(first)]) == 0
+    second = tmp_path / "second"
+    assert train.main([*base, "--out", str(second), "--lr", "1e-12", "--first-kernel", "6", "--first-stride", "6",
+                       "--mix-set", "window_s=0.5", "--init-weights", str(first / "best.weights.h5")]) == 0
+    from train_tf.crosscheck import load_model
+
+    a, _ = load_model(first, "best.weights.h5")
+    b, _ = load_model(second, "last.weights.h5")
+    assert b.input_shape[1] == 2 * a.input_shape[1]
+    ka, kb = a.get_layer("conv0").get_weights()[0], b.get_layer("conv0").get_weights()[0]
+    np.testing.assert_allclose(kb, np.repeat(ka, 2, axis=0) / 2, atol=1e-6)
+    np.testing.assert_allclose(b.get_layer("conv3").get_weights()[0], a.get_layer("conv3").get_weights()[0], atol=1e-6)
+    # without the params file the shapes cannot be matched: the old one-line error
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    (lone / "w.weights.h5").write_bytes((first / "best.weights.h5").read_bytes())
+    with pytest.raises(SystemExit, match="integer multiple"):
+        train.main([*base, "--out", str(tmp_path / "third"), "--first-kernel", "6", "--first-stride", "6",
+                    "--mix-set", "window_s=0.5", "--init-weights", str(lone / "w.weights.h5")])

@@ -145,3 +145,38 @@ def region_loss(weights: LossWeights = LossWeights()):
         return weights.activity * bce + fine
 
     return loss
+
+
+def frame_ratio(src: ModelConfig, dst: ModelConfig) -> int:
+    """How many times longer ``dst``'s first-convolution frames are than ``src``'s, when the two
+    networks differ only there (and in window length); raises ``ValueError`` otherwise."""
+    same = {f.name for f in dataclasses.fields(ModelConfig)} - {"window_samples", "first_kernel", "first_stride"}
+    diff = sorted(k for k in same if getattr(src, k) != getattr(dst, k))
+    if diff:
+        raise ValueError(f"the networks differ in {', '.join(diff)}, not only in the first convolution")
+    r, rest = divmod(dst.first_kernel, src.first_kernel)
+    if rest or r < 1 or first_stride(dst) != r * first_stride(src):
+        raise ValueError(f"first convolution kernel/stride {dst.first_kernel}/{first_stride(dst)} is not an integer "
+                         f"multiple of {src.first_kernel}/{first_stride(src)}")
+    return r
+
+
+def transfer_weights(src: keras.Model, src_cfg: ModelConfig, dst: keras.Model, dst_cfg: ModelConfig) -> int:
+    """Copy a trained network into one whose first convolution takes ``r`` times longer frames
+    (e.g. kernel 3 stride 3 at 0.5 s -> kernel 6 stride 6 at 1 s, the same MACs per window).
+
+    Each tap of the source kernel becomes ``r`` equal taps of weight 1/r, so the new first layer
+    sees the mean of ``r`` neighbouring samples where the old one saw one: the trained network
+    runs on the audio at 1/r of the rate, over r times the time, and every later layer keeps its
+    weights. Fine-tuning then learns the full-rate taps. Returns ``r``."""
+    import numpy as np
+
+    r = frame_ratio(src_cfg, dst_cfg)
+    for layer in src.layers:
+        weights = layer.get_weights()
+        if not weights:
+            continue
+        if layer.name == "conv0":
+            weights = [np.repeat(weights[0], r, axis=0) / r] + weights[1:]
+        dst.get_layer(layer.name).set_weights(weights)
+    return r

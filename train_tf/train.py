@@ -187,6 +187,27 @@ class MixSource:
         yield from self.val_set
 
 
+def _transfer_init(model, model_cfg, weights: Path) -> bool:
+    """Start ``model`` from weights of a network with shorter first-convolution frames
+    (``train_tf.model.transfer_weights``); needs that network's params file beside the weights.
+    False when they cannot be transferred."""
+    from train_tf.model import ModelConfig, build_model, transfer_weights
+
+    params_path = weights.parent / PARAMS_FILE
+    if not params_path.exists():
+        return False
+    src_cfg = ModelConfig.from_dict(json.loads(params_path.read_text())["model"])
+    try:
+        src = build_model(src_cfg)
+        src.load_weights(weights)
+        r = transfer_weights(src, src_cfg, model, model_cfg)
+    except (ValueError, OSError) as exc:
+        log.warning("cannot transfer %s: %s", weights, exc)
+        return False
+    log.warning("first convolution of %s stretched %dx (each tap repeated, weight 1/%d)", weights, r, r)
+    return True
+
+
 def train(data_dir: str | Path | None, out_dir: str | Path, model_cfg, layout: RegionLayout, settings: TrainSettings,
           verbose: int = 1, rir_bank: str | Path | None = None, bank: str | Path | None = None,
           init_weights: str | Path | None = None, mix_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -247,8 +268,11 @@ def train(data_dir: str | Path | None, out_dir: str | Path, model_cfg, layout: R
         try:
             model.load_weights(init_weights)
         except (ValueError, OSError) as exc:
-            raise SystemExit(f"--init-weights {init_weights}: cannot load into this model shape ({exc}); "
-                             f"pass weights trained with the same --regions/--block-filters/--first-filters") from None
+            if not _transfer_init(model, model_cfg, Path(init_weights)):
+                raise SystemExit(f"--init-weights {init_weights}: cannot load into this model shape ({exc}); "
+                                 f"pass weights trained with the same --regions/--block-filters/--first-filters "
+                                 f"(or a first kernel/stride an integer multiple of theirs, with their "
+                                 f"{PARAMS_FILE} beside them)") from None
         log.warning("starting %s from the weights in %s", out, init_weights)
     csv_path = out / "log.csv"
     if state["epoch"] == 0 or not csv_path.exists():
