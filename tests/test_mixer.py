@@ -67,6 +67,10 @@ def _numpy_render(mixer, plan, shift=0):
             seg = seg / np.sqrt(np.mean(seg ** 2)) * plan["amp"][b, j]
             full = fftconvolve(seg[None, :], rirs[plan["pos"][b, j]], axes=1)
             clean += full[:, length - 1 + shift:length - 1 + shift + mixer.window]  # the 'valid' part
+            if "echo_gain" in plan and plan["echo_gain"][b, j] > 0:  # integer delays only
+                d = int(round(float(plan["echo_delay"][b, j])))
+                echo = fftconvolve(seg[None, :], rirs[plan["echo_pos"][b, j]], axes=1)
+                clean += plan["echo_gain"][b, j] * echo[:, length - 1 - d:length - 1 - d + mixer.window]
         clean *= mixer.rooms["mic_gain"][plan["room"][b]][:, None]
         p_ref = np.mean(clean ** 2) if plan["n_sources"][b] else 1.0
         audio = clean * 10.0 ** (plan["level_dbfs"][b] / 20.0) / np.sqrt(p_ref)
@@ -201,3 +205,41 @@ def test_bad_arguments_are_refused(rir_bank, dry):
         Mixer(rir_bank, dry, LAYOUT, part="test")
     with pytest.raises(ValueError, match="n_sources_p"):
         Mixer(rir_bank, dry, LAYOUT, n_sources_p=(0.5, 0.5))
+
+
+def test_echoes_are_delayed_unlabelled_copies_from_elsewhere_in_the_room(rir_bank, dry):
+    """echo_prob: each source also arrives through another position's RIR, echo_delay later and
+    echo_gain_db below its direct path, at least echo_min_separation_deg from every source; the
+    render equals the numpy convolution with those echoes added, and the labels are unchanged."""
+    mixer = _mixer(rir_bank, dry, seed=3, echo_prob=1.0, echo_delay_ms=(2.0, 2.0), echo_gain_db=(-6.0, -3.0),
+                   echo_min_separation_deg=40.0, **QUIET)
+    plan = mixer.plan(16)
+    n_pos = mixer.rooms["rirs"].shape[1]
+    az, d3 = mixer.rooms["azimuth_deg"].reshape(-1), mixer.rooms["distance3d_m"].reshape(-1)
+    echoed = 0
+    for b in range(16):
+        srcs = plan["pos"][b, :plan["n_sources"][b]]
+        for j, src in enumerate(srcs):
+            if plan["echo_gain"][b, j] == 0:
+                continue
+            echoed += 1
+            q = plan["echo_pos"][b, j]
+            assert q // n_pos == plan["room"][b]
+            assert np.all(np.abs((az[q] - az[srcs] + 180) % 360 - 180) >= 40.0)
+            rel_db = 20 * np.log10(plan["echo_gain"][b, j] * d3[src] / d3[q])
+            assert -6.0 - 1e-4 <= rel_db <= -3.0 + 1e-4
+            assert plan["echo_delay"][b, j] == pytest.approx(32.0)
+        assert np.all(plan["echo_gain"][b, plan["n_sources"][b]:] == 0)
+    assert echoed >= 10
+    got = keras.ops.convert_to_numpy(mixer.render(plan))
+    want, pcm = _numpy_render(mixer, plan)
+    step = 1.0 / (32768.0 * (pcm / 32768.0 - (pcm / 32768.0).mean(axis=1, keepdims=True)).std(axis=(1, 2)))
+    assert np.all(np.abs(got - want).max(axis=(1, 2)) / step < 1.05)
+    # without the echoes the windows differ, and the labels are the same as an echo-free mixer's
+    plain = {k: v for k, v in plan.items() if not k.startswith("echo")}
+    without, _ = _numpy_render(mixer, plain)
+    has_echo = plan["echo_gain"].max(axis=1) > 0
+    assert np.all((np.abs(got - without).max(axis=(1, 2)) / step > 50)[has_echo])
+    labels = encode_batch(LAYOUT, plan["azimuth_deg"].astype(np.float64), plan["distance_m"].astype(np.float64),
+                          np.zeros(plan["azimuth_deg"].shape))
+    np.testing.assert_array_equal(plan["targets"][..., ACTIVE], labels[..., ACTIVE])

@@ -227,6 +227,9 @@ class Mixer:
         weight = np.zeros((b, MAX_SOURCES), dtype=np.float64)
         kind_code = np.full((b, MAX_SOURCES), -1, dtype=np.int8)
         n_src = np.zeros(b, dtype=np.int64)
+        echo_pos = np.zeros((b, MAX_SOURCES), dtype=np.int64)
+        echo_gain = np.zeros((b, MAX_SOURCES), dtype=np.float32)
+        echo_delay = np.zeros((b, MAX_SOURCES), dtype=np.float32)
         for i in range(b):
             chosen = choose_positions(self.rooms["azimuth_deg"][room[i]], int(k[i]), s.min_source_separation_deg, rng)
             m = len(chosen)
@@ -244,6 +247,8 @@ class Mixer:
             direct = rel_db - 20.0 * np.log10(self.rooms["distance3d_m"][room[i], chosen])
             weight[i, :m] = direct - direct.max()
             kind_code[i, :m] = [KIND_CODES[self.kind_names[c]] for c in kinds]
+            if s.echo_prob > 0:
+                self._plan_echoes(i, room[i], chosen, echo_pos, echo_gain, echo_delay)
         n_kinds = len(self.diffuse_kinds)
         dkind = rng.integers(0, n_kinds, size=b)
         # each mic gets its own stretch of the tape (consecutive, never overlapping), so no two
@@ -259,6 +264,7 @@ class Mixer:
             "snr_diffuse_db": rng.uniform(*s.snr_diffuse_db, size=b).astype(np.float32),
             "snr_sensor_db": rng.uniform(*s.snr_sensor_db, size=b).astype(np.float32),
             "level_dbfs": rng.uniform(*s.level_dbfs, size=b).astype(np.float32),
+            "echo_pos": echo_pos.astype(np.int32), "echo_gain": echo_gain, "echo_delay": echo_delay,
             # labels and descriptors (not used by the renderer)
             "targets": encode_batch(self.layout, az, dist, weight).astype(np.float32),
             "azimuth_deg": az.astype(np.float32), "distance_m": dist.astype(np.float32),
@@ -266,9 +272,28 @@ class Mixer:
             "kind": kind_code,
         }
 
+    def _plan_echoes(self, i: int, room: int, chosen: np.ndarray, echo_pos: np.ndarray, echo_gain: np.ndarray,
+                     echo_delay: np.ndarray) -> None:
+        """Give each source of window ``i`` an unlabelled echo with probability ``echo_prob``: the
+        RIR of another position of the same room, at least ``echo_min_separation_deg`` from every
+        source, scaled so that its direct path is ``echo_gain_db`` below the source's."""
+        rng, s = self.rng, self.settings
+        azs = self.rooms["azimuth_deg"][room]
+        d3 = self.rooms["distance3d_m"][room]
+        sep = np.min(np.abs((azs[:, None] - azs[chosen][None, :] + 180.0) % 360.0 - 180.0), axis=1)
+        free = np.flatnonzero(sep >= s.echo_min_separation_deg)
+        n_pos = len(azs)
+        for j, src in enumerate(chosen):
+            if len(free) == 0 or rng.random() >= s.echo_prob:
+                continue
+            q = int(rng.choice(free))
+            echo_pos[i, j] = room * n_pos + q
+            echo_gain[i, j] = 10.0 ** (rng.uniform(*s.echo_gain_db) / 20.0) * d3[q] / d3[src]
+            echo_delay[i, j] = rng.uniform(*s.echo_delay_ms) * 1e-3 * self.fs
+
     # ---- rendering in keras.ops
     def _render(self, rirs, gains, dry_tape, noise_tape, factor, room, pos, amp, dry_off, noise_off, sensor_off,
-                snr_d, snr_s, level):
+                snr_d, snr_s, level, echo_pos=None, echo_gain=None, echo_delay=None):
         from keras import ops
 
         w, l_rir, n_fft = self.window, self.rir_len, self.fft_len
@@ -278,6 +303,16 @@ class Mixer:
         dr, di = ops.rfft(seg, fft_length=n_fft)  # (B, S, F)
         h = ops.cast(ops.take(rirs, pos, axis=0), "float32")  # (B, S, M, L)
         hr, hi = ops.rfft(h, fft_length=n_fft)
+        if echo_pos is not None:
+            # + gain * the other position's RIR delayed by echo_delay samples (a phase ramp)
+            e = ops.cast(ops.take(rirs, echo_pos, axis=0), "float32")
+            er, ei = ops.rfft(e, fft_length=n_fft)
+            k = ops.arange(n_fft // 2 + 1, dtype="float32")
+            phase = (2.0 * math.pi / n_fft) * echo_delay[..., None, None] * k  # (B, S, 1, F)
+            c, sn = ops.cos(phase), ops.sin(phase)
+            eg = echo_gain[..., None, None]
+            hr = hr + eg * (er * c + ei * sn)
+            hi = hi + eg * (ei * c - er * sn)
         dr, di = dr[:, :, None, :], di[:, :, None, :]
         yr = ops.sum(dr * hr - di * hi, axis=1)
         yi = ops.sum(dr * hi + di * hr, axis=1)
@@ -327,7 +362,13 @@ class Mixer:
         return self._compiled()(self._rirs_t, self._gain_t, self._dry_t, self._noise_t, self._factor_t,
                                 plan["room"], plan["pos"], plan["amp"], plan["dry_off"], plan["noise_off"],
                                 plan["sensor_off"], plan["snr_diffuse_db"], plan["snr_sensor_db"],
-                                plan["level_dbfs"])
+                                plan["level_dbfs"], *self._echo_args(plan))
+
+    def _echo_args(self, plan: dict[str, np.ndarray]) -> tuple:
+        """The echo part of a plan for the renderer; nothing (no extra FFTs) when echoes are off."""
+        if self.settings.echo_prob <= 0:
+            return ()
+        return plan["echo_pos"], plan["echo_gain"], plan["echo_delay"]
 
     def batch(self, batch_size: int) -> tuple[Any, np.ndarray]:
         """(inputs, region targets) of one batch."""

@@ -116,15 +116,19 @@ def build_mixtures(audio: np.ndarray, labels: dict[str, np.ndarray], window: int
 def run(model_dir: str | Path, data_dir: str | Path, out_dir: str | Path, weights: str, n_mix: int = 300,
         calib_fraction: float = 0.4, min_sep_deg: float = 30.0, workers: int = 1, seed: int = 0,
         thresholds: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8),
-        window_s: float | None = None) -> dict[str, Any]:
+        window_s: float | None = None, array: str = "array1") -> dict[str, Any]:
     """Self-label, build mixtures, score the model (threshold sweep) and the baselines.
+
+    ``array`` picks one of the recording's two arrays: ``array1`` (the reference check; its first
+    ``calib_fraction`` is the calibration benchmark's) or ``array2`` (0.8 m away, so other
+    directions and other reflections of the same talker: a second, independent check).
 
     ``window_s`` (default: the model's ``decode.pool_s`` if longer than its window, else its
     window) is the length of the labelled windows and mixtures; longer than the model's window,
     its outputs are pooled as the daemon does (:func:`train_tf.evaluate.model_outputs`)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    audio = load_array(data_dir)
+    audio = load_array(data_dir, array)
     params = json.loads((Path(model_dir) / "params.json").read_text())
     fs = 16000
     model_window = int(params["model"]["window_samples"])
@@ -135,7 +139,7 @@ def run(model_dir: str | Path, data_dir: str | Path, out_dir: str | Path, weight
     first = int(calib_fraction * len(audio))
     sets = build_mixtures(audio, labels, window, n_mix, min_sep_deg, 2.0, first, seed)
     results: dict[str, Any] = {
-        "data": str(data_dir), "model": str(model_dir), "window_s": window / fs, "windows_labelled": int(labels["ok"].sum()),
+        "data": str(data_dir), "array": array, "model": str(model_dir), "window_s": window / fs, "windows_labelled": int(labels["ok"].sum()),
         "windows_total": int(len(labels["ok"])), "calib_fraction": calib_fraction,
         "n_single": int(len(sets["single_audio"])), "n_mix": int(len(sets["mix_audio"])), "min_sep_deg": min_sep_deg,
         "sweep": {}, "baselines": {}}
@@ -166,7 +170,7 @@ def run(model_dir: str | Path, data_dir: str | Path, out_dir: str | Path, weight
 
 def table(r: dict[str, Any]) -> str:
     """Markdown summary of ``run``'s results."""
-    lines = [f"AV16.3 seq11-1p-0100 array1: {r['windows_labelled']} of {r['windows_total']} windows "
+    lines = [f"AV16.3 seq11-1p-0100 {r.get('array', 'array1')}: {r['windows_labelled']} of {r['windows_total']} windows "
              f"({r.get('window_s', 0.5):g} s) self-labelled; "
              f"{r['n_single']} single-talker windows and {r['n_mix']} two-talker mixtures (>= {r['min_sep_deg']:g}° "
              f"apart) from the last {1 - r['calib_fraction']:.0%} of the recording. Hit: within 20°.", "",
@@ -222,12 +226,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--window-s", type=float, default=None,
                         help="labelled window and mixture length (default: the model's decode.pool_s, else its window)")
+    parser.add_argument("--array", choices=("array1", "array2"), default="array1",
+                        help="which of the two arrays (default array1; array2 is a second, independent check)")
     args = parser.parse_args(argv)
     if not Path(args.data).is_dir():
         raise SystemExit(f"AV16.3 data not found at {args.data}; pass --data DIR (see ../shared/data/README)")
     weights = args.weights or default_weights(args.model)
     results = run(args.model, args.data, args.out, weights, args.mixtures, workers=args.workers,
-                  window_s=args.window_s)
+                  window_s=args.window_s, array=args.array)
     print(table(results))
     return 0
 

@@ -98,6 +98,18 @@ class SimSettings:
     """Noise kinds used for the diffuse field."""
     rir_bank_samples: int = 8192
     """RIR length kept in rir-bank mode (longer tails are cut)."""
+    echo_prob: float = 0.0
+    """On-the-fly training only (``train_tf.mixer``): probability that a source also arrives as a
+    strong discrete echo from another direction - its own signal through the RIR of another
+    position of the room, delayed and attenuated, and *not* labelled a source - as a whiteboard,
+    window or screen near the array makes in a real room. Teaches the network that a delayed
+    coherent copy is a reflection, not a second talker. 0 = off (the shoebox's own reflections)."""
+    echo_gain_db: tuple[float, float] = (-12.0, -3.0)
+    """Range of an echo's direct-path level relative to its source's direct path."""
+    echo_delay_ms: tuple[float, float] = (1.0, 12.0)
+    """Range of an echo's delay after its source."""
+    echo_min_separation_deg: float = 30.0
+    """Smallest azimuth difference between an echo and every source of its window."""
     regions: RegionLayout = field(default_factory=RegionLayout)
     """Region layout used for the stored region targets (training may re-encode)."""
 
