@@ -8,6 +8,9 @@ int16 quantization, the device's input scaling) is one ``keras.ops`` function, c
 runs on both backends, and it renders what ``train_tf.simulate.render_window`` renders, except
 that the diffuse field uses the array's nominal geometry (the +/-1 mm jitter of each room is
 below what the coherence can show) and sensor noise comes from a stored white-noise tape.
+With ``echo_prob`` > 0 (training augmentation; ``render_window`` has no counterpart) a source
+may also arrive as an unlabelled discrete echo: the RIR of another position of the room, delayed
+by a phase ramp and scaled (see ``SimSettings.echo_prob``).
 
 Rooms whose shard index is a multiple of ``VAL_EVERY`` are kept for validation, so the split is
 stable while a simulator is still adding shards (``refresh``).
