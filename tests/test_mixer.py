@@ -14,7 +14,7 @@ from scipy.signal import csd, fftconvolve, welch
 
 from edge_msl.arrays import SPEED_OF_SOUND_M_S
 from edge_msl.features import normalize_window
-from edge_msl.regions import ACTIVE, RegionLayout, encode_batch
+from edge_msl.regions import ACTIVE, RegionLayout, angular_distance_deg, encode_batch
 from train_tf import simulate
 from train_tf.mixer import MAX_SOURCES, Mixer
 from train_tf.signals import DryBank
@@ -225,7 +225,7 @@ def test_echoes_are_delayed_unlabelled_copies_from_elsewhere_in_the_room(rir_ban
             echoed += 1
             q = plan["echo_pos"][b, j]
             assert q // n_pos == plan["room"][b]
-            assert np.all(np.abs((az[q] - az[srcs] + 180) % 360 - 180) >= 40.0)
+            assert np.all(angular_distance_deg(az[q], az[srcs]) >= 40.0)
             rel_db = 20 * np.log10(plan["echo_gain"][b, j] * d3[src] / d3[q])
             assert -6.0 - 1e-4 <= rel_db <= -3.0 + 1e-4
             assert plan["echo_delay"][b, j] == pytest.approx(32.0)

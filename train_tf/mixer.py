@@ -26,7 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from edge_msl.features import INT16_FULL_SCALE, SILENCE_FLOOR
-from edge_msl.regions import RegionLayout, encode_batch
+from edge_msl.regions import RegionLayout, angular_distance_deg, encode_batch
 from train_tf.signals import FRAME_S, DryBank, _tile, babble, noise
 from train_tf.simulate import (
     KIND_CODES,
@@ -283,7 +283,7 @@ class Mixer:
         rng, s = self.rng, self.settings
         azs = self.rooms["azimuth_deg"][room]
         d3 = self.rooms["distance3d_m"][room]
-        sep = np.min(np.abs((azs[:, None] - azs[chosen][None, :] + 180.0) % 360.0 - 180.0), axis=1)
+        sep = np.min(angular_distance_deg(azs[:, None], azs[chosen][None, :]), axis=1)
         free = np.flatnonzero(sep >= s.echo_min_separation_deg)
         n_pos = len(azs)
         for j, src in enumerate(chosen):

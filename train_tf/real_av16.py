@@ -139,7 +139,8 @@ def run(model_dir: str | Path, data_dir: str | Path, out_dir: str | Path, weight
     first = int(calib_fraction * len(audio))
     sets = build_mixtures(audio, labels, window, n_mix, min_sep_deg, 2.0, first, seed)
     results: dict[str, Any] = {
-        "data": str(data_dir), "array": array, "model": str(model_dir), "window_s": window / fs, "windows_labelled": int(labels["ok"].sum()),
+        "data": str(data_dir), "array": array, "model": str(model_dir), "window_s": window / fs,
+        "windows_labelled": int(labels["ok"].sum()),
         "windows_total": int(len(labels["ok"])), "calib_fraction": calib_fraction,
         "n_single": int(len(sets["single_audio"])), "n_mix": int(len(sets["mix_audio"])), "min_sep_deg": min_sep_deg,
         "sweep": {}, "baselines": {}}
