@@ -14,6 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .arrays import ArrayConfigError, MicArray
+from .refine import SrpRefiner
 from .regions import Detection, decode, pool_count, pool_outputs
 from .runtime import Model
 from .stream import Resampler, Windower, design, to_float
@@ -89,12 +90,14 @@ class Pipeline:
     fewer windows.
 
     One per stream and thread (it holds the model's buffers). ``array`` (default: the model's)
-    gives the capture channel map; its geometry must be the model's.
+    gives the capture channel map; its geometry must be the model's. ``srp_refine`` False leaves
+    the decoded azimuths as they are even where the model's sidecar sets ``decode.srp_refine``
+    (:mod:`edge_msl.refine`).
     """
 
     def __init__(self, model: Model, *, hop_s: float = 0.1, threshold: float | None = None, track: bool = True,
                  tracking: TrackerSettings | None = None, input_rate_hz: int | None = None,
-                 array: MicArray | None = None, pool_s: float | None = None) -> None:
+                 array: MicArray | None = None, pool_s: float | None = None, srp_refine: bool = True) -> None:
         info = model.info
         self.model = model
         self.array = array or info.array
@@ -141,6 +144,10 @@ class Pipeline:
         self.tracker = Tracker(tracking) if self.track else None
         self.windower = Windower(info.window_samples, self.hop_samples, self.array.n_mics)
         self._layout = info.layout
+        # decode.srp_refine: azimuths refined on the cross-spectra of the pooled windows
+        self._refiner = SrpRefiner(info.array.positions(), info.sample_rate_hz, info.srp_refine) \
+            if info.srp_refine and srp_refine else None
+        self._crosses: deque[np.ndarray] = deque(maxlen=self.pool_windows)
         self._offset_s = 0.0  # stream time before the last reset, so t_s never goes back
         self.windows_analysed = 0
 
@@ -187,7 +194,11 @@ class Pipeline:
         self.windows_analysed += 1
         self._recent.append(np.asarray(self.model.outputs(window), dtype=np.float64))
         outputs = self._recent[0] if self.pool_windows == 1 else pool_outputs(np.stack(self._recent), self._pool_gain)
-        return decode(self._layout, outputs, self.threshold)
+        dets = decode(self._layout, outputs, self.threshold)
+        if self._refiner is None:
+            return dets
+        self._crosses.append(self._refiner.cross(window))
+        return self._refiner.refine(dets, np.mean(self._crosses, axis=0)) if dets else dets
 
     def analyse(self, window: np.ndarray, t_s: float) -> dict[str, Any]:
         """Run the model on one window (mic order, model rate) that ends at ``t_s``; returns its message."""
@@ -202,6 +213,7 @@ class Pipeline:
         self._offset_s += self.windower.samples_seen / self.sample_rate_hz + max(0.0, float(gap_s))
         self.windower.reset()
         self._recent.clear()
+        self._crosses.clear()
         if self.resampler is not None:
             self.resampler.reset()
         if self.tracker is not None:

@@ -21,6 +21,7 @@ import numpy as np
 
 from .arrays import ArrayConfigError, MicArray
 from .features import normalize_window
+from .refine import RefineConfigError, check_settings
 from .regions import Detection, RegionConfigError, RegionLayout, decode, pooled_thresholds
 
 log = logging.getLogger("edge_msl.runtime")
@@ -82,6 +83,8 @@ class ModelInfo:
     window decoded alone."""
     raw: dict
     """The whole sidecar."""
+    srp_refine: dict | None = None
+    """Checked ``decode.srp_refine`` settings (:mod:`edge_msl.refine`), or None: azimuths as decoded."""
 
     @property
     def window_s(self) -> float:
@@ -250,9 +253,16 @@ def read_info(path: str | Path) -> ModelInfo:
     if rate <= 0 or window <= 0:
         raise ModelError(path, f"sample_rate_hz {rate} / window_samples {window} must be positive",
                          "reconvert the model with python -m convert")
+    srp_refine = side.get("decode", {}).get("srp_refine")
+    if srp_refine is not None:
+        try:
+            srp_refine = check_settings(srp_refine, rate)
+        except RefineConfigError as exc:
+            raise ModelError(path, f"decode {exc}", "fix decode.srp_refine in the sidecar or remove it") from None
     return ModelInfo(path=path, sidecar_path=sidecar, sha256=sha, sample_rate_hz=rate, window_samples=window,
                      array=array, layout=layout, threshold=threshold, pool_s=float(pool_s),
-                     onset_threshold=float(onset_threshold), pool_threshold=float(pool_threshold), raw=side)
+                     onset_threshold=float(onset_threshold), pool_threshold=float(pool_threshold), raw=side,
+                     srp_refine=srp_refine)
 
 
 def _clip_sigma(info: ModelInfo) -> float:

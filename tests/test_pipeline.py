@@ -173,7 +173,7 @@ def test_pooling_averages_the_last_windows_and_restarts_after_a_reset(model, exa
     the model's outputs on those windows; a reset starts the pool afresh."""
     from edge_msl.regions import decode, pool_outputs
 
-    p = Pipeline(model, track=False, pool_s=1.0, threshold=0.3)
+    p = Pipeline(model, track=False, pool_s=1.0, threshold=0.3, srp_refine=False)
     assert p.pool_windows == 6
     msgs = p.push(example[:48000])
     fs, w, hop = 16000, model.info.window_samples, 1600

@@ -137,6 +137,29 @@ def decode_all(outputs: np.ndarray, params: dict, threshold: float | None = None
     return [decode(layout, o, threshold) for o in outputs], threshold, layout.min_separation_deg
 
 
+def srp_refine_all(dets: list[list[Any]], audio: np.ndarray, params: dict, hop_s: float = POOL_HOP_S) -> list[list[Any]]:
+    """``dets`` refined as the daemon does when the model's decode has ``srp_refine``
+    (:mod:`edge_msl.refine`: cross-spectra averaged over the sub-windows pooled for each window);
+    unchanged otherwise."""
+    settings = params.get("decode", {}).get("srp_refine")
+    if not settings:
+        return dets
+    from edge_msl.refine import SrpRefiner
+
+    fs, window = int(params["sample_rate_hz"]), int(params["model"]["window_samples"])
+    refiner = SrpRefiner(np.asarray(params["array"]["positions_m"], dtype=np.float64), fs, settings)
+    hop = max(1, int(round(hop_s * fs)))
+    out = []
+    for x, ds in zip(audio, dets):
+        if not ds:
+            out.append(ds)
+            continue
+        x = x.astype(np.float64) / 32768.0
+        starts = [0] if len(x) == window else pool_offsets(len(x), window, hop)
+        out.append(refiner.refine(ds, np.mean([refiner.cross(x[o:o + window]) for o in starts], axis=0)))
+    return out
+
+
 # --------------------------------------------------------------------------- baselines
 
 _BASE: dict[str, Any] = {}
@@ -514,6 +537,7 @@ def evaluate(run_dir: str | Path, data_dir: str | Path, out_dir: str | Path, wei
     how = analysis(audio.shape[1], params)
     is_pooled = how["pooled_windows"] > 1
     dets, threshold, min_sep = decode_all(outputs, params, threshold, min_separation_deg, pooled=is_pooled)
+    dets = srp_refine_all(dets, audio, params)
     if params["array"]["name"] != meta["array"]["name"]:
         raise SystemExit(f"model is for array {params['array']['name']} but the data for {meta['array']['name']}")
     level = data["level_db"][:n]

@@ -1,0 +1,113 @@
+"""Refine the network's azimuths with a local SRP-PHAT search.
+
+The network places a talker inside its region from one fine output, which is least precise near
+the region's borders. The phase of the microphones' cross-spectra holds the direction directly:
+for each detection, the steered response power (SRP-PHAT) is evaluated on a fine grid within
+``half_deg`` of it, and the detection moves ``weight`` of the way to the highest response if that
+peak lies strictly inside the arc (a maximum on the arc's edge is a slope towards something else,
+often another talker: the detection stays). The search is local, so it cannot add, drop or swap
+detections; the network still decides how many talkers there are and roughly where.
+
+Enabled by a model's sidecar (``decode.srp_refine = {"fmax_hz": 8000, "half_deg": 8, "weight": 0.5}``);
+the cross-spectra are those of the windows pooled for the decode. numpy only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from .arrays import SPEED_OF_SOUND_M_S
+from .regions import Detection
+
+NFFT = 512
+FMIN_HZ = 300.0
+STEP_DEG = 0.5
+KEYS = ("fmax_hz", "half_deg", "weight")
+
+
+class RefineConfigError(ValueError):
+    """Invalid ``decode.srp_refine`` settings."""
+
+
+def check_settings(settings: Mapping[str, Any], sample_rate_hz: int) -> dict[str, float]:
+    """Validated ``{"fmax_hz", "half_deg", "weight"}``; raises :class:`RefineConfigError` naming the fix."""
+    if not isinstance(settings, Mapping):
+        raise RefineConfigError(f"srp_refine must be a table with keys {', '.join(KEYS)}, got {settings!r}")
+    unknown = sorted(set(settings) - set(KEYS))
+    if unknown:
+        raise RefineConfigError(f"srp_refine has unknown key(s) {', '.join(unknown)}; allowed: {', '.join(KEYS)}")
+    missing = [k for k in KEYS if k not in settings]
+    if missing:
+        raise RefineConfigError(f"srp_refine lacks {', '.join(missing)}")
+    out = {}
+    for key in KEYS:
+        v = settings[key]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v):
+            raise RefineConfigError(f"srp_refine {key} = {v!r} is not a number")
+        out[key] = float(v)
+    if not FMIN_HZ < out["fmax_hz"] <= sample_rate_hz / 2:
+        raise RefineConfigError(f"srp_refine fmax_hz = {out['fmax_hz']:g} is outside ({FMIN_HZ:g}, "
+                                f"{sample_rate_hz / 2:g}] Hz")
+    if not STEP_DEG < out["half_deg"] <= 45.0:
+        raise RefineConfigError(f"srp_refine half_deg = {out['half_deg']:g} is outside ({STEP_DEG:g}, 45] degrees")
+    if not 0.0 <= out["weight"] <= 1.0:
+        raise RefineConfigError(f"srp_refine weight = {out['weight']:g} is outside [0, 1]")
+    return out
+
+
+class SrpRefiner:
+    """Local SRP-PHAT refinement for one array (mic positions in metres, model order)."""
+
+    def __init__(self, positions_m: np.ndarray | Sequence[Sequence[float]], sample_rate_hz: int,
+                 settings: Mapping[str, Any]):
+        s = check_settings(settings, sample_rate_hz)
+        self.fmax_hz, self.half_deg, self.weight = s["fmax_hz"], s["half_deg"], s["weight"]
+        xy = np.asarray(positions_m, dtype=np.float64)[:, :2]
+        self.n_mics = len(xy)
+        i, j = np.triu_indices(len(xy), k=1)
+        self._i, self._j = i, j
+        self._dxy = xy[i] - xy[j]
+        f = np.fft.rfftfreq(NFFT, 1.0 / sample_rate_hz)
+        self._band = (f >= FMIN_HZ) & (f <= self.fmax_hz)
+        self._f = f[self._band]
+        self._window = np.hanning(NFFT)
+        self._grid = np.arange(-self.half_deg, self.half_deg + STEP_DEG / 2, STEP_DEG)
+
+    def cross(self, window: np.ndarray) -> np.ndarray:
+        """(n_samples >= 512, n_mics) audio -> (n_pairs, n_bins) mean phase-transformed cross-spectra."""
+        x = np.asarray(window, dtype=np.float64)
+        if x.ndim != 2 or x.shape[1] != self.n_mics or x.shape[0] < NFFT:
+            raise ValueError(f"window must be (n >= {NFFT}, {self.n_mics}), got {x.shape}")
+        x = x.T
+        starts = range(0, x.shape[1] - NFFT + 1, NFFT // 2)
+        frames = np.stack([x[:, s:s + NFFT] * self._window for s in starts], axis=1)
+        spec = np.fft.rfft(frames, axis=-1)[:, :, self._band]
+        spec /= np.abs(spec) + 1e-12
+        return (spec[self._i] * np.conj(spec[self._j])).mean(axis=1)
+
+    def response(self, cross: np.ndarray, azimuth_deg: np.ndarray) -> np.ndarray:
+        """SRP-PHAT of ``cross`` steered to each azimuth (far field, in the array's plane)."""
+        th = np.radians(np.asarray(azimuth_deg, dtype=np.float64))
+        # arrival time at mic i minus mic j for a source at azimuth th
+        tau = -(self._dxy @ np.stack([np.cos(th), np.sin(th)])) / SPEED_OF_SOUND_M_S
+        steer = np.exp(2j * np.pi * self._f[None, :, None] * tau[:, None, :])
+        return np.real((cross[:, :, None] * steer).sum(axis=(0, 1)))
+
+    def refine(self, detections: Sequence[Detection], cross: np.ndarray) -> list[Detection]:
+        """The detections, each moved towards a local SRP peak (see the module's doc)."""
+        out = []
+        for d in detections:
+            az = d.azimuth_deg + self._grid
+            best = int(np.argmax(self.response(cross, az)))
+            if 0 < best < len(az) - 1 and self.weight > 0:
+                new = (d.azimuth_deg + self.weight * (az[best] - d.azimuth_deg)) % 360.0
+                d = dataclasses.replace(d, azimuth_deg=float(new))
+            out.append(d)
+        out.sort(key=lambda det: det.azimuth_deg)
+        return out
+
+
+__all__ = ["SrpRefiner", "RefineConfigError", "check_settings", "KEYS"]
