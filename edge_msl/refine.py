@@ -18,6 +18,7 @@ import dataclasses
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from .arrays import SPEED_OF_SOUND_M_S
 from .regions import Detection
@@ -25,6 +26,7 @@ from .regions import Detection
 NFFT = 512
 FMIN_HZ = 300.0
 STEP_DEG = 0.5
+UPSAMPLE = 8
 KEYS = ("fmax_hz", "half_deg", "weight")
 
 
@@ -73,7 +75,8 @@ class SrpRefiner:
         f = np.fft.rfftfreq(NFFT, 1.0 / sample_rate_hz)
         self._band = (f >= FMIN_HZ) & (f <= self.fmax_hz)
         self._f = f[self._band]
-        self._window = np.hanning(NFFT)
+        self._window = np.hanning(NFFT).astype(np.float32)
+        self._lag_rate = float(sample_rate_hz) * UPSAMPLE
         self._grid = np.arange(-self.half_deg, self.half_deg + STEP_DEG / 2, STEP_DEG)
 
     def cross(self, window: np.ndarray) -> np.ndarray:
@@ -81,27 +84,42 @@ class SrpRefiner:
         x = np.asarray(window, dtype=np.float64)
         if x.ndim != 2 or x.shape[1] != self.n_mics or x.shape[0] < NFFT:
             raise ValueError(f"window must be (n >= {NFFT}, {self.n_mics}), got {x.shape}")
-        x = x.T
-        starts = range(0, x.shape[1] - NFFT + 1, NFFT // 2)
-        frames = np.stack([x[:, s:s + NFFT] * self._window for s in starts], axis=1)
+        frames = sliding_window_view(x.T.astype(np.float32), NFFT, axis=1)[:, ::NFFT // 2] * self._window
         spec = np.fft.rfft(frames, axis=-1)[:, :, self._band]
         spec /= np.abs(spec) + 1e-12
-        return (spec[self._i] * np.conj(spec[self._j])).mean(axis=1)
+        spec = spec.astype(np.complex64)  # the pair products dominate the cost; single precision halves it
+        return np.einsum("ptf,ptf->pf", spec[self._i], np.conj(spec[self._j])) / spec.shape[1]
 
-    def response(self, cross: np.ndarray, azimuth_deg: np.ndarray) -> np.ndarray:
-        """SRP-PHAT of ``cross`` steered to each azimuth (far field, in the array's plane)."""
+    def response(self, cross: np.ndarray, azimuth_deg: np.ndarray, gcc: np.ndarray | None = None) -> np.ndarray:
+        """SRP-PHAT of ``cross`` steered to each azimuth (far field, in the array's plane): the sum
+        over pairs of each pair's GCC-PHAT, interpolated at the pair's delay (``UPSAMPLE`` x)."""
         th = np.radians(np.asarray(azimuth_deg, dtype=np.float64))
-        # arrival time at mic i minus mic j for a source at azimuth th
-        tau = -(self._dxy @ np.stack([np.cos(th), np.sin(th)])) / SPEED_OF_SOUND_M_S
-        steer = np.exp(2j * np.pi * self._f[None, :, None] * tau[:, None, :])
-        return np.real((cross[:, :, None] * steer).sum(axis=(0, 1)))
+        # arrival time at mic i minus mic j for a source at azimuth th, in upsampled lags
+        lag = -(self._dxy @ np.stack([np.cos(th), np.sin(th)])) / SPEED_OF_SOUND_M_S * self._lag_rate
+        if gcc is None:
+            gcc = self.gcc(cross)
+        n = gcc.shape[1]
+        lo = np.floor(lag)
+        frac = lag - lo
+        lo = lo.astype(np.int64) % n
+        rows = np.arange(len(gcc))[:, None]
+        vals = gcc[rows, lo] * (1 - frac) + gcc[rows, (lo + 1) % n] * frac
+        return vals.sum(axis=0)
+
+    def gcc(self, cross: np.ndarray) -> np.ndarray:
+        """(n_pairs, n_lags) GCC-PHAT of each pair, lag k = k / (UPSAMPLE * fs) seconds (circular)."""
+        full = np.zeros((len(cross), NFFT // 2 + 1), dtype=np.complex128)
+        full[:, self._band] = cross
+        # X_i X_j^* has phase -2 pi f (t_i - t_j): its inverse transform peaks at lag t_i - t_j
+        return np.fft.irfft(full, n=NFFT * UPSAMPLE, axis=1)
 
     def refine(self, detections: Sequence[Detection], cross: np.ndarray) -> list[Detection]:
         """The detections, each moved towards a local SRP peak (see the module's doc)."""
         out = []
+        gcc = self.gcc(cross) if len(detections) else None
         for d in detections:
             az = d.azimuth_deg + self._grid
-            best = int(np.argmax(self.response(cross, az)))
+            best = int(np.argmax(self.response(cross, az, gcc)))
             if 0 < best < len(az) - 1 and self.weight > 0:
                 new = (d.azimuth_deg + self.weight * (az[best] - d.azimuth_deg)) % 360.0
                 d = dataclasses.replace(d, azimuth_deg=float(new))
