@@ -390,7 +390,9 @@ def tables(results: dict[str, Any]) -> str:
     lines = [f"Model `{results['model']}` ({results['model_macs'] / 1e6:.1f} M MACs, {results['n_regions']} regions, "
              f"threshold {results['threshold']}, duplicates within {results['min_separation_deg']:g}° suppressed"
              + (f", fine azimuth stretched ×{results['fine_stretch']:g}" if results.get("fine_stretch", 1.0) != 1.0
-                else "") + "), "
+                else "")
+             + (", azimuths refined by a local SRP-PHAT search (±{half_deg:g}°, weight {weight:g}, up to "
+                "{fmax_hz:g} Hz)".format(**results["srp_refine"]) if results.get("srp_refine") else "") + "), "
              f"{results['n_windows']} windows of `{results['data']}`{_pooling_note(results)}. "
              f"Hit: Hungarian match within {results['match_deg']}°. Baselines are given the true number of sources.",
              "", "**Model** (not told the number of sources)", "",
@@ -556,6 +558,7 @@ def evaluate(run_dir: str | Path, data_dir: str | Path, out_dir: str | Path, wei
         "model": str(run_dir), "weights": weights, "data": str(data_dir), "n_windows": n, "threshold": threshold,
         "match_deg": match_deg, "n_regions": params["regions"]["n_regions"], "model_macs": params["macs_per_window"],
         "min_separation_deg": min_sep, "fine_stretch": float(params["regions"].get("fine_stretch", 1.0)),
+        "srp_refine": params.get("decode", {}).get("srp_refine"),
         "analysis": how,
         # the bar of the mean actually used: a --threshold given scales it with the onset bar
         "pool_threshold": round(threshold / pool_gain(params), 4) if is_pooled else threshold,
