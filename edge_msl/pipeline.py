@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .arrays import ArrayConfigError, MicArray
-from .refine import SrpRefiner
+from .refine import SrpRefiner, hop_segments
 from .regions import Detection, decode, pool_count, pool_outputs
 from .runtime import Model
 from .stream import Resampler, Windower, design, to_float
@@ -147,7 +147,9 @@ class Pipeline:
         # decode.srp_refine: azimuths refined on the cross-spectra of the pooled windows
         self._refiner = SrpRefiner(info.array.positions(), info.sample_rate_hz, info.srp_refine) \
             if info.srp_refine and srp_refine else None
-        self._crosses: deque[np.ndarray] = deque(maxlen=self.pool_windows)
+        # one cross-spectrum per hop of audio, over the span of the pooled windows
+        span = info.window_samples + (self.pool_windows - 1) * self.hop_samples
+        self._crosses: deque[np.ndarray] = deque(maxlen=max(1, span // self.hop_samples))
         self._offset_s = 0.0  # stream time before the last reset, so t_s never goes back
         self.windows_analysed = 0
 
@@ -197,7 +199,10 @@ class Pipeline:
         dets = decode(self._layout, outputs, self.threshold)
         if self._refiner is None:
             return dets
-        self._crosses.append(self._refiner.cross(window))
+        # the first window after a start or reset brings all its hops, later ones their newest hop
+        pieces = hop_segments(window, self.hop_samples)
+        for piece in pieces if not self._crosses else pieces[-1:]:
+            self._crosses.append(self._refiner.cross(piece))
         return self._refiner.refine(dets, np.mean(self._crosses, axis=0)) if dets else dets
 
     def analyse(self, window: np.ndarray, t_s: float) -> dict[str, Any]:

@@ -9,7 +9,8 @@ often another talker: the detection stays). The search is local, so it cannot ad
 detections; the network still decides how many talkers there are and roughly where.
 
 Enabled by a model's sidecar (``decode.srp_refine = {"fmax_hz": 8000, "half_deg": 8, "weight": 0.5}``);
-the cross-spectra are those of the windows pooled for the decode. numpy only.
+the cross-spectra are averaged over the audio of the windows pooled for the decode, computed once
+per hop on the audio that hop added (:func:`hop_segments`). numpy only.
 """
 
 from __future__ import annotations
@@ -58,6 +59,15 @@ def check_settings(settings: Mapping[str, Any], sample_rate_hz: int) -> dict[str
     if not 0.0 <= out["weight"] <= 1.0:
         raise RefineConfigError(f"srp_refine weight = {out['weight']:g} is outside [0, 1]")
     return out
+
+
+def hop_segments(x: np.ndarray, hop: int) -> list[np.ndarray]:
+    """Consecutive pieces of ``x`` (n_samples, n_mics), each ``hop`` samples (at least ``NFFT``,
+    then overlapping), ending at its end: the audio a stream adds per hop, as
+    :class:`edge_msl.pipeline.Pipeline` keeps their cross-spectra (oldest first)."""
+    size = max(int(hop), NFFT)
+    ends = range(len(x), size - 1, -int(hop))
+    return [x[e - size:e] for e in reversed(ends)]
 
 
 class SrpRefiner:
@@ -128,4 +138,4 @@ class SrpRefiner:
         return out
 
 
-__all__ = ["SrpRefiner", "RefineConfigError", "check_settings", "KEYS"]
+__all__ = ["SrpRefiner", "RefineConfigError", "check_settings", "hop_segments", "KEYS"]

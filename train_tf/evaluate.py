@@ -139,12 +139,12 @@ def decode_all(outputs: np.ndarray, params: dict, threshold: float | None = None
 
 def srp_refine_all(dets: list[list[Any]], audio: np.ndarray, params: dict, hop_s: float = POOL_HOP_S) -> list[list[Any]]:
     """``dets`` refined as the daemon does when the model's decode has ``srp_refine``
-    (:mod:`edge_msl.refine`: cross-spectra averaged over the sub-windows pooled for each window);
-    unchanged otherwise."""
+    (:mod:`edge_msl.refine`: cross-spectra averaged over the hops of audio of the sub-windows
+    pooled for each window); unchanged otherwise."""
     settings = params.get("decode", {}).get("srp_refine")
     if not settings:
         return dets
-    from edge_msl.refine import SrpRefiner
+    from edge_msl.refine import SrpRefiner, hop_segments
 
     fs, window = int(params["sample_rate_hz"]), int(params["model"]["window_samples"])
     refiner = SrpRefiner(np.asarray(params["array"]["positions_m"], dtype=np.float64), fs, settings)
@@ -155,8 +155,9 @@ def srp_refine_all(dets: list[list[Any]], audio: np.ndarray, params: dict, hop_s
             out.append(ds)
             continue
         x = x.astype(np.float64) / 32768.0
-        starts = [0] if len(x) == window else pool_offsets(len(x), window, hop)
-        out.append(refiner.refine(ds, np.mean([refiner.cross(x[o:o + window]) for o in starts], axis=0)))
+        first = 0 if len(x) == window else pool_offsets(len(x), window, hop)[0]
+        pieces = hop_segments(x[first:], hop)  # what the pipeline holds after the last sub-window
+        out.append(refiner.refine(ds, np.mean([refiner.cross(p) for p in pieces], axis=0)))
     return out
 
 
