@@ -3,8 +3,8 @@
 Each detection of the pooled decode is moved towards the highest SRP-PHAT response within
 ``--half`` degrees of it: new = (1 - w) * network + w * SRP peak, for a peak strictly inside the
 searched arc (a peak on its edge means the search saw a slope, not a peak: the detection stays).
-The SRP map uses the mean GCC-PHAT cross-spectra of the model's sub-windows (0.5 s every 0.1 s),
-what the daemon has at hand when it decodes the pooled outputs. Prints DOA error and F1 per
+The SRP map uses the GCC-PHAT cross-spectra of each 0.1 s hop of audio, averaged over the audio of
+the pooled sub-windows, as the daemon keeps them (``train_tf.evaluate.srp_refine_all``). Prints DOA error and F1 per
 number of sources for the network alone and each setting; choose settings on a validation set.
 
     .venv/bin/python benchmarks/srp_refine.py --model models/uca8-r10 --data data/val2-speech-1s \\
@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     per, params = window_outputs(args.model, audio, args.weights)
     is_pooled = per.shape[1] > 1
     dets, _, _ = decode_all(pooled(per, pool_gain(params)), params, pooled=is_pooled)
+
     def row(name: str, d: list[list]) -> str:
         s = summarize(score_detections(d, az, dist, 20.0))
         per_k = []

@@ -91,23 +91,22 @@ class SrpRefiner:
 
     def cross(self, window: np.ndarray) -> np.ndarray:
         """(n_samples >= 512, n_mics) audio -> (n_pairs, n_bins) mean phase-transformed cross-spectra."""
-        x = np.asarray(window, dtype=np.float64)
+        x = np.asarray(window, dtype=np.float32)
         if x.ndim != 2 or x.shape[1] != self.n_mics or x.shape[0] < NFFT:
             raise ValueError(f"window must be (n >= {NFFT}, {self.n_mics}), got {x.shape}")
-        frames = sliding_window_view(x.T.astype(np.float32), NFFT, axis=1)[:, ::NFFT // 2] * self._window
+        frames = sliding_window_view(x.T, NFFT, axis=1)[:, ::NFFT // 2] * self._window
         spec = np.fft.rfft(frames, axis=-1)[:, :, self._band]
         spec /= np.abs(spec) + 1e-12
-        spec = spec.astype(np.complex64)  # the pair products dominate the cost; single precision halves it
+        # the pair products dominate the cost: single precision (numpy < 2 transforms in double)
+        spec = spec.astype(np.complex64, copy=False)
         return np.einsum("ptf,ptf->pf", spec[self._i], np.conj(spec[self._j])) / spec.shape[1]
 
-    def response(self, cross: np.ndarray, azimuth_deg: np.ndarray, gcc: np.ndarray | None = None) -> np.ndarray:
-        """SRP-PHAT of ``cross`` steered to each azimuth (far field, in the array's plane): the sum
-        over pairs of each pair's GCC-PHAT, interpolated at the pair's delay (``UPSAMPLE`` x)."""
+    def response(self, gcc: np.ndarray, azimuth_deg: np.ndarray) -> np.ndarray:
+        """SRP-PHAT steered to each azimuth (far field, in the array's plane): the sum over pairs of
+        each pair's GCC-PHAT (:meth:`gcc`), interpolated at the pair's delay (``UPSAMPLE`` x)."""
         th = np.radians(np.asarray(azimuth_deg, dtype=np.float64))
         # arrival time at mic i minus mic j for a source at azimuth th, in upsampled lags
         lag = -(self._dxy @ np.stack([np.cos(th), np.sin(th)])) / SPEED_OF_SOUND_M_S * self._lag_rate
-        if gcc is None:
-            gcc = self.gcc(cross)
         n = gcc.shape[1]
         lo = np.floor(lag)
         frac = lag - lo
@@ -129,7 +128,7 @@ class SrpRefiner:
         gcc = self.gcc(cross) if len(detections) else None
         for d in detections:
             az = d.azimuth_deg + self._grid
-            best = int(np.argmax(self.response(cross, az, gcc)))
+            best = int(np.argmax(self.response(gcc, az)))
             if 0 < best < len(az) - 1 and self.weight > 0:
                 new = (d.azimuth_deg + self.weight * (az[best] - d.azimuth_deg)) % 360.0
                 d = dataclasses.replace(d, azimuth_deg=float(new))

@@ -195,7 +195,7 @@ def test_reload_keeps_the_stream_and_refuses_a_bad_config(home, tmp_path):
     # what the old one had read past its last window (0 or one 0.05 s period, by when the reload lands)
     gaps = np.round(np.diff(t), 3)
     other = [g for g in gaps if g != 0.1]
-    assert len(other) == 1 and other[0] in (0.5, 0.55), other
+    assert len(other) == 1 and other[0] in (0.5, 0.55), gaps
 
 
 def run_cli(args, env=None, **kw):
