@@ -66,6 +66,17 @@ def test_fine_loss_counts_only_active_regions():
     assert np.asarray(loss(t, r)).mean() == pytest.approx(expected, rel=1e-5)
 
 
+def test_positive_weight_scales_only_the_missed_talkers_term():
+    t = np.zeros((1, 4, 3), "float32")
+    t[0, 1, 0] = 1.0
+    p = np.full((1, 4, 3), 0.5, "float32")
+    p[0, :, 0] = [0.2, 0.3, 0.1, 0.4]  # region 1 active at 0.3; the others inactive
+    plain = float(np.asarray(region_loss(LossWeights(azimuth=0.0, distance=0.0))(t, p))[0])
+    heavy = float(np.asarray(region_loss(LossWeights(azimuth=0.0, distance=0.0, positive=3.0))(t, p))[0])
+    # the mean over 4 regions gains 2 more copies of the active region's -log(0.3)
+    assert heavy - plain == pytest.approx(2.0 * -np.log(0.3) / 4, rel=1e-5)
+
+
 def test_a_tiny_model_learns_a_fixed_batch():
     cfg = ModelConfig(window_samples=1024, n_mics=4, n_regions=4, block_filters=(16, 16, 32), dense_units=32,
                       dropout=0.0)

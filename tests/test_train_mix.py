@@ -108,6 +108,21 @@ def test_init_weights_and_mix_overrides(rir_bank, bank_path, tmp_path, capsys):
         train.main([*base, "--out", str(tmp_path / "fourth"), "--mix-set", "source_level_db=[-12,"])
 
 
+def test_talker_counts_and_positive_weight_reach_the_run(rir_bank, bank_path, tmp_path, capsys):
+    base = ["--rir-bank", str(rir_bank), "--bank", str(bank_path), *MIX, *TINY, "--epochs", "1"]
+    out = tmp_path / "weighted"
+    assert train.main([*base, "--out", str(out), "--n-sources-p", "0,0,0,1,1", "--positive-weight", "2"]) == 0
+    params = json.loads((out / "params.json").read_text())
+    assert params["data"]["n_sources_p"] == [0.0, 0.0, 0.0, 0.5, 0.5]
+    assert params["loss_weights"]["positive"] == 2.0
+    with pytest.raises(SystemExit, match="five numbers"):
+        train.main([*base, "--out", str(tmp_path / "a"), "--n-sources-p", "0.5,x"])
+    with pytest.raises(SystemExit, match="n_sources_p"):
+        train.main([*base, "--out", str(tmp_path / "b"), "--n-sources-p", "0.5,0.5"])
+    with pytest.raises(SystemExit, match="positive-weight"):
+        train.main([*base, "--out", str(tmp_path / "c"), "--positive-weight", "0"])
+
+
 def test_window_override_sizes_the_model_and_overlapping_first_layer(rir_bank, bank_path, tmp_path, capsys):
     # the bank's rooms hold 0.25 s windows; --mix-set window_s=0.375 mixes longer ones and the
     # model is built for them; the first layer's kernel spans more samples than its stride

@@ -118,6 +118,9 @@ class LossWeights:
     """Squared error of the normalized azimuth, active regions only."""
     distance: float = 2.0
     """Squared error of the normalized distance, active regions only."""
+    positive: float = 1.0
+    """Weight of the active regions' half of the cross-entropy (1 = plain BCE; above 1 a missed
+    talker costs more than a false detection)."""
 
 
 def region_loss(weights: LossWeights = LossWeights()):
@@ -135,7 +138,7 @@ def region_loss(weights: LossWeights = LossWeights()):
         eps = 1e-6
         p = ops.clip(y_pred[..., ACTIVE], eps, 1.0 - eps)
         t = y_true[..., ACTIVE]
-        bce = -ops.mean(t * ops.log(p) + (1.0 - t) * ops.log(1.0 - p), axis=-1)
+        bce = -ops.mean(weights.positive * t * ops.log(p) + (1.0 - t) * ops.log(1.0 - p), axis=-1)
         n_active = ops.maximum(ops.sum(t), 1.0)
         az = ops.sum(t * ops.square(y_pred[..., AZIMUTH] - y_true[..., AZIMUTH]), axis=-1)
         dist = ops.sum(t * ops.square(y_pred[..., DISTANCE] - y_true[..., DISTANCE]), axis=-1)

@@ -19,7 +19,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -128,8 +128,8 @@ class MixSource:
     validation rooms. Plans are drawn by a background thread while the device renders and trains."""
 
     def __init__(self, rir_dir: Path, bank_path: Path, layout: RegionLayout, settings: TrainSettings,
-                 mix_overrides: dict[str, Any] | None = None) -> None:
-        from train_tf.mixer import Mixer
+                 mix_overrides: dict[str, Any] | None = None, n_sources_p: Sequence[float] | None = None) -> None:
+        from train_tf.mixer import DEFAULT_N_SOURCES_P, Mixer
         from train_tf.signals import DryBank
         from train_tf.simulate import SimSettings, _read_meta
 
@@ -141,7 +141,8 @@ class MixSource:
             cfg = _read_meta(Path(rir_dir))["settings"]
             cfg.update(mix_overrides)
             sim = SimSettings.from_dict(cfg)
-        self.train_mix = Mixer(rir_dir, bank, layout, "train", settings=sim, seed=settings.seed)
+        self.train_mix = Mixer(rir_dir, bank, layout, "train", settings=sim, seed=settings.seed,
+                               n_sources_p=DEFAULT_N_SOURCES_P if n_sources_p is None else n_sources_p)
         self.val_mix = self.train_mix.sibling("val")
         self.meta = self.train_mix.meta
         sim = self.train_mix.settings
@@ -210,11 +211,13 @@ def _transfer_init(model, model_cfg, weights: Path) -> bool:
 
 def train(data_dir: str | Path | None, out_dir: str | Path, model_cfg, layout: RegionLayout, settings: TrainSettings,
           verbose: int = 1, rir_bank: str | Path | None = None, bank: str | Path | None = None,
-          init_weights: str | Path | None = None, mix_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+          init_weights: str | Path | None = None, mix_overrides: dict[str, Any] | None = None,
+          loss_weights=None, n_sources_p: Sequence[float] | None = None) -> dict[str, Any]:
     """Train (or resume) a model in ``out_dir`` from window shards (``data_dir``) or from an RIR
     bank mixed on the fly (``rir_bank`` + dry-signal ``bank``); returns a summary of the run.
     ``init_weights`` starts a new run from trained weights of the same shape (fine-tuning);
-    ``mix_overrides`` changes simulation settings of the on-the-fly mixer (not the rooms)."""
+    ``mix_overrides`` changes simulation settings of the on-the-fly mixer (not the rooms),
+    ``n_sources_p`` its probabilities of 0..4 talkers; ``loss_weights`` (``LossWeights``) the loss."""
     import keras
 
     from train_tf.model import LossWeights, build_model, count_macs, region_loss
@@ -226,13 +229,15 @@ def train(data_dir: str | Path | None, out_dir: str | Path, model_cfg, layout: R
         if bank is None:
             raise SystemExit("--rir-bank needs --bank (the dry-signal bank to mix)")
         try:
-            source: ShardSource | MixSource = MixSource(Path(rir_bank), Path(bank), layout, settings, mix_overrides)
+            source: ShardSource | MixSource = MixSource(Path(rir_bank), Path(bank), layout, settings, mix_overrides,
+                                                        n_sources_p)
         except (ValueError, FileNotFoundError) as exc:
             raise SystemExit(str(exc)) from None
     else:
-        if mix_overrides:
-            raise SystemExit("--mix-set applies to --rir-bank training only")
+        if mix_overrides or n_sources_p is not None:
+            raise SystemExit("--mix-set and --n-sources-p apply to --rir-bank training only")
         source = ShardSource(Path(data_dir), layout, settings)
+    loss_weights = LossWeights() if loss_weights is None else loss_weights
     meta = source.meta
     window, n_mics = source.shape
     if (window, n_mics) != (model_cfg.window_samples, model_cfg.n_mics) or model_cfg.n_regions != layout.n_regions:
@@ -242,7 +247,7 @@ def train(data_dir: str | Path | None, out_dir: str | Path, model_cfg, layout: R
     params = {
         "format": "edge-msl-keras-params", "version": 1, "backend": keras.backend.backend(),
         "model": model_cfg.to_dict(), "regions": layout.to_dict(), "train": settings.__dict__,
-        "loss_weights": LossWeights().__dict__, "macs_per_window": count_macs(model_cfg),
+        "loss_weights": asdict(loss_weights), "macs_per_window": count_macs(model_cfg),
         "sample_rate_hz": meta["settings"]["sample_rate_hz"], "array": meta["array"],
         "input_scaling": "edge_msl.features.normalize_window(clip_sigma=8)",
         "data": source.summary, "init_weights": str(init_weights) if init_weights else None,
@@ -255,7 +260,7 @@ def train(data_dir: str | Path | None, out_dir: str | Path, model_cfg, layout: R
     schedule = keras.optimizers.schedules.CosineDecay(
         0.0 if warmup else settings.learning_rate, max(1, total - warmup), alpha=0.01,
         warmup_target=settings.learning_rate if warmup else None, warmup_steps=warmup)
-    model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=settings.weight_decay), loss=region_loss(),
+    model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=settings.weight_decay), loss=region_loss(loss_weights),
                   jit_compile="auto")
     state = {"epoch": 0, "best_val": None, "stale": 0}
     if (out / STATE_FILE).exists() and (out / LAST_WEIGHTS).exists():
@@ -358,6 +363,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--init-weights", help="start from these weights (same model shape): fine-tuning")
+    parser.add_argument("--n-sources-p", metavar="P0,P1,P2,P3,P4",
+                        help="probabilities of 0..4 talkers in a mixed training window (--rir-bank; "
+                             "normalized; default 0.08,0.23,0.23,0.23,0.23)")
+    parser.add_argument("--positive-weight", type=float, default=1.0,
+                        help="weight of the active regions' cross-entropy term (default 1: plain BCE)")
     parser.add_argument("--mix-set", action="append", metavar="KEY=VALUE", default=[],
                         help="override a simulation setting of the on-the-fly mixer, VALUE as JSON "
                              "(repeatable), e.g. --mix-set 'source_level_db=[-12,6]'")
@@ -411,9 +421,20 @@ def main(argv: list[str] | None = None) -> int:
     settings = TrainSettings(batch_size=args.batch_size, epochs=args.epochs, learning_rate=args.lr,
                              patience=args.patience, seed=args.seed, steps_per_epoch=args.steps_per_epoch,
                              val_windows=args.val_windows, max_minutes=args.max_minutes)
+    from train_tf.model import LossWeights
+
+    if not args.positive_weight > 0:
+        raise SystemExit(f"--positive-weight {args.positive_weight}: must be > 0 (1 = plain cross-entropy)")
+    n_sources_p = None
+    if args.n_sources_p is not None:
+        try:
+            n_sources_p = [float(v) for v in args.n_sources_p.split(",")]
+        except ValueError:
+            raise SystemExit(f"--n-sources-p {args.n_sources_p}: expected five numbers, e.g. 0.08,0.23,0.23,0.23,0.23") from None
     summary = train(args.data, args.out, model_cfg, layout, settings, verbose=0 if args.quiet else 1,
                     rir_bank=args.rir_bank, bank=args.bank, init_weights=args.init_weights,
-                    mix_overrides=overrides or None)
+                    mix_overrides=overrides or None, loss_weights=LossWeights(positive=args.positive_weight),
+                    n_sources_p=n_sources_p)
     print(json.dumps(summary))
     return 0
 
