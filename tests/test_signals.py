@@ -443,3 +443,23 @@ def test_add_files_cuts_real_audio_into_pieces_and_drops_silence(tmp_path, tiny)
         S.add_files(None, [reserved], "music")
     with pytest.raises(ValueError, match="kind"):
         S.add_files(None, [path], "jazz")
+
+    # capping only the added pieces keeps every generated signal; the complement is the rest
+    more = tmp_path / "songs" / "other.wav"
+    with wave.open(str(more), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(sr)
+        w.writeframes((0.3 * np.sin(2 * np.pi * 330 * t) * 32767).astype("<i2").tobytes())
+    bank = S.add_files(bank, [more], "music", piece_s=20.0)
+    pieces = {n for n in bank.names if n.startswith("file/")}
+    assert len(pieces) == 5
+    capped = S.limit_minutes(bank, {"music": 0.7}, files_only=True)
+    rest = S.limit_minutes(bank, {"music": 0.7}, files_only=True, complement=True)
+    generated = [n for n in bank.names if not n.startswith("file/")]
+    for part in (capped, rest):
+        assert [n for n in part.names if not n.startswith("file/")] == generated
+    kept = {n for n in capped.names if n.startswith("file/")}
+    left = {n for n in rest.names if n.startswith("file/")}
+    assert len(kept) == 2 and kept | left == pieces and not kept & left  # 2 x 20 s fit in 0.7 min
+    assert capped.meta["limited"]["files_only"] and rest.meta["limited"]["complement"]

@@ -1036,9 +1036,15 @@ def split_bank(bank: DryBank, test_fraction: float = 0.15, seed: int = 0) -> dic
     return out
 
 
-def limit_minutes(bank: DryBank, max_minutes: dict[str, float], seed: int = 0) -> DryBank:
+def limit_minutes(bank: DryBank, max_minutes: dict[str, float], seed: int = 0, files_only: bool = False,
+                  complement: bool = False) -> DryBank:
     """A sub-bank with at most ``max_minutes[kind]`` minutes of each named kind (kinds not named are
-    kept whole); signals are taken in a hash order of their names, so the choice is stable."""
+    kept whole); signals are taken in a hash order of their names, so the choice is stable.
+
+    ``files_only``: the caps apply only to pieces added from audio files (``add_files``, names
+    ``file/...``); generated signals of a capped kind are kept whole. ``complement``: keep, of the
+    capped signals, exactly those the cap leaves out (a disjoint validation bank of the same
+    sources); uncapped signals are kept either way."""
     bad = sorted(set(max_minutes) - set(KINDS))
     if bad:
         raise ValueError(f"unknown signal kinds {bad}; allowed: {', '.join(KINDS)}")
@@ -1049,15 +1055,20 @@ def limit_minutes(bank: DryBank, max_minutes: dict[str, float], seed: int = 0) -
         if kind not in max_minutes:
             keep += idx
             continue
+        if files_only:
+            keep += [i for i in idx if not bank.names[i].startswith("file/")]
+            idx = [i for i in idx if bank.names[i].startswith("file/")]
         idx.sort(key=lambda i: _name_key(bank.names[i], seed))
         total = 0.0
         for i in idx:
-            if total + dur[i] > max_minutes[kind]:
-                continue
-            keep.append(i)
-            total += dur[i]
+            taken = total + dur[i] <= max_minutes[kind]
+            if taken:
+                total += dur[i]
+            if taken != complement:
+                keep.append(i)
     meta = dict(bank.meta)
-    meta["limited"] = {"max_minutes": max_minutes, "seed": seed, "parent_sha256": bank.content_hash}
+    meta["limited"] = {"max_minutes": max_minutes, "seed": seed, "files_only": files_only, "complement": complement,
+                       "parent_sha256": bank.content_hash}
     return bank.subset(sorted(keep), meta)
 
 
@@ -1391,6 +1402,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     lm.add_argument("--out", required=True)
     lm.add_argument("--max-minutes", action="append", default=[], metavar="KIND=MIN",
                     help="e.g. speech_real=38 (repeatable; kinds not named are kept whole)")
+    lm.add_argument("--files-only", action="store_true",
+                    help="cap only the pieces added with add-files; generated signals are kept whole")
+    lm.add_argument("--complement", action="store_true",
+                    help="keep the capped kinds' signals the cap leaves out instead (a disjoint validation bank)")
     af = sub.add_parser("add-files", help="add audio files (e.g. real music) to a bank, cut into pieces")
     af.add_argument("files", nargs="+", help="audio files ffmpeg can read")
     af.add_argument("--bank", default=None, help="bank .npz to add to (default: a new bank)")
@@ -1421,7 +1436,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if not sep:
                     raise ValueError(f"--max-minutes takes KIND=MINUTES, got {item!r}")
                 limits[kind] = float(value)
-            small = limit_minutes(DryBank.load(args.bank), limits)
+            small = limit_minutes(DryBank.load(args.bank), limits, files_only=args.files_only,
+                                  complement=args.complement)
             small.save(args.out)
             print(json.dumps({"path": str(args.out), "content_sha256": small.content_hash,
                               "summary": small.summary()}))
