@@ -83,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
 
     per_t, y_t, _, _ = load(args.train)
     per_v, _, val, params = load(args.val)
-    x_t = region_features(per_t).reshape(-1, region_features(per_t[:1]).shape[-1])
+    x_t = region_features(per_t)
+    x_t = x_t.reshape(-1, x_t.shape[-1])
     mu, sd = x_t.mean(0), x_t.std(0) + 1e-6
     keras.utils.set_random_seed(0)
     net = keras.Sequential([keras.Input((x_t.shape[1],))]

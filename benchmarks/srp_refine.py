@@ -26,8 +26,8 @@ sys.path.insert(0, str(REPO))
 def main(argv: list[str] | None = None) -> int:
     import copy
 
-    from train_tf.evaluate import (decode_all, pool_gain, pooled, score_detections, srp_refine_all, summarize,
-                                   window_outputs)
+    from train_tf.evaluate import (decode_all, pool_gain, pooled, score_detections, srp_crosses, srp_refine_all,
+                                   summarize, window_outputs)
     from train_tf.simulate import load_windows
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -62,11 +62,15 @@ def main(argv: list[str] | None = None) -> int:
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     print(row("network alone", dets), flush=True)
     for fmax in (float(v) for v in args.fmax.split(",")):
+        crosses = None  # the cross-spectra depend on the band only: once per fmax
         for half in (float(v) for v in args.half.split(",")):
             for wgt in (float(v) for v in args.weight.split(",")):
                 p = copy.deepcopy(params)
                 p["decode"]["srp_refine"] = {"fmax_hz": fmax, "half_deg": half, "weight": wgt}
-                print(row(f"fmax {fmax:g} Hz, +-{half:g} deg, weight {wgt:g}", srp_refine_all(dets, audio, p)), flush=True)
+                if crosses is None:
+                    crosses = srp_crosses(dets, audio, p, p["decode"]["srp_refine"])
+                print(row(f"fmax {fmax:g} Hz, +-{half:g} deg, weight {wgt:g}",
+                          srp_refine_all(dets, audio, p, crosses=crosses)), flush=True)
     return 0
 
 

@@ -137,28 +137,43 @@ def decode_all(outputs: np.ndarray, params: dict, threshold: float | None = None
     return [decode(layout, o, threshold) for o in outputs], threshold, layout.min_separation_deg
 
 
-def srp_refine_all(dets: list[list[Any]], audio: np.ndarray, params: dict, hop_s: float = POOL_HOP_S) -> list[list[Any]]:
-    """``dets`` refined as the daemon does when the model's decode has ``srp_refine``
-    (:mod:`edge_msl.refine`: cross-spectra averaged over the hops of audio of the sub-windows
-    pooled for each window); unchanged otherwise."""
-    settings = params.get("decode", {}).get("srp_refine")
-    if not settings:
-        return dets
+def srp_crosses(dets: list[list[Any]], audio: np.ndarray, params: dict, settings: dict,
+                hop_s: float = POOL_HOP_S) -> list[np.ndarray | None]:
+    """Per window, the mean cross-spectra that :func:`srp_refine_all` refines with (None where
+    nothing was detected): those of the hops of audio of the pooled sub-windows, as the daemon
+    keeps them. They depend on ``settings`` only through ``fmax_hz``."""
     from edge_msl.refine import SrpRefiner, hop_segments
 
     fs, window = int(params["sample_rate_hz"]), int(params["model"]["window_samples"])
     refiner = SrpRefiner(np.asarray(params["array"]["positions_m"], dtype=np.float64), fs, settings)
     hop = max(1, int(round(hop_s * fs)))
-    out = []
+    out: list[np.ndarray | None] = []
     for x, ds in zip(audio, dets):
         if not ds:
-            out.append(ds)
+            out.append(None)
             continue
         x = x.astype(np.float64) / 32768.0
         first = 0 if len(x) == window else pool_offsets(len(x), window, hop)[0]
         pieces = hop_segments(x[first:], hop)  # what the pipeline holds after the last sub-window
-        out.append(refiner.refine(ds, np.mean([refiner.cross(p) for p in pieces], axis=0)))
+        out.append(np.mean([refiner.cross(piece) for piece in pieces], axis=0))
     return out
+
+
+def srp_refine_all(dets: list[list[Any]], audio: np.ndarray, params: dict, hop_s: float = POOL_HOP_S,
+                   crosses: list[np.ndarray | None] | None = None) -> list[list[Any]]:
+    """``dets`` refined as the daemon does when the model's decode has ``srp_refine``
+    (:mod:`edge_msl.refine`); unchanged otherwise. ``crosses``: :func:`srp_crosses` computed
+    before for the same ``fmax_hz`` (a settings sweep reuses them)."""
+    settings = params.get("decode", {}).get("srp_refine")
+    if not settings:
+        return dets
+    from edge_msl.refine import SrpRefiner
+
+    refiner = SrpRefiner(np.asarray(params["array"]["positions_m"], dtype=np.float64), int(params["sample_rate_hz"]),
+                         settings)
+    if crosses is None:
+        crosses = srp_crosses(dets, audio, params, settings, hop_s)
+    return [refiner.refine(ds, cross) if ds else ds for ds, cross in zip(dets, crosses)]
 
 
 # --------------------------------------------------------------------------- baselines
