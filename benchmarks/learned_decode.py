@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     import keras
 
     from edge_msl.regions import RegionLayout, encode_batch, pooled_thresholds
-    from train_tf.evaluate import decode_all, pool_gain, pooled, score_detections, summarize, window_outputs
+    from train_tf.evaluate import decode_all, pool_gain, pool_gate, pooled, score_detections, summarize, window_outputs
     from train_tf.simulate import load_windows
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     x_v = region_features(per_v)
     p_v = net.predict((x_v.reshape(-1, x_v.shape[-1]) - mu) / sd, batch_size=4096, verbose=0).reshape(x_v.shape[:2])
 
-    shipped = pooled(per_v, pool_gain(params))
+    shipped = pooled(per_v, pool_gain(params), pool_gate(params))
     learned = shipped.copy()
     learned[..., 0] = p_v
     n_src = val["n_sources"].astype(int)

@@ -26,7 +26,7 @@ sys.path.insert(0, str(REPO))
 def main(argv: list[str] | None = None) -> int:
     import copy
 
-    from train_tf.evaluate import (decode_all, pool_gain, pooled, score_detections, srp_crosses, srp_refine_all,
+    from train_tf.evaluate import (decode_all, pool_gain, pool_gate, pooled, score_detections, srp_crosses, srp_refine_all,
                                    summarize, window_outputs)
     from train_tf.simulate import load_windows
 
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     az, dist, n_src = data["azimuth_deg"][:n], data["distance_m"][:n], data["n_sources"][:n].astype(int)
     per, params = window_outputs(args.model, audio, args.weights)
     is_pooled = per.shape[1] > 1
-    dets, _, _ = decode_all(pooled(per, pool_gain(params)), params, pooled=is_pooled)
+    dets, _, _ = decode_all(pooled(per, pool_gain(params), pool_gate(params)), params, pooled=is_pooled)
 
     def row(name: str, d: list[list]) -> str:
         s = summarize(score_detections(d, az, dist, 20.0))

@@ -87,7 +87,8 @@ class Pipeline:
     ``pool_s`` (default: the model's ``decode.pool_s``) averages the outputs of the windows in the
     last ``pool_s`` seconds before decoding (:func:`~edge_msl.regions.pool_outputs`): more audio of
     evidence per message at no extra model runs; the first messages after a start or a reset pool
-    fewer windows.
+    fewer windows. The model's ``decode.gate_s`` / ``gate_threshold`` let a pooled region go when
+    none of its windows in the last ``gate_s`` seconds was active enough.
 
     One per stream and thread (it holds the model's buffers). ``array`` (default: the model's)
     gives the capture channel map; its geometry must be the model's. ``srp_refine`` False leaves
@@ -131,6 +132,10 @@ class Pipeline:
         self.pool_windows = pool_count(float(self.pool_s), info.window_samples / info.sample_rate_hz,
                                        self.hop_samples / info.sample_rate_hz)
         self._recent: deque[np.ndarray] = deque(maxlen=self.pool_windows)
+        # decode.gate_s: a pooled region must have reached gate_threshold in one of its latest windows
+        self._gate_windows = pool_count(info.gate_s, info.window_samples / info.sample_rate_hz,
+                                        self.hop_samples / info.sample_rate_hz) if info.gate_s > 0 else 0
+        self._gate_threshold = info.gate_threshold
         # pooled: decode max(latest, mean * gain) at the onset threshold, i.e. the latest window at
         # onset_threshold or the mean at pool_threshold (a given threshold scales both)
         self._pool_gain = info.onset_threshold / info.pool_threshold
@@ -195,7 +200,8 @@ class Pipeline:
         windows before it (``pool_s``); untracked."""
         self.windows_analysed += 1
         self._recent.append(np.asarray(self.model.outputs(window), dtype=np.float64))
-        outputs = self._recent[0] if self.pool_windows == 1 else pool_outputs(np.stack(self._recent), self._pool_gain)
+        outputs = self._recent[0] if self.pool_windows == 1 else pool_outputs(np.stack(self._recent), self._pool_gain,
+                                                                                 self._gate_windows, self._gate_threshold)
         dets = decode(self._layout, outputs, self.threshold)
         if self._refiner is None:
             return dets

@@ -22,7 +22,7 @@ import numpy as np
 from .arrays import ArrayConfigError, MicArray
 from .features import normalize_window
 from .refine import RefineConfigError, check_settings
-from .regions import Detection, RegionConfigError, RegionLayout, decode, pooled_thresholds
+from .regions import Detection, RegionConfigError, RegionLayout, decode, gate_settings, pooled_thresholds
 
 log = logging.getLogger("edge_msl.runtime")
 
@@ -85,6 +85,12 @@ class ModelInfo:
     """The whole sidecar."""
     srp_refine: dict | None = None
     """Checked ``decode.srp_refine`` settings (:mod:`edge_msl.refine`), or None: azimuths as decoded."""
+    gate_s: float = 0.0
+    """While pooling, a region none of whose windows in the last ``gate_s`` seconds reached
+    ``gate_threshold`` is not reported (``decode.gate_s``; 0: no gate) ..."""
+    gate_threshold: float = 0.0
+    """... (``decode.gate_threshold``, at most ``pool_threshold``): a long pool still lets a talker
+    go soon after they stop."""
 
     @property
     def window_s(self) -> float:
@@ -248,6 +254,13 @@ def read_info(path: str | Path) -> ModelInfo:
     pool_s = side.get("decode", {}).get("pool_s", 0.0)
     if isinstance(pool_s, bool) or not isinstance(pool_s, (int, float)) or not 0.0 <= pool_s <= 60.0:
         raise ModelError(path, f"decode pool_s {pool_s!r} is not seconds in [0, 60]", "fix decode.pool_s in the sidecar")
+    gate_s, gate_threshold = gate_settings(side["decode"])
+    if isinstance(gate_s, bool) or not isinstance(gate_s, (int, float)) or not 0.0 <= gate_s <= 60.0:
+        raise ModelError(path, f"decode gate_s {gate_s!r} is not seconds in [0, 60]", "fix decode.gate_s in the sidecar")
+    if isinstance(gate_threshold, bool) or not isinstance(gate_threshold, (int, float)) \
+            or not 0.0 <= gate_threshold <= pool_threshold:
+        raise ModelError(path, f"decode gate_threshold {gate_threshold!r} is not in [0, pool_threshold {pool_threshold:g}]",
+                         "fix decode.gate_threshold in the sidecar")
     rate = _get(side, "sample_rate_hz", int, path, sidecar)
     window = _get(side, "window_samples", int, path, sidecar)
     if rate <= 0 or window <= 0:
@@ -262,7 +275,7 @@ def read_info(path: str | Path) -> ModelInfo:
     return ModelInfo(path=path, sidecar_path=sidecar, sha256=sha, sample_rate_hz=rate, window_samples=window,
                      array=array, layout=layout, threshold=threshold, pool_s=float(pool_s),
                      onset_threshold=float(onset_threshold), pool_threshold=float(pool_threshold), raw=side,
-                     srp_refine=srp_refine)
+                     srp_refine=srp_refine, gate_s=float(gate_s), gate_threshold=float(gate_threshold))
 
 
 def _clip_sigma(info: ModelInfo) -> float:

@@ -199,12 +199,21 @@ def test_windows_longer_than_the_model_are_pooled_like_the_daemon():
     dec = params["decode"]
     onset = dec.get("onset_threshold", dec["threshold"])
     gain = onset / dec.get("pool_threshold", onset)
-    want = np.stack([pool_outputs(np.stack([s[i] for s in subs]), gain) for i in range(len(x))])
+    gate = evaluate.pool_gate(params)
+    assert gate == (6, dec["gate_threshold"])  # gate_s 1 s of 0.5 s windows every 0.1 s
+    want = np.stack([pool_outputs(np.stack([s[i] for s in subs]), gain, *gate) for i in range(len(x))])
     assert pooled.shape == (3, params["regions"]["n_regions"], 3)
     np.testing.assert_allclose(pooled, want, atol=1e-5)
     assert not np.allclose(pooled, subs[-1], atol=1e-3)  # not just the last window
     a = evaluate.analysis(16000, params)
     assert a == {"window_s": 1.0, "model_window_s": 0.5, "hop_s": 0.1, "pooled_windows": 6}
+
+
+def test_pool_gate_counts_the_gate_windows_of_the_models_decode():
+    params = {"model": {"window_samples": 8000}, "sample_rate_hz": 16000, "decode": {"gate_s": 1.0, "gate_threshold": 0.2}}
+    assert evaluate.pool_gate(params) == (6, 0.2)
+    assert evaluate.pool_gate(params, hop_s=0.2) == (3, 0.2)
+    assert evaluate.pool_gate({**params, "decode": {}}) == (0, 0.0)
 
 
 def test_pool_gain_takes_the_models_thresholds_unless_given():

@@ -192,6 +192,28 @@ def test_pooling_averages_the_last_windows_and_restarts_after_a_reset(model, exa
     assert [m["sources"] for m in unpooled] != [m["sources"] for m in msgs]
 
 
+def test_pooling_two_seconds_applies_the_models_gate(model, example):
+    """pool_s = 2 s pools 16 windows and lets a region go unless one of its windows of the last
+    gate_s (the shipped sidecar: 1 s, 6 windows) reached gate_threshold; checked against the
+    model's outputs."""
+    from edge_msl.regions import decode, pool_outputs
+
+    info = model.info
+    assert info.gate_s == 1.0 and 0 < info.gate_threshold <= info.pool_threshold
+    p = Pipeline(model, track=False, pool_s=2.0, srp_refine=False)
+    assert (p.pool_windows, p._gate_windows) == (16, 6)
+    msgs = p.push(example[:64000])
+    fs, w = 16000, info.window_samples
+    ends = [round(m["t_s"] * fs) for m in msgs]
+    outs = {e: model.outputs(example[e - w:e]) for e in ends}
+    gain = info.onset_threshold / info.pool_threshold
+    for k in range(len(ends)):
+        last = np.stack([outs[e] for e in ends[max(0, k - 15):k + 1]])
+        want = decode(info.layout, pool_outputs(last, gain, 6, info.gate_threshold), info.onset_threshold)
+        assert [s["region"] for s in msgs[k]["sources"]] == [d.region for d in want]
+    assert len(msgs) == 36
+
+
 def test_pooling_reports_a_clear_onset_at_once(model, example):
     """A talker reported by the latest window alone at the onset threshold is reported with
     pooling too, with that window's confidence: pooling only adds detections to those."""

@@ -164,6 +164,32 @@ def test_pooled_thresholds_default_to_the_threshold_and_are_checked(copy):
         load_model(copy)
 
 
+@pytest.mark.parametrize("key,value,msg", [
+    ("gate_s", -0.5, r"decode gate_s -0\.5 is not seconds in \[0, 60\]; fix decode\.gate_s"),
+    ("gate_s", "1 s", r"decode gate_s '1 s' is not seconds"),
+    ("gate_threshold", 0.45, r"decode gate_threshold 0\.45 is not in \[0, pool_threshold 0\.3\]; fix decode\.gate_thr"),
+    ("gate_threshold", True, r"decode gate_threshold True is not in")])
+def test_sidecar_with_a_bad_gate_is_refused(copy, key, value, msg):
+    side = json.loads(copy.with_suffix(".json").read_text())
+    side["decode"].update({"onset_threshold": 0.5, "pool_threshold": 0.3, key: value})
+    copy.with_suffix(".json").write_text(json.dumps(side))
+    with pytest.raises(ModelError, match=msg):
+        load_model(copy)
+
+
+def test_gate_defaults_to_none_and_is_read(copy):
+    side = json.loads(copy.with_suffix(".json").read_text())
+    for k in ("gate_s", "gate_threshold"):
+        side["decode"].pop(k, None)
+    copy.with_suffix(".json").write_text(json.dumps(side))
+    info = load_model(copy).info
+    assert (info.gate_s, info.gate_threshold) == (0.0, 0.0)
+    side["decode"].update({"onset_threshold": 0.5, "pool_threshold": 0.3, "gate_s": 0.7, "gate_threshold": 0.25})
+    copy.with_suffix(".json").write_text(json.dumps(side))
+    info = load_model(copy).info
+    assert (info.gate_s, info.gate_threshold) == (0.7, 0.25)
+
+
 def test_sha256_mismatch_is_refused(copy):
     blob = bytearray(copy.read_bytes())
     blob[len(blob) // 2] ^= 0x01  # one bit in the weights: same size, still a valid flatbuffer

@@ -99,11 +99,24 @@ def pool_gain(params: dict, onset_threshold: float | None = None, pool_threshold
     return onset / float(pool_threshold or (model_pool if onset_threshold is None else onset))
 
 
-def pooled(per: np.ndarray, gain: float) -> np.ndarray:
-    """(N, k, n_regions, 3) -> (N, n_regions, 3) with :func:`edge_msl.regions.pool_outputs`."""
+def pool_gate(params: dict, hop_s: float = POOL_HOP_S) -> tuple[int, float]:
+    """``(windows, threshold)`` of the model's ``decode.gate_s`` / ``gate_threshold`` as
+    :func:`edge_msl.regions.pool_outputs` takes them: (0, 0.0) without a gate."""
+    from edge_msl.regions import gate_settings, pool_count
+
+    gate_s, gate_threshold = gate_settings(params.get("decode", {}))
+    if not gate_s:
+        return 0, 0.0
+    return pool_count(float(gate_s), params["model"]["window_samples"] / params["sample_rate_hz"], hop_s), \
+        float(gate_threshold)
+
+
+def pooled(per: np.ndarray, gain: float, gate: tuple[int, float] = (0, 0.0)) -> np.ndarray:
+    """(N, k, n_regions, 3) -> (N, n_regions, 3) with :func:`edge_msl.regions.pool_outputs`
+    (``gate``: its gate windows and threshold, :func:`pool_gate`)."""
     from edge_msl.regions import pool_outputs
 
-    return per[:, 0] if per.shape[1] == 1 else np.stack([pool_outputs(p, gain) for p in per])
+    return per[:, 0] if per.shape[1] == 1 else np.stack([pool_outputs(p, gain, *gate) for p in per])
 
 
 def model_outputs(run_dir: str | Path, audio: np.ndarray, weights: str, batch: int = 64,
@@ -112,9 +125,9 @@ def model_outputs(run_dir: str | Path, audio: np.ndarray, weights: str, batch: i
 
     Windows longer than the model's are analysed as the daemon does with ``pool_s`` = their
     length: the model runs on sub-windows ``hop_s`` apart and their outputs are pooled
-    (:func:`edge_msl.regions.pool_outputs`, with the model's onset and pool thresholds)."""
+    (:func:`edge_msl.regions.pool_outputs`, with the model's onset and pool thresholds and gate)."""
     per, params = window_outputs(run_dir, audio, weights, batch, hop_s)
-    return pooled(per, pool_gain(params)), params
+    return pooled(per, pool_gain(params), pool_gate(params, hop_s)), params
 
 
 def decode_all(outputs: np.ndarray, params: dict, threshold: float | None = None,
@@ -509,7 +522,7 @@ def sweep(run_dir: str | Path, data_dir: str | Path, weights: str, thresholds: S
         for pt in (pool_thresholds if per.shape[1] > 1 and pool_thresholds else [None]):
             if pt is not None and pt > t:
                 continue
-            outputs = pooled(per, pool_gain(params, t, pt) if pt is not None else pool_gain(params))
+            outputs = pooled(per, pool_gain(params, t, pt) if pt is not None else pool_gain(params), pool_gate(params))
             for sep in separations:
                 dets, _, _ = decode_all(outputs, params, t, sep)
                 s = summarize(score_detections(dets, data["azimuth_deg"], data["distance_m"], match_deg))
