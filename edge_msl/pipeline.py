@@ -15,7 +15,7 @@ import numpy as np
 
 from .arrays import ArrayConfigError, MicArray
 from .refine import SrpRefiner, hop_segments
-from .regions import Detection, decode, pool_count, pool_outputs
+from .regions import Detection, decode, gate_count, pool_count, pool_outputs
 from .runtime import Model
 from .stream import Resampler, Windower, design, to_float
 from .tracking import TrackedSource, Tracker, TrackerSettings
@@ -133,8 +133,8 @@ class Pipeline:
                                        self.hop_samples / info.sample_rate_hz)
         self._recent: deque[np.ndarray] = deque(maxlen=self.pool_windows)
         # decode.gate_s: a pooled region must have reached gate_threshold in one of its latest windows
-        self._gate_windows = pool_count(info.gate_s, info.window_samples / info.sample_rate_hz,
-                                        self.hop_samples / info.sample_rate_hz) if info.gate_s > 0 else 0
+        self._gate_windows = gate_count(info.gate_s, info.window_samples / info.sample_rate_hz,
+                                        self.hop_samples / info.sample_rate_hz)
         self._gate_threshold = info.gate_threshold
         # pooled: decode max(latest, mean * gain) at the onset threshold, i.e. the latest window at
         # onset_threshold or the mean at pool_threshold (a given threshold scales both)

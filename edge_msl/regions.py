@@ -375,8 +375,14 @@ def pool_count(pool_s: float, window_s: float, hop_s: float) -> int:
     return 1 + int(math.floor((pool_s - window_s) / hop_s + 1e-9))
 
 
+def gate_count(gate_s: float, window_s: float, hop_s: float) -> int:
+    """How many of the latest windows ``decode.gate_s`` spans (:func:`pool_count`), 0 for no gate
+    (``gate_s`` 0): the ``gate`` of :func:`pool_outputs`."""
+    return pool_count(gate_s, window_s, hop_s) if gate_s > 0 else 0
+
+
 __all__ = [
     "ACTIVE", "DISTANCE", "AZIMUTH", "RegionConfigError", "RegionLayout", "Detection", "Encoding",
     "angular_distance_deg", "wrap360", "encode", "encode_batch", "decode", "pool_outputs", "pooled_thresholds", "gate_settings",
-    "pool_count",
+    "pool_count", "gate_count",
 ]

@@ -102,13 +102,11 @@ def pool_gain(params: dict, onset_threshold: float | None = None, pool_threshold
 def pool_gate(params: dict, hop_s: float = POOL_HOP_S) -> tuple[int, float]:
     """``(windows, threshold)`` of the model's ``decode.gate_s`` / ``gate_threshold`` as
     :func:`edge_msl.regions.pool_outputs` takes them: (0, 0.0) without a gate."""
-    from edge_msl.regions import gate_settings, pool_count
+    from edge_msl.regions import gate_count, gate_settings
 
     gate_s, gate_threshold = gate_settings(params.get("decode", {}))
-    if not gate_s:
-        return 0, 0.0
-    return pool_count(float(gate_s), params["model"]["window_samples"] / params["sample_rate_hz"], hop_s), \
-        float(gate_threshold)
+    n = gate_count(float(gate_s), params["model"]["window_samples"] / params["sample_rate_hz"], hop_s)
+    return (n, float(gate_threshold)) if n else (0, 0.0)
 
 
 def pooled(per: np.ndarray, gain: float, gate: tuple[int, float] = (0, 0.0)) -> np.ndarray:
@@ -518,11 +516,12 @@ def sweep(run_dir: str | Path, data_dir: str | Path, weights: str, thresholds: S
     data = load_windows(data_dir)
     per, params = window_outputs(run_dir, data["audio"], weights)
     rows = []
+    gate = pool_gate(params)
     for t in thresholds:
         for pt in (pool_thresholds if per.shape[1] > 1 and pool_thresholds else [None]):
             if pt is not None and pt > t:
                 continue
-            outputs = pooled(per, pool_gain(params, t, pt) if pt is not None else pool_gain(params), pool_gate(params))
+            outputs = pooled(per, pool_gain(params, t, pt) if pt is not None else pool_gain(params), gate)
             for sep in separations:
                 dets, _, _ = decode_all(outputs, params, t, sep)
                 s = summarize(score_detections(dets, data["azimuth_deg"], data["distance_m"], match_deg))
