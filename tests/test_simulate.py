@@ -229,3 +229,37 @@ def test_settings_roundtrip_and_unknown_keys():
     assert SimSettings.from_dict(s.to_dict()) == s
     with pytest.raises(ValueError, match="unknown simulation setting"):
         SimSettings.from_dict({"rooms": 3})
+
+
+def test_array_against_a_wall_keeps_its_gap_and_its_talkers_in_the_room():
+    gap = (0.05, 0.3)
+    settings = SimSettings(array_wall_prob=1.0, array_wall_gap_m=gap, positions_per_room=8)
+    radius = float(np.max(np.linalg.norm(get_array("uca8-r10").positions()[:, :2], axis=1)))
+    rng = np.random.default_rng(4)
+    for _ in range(4):
+        room = simulate.simulate_room(settings, rng)
+        centre = room.mic_xyz.mean(axis=0)
+        to_wall = min(centre[0], centre[1], room.room_dim_m[0] - centre[0], room.room_dim_m[1] - centre[1])
+        # mic jitter (1 mm) aside, the array's edge is within the gap range of its wall
+        assert gap[0] - 0.002 <= to_wall - radius <= gap[1] + 0.002, to_wall
+        assert np.all(room.distance3d_m >= 0.3 - 1e-9)
+    # the default places arrays clear of the walls: no room of the same seed is this close
+    room = simulate.simulate_room(SimSettings(positions_per_room=8), np.random.default_rng(4))
+    centre = room.mic_xyz.mean(axis=0)
+    assert min(centre[0], centre[1], room.room_dim_m[0] - centre[0], room.room_dim_m[1] - centre[1]) >= 0.5
+
+
+def test_spread_absorption_keeps_the_total_and_the_rt60():
+    dim = (7.0, 5.0, 3.0)
+    areas = simulate.surface_areas(dim)
+    assert areas.sum() == pytest.approx(2 * (7 * 5 + 7 * 3 + 5 * 3))
+    alpha = simulate.surface_absorption(0.2, dim, 1.0, np.random.default_rng(1))
+    assert areas @ alpha / areas.sum() == pytest.approx(0.2)
+    assert alpha.max() / alpha.min() > 1.5 and np.all((alpha >= 0.01) & (alpha <= 0.99))
+    settings = SimSettings(anechoic_prob=0.0, rt60_s=(0.5, 0.9), positions_per_room=3, wall_absorption_spread=1.0)
+    rng = np.random.default_rng(5)
+    ratios = []
+    for _ in range(3):
+        room = simulate.simulate_room(settings, rng)
+        ratios.append(np.median([_t30_s(room.rirs[p, m]) for p in range(3) for m in (0, 4)]) / room.rt60_s)
+    assert 0.75 < np.median(ratios) < 1.3, ratios

@@ -65,6 +65,16 @@ class SimSettings:
     """Minimum distance from the array centre to any wall."""
     array_height_m: tuple[float, float] = (0.5, 2.0)
     """Range of array height above the floor."""
+    array_wall_prob: float = 0.0
+    """Fraction of rooms whose array stands against a side wall (a wall-mounted camera or a
+    device on a shelf) instead of anywhere clear of the walls; its talkers are then in front."""
+    array_wall_gap_m: tuple[float, float] = (0.05, 0.3)
+    """Range of the gap between such an array's edge and its wall."""
+    wall_absorption_spread: float = 0.0
+    """Spread of the six surfaces' absorption about the room's mean: each is the mean times
+    ``exp(u)``, ``u`` uniform in +/- this value, rescaled so that the total absorption (and so
+    Sabine's RT60) is kept - hard walls and a carpeted floor instead of one material. 0 = one
+    material for every surface."""
     n_sources: tuple[int, int] = (0, 4)
     """Inclusive range of simultaneous sources per window (uniform)."""
     source_distance_m: tuple[float, float] = (0.3, 4.0)
@@ -174,6 +184,33 @@ def sabine_rt60(absorption: float, room_dim_m: Sequence[float]) -> float:
     volume = lx * ly * lz
     surface = 2 * (lx * ly + lx * lz + ly * lz)
     return 24 * math.log(10) * volume / (SPEED_OF_SOUND_M_S * surface * absorption)
+
+
+SURFACES = ("west", "east", "south", "north", "floor", "ceiling")
+"""pyroomacoustics' names of a shoebox's surfaces: x = 0, x = Lx, y = 0, y = Ly, z = 0, z = Lz."""
+
+
+def surface_areas(room_dim_m: Sequence[float]) -> np.ndarray:
+    """Areas of the six :data:`SURFACES` of a shoebox."""
+    lx, ly, lz = room_dim_m
+    return np.array([ly * lz, ly * lz, lx * lz, lx * lz, lx * ly, lx * ly], dtype=np.float64)
+
+
+def surface_absorption(mean: float, room_dim_m: Sequence[float], spread: float,
+                       rng: np.random.Generator) -> np.ndarray:
+    """Absorption of the six :data:`SURFACES`: ``mean`` times ``exp(u)``, ``u`` uniform in
+    +/- ``spread``, scaled so that the area-weighted mean stays ``mean`` (then clipped to
+    [0.01, 0.99], which may move it a little)."""
+    areas = surface_areas(room_dim_m)
+    factor = np.exp(rng.uniform(-spread, spread, 6))
+    return np.clip(mean * factor * areas.sum() / float(areas @ factor), 0.01, 0.99)
+
+
+def _spread_materials(pra, mean: float, dim: np.ndarray, spread: float, rng: np.random.Generator):
+    alpha = surface_absorption(mean, dim, spread, rng)
+    areas = surface_areas(dim)
+    rt60 = sabine_rt60(float(areas @ alpha / areas.sum()), dim)
+    return pra.make_materials(**{name: float(a) for name, a in zip(SURFACES, alpha)}), rt60
 
 
 def ism_complete_radius_m(order: int, room_dim_m: Sequence[float]) -> float:
@@ -308,6 +345,10 @@ def simulate_room(settings: SimSettings, rng: np.random.Generator, rir_samples: 
         rng.uniform(margin, dim[1] - margin),
         rng.uniform(max(settings.array_height_m[0], 0.3), min(settings.array_height_m[1], dim[2] - 0.3)),
     ])
+    if settings.array_wall_prob > 0 and rng.uniform() < settings.array_wall_prob:
+        axis, far_side = int(rng.integers(2)), bool(rng.integers(2))
+        edge = radius + rng.uniform(*settings.array_wall_gap_m)
+        centre[axis] = dim[axis] - edge if far_side else edge
     mic_xyz = array.rotated(yaw) + centre
     mic_xyz = mic_xyz + rng.uniform(-settings.mic_jitter_m, settings.mic_jitter_m, mic_xyz.shape)
     mic_gain = 10.0 ** (rng.uniform(-settings.mic_gain_db, settings.mic_gain_db, array.n_mics) / 20.0)
@@ -344,10 +385,13 @@ def simulate_room(settings: SimSettings, rng: np.random.Generator, rir_samples: 
             raise RuntimeError(f"no source position fits in room {dim.round(2)}; check the settings' ranges")
         az[p], el[p], d3[p] = a, e, d
         positions[p] = centre + d * u_room
+    materials = pra.Material(absorption)
+    if not anechoic and settings.wall_absorption_spread > 0:
+        materials, rt60 = _spread_materials(pra, absorption, dim, settings.wall_absorption_spread, rng)
     kwargs: dict[str, Any] = {}
     if not anechoic and settings.rand_ism_m > 0:
         kwargs = {"use_rand_ism": True, "max_rand_disp": settings.rand_ism_m}
-    room = pra.ShoeBox(dim, fs=fs, materials=pra.Material(absorption), max_order=order,
+    room = pra.ShoeBox(dim, fs=fs, materials=materials, max_order=order,
                        air_absorption=False, **kwargs)
     room.add_microphone_array(mic_xyz.T)
     for p in range(n_pos):
