@@ -32,14 +32,16 @@ SIDECAR_FORMAT = "edge-msl-tflite-params"
 SIDECAR_VERSION = 1
 
 
-def representative_windows(data_dir: str | Path, n: int, seed: int = 0) -> np.ndarray:
-    """``n`` network inputs drawn from a simulated window set (realistic levels, 1-4 sources)."""
+def representative_windows(data_dir: str | Path, n: int, seed: int = 0,
+                           scaling: dict | None = None) -> np.ndarray:
+    """``n`` network inputs drawn from a simulated window set (realistic levels, 1-4 sources),
+    scaled as the model's ``input_scaling`` says (``scaling``: :func:`edge_msl.features.model_scaling`)."""
     from edge_msl.features import normalize_window
     from train_tf.simulate import load_windows
 
     data = load_windows(data_dir)
     idx = np.random.default_rng(seed).permutation(len(data["audio"]))[:n]
-    return normalize_window(data["audio"][np.sort(idx)])
+    return normalize_window(data["audio"][np.sort(idx)], **(scaling or {}))
 
 
 DEFAULT_HOP_S = 0.1
@@ -129,7 +131,13 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"{path} not found: {what} must point at a directory holding it")
     if args.calib_windows < 1:
         raise SystemExit(f"--calib-windows must be at least 1, got {args.calib_windows}")
-    calib = representative_windows(args.calib_data, args.calib_windows, args.calib_seed)
+    from edge_msl.features import model_scaling
+
+    try:
+        scaling = model_scaling(json.loads((Path(args.model) / "params.json").read_text()))
+    except ValueError as exc:
+        raise SystemExit(f"{args.model}/params.json: {exc}; retrain or fix input_scaling") from None
+    calib = representative_windows(args.calib_data, args.calib_windows, args.calib_seed, scaling)
     source = {"data": str(args.calib_data), "seed": args.calib_seed}
     sidecar = convert(args.model, calib, args.out, source)
     print(json.dumps({"out": args.out, "bytes": sidecar["tflite_bytes"], "sha256": sidecar["tflite_sha256"],

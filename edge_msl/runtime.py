@@ -12,7 +12,6 @@ import importlib
 import json
 import logging
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -20,7 +19,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .arrays import ArrayConfigError, MicArray
-from .features import normalize_window
+from .features import normalize_window, parse_scaling
 from .refine import RefineConfigError, check_settings
 from .regions import Detection, RegionConfigError, RegionLayout, decode, gate_settings, pooled_thresholds
 
@@ -36,8 +35,6 @@ RUNTIMES = ("ai_edge_litert", "tflite_runtime", "tensorflow.lite")
 """TFLite runtimes in order of preference."""
 
 _MODELS_DIR = Path(__file__).resolve().parent / "models"
-# the scaling the model was trained with, as train_tf records it in params.json
-_SCALING_RE = re.compile(r"^edge_msl\.features\.normalize_window\(clip_sigma=([0-9.eE+-]+)\)$")
 _OUTPUT_COLUMNS = ["active", "distance", "azimuth"]
 
 
@@ -278,13 +275,12 @@ def read_info(path: str | Path) -> ModelInfo:
                      srp_refine=srp_refine, gate_s=float(gate_s), gate_threshold=float(gate_threshold))
 
 
-def _clip_sigma(info: ModelInfo) -> float:
-    scaling = info.raw.get("input_scaling")
-    m = _SCALING_RE.match(str(scaling))
-    if not m:
-        raise ModelError(info.path, f"input scaling {scaling!r} is not one this edge-msl implements "
-                         f"(edge_msl.features.normalize_window(clip_sigma=...))", "upgrade edge-msl or reconvert")
-    return float(m.group(1))
+def _scaling(info: ModelInfo) -> dict[str, Any]:
+    """The input scaling the model was trained with (its sidecar's ``input_scaling``)."""
+    try:
+        return parse_scaling(info.raw.get("input_scaling"))
+    except ValueError as exc:
+        raise ModelError(info.path, str(exc), "upgrade edge-msl or reconvert") from None
 
 
 class Model:
@@ -302,7 +298,7 @@ class Model:
         self.runtime = rt.name
         self.runtime_version = rt.version
         self.num_threads = num_threads
-        self._clip_sigma = _clip_sigma(info)
+        self._scaling = _scaling(info)
         side, path = info.raw, info.path
         sig_name = _get(side, "signature", str, path, info.sidecar_path)
         in_name = _get(side, "input.name", str, path, info.sidecar_path)
@@ -365,7 +361,7 @@ class Model:
             raise ValueError(f"window must have shape {shape} (window_samples, n_mics in the model's mic order), "
                              f"got {w.shape}; select the array's channels and cut windows of "
                              f"{shape[0]} samples")
-        x = normalize_window(w, self._clip_sigma)
+        x = normalize_window(w, **self._scaling)
         np.divide(x, self._in_scale, out=self._qf)
         self._qf += self._in_zero
         np.rint(self._qf, out=self._qf)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from edge_msl.features import normalize_window
+from edge_msl.features import model_scaling, normalize_window, parse_scaling, scaling_text
 
 keras = pytest.importorskip("keras")
 
@@ -109,6 +109,36 @@ def test_normalize_window_is_level_invariant_and_shared_by_batches():
     spiky = np.zeros((1000, 2), "float32")
     spiky[0, 0] = 1.0
     assert np.abs(normalize_window(spiky, clip_sigma=8.0)).max() == 8.0
+
+
+def test_equalized_scaling_removes_mic_gain_errors():
+    """``equalize``: the same sound field through mics with +-6 dB gain errors gives the same
+    input; each mic ends at the same level; a dead mic is not raised by more than 10 dB."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((4000, 8)).astype("float32") * 0.01
+    gains = 10.0 ** (rng.uniform(-6, 6, 8) / 20.0)
+    a = normalize_window(x, equalize=True)
+    b = normalize_window(x * gains, equalize=True)
+    np.testing.assert_allclose(a, b, atol=1e-4)
+    assert np.abs(normalize_window(x) - normalize_window(x * gains)).max() > 0.1  # plain scaling keeps them
+    rms = np.sqrt(np.mean(b ** 2, axis=0))
+    np.testing.assert_allclose(rms, rms.mean(), rtol=1e-3)
+    dead = x.copy()
+    dead[:, 3] *= 1e-4  # -80 dB
+    d = normalize_window(dead, equalize=True)
+    ratio_db = 20 * np.log10(np.sqrt(np.mean(d[:, 3] ** 2)) / np.sqrt(np.mean(d[:, 0] ** 2)))
+    assert ratio_db < -55  # raised by 10 dB relative to the others at most
+    np.testing.assert_allclose(normalize_window(np.stack([x, x * gains]), equalize=True)[1], b, atol=1e-6)
+
+
+def test_input_scaling_texts_round_trip_and_unknown_ones_are_refused():
+    for sigma, eq in ((8.0, False), (8.0, True), (6.5, True)):
+        assert parse_scaling(scaling_text(sigma, eq)) == {"clip_sigma": sigma, "equalize": eq}
+    assert scaling_text(8.0) == "edge_msl.features.normalize_window(clip_sigma=8)"  # what older models record
+    assert model_scaling({}) == {"clip_sigma": 8.0, "equalize": False}
+    for bad in ("edge_msl.features.normalize_window(clip_sigma=8, equalize=2)", "mfcc()", None):
+        with pytest.raises(ValueError, match="not one this edge-msl implements"):
+            parse_scaling(bad)
 
 
 def test_transfer_to_longer_frames_is_the_trained_network_on_half_rate_audio():

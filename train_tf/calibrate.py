@@ -691,7 +691,7 @@ def finetune(session: Session, keras_model: str | Path | None = None, progress: 
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     import keras
 
-    from edge_msl.features import normalize_window
+    from edge_msl.features import model_scaling, normalize_window
     from train_tf.crosscheck import PARAMS, WEIGHTS, default_weights, load_model
     from train_tf.model import LossWeights, region_loss
 
@@ -713,7 +713,7 @@ def finetune(session: Session, keras_model: str | Path | None = None, progress: 
     y_real = _targets(layout, data["train_azimuth_deg"], data["train_distance_m"])
     x_sim = data["sim_audio"]
     y_sim = _targets(layout, data["sim_azimuth_deg"], data["sim_distance_m"], data["sim_level_db"])
-    x = normalize_window(np.concatenate([x_real, x_sim]).astype(np.float32))
+    x = normalize_window(np.concatenate([x_real, x_sim]).astype(np.float32), **model_scaling(params))
     y = np.concatenate([y_real, y_sim])
     # a self-labelled direction comes without a distance: keep the model's own distance there, so the
     # distance head is neither trained nor disturbed by a made-up value
@@ -765,7 +765,7 @@ def finetune(session: Session, keras_model: str | Path | None = None, progress: 
 def convert_model(session: Session) -> Path:
     """``build/<array>.tflite`` (+ .json) from ``model/``, calibrated on windows of the fine-tuning set."""
     from convert.__main__ import convert
-    from edge_msl.features import normalize_window
+    from edge_msl.features import model_scaling, normalize_window
 
     model_dir = session.dir / "model"
     if not (model_dir / "params.json").exists():
@@ -775,7 +775,8 @@ def convert_model(session: Session) -> Path:
     rng = np.random.default_rng(session.settings.seed)
     idx = np.sort(rng.permutation(len(x))[:session.settings.calib_windows])
     out = session.dir / "build" / f"{session.array.name}.tflite"
-    convert(model_dir, normalize_window(x[idx].astype(np.float32)), out,
+    scaling = model_scaling(json.loads((model_dir / "params.json").read_text()))
+    convert(model_dir, normalize_window(x[idx].astype(np.float32), **scaling), out,
             {"data": f"calibration session {session.dir}", "seed": session.settings.seed})
     return out
 

@@ -29,7 +29,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from edge_msl.arrays import SPEED_OF_SOUND_M_S, get_array
-from edge_msl.features import normalize_window
+from edge_msl.features import model_scaling, normalize_window
 from edge_msl.regions import RegionConfigError, RegionLayout, angular_distance_deg, decode
 from train_tf.crosscheck import default_weights, load_model
 
@@ -78,9 +78,10 @@ def window_outputs(run_dir: str | Path, audio: np.ndarray, weights: str, batch: 
     length), and its parameters."""
     model, params = load_model(run_dir, weights)
     window = int(params["model"]["window_samples"])
+    scaling = model_scaling(params)
 
     def run(x: np.ndarray) -> np.ndarray:
-        return np.concatenate([np.asarray(model(normalize_window(x[i:i + batch]), training=False))
+        return np.concatenate([np.asarray(model(normalize_window(x[i:i + batch], **scaling), training=False))
                                for i in range(0, len(x), batch)])
 
     if audio.shape[1] == window:

@@ -25,7 +25,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from edge_msl.features import INT16_FULL_SCALE, SILENCE_FLOOR
+from edge_msl.features import EQUALIZE_MAX_DB, INT16_FULL_SCALE, SILENCE_FLOOR
 from edge_msl.regions import RegionLayout, angular_distance_deg, encode_batch
 from train_tf.signals import FRAME_S, DryBank, _tile, babble, noise
 from train_tf.simulate import (
@@ -115,7 +115,7 @@ class Mixer:
 
     def __init__(self, rir_dir: str | Path, bank: DryBank, layout: RegionLayout, part: str = "train",
                  settings: SimSettings | None = None, n_sources_p: Sequence[float] = DEFAULT_N_SOURCES_P,
-                 noise_tape_s: float = 30.0, seed: int = 0) -> None:
+                 noise_tape_s: float = 30.0, seed: int = 0, equalize: bool = False) -> None:
         import keras
 
         self.rir_dir = Path(rir_dir)
@@ -129,6 +129,7 @@ class Mixer:
             raise ValueError(f"dry bank is {bank.sample_rate_hz} Hz but the RIR bank {self.settings.sample_rate_hz} Hz")
         self.layout = layout
         self.part = part
+        self.equalize = bool(equalize)  # normalize_window(equalize=...): the model's input scaling
         p = np.asarray(n_sources_p, dtype=np.float64)
         if len(p) != MAX_SOURCES + 1 or np.any(p < 0) or p.sum() <= 0:
             raise ValueError(f"n_sources_p must be {MAX_SOURCES + 1} probabilities (0..{MAX_SOURCES} sources), got {p}")
@@ -339,6 +340,10 @@ class Mixer:
         pcm = ops.clip(ops.round(audio * 32767.0), -32768.0, 32767.0) / INT16_FULL_SCALE
         # edge_msl.features.normalize_window, in ops
         x = pcm - ops.mean(pcm, axis=2, keepdims=True)
+        if self.equalize:
+            log_rms = ops.log(ops.maximum(ops.sqrt(ops.mean(ops.square(x), axis=2, keepdims=True)), SILENCE_FLOOR))
+            limit = EQUALIZE_MAX_DB / 20.0 * math.log(10.0)
+            x = x * ops.exp(ops.clip(ops.mean(log_rms, axis=1, keepdims=True) - log_rms, -limit, limit))
         std = ops.sqrt(ops.mean(ops.square(x), axis=(1, 2), keepdims=True))
         x = ops.clip(x / ops.maximum(std, SILENCE_FLOOR), -8.0, 8.0)
         return ops.transpose(x, (0, 2, 1))

@@ -25,7 +25,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from edge_msl.features import normalize_window
+from edge_msl.features import normalize_window, scaling_text
 from edge_msl.regions import RegionLayout, encode_batch
 from train_tf.simulate import load_shards, shard_files
 
@@ -64,16 +64,21 @@ class TrainSettings:
     max_minutes: float | None = None
     """Wall-clock budget: no epoch starts that would end past it (judged by the last epoch's length);
     the run stops resumably."""
+    equalize_mics: bool = False
+    """Input scaling with each microphone brought to the window's mean level
+    (``edge_msl.features.normalize_window(equalize=True)``): robust to the mics' gain errors."""
 
 
 class WindowBatches:
     """Batches of (normalized audio, region targets) from in-memory window arrays."""
 
-    def __init__(self, data: dict[str, np.ndarray], layout: RegionLayout, batch_size: int, shuffle: bool, seed: int):
+    def __init__(self, data: dict[str, np.ndarray], layout: RegionLayout, batch_size: int, shuffle: bool, seed: int,
+                 equalize: bool = False):
         self.audio = data["audio"]
         self.targets = encode_batch(layout, data["azimuth_deg"], data["distance_m"],
                                     np.where(np.isfinite(data["level_db"]), data["level_db"], 0.0))
         self.batch_size = batch_size
+        self.equalize = equalize
         self.shuffle = shuffle
         self.rng = np.random.default_rng(seed)
         self.order = np.arange(len(self.audio))
@@ -87,7 +92,7 @@ class WindowBatches:
             self.rng.shuffle(self.order)
         for i in range(len(self)):
             idx = np.sort(self.order[i * self.batch_size:(i + 1) * self.batch_size])
-            yield normalize_window(self.audio[idx]), self.targets[idx]
+            yield normalize_window(self.audio[idx], equalize=self.equalize), self.targets[idx]
 
 
 def split_shards(directory: Path, val_fraction: float) -> tuple[list[Path], list[Path]]:
@@ -109,8 +114,8 @@ class ShardSource:
         keys = ("audio", "azimuth_deg", "distance_m", "level_db", "n_sources", "rt60_s")
         train_data, val_data = load_shards(train_files, keys), load_shards(val_files, keys)
         self.shape = tuple(train_data["audio"].shape[1:])
-        self.train_b = WindowBatches(train_data, layout, settings.batch_size, True, settings.seed)
-        self.val_b = WindowBatches(val_data, layout, settings.batch_size, False, settings.seed)
+        self.train_b = WindowBatches(train_data, layout, settings.batch_size, True, settings.seed, settings.equalize_mics)
+        self.val_b = WindowBatches(val_data, layout, settings.batch_size, False, settings.seed, settings.equalize_mics)
         self.steps_per_epoch = len(self.train_b)
         self.summary = {"source": "windows", "dir": str(data_dir), "train_windows": int(len(train_data["audio"])),
                         "val_windows": int(len(val_data["audio"])), "seed": self.meta["seed"],
@@ -142,6 +147,7 @@ class MixSource:
             cfg.update(mix_overrides)
             sim = SimSettings.from_dict(cfg)
         self.train_mix = Mixer(rir_dir, bank, layout, "train", settings=sim, seed=settings.seed,
+                               equalize=settings.equalize_mics,
                                n_sources_p=DEFAULT_N_SOURCES_P if n_sources_p is None else n_sources_p)
         self.val_mix = self.train_mix.sibling("val")
         self.meta = self.train_mix.meta
@@ -249,7 +255,7 @@ def train(data_dir: str | Path | None, out_dir: str | Path, model_cfg, layout: R
         "model": model_cfg.to_dict(), "regions": layout.to_dict(), "train": settings.__dict__,
         "loss_weights": asdict(loss_weights), "macs_per_window": count_macs(model_cfg),
         "sample_rate_hz": meta["settings"]["sample_rate_hz"], "array": meta["array"],
-        "input_scaling": "edge_msl.features.normalize_window(clip_sigma=8)",
+        "input_scaling": scaling_text(8.0, settings.equalize_mics),
         "data": source.summary, "init_weights": str(init_weights) if init_weights else None,
     }
     (out / PARAMS_FILE).write_text(json.dumps(params, indent=2))
@@ -368,6 +374,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "normalized; default 0.08,0.23,0.23,0.23,0.23)")
     parser.add_argument("--positive-weight", type=float, default=1.0,
                         help="weight of the active regions' cross-entropy term (default 1: plain BCE)")
+    parser.add_argument("--equalize-mics", action="store_true",
+                        help="scale each window's mics to their mean level before the network "
+                             "(normalize_window(equalize=True)): robust to mic gain errors")
     parser.add_argument("--mix-set", action="append", metavar="KEY=VALUE", default=[],
                         help="override a simulation setting of the on-the-fly mixer, VALUE as JSON "
                              "(repeatable), e.g. --mix-set 'source_level_db=[-12,6]'")
@@ -420,7 +429,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"region layout: {exc}") from None
     settings = TrainSettings(batch_size=args.batch_size, epochs=args.epochs, learning_rate=args.lr,
                              patience=args.patience, seed=args.seed, steps_per_epoch=args.steps_per_epoch,
-                             val_windows=args.val_windows, max_minutes=args.max_minutes)
+                             val_windows=args.val_windows, max_minutes=args.max_minutes,
+                             equalize_mics=args.equalize_mics)
     from train_tf.model import LossWeights
 
     if not args.positive_weight > 0:
