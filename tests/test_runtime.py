@@ -94,6 +94,17 @@ def test_int16_and_float_input_agree_and_buffers_are_reused(model):
     assert np.all((y16 >= 0) & (y16 <= 1))
 
 
+def test_packaged_model_equalizes_the_mics_gains(model):
+    """The packaged uca8-r10 declares the equalizing input scaling: a window through mics with
+    +-4 dB gain errors quantizes to nearly the same input as the same window through matched mics."""
+    assert model.info.raw["input_scaling"].endswith("equalize=1)")
+    window = plane_wave(get_array("uca8-r10"), 60.0, model.info.window_samples, seed=2).astype(np.float32)
+    gains = 10.0 ** (np.array([-4, 3, 1, -2, 4, 0, -3, 2]) / 20.0)
+    a = model.quantize(window).astype(np.int32)
+    b = model.quantize(window * gains).astype(np.int32)
+    assert np.abs(a - b).max() <= 1
+
+
 def test_window_of_wrong_shape_is_refused(model):
     with pytest.raises(ValueError, match=r"window must have shape \(8000, 8\).*got \(8000, 6\)"):
         model.outputs(np.zeros((8000, 6), np.int16))
