@@ -70,5 +70,4 @@ def parse_scaling(text: object) -> dict[str, float | bool]:
 def model_scaling(params: dict) -> dict[str, float | bool]:
     """The keyword arguments of :func:`normalize_window` for a model's params.json (models
     without ``input_scaling`` are from before it was recorded: the defaults)."""
-    text = params.get("input_scaling")
-    return parse_scaling(text) if text is not None else {"clip_sigma": 8.0, "equalize": False}
+    return parse_scaling(params.get("input_scaling", scaling_text()))
