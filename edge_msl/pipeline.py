@@ -18,6 +18,7 @@ from .refine import SrpRefiner, hop_segments
 from .regions import Detection, decode, gate_count, pool_count, pool_outputs
 from .runtime import Model
 from .stream import Resampler, Windower, design, to_float
+from .symmetry import model_cycle
 from .tracking import TrackedSource, Tracker, TrackerSettings
 
 SCHEMA = "edge-msl/sources-v1"
@@ -87,8 +88,10 @@ class Pipeline:
     ``pool_s`` (default: the model's ``decode.pool_s``) averages the outputs of the windows in the
     last ``pool_s`` seconds before decoding (:func:`~edge_msl.regions.pool_outputs`): more audio of
     evidence per message at no extra model runs; the first messages after a start or a reset pool
-    fewer windows. The model's ``decode.gate_s`` / ``gate_threshold`` let a pooled region go when
-    none of its windows in the last ``gate_s`` seconds was active enough.
+    fewer windows. With the model's ``decode.symmetry`` "cycle", each pooled window runs on the
+    next of the array's symmetric images (:mod:`edge_msl.symmetry`). The model's
+    ``decode.gate_s`` / ``gate_threshold`` let a pooled region go when none of its windows in the
+    last ``gate_s`` seconds was active enough.
 
     One per stream and thread (it holds the model's buffers). ``array`` (default: the model's)
     gives the capture channel map; its geometry must be the model's. ``srp_refine`` False leaves
@@ -155,6 +158,9 @@ class Pipeline:
         # one cross-spectrum per hop of audio, over the span of the pooled windows
         span = info.window_samples + (self.pool_windows - 1) * self.hop_samples
         self._crosses: deque[np.ndarray] = deque(maxlen=max(1, span // self.hop_samples))
+        # decode.symmetry cycle: each pooled window runs on the next symmetric image of the array
+        self._cycle = model_cycle(info.array.positions(), info.layout) \
+            if info.symmetry == "cycle" and self.pool_windows > 1 else []
         self._offset_s = 0.0  # stream time before the last reset, so t_s never goes back
         self.windows_analysed = 0
 
@@ -198,8 +204,13 @@ class Pipeline:
     def detections(self, window: np.ndarray) -> list[Detection]:
         """Run the model on the next window (mic order, model rate) and decode it, pooled with the
         windows before it (``pool_s``); untracked."""
+        if self._cycle:
+            image = self._cycle[self.windows_analysed % len(self._cycle)]
+            y = image.restore(self.model.outputs(image.permute(window)))
+        else:
+            y = self.model.outputs(window)
         self.windows_analysed += 1
-        self._recent.append(np.asarray(self.model.outputs(window), dtype=np.float64))
+        self._recent.append(np.asarray(y, dtype=np.float64))
         outputs = self._recent[0] if self.pool_windows == 1 else pool_outputs(np.stack(self._recent), self._pool_gain,
                                                                                  self._gate_windows, self._gate_threshold)
         dets = decode(self._layout, outputs, self.threshold)

@@ -22,6 +22,7 @@ from .arrays import ArrayConfigError, MicArray
 from .features import normalize_window, parse_scaling
 from .refine import RefineConfigError, check_settings
 from .regions import Detection, RegionConfigError, RegionLayout, decode, gate_settings, pooled_thresholds
+from .symmetry import symmetry_mode
 
 log = logging.getLogger("edge_msl.runtime")
 
@@ -88,6 +89,9 @@ class ModelInfo:
     gate_threshold: float = 0.0
     """... (``decode.gate_threshold``, at most ``pool_threshold``): a long pool still lets a talker
     go soon after they stop."""
+    symmetry: str = "none"
+    """``decode.symmetry``: "cycle" runs each pooled window on the next of the array's symmetric
+    images (:mod:`edge_msl.symmetry`); "none" (the default) runs the windows as they are."""
 
     @property
     def window_s(self) -> float:
@@ -263,6 +267,10 @@ def read_info(path: str | Path) -> ModelInfo:
     if rate <= 0 or window <= 0:
         raise ModelError(path, f"sample_rate_hz {rate} / window_samples {window} must be positive",
                          "reconvert the model with python -m convert")
+    try:
+        symmetry = symmetry_mode(side["decode"])
+    except ValueError as exc:
+        raise ModelError(path, str(exc), "fix decode.symmetry in the sidecar or remove it") from None
     srp_refine = side.get("decode", {}).get("srp_refine")
     if srp_refine is not None:
         try:
@@ -272,7 +280,8 @@ def read_info(path: str | Path) -> ModelInfo:
     return ModelInfo(path=path, sidecar_path=sidecar, sha256=sha, sample_rate_hz=rate, window_samples=window,
                      array=array, layout=layout, threshold=threshold, pool_s=float(pool_s),
                      onset_threshold=float(onset_threshold), pool_threshold=float(pool_threshold), raw=side,
-                     srp_refine=srp_refine, gate_s=float(gate_s), gate_threshold=float(gate_threshold))
+                     srp_refine=srp_refine, gate_s=float(gate_s), gate_threshold=float(gate_threshold),
+                     symmetry=symmetry)
 
 
 def _scaling(info: ModelInfo) -> dict[str, Any]:

@@ -72,22 +72,45 @@ def analysis(n_samples: int, params: dict, hop_s: float = POOL_HOP_S) -> dict[st
 
 
 def window_outputs(run_dir: str | Path, audio: np.ndarray, weights: str, batch: int = 64,
-                   hop_s: float = POOL_HOP_S) -> tuple[np.ndarray, dict]:
+                   hop_s: float = POOL_HOP_S, symmetry: str | None = None) -> tuple[np.ndarray, dict]:
     """Network outputs (N, k, n_regions, 3) of a trained Keras model on the k sub-windows, ``hop_s``
     apart and ending at the end, of each of the N windows (k = 1 for windows of the model's
-    length), and its parameters."""
+    length), and its parameters.
+
+    ``symmetry`` (default: the model's ``decode.symmetry``): "cycle" runs sub-window j of window i
+    on its image under the ((i + j) mod n)-th of the array's n symmetries
+    (:func:`edge_msl.symmetry.model_cycle`), as the daemon's running count does; "full" averages
+    the outputs of all n images of every sub-window (n times the cost: a measure of the ceiling);
+    "none" runs the windows as they are."""
+    from edge_msl.symmetry import model_cycle, symmetry_mode
+
     model, params = load_model(run_dir, weights)
     window = int(params["model"]["window_samples"])
     scaling = model_scaling(params)
+    mode = symmetry or symmetry_mode(params.get("decode", {}))
+    cycle = model_cycle(params["array"]["positions_m"], params["regions"]) if mode != "none" else []
 
-    def run(x: np.ndarray) -> np.ndarray:
+    def net(x: np.ndarray) -> np.ndarray:
         return np.concatenate([np.asarray(model(normalize_window(x[i:i + batch], **scaling), training=False))
                                for i in range(0, len(x), batch)])
 
+    def run(x: np.ndarray, j: int) -> np.ndarray:
+        if mode == "none":
+            return net(x)
+        if mode == "full":
+            return np.mean([s.restore(net(s.permute(x))) for s in cycle], axis=0)
+        which = (np.arange(len(x)) + j) % len(cycle)
+        out = np.zeros((len(x), params["regions"]["n_regions"], 3), dtype=np.float32)
+        for k in np.unique(which):
+            rows = np.flatnonzero(which == k)
+            out[rows] = cycle[k].restore(net(cycle[k].permute(x[rows])))
+        return out
+
     if audio.shape[1] == window:
-        return run(audio)[:, None], params
+        return run(audio, 0)[:, None], params
     offsets = pool_offsets(audio.shape[1], window, max(1, int(round(hop_s * params["sample_rate_hz"]))))
-    return np.stack([run(np.ascontiguousarray(audio[:, o:o + window])) for o in offsets], axis=1), params
+    return np.stack([run(np.ascontiguousarray(audio[:, o:o + window]), j) for j, o in enumerate(offsets)],
+                    axis=1), params
 
 
 def pool_gain(params: dict, onset_threshold: float | None = None, pool_threshold: float | None = None) -> float:
@@ -119,13 +142,14 @@ def pooled(per: np.ndarray, gain: float, gate: tuple[int, float] = (0, 0.0)) -> 
 
 
 def model_outputs(run_dir: str | Path, audio: np.ndarray, weights: str, batch: int = 64,
-                  hop_s: float = POOL_HOP_S) -> tuple[np.ndarray, dict]:
+                  hop_s: float = POOL_HOP_S, symmetry: str | None = None) -> tuple[np.ndarray, dict]:
     """Network outputs (N, n_regions, 3) of a trained Keras model, and its parameters.
 
     Windows longer than the model's are analysed as the daemon does with ``pool_s`` = their
     length: the model runs on sub-windows ``hop_s`` apart and their outputs are pooled
-    (:func:`edge_msl.regions.pool_outputs`, with the model's onset and pool thresholds and gate)."""
-    per, params = window_outputs(run_dir, audio, weights, batch, hop_s)
+    (:func:`edge_msl.regions.pool_outputs`, with the model's onset and pool thresholds and gate);
+    ``symmetry`` as in :func:`window_outputs`."""
+    per, params = window_outputs(run_dir, audio, weights, batch, hop_s, symmetry)
     return pooled(per, pool_gain(params), pool_gate(params, hop_s)), params
 
 
@@ -409,7 +433,11 @@ def _pooling_note(results: dict[str, Any]) -> str:
             f"{a['pooled_windows']} per window, pooled as the daemon does with pool_s = {a['window_s']:g}: a region is "
             f"reported when the latest window reaches the threshold or the mean reaches "
             f"{results.get('pool_threshold', results['threshold'])}; "
-            f"the baselines see the whole {a['window_s']:g} s)")
+            + ("each sub-window on the next of the array's symmetric images (decode.symmetry cycle); "
+               if results.get("symmetry") == "cycle" else
+               "each sub-window's outputs the mean over all the array's symmetric images; "
+               if results.get("symmetry") == "full" else "")
+            + f"the baselines see the whole {a['window_s']:g} s)")
 
 
 def tables(results: dict[str, Any]) -> str:
@@ -507,7 +535,7 @@ def plot(results: dict[str, Any], per_window: dict[str, list[dict[str, Any]]], p
 
 def sweep(run_dir: str | Path, data_dir: str | Path, weights: str, thresholds: Sequence[float],
           separations: Sequence[float], match_deg: float = 20.0,
-          pool_thresholds: Sequence[float] = ()) -> list[dict[str, Any]]:
+          pool_thresholds: Sequence[float] = (), symmetry: str | None = None) -> list[dict[str, Any]]:
     """F1 and DOA error of the model for every (threshold, suppression) pair: choose them on a
     validation set, never on the test set. On windows longer than the model's, ``threshold`` is
     the onset threshold of the pooled decode and ``pool_thresholds`` (empty: the model's ratio)
@@ -515,7 +543,7 @@ def sweep(run_dir: str | Path, data_dir: str | Path, weights: str, thresholds: S
     from train_tf.simulate import load_windows
 
     data = load_windows(data_dir)
-    per, params = window_outputs(run_dir, data["audio"], weights)
+    per, params = window_outputs(run_dir, data["audio"], weights, symmetry=symmetry)
     rows = []
     gate = pool_gate(params)
     for t in thresholds:
@@ -550,8 +578,9 @@ def fit_stretch(run_dir: str | Path, data_dir: str | Path, weights: str, stretch
 def evaluate(run_dir: str | Path, data_dir: str | Path, out_dir: str | Path, weights: str = "best.weights.h5",
              threshold: float | None = None, match_deg: float = 20.0, baselines: Sequence[str] = BASELINES, workers: int = 1,
              max_windows: int | None = None, min_separation_deg: float | None = None,
-             baseline_cache: str | Path | None = None) -> dict[str, Any]:
-    """Run the whole evaluation; returns the results dict (also written to ``out_dir``)."""
+             baseline_cache: str | Path | None = None, symmetry: str | None = None) -> dict[str, Any]:
+    """Run the whole evaluation; returns the results dict (also written to ``out_dir``); ``symmetry``
+    as in :func:`window_outputs`."""
     from train_tf.simulate import _read_meta, load_windows
 
     data_dir, out = Path(data_dir), Path(out_dir)
@@ -563,7 +592,7 @@ def evaluate(run_dir: str | Path, data_dir: str | Path, out_dir: str | Path, wei
     n_src = data["n_sources"][:n].astype(int)
     true_az, true_d, rt60 = data["azimuth_deg"][:n], data["distance_m"][:n], data["rt60_s"][:n]
     t0 = time.perf_counter()
-    outputs, params = model_outputs(run_dir, audio, weights)
+    outputs, params = model_outputs(run_dir, audio, weights, symmetry=symmetry)
     model_s = time.perf_counter() - t0
     how = analysis(audio.shape[1], params)
     is_pooled = how["pooled_windows"] > 1
@@ -588,6 +617,7 @@ def evaluate(run_dir: str | Path, data_dir: str | Path, out_dir: str | Path, wei
         "match_deg": match_deg, "n_regions": params["regions"]["n_regions"], "model_macs": params["macs_per_window"],
         "min_separation_deg": min_sep, "fine_stretch": float(params["regions"].get("fine_stretch", 1.0)),
         "srp_refine": params.get("decode", {}).get("srp_refine"),
+        "symmetry": symmetry or params.get("decode", {}).get("symmetry", "none"),
         "analysis": how,
         # the bar of the mean actually used: a --threshold given scales it with the onset bar
         "pool_threshold": round(threshold / pool_gain(params), 4) if is_pooled else threshold,
@@ -633,6 +663,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fit-stretch", metavar="LIST",
                         help="instead of evaluating, print the DOA error of the model's decode for each fine_stretch, "
                              "e.g. 1,1.05,1.1,1.15,1.2,1.25 (use a validation set)")
+    parser.add_argument("--symmetry", choices=("none", "cycle", "full"), default=None,
+                        help="use of the array's symmetries (default: the model's decode.symmetry): cycle = each "
+                             "pooled sub-window on the next image, as the daemon does; full = the mean over all images")
     args = parser.parse_args(argv)
     baselines = [] if args.baselines.lower() == "none" else [b.strip() for b in args.baselines.split(",") if b.strip()]
     bad = [b for b in baselines if b not in BASELINES]
@@ -663,7 +696,8 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError:
             raise SystemExit(f"--sweep takes THRESHOLDS/SEPARATIONS like 0.3,0.4/10,20, got {args.sweep!r}") from None
         pts = [float(v) for v in args.pool_thresholds.split(",")] if args.pool_thresholds else []
-        rows = sweep(args.model, args.data, weights, *grid, match_deg=args.match_deg, pool_thresholds=pts)
+        rows = sweep(args.model, args.data, weights, *grid, match_deg=args.match_deg, pool_thresholds=pts,
+                     symmetry=args.symmetry)
         print("| threshold | mean threshold | suppression (°) | recall | precision | F1 | DOA err mean (°) |")
         print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         for r in rows:
@@ -676,7 +710,8 @@ def main(argv: list[str] | None = None) -> int:
               + f", suppression {best['min_separation_deg']:g}°")
         return 0
     results = evaluate(args.model, args.data, args.out, weights, args.threshold, args.match_deg, baselines,
-                       args.workers, args.max_windows, args.min_separation_deg, args.baseline_cache)
+                       args.workers, args.max_windows, args.min_separation_deg, args.baseline_cache,
+                       args.symmetry)
     print(tables(results))
     print(f"wrote {args.out}/results.json, table.md, eval.png", file=sys.stderr)
     return 0
