@@ -77,7 +77,7 @@ def parity(model_dir: str | Path, tflite: str | Path, data_dir: str | Path, n: i
     from train_tf.evaluate import model_outputs
 
     weights = default_weights(model_dir)
-    y_float, _ = model_outputs(model_dir, audio, weights)
+    y_float, _ = model_outputs(model_dir, audio, weights, symmetry="none")  # network against network
     y_int8, seconds = int8_outputs(model, audio)
 
     summaries = {}

@@ -96,12 +96,14 @@ class Pipeline:
     One per stream and thread (it holds the model's buffers). ``array`` (default: the model's)
     gives the capture channel map; its geometry must be the model's. ``srp_refine`` False leaves
     the decoded azimuths as they are even where the model's sidecar sets ``decode.srp_refine``
-    (:mod:`edge_msl.refine`).
+    (:mod:`edge_msl.refine`); ``symmetry`` False runs every window as it is even where the
+    sidecar sets ``decode.symmetry`` "cycle".
     """
 
     def __init__(self, model: Model, *, hop_s: float = 0.1, threshold: float | None = None, track: bool = True,
                  tracking: TrackerSettings | None = None, input_rate_hz: int | None = None,
-                 array: MicArray | None = None, pool_s: float | None = None, srp_refine: bool = True) -> None:
+                 array: MicArray | None = None, pool_s: float | None = None, srp_refine: bool = True,
+                 symmetry: bool = True) -> None:
         info = model.info
         self.model = model
         self.array = array or info.array
@@ -160,7 +162,7 @@ class Pipeline:
         self._crosses: deque[np.ndarray] = deque(maxlen=max(1, span // self.hop_samples))
         # decode.symmetry cycle: each pooled window runs on the next symmetric image of the array
         self._cycle = model_cycle(info.array.positions(), info.layout) \
-            if info.symmetry == "cycle" and self.pool_windows > 1 else []
+            if symmetry and info.symmetry == "cycle" and self.pool_windows > 1 else []
         self._offset_s = 0.0  # stream time before the last reset, so t_s never goes back
         self.windows_analysed = 0
 

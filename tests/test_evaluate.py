@@ -193,7 +193,7 @@ def test_windows_longer_than_the_model_are_pooled_like_the_daemon():
         audio = np.concatenate(list(r.blocks(16000)))
     x = np.stack([audio[s:s + 16000] for s in (0, 20000, 40000)]).astype(np.float32)
     weights = default_weights(model_dir)
-    pooled, params = evaluate.model_outputs(model_dir, x, weights)
+    pooled, params = evaluate.model_outputs(model_dir, x, weights, symmetry="none")
     subs = [evaluate.model_outputs(model_dir, np.ascontiguousarray(x[:, o:o + 8000]), weights)[0]
             for o in range(0, 8001, 1600)]
     dec = params["decode"]
@@ -207,6 +207,46 @@ def test_windows_longer_than_the_model_are_pooled_like_the_daemon():
     assert not np.allclose(pooled, subs[-1], atol=1e-3)  # not just the last window
     a = evaluate.analysis(16000, params)
     assert a == {"window_s": 1.0, "model_window_s": 0.5, "hop_s": 0.1, "pooled_windows": 6}
+
+
+def test_symmetric_images_cycle_over_the_pooled_windows_and_their_mean_is_equivariant():
+    """symmetry "cycle": sub-window j of window i runs on image (i + j) mod 16 of the array, its
+    outputs mapped back (checked against the network run by hand); "full": the mean over all 16
+    images, which for a permuted window is exactly the permuted mean (the images form a group)."""
+    pytest.importorskip("keras")
+    from pathlib import Path
+
+    from edge_msl.audio_io import open_audio
+    from edge_msl.symmetry import model_cycle
+    from train_tf.crosscheck import default_weights
+
+    model_dir = Path(__file__).resolve().parents[1] / "models" / "uca8-r10"
+    if not (model_dir / "model.weights.h5").exists():
+        pytest.skip("the float model is not in this checkout")
+    with open_audio(Path(__file__).resolve().parents[1] / "edge_msl" / "examples" / "uca8-r10-3talkers.wav") as r:
+        audio = np.concatenate(list(r.blocks(16000)))
+    x = np.stack([audio[s:s + 16000] for s in (0, 20000, 40000)]).astype(np.float32)
+    weights = default_weights(model_dir)
+    per, params = evaluate.window_outputs(model_dir, x, weights, symmetry="cycle")
+    plain, _ = evaluate.window_outputs(model_dir, x, weights, symmetry="none")
+    cycle = model_cycle(params["array"]["positions_m"], params["regions"])
+    assert len(cycle) == 16 and per.shape == plain.shape == (3, 6, 16, 3)
+    for i, j in ((0, 0), (1, 0), (2, 5), (0, 3)):
+        sym = cycle[(i + j) % 16]
+        sub = np.ascontiguousarray(x[i:i + 1, j * 1600:j * 1600 + 8000])
+        by_hand = sym.restore(evaluate.window_outputs(model_dir, sym.permute(sub), weights, symmetry="none")[0][:, 0])
+        np.testing.assert_allclose(per[i, j], by_hand[0], atol=1e-5)
+    assert np.allclose(per[0, 0], plain[0, 0], atol=1e-6)  # image 0 is the identity
+    assert not np.allclose(per[1], plain[1], atol=1e-3)
+    single, _ = evaluate.window_outputs(model_dir, x[:, :8000], weights, symmetry="cycle")  # not pooled: as they are
+    np.testing.assert_allclose(single, evaluate.window_outputs(model_dir, x[:, :8000], weights, symmetry="none")[0],
+                               atol=1e-6)
+    sub = np.ascontiguousarray(x[:2, :8000])
+    full, _ = evaluate.window_outputs(model_dir, sub, weights, symmetry="full")
+    g = cycle[5]
+    full_g, _ = evaluate.window_outputs(model_dir, g.permute(sub), weights, symmetry="full")
+    np.testing.assert_allclose(g.restore(full_g), full, atol=1e-4)
+    assert not np.allclose(full, plain[:2, :1], atol=1e-3)
 
 
 def test_pool_gate_counts_the_gate_windows_of_the_models_decode():

@@ -79,8 +79,9 @@ def window_outputs(run_dir: str | Path, audio: np.ndarray, weights: str, batch: 
 
     ``symmetry`` (default: the model's ``decode.symmetry``): "cycle" runs sub-window j of window i
     on its image under the ((i + j) mod n)-th of the array's n symmetries
-    (:func:`edge_msl.symmetry.model_cycle`), as the daemon's running count does; "full" averages
-    the outputs of all n images of every sub-window (n times the cost: a measure of the ceiling);
+    (:func:`edge_msl.symmetry.model_cycle`), as the daemon's running count does (windows of the
+    model's length are not pooled, and run as they are, as in the daemon); "full" averages the
+    outputs of all n images of every (sub-)window (n times the cost: a measure of the ceiling);
     "none" runs the windows as they are."""
     from edge_msl.symmetry import model_cycle, symmetry_mode
 
@@ -88,6 +89,8 @@ def window_outputs(run_dir: str | Path, audio: np.ndarray, weights: str, batch: 
     window = int(params["model"]["window_samples"])
     scaling = model_scaling(params)
     mode = symmetry or symmetry_mode(params.get("decode", {}))
+    if mode == "cycle" and audio.shape[1] == window:
+        mode = "none"
     cycle = model_cycle(params["array"]["positions_m"], params["regions"]) if mode != "none" else []
 
     def net(x: np.ndarray) -> np.ndarray:

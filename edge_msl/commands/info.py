@@ -22,6 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def describe(model) -> dict:
     """The facts ``edge-msl info`` prints, as a JSON-friendly dict."""
+    from ..symmetry import model_cycle
+
     info = model.info
     raw = info.raw
     layout = info.layout
@@ -45,6 +47,8 @@ def describe(model) -> dict:
         "pool_s": info.pool_s,
         "onset_threshold": info.onset_threshold,
         "pool_threshold": info.pool_threshold,
+        "symmetry": info.symmetry,
+        "symmetric_images": len(model_cycle(info.array.positions(), layout)),
         "input_scaling": raw.get("input_scaling"),
         "input": raw.get("input"),
         "output": raw.get("output"),
@@ -88,6 +92,10 @@ def main(args: argparse.Namespace) -> int:
         ("threshold", f"{d['threshold']:g}" + (f" for one window; pooled over {d['pool_s']:g} s: the latest window "
                                                 f"at {d['onset_threshold']:g} or the mean at {d['pool_threshold']:g}"
                                                 if d["pool_s"] > d["window_s"] else "")),
+        ("symmetry", f"{d['symmetry']}: " + (f"each pooled window on the next of the array's {d['symmetric_images']} "
+                                             f"symmetric images" if d["symmetry"] == "cycle" else
+                                             f"windows as they are (the array has {d['symmetric_images']} symmetric "
+                                             f"images)")),
         ("input", f"{q_in.get('name')} {q_in.get('shape')} {q_in.get('dtype')}, scale {q_in.get('scale')}, zero point "
                   f"{q_in.get('zero_point')}, after {d['input_scaling']}"),
         ("output", f"{q_out.get('name')} {q_out.get('shape')} {q_out.get('dtype')}, scale {q_out.get('scale')}, zero "
