@@ -29,10 +29,13 @@ def _decode(res: dict, side: dict) -> str:
     how = res.get("analysis", {})
     if how.get("pooled_windows", 1) > 1:
         text = f"{res['threshold']:g} or mean {res['pool_threshold']:g}, {how['window_s']:g} s pooled"
+        if res.get("symmetry") == "cycle":
+            text += " over symmetric images"
     else:
         text = f"{side['decode']['threshold']:g}"
     stretch = side["regions"].get("fine_stretch", 1.0)
-    return text + (f", ×{stretch:g}" if stretch != 1.0 else "")
+    text += f", ×{stretch:g}" if stretch != 1.0 else ""
+    return text + (", mics equalized" if "equalize=1" in str(side.get("input_scaling", "")) else "")
 
 
 def main(argv: list[str] | None = None) -> int:
