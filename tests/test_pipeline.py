@@ -170,10 +170,11 @@ def test_higher_threshold_reports_fewer_sources(model, example):
 
 def test_pooling_averages_the_last_windows_and_restarts_after_a_reset(model, example):
     """pool_s = 1 s at a 0.1 s hop decodes the mean of the last 6 window outputs: checked against
-    the model's outputs on those windows; a reset starts the pool afresh."""
+    the model's outputs on those windows (as they are: the symmetric images are
+    test_symmetry's); a reset starts the pool afresh."""
     from edge_msl.regions import decode, pool_outputs
 
-    p = Pipeline(model, track=False, pool_s=1.0, threshold=0.3, srp_refine=False)
+    p = Pipeline(model, track=False, pool_s=1.0, threshold=0.3, srp_refine=False, symmetry=False)
     assert p.pool_windows == 6
     msgs = p.push(example[:48000])
     fs, w, hop = 16000, model.info.window_samples, 1600
@@ -200,7 +201,7 @@ def test_pooling_two_seconds_applies_the_models_gate(model, example):
 
     info = model.info
     assert info.gate_s == 1.0 and 0 < info.gate_threshold <= info.pool_threshold
-    p = Pipeline(model, track=False, pool_s=2.0, srp_refine=False)
+    p = Pipeline(model, track=False, pool_s=2.0, srp_refine=False, symmetry=False)
     assert (p.pool_windows, p._gate_windows) == (16, 6)
     msgs = p.push(example[:64000])
     fs, w = 16000, info.window_samples
@@ -219,7 +220,7 @@ def test_pooling_reports_a_clear_onset_at_once(model, example):
     pooling too, with that window's confidence: pooling only adds detections to those."""
     info = model.info
     assert info.pool_s >= 1.0 and info.pool_threshold < info.onset_threshold
-    pooled = Pipeline(model, track=False).push(example)
+    pooled = Pipeline(model, track=False, symmetry=False).push(example)  # windows as they are, as alone
     assert Pipeline(model).threshold == info.onset_threshold and Pipeline(model, pool_s=0).threshold == info.threshold
     alone = Pipeline(model, track=False, pool_s=0, threshold=info.onset_threshold).push(example)
     assert len(pooled) == len(alone)
