@@ -50,11 +50,11 @@ class Symmetry:
         """Outputs (..., n_regions, 3) of the image -> outputs of the original window."""
         if self.identity:
             return outputs
-        out = np.array(outputs, copy=True)
+        out = np.asarray(outputs)
         if self.mirror:
             out = out[..., ::-1, :].copy()
             out[..., AZIMUTH] = 1.0 - out[..., AZIMUTH]
-        return np.roll(out, self.shift, axis=-2)
+        return np.roll(out, self.shift, axis=-2)  # a new array: the caller's outputs are left as they are
 
 
 def _match(points: np.ndarray, images: np.ndarray, tol_m: float) -> tuple[int, ...] | None:
@@ -76,12 +76,10 @@ def array_symmetries(positions_m: Sequence[Sequence[float]], layout: RegionLayou
     ident = Symmetry(tuple(range(n)), 0, False)
     if pos.ndim != 2 or pos.shape[1] < 2 or n < 2:
         return [ident]
-    if pos.shape[1] > 2 and np.ptp(pos[:, 2]) > tol_m:
+    if (pos.shape[1] > 2 and np.ptp(pos[:, 2]) > tol_m) or layout.margin_deg:
         return [ident]
     xy = pos[:, :2] - pos[:, :2].mean(axis=0)
     w, o = layout.width_deg, layout.offset_deg
-    if layout.margin_deg:
-        return [ident]
     out = [ident]
     for k in range(1, layout.n_regions):  # rotations by whole regions
         a = math.radians(k * w)
@@ -118,7 +116,6 @@ def cycle_order(symmetries: list[Symmetry], n_regions: int) -> list[Symmetry]:
         order.append(best)
         rest.remove(best)
     return order
-
 
 
 def symmetry_mode(decode_settings: dict) -> str:

@@ -176,23 +176,31 @@ def test_pool_offsets_end_at_the_window_end():
         evaluate.pool_offsets(4000, 8000, 1600)
 
 
-def test_windows_longer_than_the_model_are_pooled_like_the_daemon():
-    """1 s windows through the shipped 0.5 s float model: the outputs of the six sub-windows every
-    0.1 s, pooled with the pipeline's own function and the model's pool threshold."""
+def _shipped_model_and_example_windows():
+    """The shipped float model's directory and weights, and three 1 s windows of the bundled
+    three-talker example (skips without Keras or the weights)."""
     pytest.importorskip("keras")
     from pathlib import Path
 
     from edge_msl.audio_io import open_audio
-    from edge_msl.regions import pool_outputs
     from train_tf.crosscheck import default_weights
 
-    model_dir = Path(__file__).resolve().parents[1] / "models" / "uca8-r10"
+    root = Path(__file__).resolve().parents[1]
+    model_dir = root / "models" / "uca8-r10"
     if not (model_dir / "model.weights.h5").exists():
         pytest.skip("the float model is not in this checkout")
-    with open_audio(Path(__file__).resolve().parents[1] / "edge_msl" / "examples" / "uca8-r10-3talkers.wav") as r:
+    with open_audio(root / "edge_msl" / "examples" / "uca8-r10-3talkers.wav") as r:
         audio = np.concatenate(list(r.blocks(16000)))
     x = np.stack([audio[s:s + 16000] for s in (0, 20000, 40000)]).astype(np.float32)
-    weights = default_weights(model_dir)
+    return model_dir, default_weights(model_dir), x
+
+
+def test_windows_longer_than_the_model_are_pooled_like_the_daemon():
+    """1 s windows through the shipped 0.5 s float model: the outputs of the six sub-windows every
+    0.1 s, pooled with the pipeline's own function and the model's pool threshold."""
+    from edge_msl.regions import pool_outputs
+
+    model_dir, weights, x = _shipped_model_and_example_windows()
     pooled, params = evaluate.model_outputs(model_dir, x, weights, symmetry="none")
     subs = [evaluate.model_outputs(model_dir, np.ascontiguousarray(x[:, o:o + 8000]), weights)[0]
             for o in range(0, 8001, 1600)]
@@ -213,20 +221,9 @@ def test_symmetric_images_cycle_over_the_pooled_windows_and_their_mean_is_equiva
     """symmetry "cycle": sub-window j of window i runs on image (i + j) mod 16 of the array, its
     outputs mapped back (checked against the network run by hand); "full": the mean over all 16
     images, which for a permuted window is exactly the permuted mean (the images form a group)."""
-    pytest.importorskip("keras")
-    from pathlib import Path
-
-    from edge_msl.audio_io import open_audio
     from edge_msl.symmetry import model_cycle
-    from train_tf.crosscheck import default_weights
 
-    model_dir = Path(__file__).resolve().parents[1] / "models" / "uca8-r10"
-    if not (model_dir / "model.weights.h5").exists():
-        pytest.skip("the float model is not in this checkout")
-    with open_audio(Path(__file__).resolve().parents[1] / "edge_msl" / "examples" / "uca8-r10-3talkers.wav") as r:
-        audio = np.concatenate(list(r.blocks(16000)))
-    x = np.stack([audio[s:s + 16000] for s in (0, 20000, 40000)]).astype(np.float32)
-    weights = default_weights(model_dir)
+    model_dir, weights, x = _shipped_model_and_example_windows()
     per, params = evaluate.window_outputs(model_dir, x, weights, symmetry="cycle")
     plain, _ = evaluate.window_outputs(model_dir, x, weights, symmetry="none")
     cycle = model_cycle(params["array"]["positions_m"], params["regions"])

@@ -71,6 +71,16 @@ def analysis(n_samples: int, params: dict, hop_s: float = POOL_HOP_S) -> dict[st
     return {"window_s": n_samples / fs, "model_window_s": window / fs, "hop_s": hop / fs, "pooled_windows": n}
 
 
+def symmetry_used(n_samples: int, params: dict, symmetry: str | None = None) -> str:
+    """How :func:`window_outputs` uses the array's symmetries on windows of ``n_samples``: the
+    given mode, else the model's ``decode.symmetry``; "cycle" on windows of the model's length
+    (nothing pooled, as in the daemon) is "none"."""
+    from edge_msl.symmetry import symmetry_mode
+
+    mode = symmetry or symmetry_mode(params.get("decode", {}))
+    return "none" if mode == "cycle" and n_samples == int(params["model"]["window_samples"]) else mode
+
+
 def window_outputs(run_dir: str | Path, audio: np.ndarray, weights: str, batch: int = 64,
                    hop_s: float = POOL_HOP_S, symmetry: str | None = None) -> tuple[np.ndarray, dict]:
     """Network outputs (N, k, n_regions, 3) of a trained Keras model on the k sub-windows, ``hop_s``
@@ -83,14 +93,12 @@ def window_outputs(run_dir: str | Path, audio: np.ndarray, weights: str, batch: 
     model's length are not pooled, and run as they are, as in the daemon); "full" averages the
     outputs of all n images of every (sub-)window (n times the cost: a measure of the ceiling);
     "none" runs the windows as they are."""
-    from edge_msl.symmetry import model_cycle, symmetry_mode
+    from edge_msl.symmetry import model_cycle
 
     model, params = load_model(run_dir, weights)
     window = int(params["model"]["window_samples"])
     scaling = model_scaling(params)
-    mode = symmetry or symmetry_mode(params.get("decode", {}))
-    if mode == "cycle" and audio.shape[1] == window:
-        mode = "none"
+    mode = symmetry_used(audio.shape[1], params, symmetry)
     cycle = model_cycle(params["array"]["positions_m"], params["regions"]) if mode != "none" else []
 
     def net(x: np.ndarray) -> np.ndarray:
@@ -620,7 +628,7 @@ def evaluate(run_dir: str | Path, data_dir: str | Path, out_dir: str | Path, wei
         "match_deg": match_deg, "n_regions": params["regions"]["n_regions"], "model_macs": params["macs_per_window"],
         "min_separation_deg": min_sep, "fine_stretch": float(params["regions"].get("fine_stretch", 1.0)),
         "srp_refine": params.get("decode", {}).get("srp_refine"),
-        "symmetry": symmetry or params.get("decode", {}).get("symmetry", "none"),
+        "symmetry": symmetry_used(audio.shape[1], params, symmetry),
         "analysis": how,
         # the bar of the mean actually used: a --threshold given scales it with the onset bar
         "pool_threshold": round(threshold / pool_gain(params), 4) if is_pooled else threshold,
