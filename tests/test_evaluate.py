@@ -32,6 +32,16 @@ def test_match_finds_the_global_optimum_where_greedy_would_not():
     assert sum(err for _, _, err in pairs) == pytest.approx(29.0)
 
 
+def test_match_within_a_radius_makes_as_many_hits_as_can_be_made():
+    # by raw angles a far-off estimate (300) takes the source at 10 from the estimate at 12
+    assert sorted((e, t) for e, t, d in match([12.0, 203.0, 300.0], [10.0, 100.0, 200.0]) if d <= 20) == [(1, 2)]
+    pairs = match([12.0, 203.0, 300.0], [10.0, 100.0, 200.0], max_deg=20.0)
+    assert sorted((e, t) for e, t, d in pairs if d <= 20) == [(0, 0), (1, 2)]
+    assert dict(((e, t), d) for e, t, d in pairs)[(2, 1)] == pytest.approx(160.0)  # true error kept
+    # among equally many hits, the smaller total error
+    assert sorted((e, t) for e, t, _ in match([0.0, 10.0], [9.0, 30.0], max_deg=20.0)) == [(0, 0), (1, 1)]
+
+
 def test_match_with_unequal_or_empty_lists():
     assert match([0.0, 100.0, 200.0], [101.0]) == [(1, 0, pytest.approx(1.0))]
     assert sorted(t for _, t, _ in match([101.0], [0.0, 100.0, 200.0])) == [1]
@@ -57,6 +67,26 @@ def test_summarize_counts_precision_recall_and_f1():
     assert perfect["recall"] == perfect["precision"] == perfect["f1"] == 1.0
     empty = summarize([])
     assert empty["windows"] == 0 and math.isnan(empty["recall"]) and math.isnan(empty["err_mean"])
+
+
+def test_talkers_far_below_the_loudest_are_neither_hits_nor_misses_in_the_supplementary_f1():
+    from train_tf.evaluate import summarize_audible
+
+    true_az = np.array([[10.0, 100.0, 200.0], [50.0, np.nan, np.nan]])
+    true_d = np.ones_like(true_az)
+    level = np.array([[0.0, -4.0, -15.0], [0.0, np.nan, np.nan]])
+    # window 0: the loud talker and the quiet one found, the -4 dB one missed, one false alarm;
+    # window 1: its only talker found
+    rows = score([[12.0, 203.0, 300.0], [51.0]], None, true_az, true_d, 20.0, true_level=level)
+    every = summarize(rows)
+    assert (every["recall"], every["precision"]) == (pytest.approx(3 / 4), pytest.approx(3 / 4))
+    s = summarize_audible(rows, floor_db=-10.0)
+    assert (s["sources"], s["quiet"]) == (3, 1)
+    assert s["recall"] == pytest.approx(2 / 3)  # the quiet talker's hit is not counted ...
+    assert s["precision"] == pytest.approx(3 / 4)  # ... nor is its detection a false alarm
+    assert s["f1"] == pytest.approx(2 * (2 / 3) * (3 / 4) / (2 / 3 + 3 / 4))
+    # with the floor below every talker it is the plain F1
+    assert summarize_audible(rows, floor_db=-99.0)["f1"] == pytest.approx(every["f1"])
 
 
 def test_score_hits_only_within_the_match_radius():
@@ -109,6 +139,8 @@ def test_evaluate_a_trained_model_against_baselines(tiny_dataset, tmp_path, caps
             assert f"{k} src, all" in results["cells"][method]
     for k in counts:
         assert f"| {k} src, all |" in table
+    assert "counting the talkers within 10 dB" in table
+    assert set(results["cells_audible"]) == set(results["methods"])
     for method in ("MUSIC", "SRP"):
         for k in counts:
             cell = results["cells"][method][f"{k} src, all"]
