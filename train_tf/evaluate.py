@@ -361,6 +361,21 @@ def score_detections(dets: list[list[Any]], true_az: np.ndarray, true_dist: np.n
                  true_az, true_dist, match_deg, true_level, true_border, true_kind)
 
 
+def _detection_scores(found: int, n_true: int, correct: int, n_est: int) -> tuple[float, float, float]:
+    """(recall, precision, F1) of ``found`` of ``n_true`` talkers and ``correct`` of ``n_est``
+    estimates; NaN where a share has no denominator, F1 NaN when there was nothing to find and
+    nothing found (undefined, not 0)."""
+    recall = found / n_true if n_true else float("nan")
+    precision = correct / n_est if n_est else float("nan")
+    if not (n_true or n_est):
+        f1 = float("nan")
+    elif n_true and n_est and recall + precision > 0:
+        f1 = 2 * recall * precision / (recall + precision)
+    else:
+        f1 = 0.0
+    return recall, precision, f1
+
+
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Aggregate per-window rows: errors, recall, precision, F1, distance error."""
     tp = sum(r["tp"] for r in rows)
@@ -368,14 +383,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     n_est = sum(r["n_est"] for r in rows)
     err = np.concatenate([r["err"] for r in rows]) if rows else np.zeros(0)
     derr = np.concatenate([r["dist_err"] for r in rows]) if rows else np.zeros(0)
-    recall = tp / n_true if n_true else float("nan")
-    precision = tp / n_est if n_est else float("nan")
-    if not (n_true or n_est):
-        f1 = float("nan")  # nothing to find and nothing found: undefined, not 0
-    elif n_true and n_est and recall + precision > 0:
-        f1 = 2 * recall * precision / (recall + precision)
-    else:
-        f1 = 0.0
+    recall, precision, f1 = _detection_scores(tp, n_true, tp, n_est)
     return {"windows": len(rows), "sources": n_true, "estimates": n_est, "hits": tp,
             "err_mean": float(err.mean()) if len(err) else float("nan"),
             "err_median": float(np.median(err)) if len(err) else float("nan"),
@@ -397,10 +405,7 @@ def summarize_audible(rows: list[dict[str, Any]], floor_db: float = AUDIBLE_DB) 
     true = np.concatenate([r["true_level"] for r in rows]) if rows else np.zeros(0)
     n_true, tp = int(np.sum(true >= floor_db)), int(np.sum(hit >= floor_db))
     n_est, hits = sum(r["n_est"] for r in rows), sum(r["tp"] for r in rows)
-    recall = tp / n_true if n_true else float("nan")
-    precision = hits / n_est if n_est else float("nan")
-    f1 = 2 * recall * precision / (recall + precision) if n_true and n_est and recall + precision > 0 else \
-        (float("nan") if not (n_true or n_est) else 0.0)
+    recall, precision, f1 = _detection_scores(tp, n_true, hits, n_est)
     return {"sources": n_true, "quiet": int(len(true) - n_true), "recall": recall, "precision": precision, "f1": f1}
 
 
