@@ -16,6 +16,7 @@ several thresholds with the shipped suppression and matching (``train_tf.evaluat
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -148,11 +149,10 @@ def spatial_features(audio: np.ndarray, positions_m: np.ndarray, fs: int, n_regi
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    import keras
-
-    from edge_msl.regions import RegionLayout, encode_batch, pooled_thresholds
-    from learned_decode import region_features
-    from train_tf.evaluate import decode_all, pool_gain, pool_gate, pooled, score_detections, summarize, window_outputs
+    from edge_msl.regions import pooled_thresholds
+    from learned_decode import fit_predict, plot_curves, region_features, region_targets, scorer
+    from train_tf.crosscheck import PARAMS
+    from train_tf.evaluate import pool_gain, pool_gate, pooled, window_outputs
     from train_tf.simulate import load_windows
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -173,9 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         if key is not None and key.exists():
             z = np.load(key)
             per, spat = z["per"], z["spat"]
-            from train_tf.evaluate import load_model  # noqa: F401  (params only)
-            import json
-            params = json.loads((Path(args.model) / "params.json").read_text())
+            params = json.loads((Path(args.model) / PARAMS).read_text())
         else:
             per, params = window_outputs(args.model, data["audio"], args.weights)
             spat = spatial_features(data["audio"], np.asarray(params["array"]["positions_m"]),
@@ -183,33 +181,12 @@ def main(argv: list[str] | None = None) -> int:
             if key is not None:
                 key.parent.mkdir(parents=True, exist_ok=True)
                 np.savez(key, per=per, spat=spat)
-        layout = RegionLayout.from_dict(params["regions"])
-        level = np.where(np.isfinite(data["level_db"]), data["level_db"], 0.0)
-        target = encode_batch(layout, data["azimuth_deg"], data["distance_m"], level)[..., 0]
-        return per, spat, target, data, params
+        return per, spat, region_targets(data, params), data, params
 
     per_t, spat_t, y_t, _, _ = load(args.train)
     per_v, spat_v, _, val, params = load(args.val)
     shipped = pooled(per_v, pool_gain(params), pool_gate(params))
-    n_src = val["n_sources"].astype(int)
-
-    def fit_predict(x_t: np.ndarray, x_v: np.ndarray) -> np.ndarray:
-        f = x_t.reshape(-1, x_t.shape[-1])
-        mu, sd = f.mean(0), f.std(0) + 1e-6
-        keras.utils.set_random_seed(0)
-        net = keras.Sequential([keras.Input((f.shape[1],))]
-                               + [keras.layers.Dense(int(h), activation="relu") for h in args.hidden.split(",")]
-                               + [keras.layers.Dense(1, activation="sigmoid")])
-        net.compile(keras.optimizers.Adam(2e-3), "binary_crossentropy")
-        net.fit((f - mu) / sd, y_t.reshape(-1), batch_size=512, epochs=args.epochs, verbose=0)
-        g = x_v.reshape(-1, x_v.shape[-1])
-        return net.predict((g - mu) / sd, batch_size=4096, verbose=0).reshape(x_v.shape[:2])
-
-    def score(outputs: np.ndarray, threshold: float) -> tuple[dict, list[float]]:
-        dets, _, _ = decode_all(outputs, params, threshold, pooled=True)
-        rows = score_detections(dets, val["azimuth_deg"], val["distance_m"], 20.0)
-        per_k = [summarize([rows[i] for i in np.flatnonzero(n_src == k)])["f1"] for k in (1, 2, 3, 4)]
-        return summarize(rows), per_k
+    score = scorer(params, val)
 
     net_t, net_v = region_features(per_t), region_features(per_v)
     decodes = {"shipped rule": (shipped, None)}
@@ -218,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
                           np.concatenate([net_v, spat_v], -1)),
                          ("learned, SRP/MUSIC only", spat_t, spat_v)):
         out = shipped.copy()
-        out[..., 0] = fit_predict(xt, xv)
+        out[..., 0] = fit_predict(xt, y_t, xv, args.hidden, args.epochs, 2e-3)
         decodes[name] = (out, xt.shape[-1])
 
     print(f"{args.model}: decodes trained on {args.train} ({len(per_t)} windows), scored on {args.val} "
@@ -235,22 +212,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| {name} | {nf or '-'} | {t:g} | {s['recall']:.3f} | {s['precision']:.3f} | {s['f1']:.4f} | "
                   + " / ".join(f"{f:.3f}" for f in per_k) + " |", flush=True)
     if args.png:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(5.5, 4))
-        for name, pts in curves.items():
-            r, p = zip(*pts)
-            ax.plot(r, p, "o-" if len(pts) > 1 else "s", label=name)
-        ax.set_xlabel("recall @20°")
-        ax.set_ylabel("precision")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        Path(args.png).parent.mkdir(parents=True, exist_ok=True)
-        fig.tight_layout()
-        fig.savefig(args.png, dpi=120)
-        print(f"\nwrote {args.png}")
+        plot_curves(curves, args.png, figsize=(5.5, 4), legend_fontsize=8)
     return 0
 
 

@@ -52,12 +52,75 @@ def region_features(per: np.ndarray) -> np.ndarray:
     return np.concatenate(feats, axis=-1).astype(np.float32)
 
 
-def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+def region_targets(data: dict, params: dict) -> np.ndarray:
+    """(N, R) 0/1: which regions of each window hold a talker, in the model's region layout."""
+    from edge_msl.regions import RegionLayout, encode_batch
+
+    layout = RegionLayout.from_dict(params["regions"])
+    level = np.where(np.isfinite(data["level_db"]), data["level_db"], 0.0)
+    return encode_batch(layout, data["azimuth_deg"], data["distance_m"], level)[..., 0]
+
+
+def fit_predict(x_t: np.ndarray, y_t: np.ndarray, x_v: np.ndarray, hidden: str, epochs: int,
+                lr: float) -> np.ndarray:
+    """Train a per-region classifier (hidden widths ``hidden``, a comma list) on features
+    ``x_t`` (N, R, F) and targets ``y_t`` (N, R), standardized on the training features; its
+    activities (M, R) for ``x_v``."""
     import keras
 
-    from edge_msl.regions import RegionLayout, encode_batch, pooled_thresholds
-    from train_tf.evaluate import decode_all, pool_gain, pool_gate, pooled, score_detections, summarize, window_outputs
+    f = x_t.reshape(-1, x_t.shape[-1])
+    mu, sd = f.mean(0), f.std(0) + 1e-6
+    keras.utils.set_random_seed(0)
+    net = keras.Sequential([keras.Input((f.shape[1],))]
+                           + [keras.layers.Dense(int(h), activation="relu") for h in hidden.split(",")]
+                           + [keras.layers.Dense(1, activation="sigmoid")])
+    net.compile(keras.optimizers.Adam(lr), "binary_crossentropy")
+    net.fit((f - mu) / sd, y_t.reshape(-1), batch_size=512, epochs=epochs, verbose=0)
+    g = x_v.reshape(-1, x_v.shape[-1])
+    return net.predict((g - mu) / sd, batch_size=4096, verbose=0).reshape(x_v.shape[:2])
+
+
+def scorer(params: dict, val: dict, match_deg: float = 20.0):
+    """``score(outputs, threshold)`` -> (summary, F1 for 1..4 talkers) of pooled outputs on the
+    windows ``val``, with the model's suppression and ``train_tf.evaluate``'s matching."""
+    from train_tf.evaluate import decode_all, score_detections, summarize
+
+    n_src = val["n_sources"].astype(int)
+
+    def score(outputs: np.ndarray, threshold: float) -> tuple[dict, list[float]]:
+        dets, _, _ = decode_all(outputs, params, threshold, pooled=True)
+        rows = score_detections(dets, val["azimuth_deg"], val["distance_m"], match_deg)
+        per_k = [summarize([rows[i] for i in np.flatnonzero(n_src == k)])["f1"] for k in (1, 2, 3, 4)]
+        return summarize(rows), per_k
+
+    return score
+
+
+def plot_curves(curves: dict[str, list[tuple[float, float]]], png: str, figsize: tuple[float, float] = (5, 4),
+                legend_fontsize: float | None = None) -> None:
+    """Precision over recall of each decode (a line for several thresholds, a square for one)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=figsize)
+    for name, pts in curves.items():
+        r, p = zip(*pts)
+        ax.plot(r, p, "o-" if len(pts) > 1 else "s", label=name)
+    ax.set_xlabel("recall @20°")
+    ax.set_ylabel("precision")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=legend_fontsize)
+    Path(png).parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(png, dpi=120)
+    print(f"\nwrote {png}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    from edge_msl.regions import pooled_thresholds
+    from train_tf.evaluate import pool_gain, pool_gate, pooled, window_outputs
     from train_tf.simulate import load_windows
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -76,37 +139,19 @@ def main(argv: list[str] | None = None) -> int:
         per, params = window_outputs(args.model, data["audio"], args.weights)
         if per.shape[1] < 2:
             raise SystemExit(f"{path}: windows of the model's own length; the learned decode needs longer ones (pooled)")
-        layout = RegionLayout.from_dict(params["regions"])
-        level = np.where(np.isfinite(data["level_db"]), data["level_db"], 0.0)
-        target = encode_batch(layout, data["azimuth_deg"], data["distance_m"], level)[..., 0]
-        return per, target, data, params
+        return per, region_targets(data, params), data, params
 
     per_t, y_t, _, _ = load(args.train)
     per_v, _, val, params = load(args.val)
     x_t = region_features(per_t)
-    x_t = x_t.reshape(-1, x_t.shape[-1])
-    mu, sd = x_t.mean(0), x_t.std(0) + 1e-6
-    keras.utils.set_random_seed(0)
-    net = keras.Sequential([keras.Input((x_t.shape[1],))]
-                           + [keras.layers.Dense(int(h), activation="relu") for h in args.hidden.split(",")]
-                           + [keras.layers.Dense(1, activation="sigmoid")])
-    net.compile(keras.optimizers.Adam(3e-3), "binary_crossentropy")
-    net.fit((x_t - mu) / sd, y_t.reshape(-1), batch_size=512, epochs=args.epochs, verbose=0)
-    x_v = region_features(per_v)
-    p_v = net.predict((x_v.reshape(-1, x_v.shape[-1]) - mu) / sd, batch_size=4096, verbose=0).reshape(x_v.shape[:2])
+    p_v = fit_predict(x_t, y_t, region_features(per_v), args.hidden, args.epochs, 3e-3)
 
     shipped = pooled(per_v, pool_gain(params), pool_gate(params))
     learned = shipped.copy()
     learned[..., 0] = p_v
-    n_src = val["n_sources"].astype(int)
+    score = scorer(params, val)
 
-    def score(outputs: np.ndarray, threshold: float) -> tuple[dict, list[float]]:
-        dets, _, _ = decode_all(outputs, params, threshold, pooled=True)
-        rows = score_detections(dets, val["azimuth_deg"], val["distance_m"], 20.0)
-        per_k = [summarize([rows[i] for i in np.flatnonzero(n_src == k)])["f1"] for k in (1, 2, 3, 4)]
-        return summarize(rows), per_k
-
-    print(f"{args.model}: decode trained on {args.train} ({len(per_t)} windows, {x_t.shape[1]} features per region, "
+    print(f"{args.model}: decode trained on {args.train} ({len(per_t)} windows, {x_t.shape[-1]} features per region, "
           f"hidden {args.hidden}), scored on {args.val} ({len(per_v)} windows)\n")
     print("| decode | threshold | recall | precision | F1 | F1 1 / 2 / 3 / 4 src |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
@@ -120,22 +165,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| {name} | {t:g} | {s['recall']:.3f} | {s['precision']:.3f} | {s['f1']:.4f} | "
                   + " / ".join(f"{f:.3f}" for f in per_k) + " |")
     if args.png:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(5, 4))
-        for name, pts in curves.items():
-            r, p = zip(*pts)
-            ax.plot(r, p, "o-" if len(pts) > 1 else "s", label=name)
-        ax.set_xlabel("recall @20°")
-        ax.set_ylabel("precision")
-        ax.grid(alpha=0.3)
-        ax.legend()
-        Path(args.png).parent.mkdir(parents=True, exist_ok=True)
-        fig.tight_layout()
-        fig.savefig(args.png, dpi=120)
-        print(f"\nwrote {args.png}")
+        plot_curves(curves, args.png)
     return 0
 
 
