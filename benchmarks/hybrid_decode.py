@@ -43,7 +43,7 @@ class SrpMaps:
     """Full-circle SRP-PHAT maps of one array: of a whole window and of each of its frames."""
 
     def __init__(self, positions_m: np.ndarray, fs: int, step_deg: float = GRID_DEG):
-        from edge_msl.arrays import SPEED_OF_SOUND_M_S
+        from edge_msl.refine import pair_lags
 
         xy = np.asarray(positions_m, dtype=np.float64)[:, :2]
         self.i, self.j = np.triu_indices(len(xy), k=1)
@@ -51,13 +51,8 @@ class SrpMaps:
         self.band = (f >= FMIN_HZ) & (f <= FMAX_HZ)
         self.hann = np.hanning(FRAME).astype(np.float32)
         self.az = np.arange(int(round(360.0 / step_deg))) * step_deg
-        th = np.radians(self.az)
-        lag = -((xy[self.i] - xy[self.j]) @ np.stack([np.cos(th), np.sin(th)])) / SPEED_OF_SOUND_M_S * fs * UPSAMPLE
-        n = FRAME * UPSAMPLE
-        lo = np.floor(lag)
-        self.frac = (lag - lo).astype(np.float32)
-        self.lo = lo.astype(np.int64) % n
-        self.hi = (self.lo + 1) % n
+        self.lo, self.hi, frac = pair_lags(xy[self.i] - xy[self.j], self.az, float(fs) * UPSAMPLE, FRAME * UPSAMPLE)
+        self.frac = frac.astype(np.float32)
         self.rows = np.arange(len(self.i))[:, None]
 
     def maps(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -70,6 +70,20 @@ def hop_segments(x: np.ndarray, hop: int) -> list[np.ndarray]:
     return [x[e - size:e] for e in reversed(ends)]
 
 
+def pair_lags(dxy: np.ndarray, azimuth_deg: np.ndarray | Sequence[float], lag_rate: float,
+              n_lags: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Far-field delay of each mic pair (``dxy``: (P, 2) position of mic i minus mic j, metres) for
+    each azimuth in the array's plane, as indices into circular GCC lags sampled at ``lag_rate``
+    (n_lags of them): (lower lag, next lag, fraction of the way to it), each (P, A), for linear
+    interpolation. The delay is the arrival time at mic i minus mic j."""
+    th = np.radians(np.asarray(azimuth_deg, dtype=np.float64))
+    lag = -(dxy @ np.stack([np.cos(th), np.sin(th)])) / SPEED_OF_SOUND_M_S * lag_rate
+    lo = np.floor(lag)
+    frac = lag - lo
+    lo = lo.astype(np.int64) % n_lags
+    return lo, (lo + 1) % n_lags, frac
+
+
 class SrpRefiner:
     """Local SRP-PHAT refinement for one array (mic positions in metres, model order)."""
 
@@ -104,15 +118,9 @@ class SrpRefiner:
     def response(self, gcc: np.ndarray, azimuth_deg: np.ndarray) -> np.ndarray:
         """SRP-PHAT steered to each azimuth (far field, in the array's plane): the sum over pairs of
         each pair's GCC-PHAT (:meth:`gcc`), interpolated at the pair's delay (``UPSAMPLE`` x)."""
-        th = np.radians(np.asarray(azimuth_deg, dtype=np.float64))
-        # arrival time at mic i minus mic j for a source at azimuth th, in upsampled lags
-        lag = -(self._dxy @ np.stack([np.cos(th), np.sin(th)])) / SPEED_OF_SOUND_M_S * self._lag_rate
-        n = gcc.shape[1]
-        lo = np.floor(lag)
-        frac = lag - lo
-        lo = lo.astype(np.int64) % n
+        lo, hi, frac = pair_lags(self._dxy, azimuth_deg, self._lag_rate, gcc.shape[1])
         rows = np.arange(len(gcc))[:, None]
-        vals = gcc[rows, lo] * (1 - frac) + gcc[rows, (lo + 1) % n] * frac
+        vals = gcc[rows, lo] * (1 - frac) + gcc[rows, hi] * frac
         return vals.sum(axis=0)
 
     def gcc(self, cross: np.ndarray) -> np.ndarray:
@@ -137,4 +145,4 @@ class SrpRefiner:
         return out
 
 
-__all__ = ["SrpRefiner", "RefineConfigError", "check_settings", "hop_segments", "KEYS"]
+__all__ = ["SrpRefiner", "RefineConfigError", "check_settings", "hop_segments", "pair_lags", "KEYS"]
