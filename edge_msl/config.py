@@ -19,7 +19,7 @@ from typing import Any, Callable, Mapping
 from .arrays import DEFAULT_ARRAY, ArrayConfigError, MicArray, from_dict, get_array
 from .channel_check import CHECK_MODES
 from .settings_check import reject_unknown_keys
-from .tracking import TrackerConfigError, TrackerSettings
+from .temporal import DecodeConfigError, DecodeSettings
 
 EX_CONFIG = 78
 """Exit code for a configuration error (sysexits.h EX_CONFIG); the unit's RestartPreventExitStatus."""
@@ -174,7 +174,7 @@ class StdoutSettings:
     enabled: bool = _spec(True, _bool)
     """Write one JSON line per analysed window on stdout (the journal, under systemd)."""
     format: str = _spec("json", _choice("json", "odas"))
-    """json: edge-msl/sources-v1 messages; odas: ODAS sst frames."""
+    """json: edge-msl/sources-v2 messages; odas: ODAS sst frames."""
 
 
 def _default_node_id() -> str:
@@ -273,15 +273,13 @@ class Config:
     hop_s: float = 0.1
     """hop_s: seconds between analysed windows."""
     threshold: float | None = None
-    """threshold: region probability that reports a source; none = the model's."""
-    pool_s: float | None = None
-    """pool_s: seconds of audio whose window outputs are averaged per message; none = the model's, 0 = none."""
+    """threshold: region probability at which a new talker is born; none = the model's."""
     track: bool = True
     """track: stable source ids over time (false: raw per-window detections with id null)."""
     num_threads: int = 1
     """num_threads: TFLite interpreter threads."""
-    tracking: TrackerSettings = TrackerSettings()
-    """[tracking]: how detections become tracks."""
+    decode: Mapping[str, Any] = field(default_factory=dict)
+    """[decode]: temporal decode settings over the model's (keys of edge_msl.temporal.DecodeSettings)."""
     stdout: StdoutSettings = StdoutSettings()
     """[stdout]: JSON lines on standard output."""
     mqtt: MqttSettings = MqttSettings()
@@ -295,10 +293,10 @@ class Config:
         """The effective configuration as plain data (secrets left out), e.g. for ``--print-config``."""
         out: dict[str, Any] = {
             "model": str(self.model) if self.model else None,
-            "hop_s": self.hop_s, "threshold": self.threshold, "pool_s": self.pool_s, "track": self.track, "num_threads": self.num_threads,
+            "hop_s": self.hop_s, "threshold": self.threshold, "track": self.track, "num_threads": self.num_threads,
             "array": self.array.to_dict(),
             "device": {f.name: getattr(self.device, f.name) for f in _config_fields(DeviceSettings)},
-            "tracking": self.tracking.to_dict(),
+            "decode": dict(self.decode),
             "stdout": {f.name: getattr(self.stdout, f.name) for f in _config_fields(StdoutSettings)},
             "mqtt": {f.name: getattr(self.mqtt, f.name) for f in _config_fields(MqttSettings)},
             "logging": {f.name: getattr(self.logging, f.name) for f in _config_fields(LoggingSettings)},
@@ -306,12 +304,15 @@ class Config:
         return out
 
 
-_TOP_KEYS = ("device", "array", "model", "hop_s", "threshold", "pool_s", "track", "num_threads", "tracking", "stdout",
+_TOP_KEYS = ("device", "array", "model", "hop_s", "threshold", "track", "num_threads", "decode", "stdout",
              "mqtt", "logging")
+_RETIRED = {"pool_s": "pooling is gone since edge-msl 0.2 (the temporal decode integrates evidence per talker); "
+                      "remove pool_s",
+            "tracking": "[tracking] became [decode] in edge-msl 0.2 (keys in docs/decode.md: birth_threshold, "
+                        "keep_threshold, miss_windows, resume_s, ...); rename the table and its keys"}
 _TOP_CHECKS: dict[str, Check] = {
     "hop_s": _float(0.001, 60.0),
     "threshold": _optional(_float(0.0, 1.0, lo_open=True)),
-    "pool_s": _optional(_float(0.0, 60.0)),
     "track": _bool,
     "num_threads": _int(1, 64),
     "model": _text(what="a path to a .tflite file (empty: the packaged model for the array)"),
@@ -341,6 +342,9 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path | None = None, sourc
     """Validate a parsed TOML document into a :class:`Config` (``base_dir`` anchors a relative model path)."""
     if not isinstance(data, Mapping):
         raise ConfigError(f"the configuration must be a TOML table, got {type(data).__name__}")
+    for key, fix in _RETIRED.items():
+        if key in data:
+            raise ConfigError(f"{key}: {fix}")
     unknown = sorted(set(data) - set(_TOP_KEYS))
     if unknown:
         raise ConfigError(f"unknown top-level key(s) {unknown}; allowed: {sorted(_TOP_KEYS)}")
@@ -379,10 +383,11 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path | None = None, sourc
         raise _bad("[device] retry_min_delay_s", device.retry_min_delay_s,
                    f"at most retry_max_delay_s = {device.retry_max_delay_s}")
 
+    decode = data.get("decode", {})
     try:
-        tracking = TrackerSettings.from_dict(data.get("tracking", {}))
-    except (TrackerConfigError, TypeError) as exc:
-        raise ConfigError(str(exc) if str(exc).startswith("tracking") else f"[tracking]: {exc}") from None
+        DecodeSettings.from_dict(decode)
+    except (DecodeConfigError, TypeError) as exc:
+        raise ConfigError(str(exc) if str(exc).startswith("decode") else f"[decode]: {exc}") from None
 
     model_text = top.pop("model", "")
     model = None
@@ -391,7 +396,7 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path | None = None, sourc
         if not model.is_absolute() and base_dir is not None:
             model = base_dir / model
     return Config(
-        device=device, array=array, model=model, tracking=tracking,
+        device=device, array=array, model=model, decode=dict(decode),
         stdout=_build(StdoutSettings, data.get("stdout", {}), "stdout"),
         mqtt=mqtt,
         logging=_build(LoggingSettings, data.get("logging", {}), "logging"),

@@ -61,7 +61,7 @@ def build_engine(config: Config) -> _Engine:
         model = load_model(model_path(config), array=config.array, num_threads=config.num_threads)
         rate = config.device.rate_hz or model.info.sample_rate_hz
         pipeline = Pipeline(model, hop_s=config.hop_s, threshold=config.threshold, track=config.track,
-                            tracking=config.tracking, input_rate_hz=rate, array=config.array, pool_s=config.pool_s)
+                            decode=config.decode, input_rate_hz=rate, array=config.array)
     except (ModelError, PipelineError, ValueError) as exc:
         raise ConfigError(str(exc)) from None
     return _Engine(config, model, pipeline, model.info.sha256)
@@ -71,8 +71,8 @@ def _continue_stream(new: Pipeline, old: Pipeline) -> None:
     # a reload must not restart t_s at 0 or reuse track ids: carry both over to the new pipeline
     try:
         new._offset_s = old._offset_s + old.windower.samples_seen / old.sample_rate_hz
-        if new.tracker is not None and old.tracker is not None:
-            new.tracker._next_id = max(new.tracker._next_id, old.tracker.next_id)
+        if new.decoder is not None and old.decoder is not None:
+            new.decoder._next_id = max(new.decoder._next_id, old.decoder.next_id)
     except AttributeError as exc:  # pipeline internals changed: times/ids restart, nothing worse
         log.debug("could not carry stream time/ids over the reload: %s", exc)
 
@@ -284,8 +284,7 @@ class Daemon:
             same_model = (model_path(config).resolve() == old.model.info.path.resolve() and config.num_threads == old.config.num_threads
                           and _file_sha256(old.model.info.path) == old.model_sha256)
             same_pipeline = same_model and config.device.rate_hz == old.config.device.rate_hz and all(
-                getattr(config, k) == getattr(old.config, k) for k in ("array", "hop_s", "threshold", "pool_s", "track",
-                                                                       "tracking"))
+                getattr(config, k) == getattr(old.config, k) for k in ("array", "hop_s", "threshold", "decode", "track"))
             engine = old if same_pipeline else build_engine(config)
         except (ConfigError, ModelError, OSError) as exc:
             log.error("reload refused, keeping the running configuration: %s", exc)

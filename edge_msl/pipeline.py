@@ -1,6 +1,7 @@
 """The one streaming path shared by ``edge-msl locate`` and the daemon: capture frames -> channel
-map -> (resampler) -> ring buffer -> window at the hop -> int8 model -> decode -> tracker ->
-JSON-ready messages of schema ``edge-msl/sources-v1`` (``edge_msl/schema/sources-v1.json``).
+map -> (resampler) -> ring buffer -> window at the hop -> int8 model -> temporal decode
+(:mod:`edge_msl.temporal`) -> JSON-ready messages of schema ``edge-msl/sources-v2``
+(``edge_msl/schema/sources-v2.json``).
 
 It must not do I/O: frames come in through :meth:`Pipeline.push`, messages go out as dicts.
 """
@@ -15,15 +16,16 @@ import numpy as np
 
 from .arrays import ArrayConfigError, MicArray
 from .refine import SrpRefiner, hop_segments
-from .regions import Detection, decode, gate_count, pool_count, pool_outputs
+from .regions import Detection, decode
 from .runtime import Model
 from .stream import Resampler, Windower, design, to_float
 from .symmetry import model_cycle
-from .tracking import TrackedSource, Tracker, TrackerSettings
+from .temporal import DecodeConfigError, DecodeSettings, Talker, TemporalDecoder
 
-SCHEMA = "edge-msl/sources-v1"
-"""Value of every message's ``schema`` field; a change that breaks readers gets a new version."""
-SCHEMA_FILE = "schema/sources-v1.json"
+SCHEMA = "edge-msl/sources-v2"
+"""Value of every message's ``schema`` field; a change that breaks readers gets a new version
+(v2: ``sources`` lists only the talkers present in the window; v1 also listed held tracks)."""
+SCHEMA_FILE = "schema/sources-v2.json"
 """JSON Schema of one message, relative to the ``edge_msl`` package."""
 
 
@@ -39,7 +41,7 @@ def schema_path() -> str:
 
 
 def _source(id_: int | None, azimuth_deg: float, distance_m: float, confidence: float, region: int,
-            active: bool) -> dict[str, Any]:
+            active: bool, rate_deg_s: float | None = None) -> dict[str, Any]:
     a = math.radians(azimuth_deg)
     az = round(azimuth_deg, 1)
     return {
@@ -52,15 +54,16 @@ def _source(id_: int | None, azimuth_deg: float, distance_m: float, confidence: 
         "confidence": round(confidence, 3),
         "region": region,
         "active": active,
+        "azimuth_rate_deg_s": None if rate_deg_s is None else round(rate_deg_s, 1),
     }
 
 
-def message(t_s: float, sources: Sequence[TrackedSource | Detection]) -> dict[str, Any]:
-    """One ``edge-msl/sources-v1`` message: tracked sources carry ids, raw detections ``id: null``."""
+def message(t_s: float, sources: Sequence[Talker | Detection]) -> dict[str, Any]:
+    """One ``edge-msl/sources-v2`` message: talkers carry ids, raw detections ``id: null``."""
     out = []
     for s in sources:
-        if isinstance(s, TrackedSource):
-            out.append(_source(s.id, s.azimuth_deg, s.distance_m, s.confidence, s.region, s.active))
+        if isinstance(s, Talker):
+            out.append(_source(s.id, s.azimuth_deg, s.distance_m, s.confidence, s.region, s.active, s.rate_deg_s))
         else:
             out.append(_source(None, s.azimuth_deg, s.distance_m, s.confidence, s.region, True))
     return {"schema": SCHEMA, "t_s": round(t_s, 3), "sources": out}
@@ -83,27 +86,24 @@ def to_odas(msg: dict[str, Any], time_stamp: int) -> dict[str, Any]:
 
 
 class Pipeline:
-    """frames -> ring buffer -> windows at the hop -> int8 model -> decode -> tracker -> messages.
+    """frames -> ring buffer -> windows at the hop -> int8 model -> temporal decode -> messages.
 
-    ``pool_s`` (default: the model's ``decode.pool_s``) averages the outputs of the windows in the
-    last ``pool_s`` seconds before decoding (:func:`~edge_msl.regions.pool_outputs`): more audio of
-    evidence per message at no extra model runs; the first messages after a start or a reset pool
-    fewer windows. With the model's ``decode.symmetry`` "cycle", each pooled window runs on the
-    next of the array's symmetric images (:mod:`edge_msl.symmetry`). The model's
-    ``decode.gate_s`` / ``gate_threshold`` let a pooled region go when none of its windows in the
-    last ``gate_s`` seconds was active enough.
+    ``decode`` (a :class:`~edge_msl.temporal.DecodeSettings`, or a table of some of its keys
+    over the model's) sets the temporal decode; default: the model's ``decode.temporal``.
+    ``threshold`` sets its birth threshold (and caps the keep threshold); with ``track`` False
+    each window is decoded alone at ``threshold`` (default: the model's ``decode.threshold``) and
+    messages list raw detections (``id`` null). With the model's ``decode.symmetry`` "cycle",
+    each window runs on the next of the array's symmetric images (:mod:`edge_msl.symmetry`).
 
     One per stream and thread (it holds the model's buffers). ``array`` (default: the model's)
     gives the capture channel map; its geometry must be the model's. ``srp_refine`` False leaves
     the decoded azimuths as they are even where the model's sidecar sets ``decode.srp_refine``
-    (:mod:`edge_msl.refine`); ``symmetry`` False runs every window as it is even where the
-    sidecar sets ``decode.symmetry`` "cycle".
+    (:mod:`edge_msl.refine`); ``symmetry`` False runs every window as it is.
     """
 
     def __init__(self, model: Model, *, hop_s: float = 0.1, threshold: float | None = None, track: bool = True,
-                 tracking: TrackerSettings | None = None, input_rate_hz: int | None = None,
-                 array: MicArray | None = None, pool_s: float | None = None, srp_refine: bool = True,
-                 symmetry: bool = True) -> None:
+                 decode: DecodeSettings | dict | None = None, input_rate_hz: int | None = None,
+                 array: MicArray | None = None, srp_refine: bool = True, symmetry: bool = True) -> None:
         info = model.info
         self.model = model
         self.array = array or info.array
@@ -129,40 +129,35 @@ class Pipeline:
                                 f"(0.1 is the default)")
         self.hop_s = float(hop_s)
         self.hop_samples = max(1, int(round(self.hop_s * self.sample_rate_hz)))
-        self.pool_s = info.pool_s if pool_s is None else pool_s
-        if isinstance(self.pool_s, bool) or not isinstance(self.pool_s, (int, float)) or not math.isfinite(self.pool_s) \
-                or not 0.0 <= self.pool_s <= 60.0:
-            raise PipelineError(f"pool_s = {pool_s!r} is invalid; allowed: seconds in [0, 60] (0: each window alone; "
-                                f"the model's is {info.pool_s:g})")
-        self.pool_windows = pool_count(float(self.pool_s), info.window_samples / info.sample_rate_hz,
-                                       self.hop_samples / info.sample_rate_hz)
-        self._recent: deque[np.ndarray] = deque(maxlen=self.pool_windows)
-        # decode.gate_s: a pooled region must have reached gate_threshold in one of its latest windows
-        self._gate_windows = gate_count(info.gate_s, info.window_samples / info.sample_rate_hz,
-                                        self.hop_samples / info.sample_rate_hz)
-        self._gate_threshold = info.gate_threshold
-        # pooled: decode max(latest, mean * gain) at the onset threshold, i.e. the latest window at
-        # onset_threshold or the mean at pool_threshold (a given threshold scales both)
-        self._pool_gain = info.onset_threshold / info.pool_threshold
-        model_threshold = info.onset_threshold if self.pool_windows > 1 else info.threshold
-        self.threshold = model_threshold if threshold is None else threshold
-        if isinstance(self.threshold, bool) or not isinstance(self.threshold, (int, float)) \
-                or not 0.0 < self.threshold < 1.0:
+        if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))
+                                      or not 0.0 < threshold < 1.0):
             raise PipelineError(f"threshold = {threshold!r} is invalid; allowed: a probability in (0, 1) "
-                                f"(the model's is {model_threshold})")
+                                f"(the model's is {info.temporal.birth_threshold if track else info.threshold})")
         self.track = bool(track)
-        self.tracker = Tracker(tracking) if self.track else None
+        self.decoder: TemporalDecoder | None = None
+        if self.track:
+            try:
+                settings = decode if isinstance(decode, DecodeSettings) else \
+                    DecodeSettings.from_dict(decode or {}, base=info.temporal)
+                if threshold is not None:
+                    settings = DecodeSettings.from_dict({"birth_threshold": float(threshold), "keep_threshold":
+                                                         min(settings.keep_threshold, float(threshold))}, base=settings)
+            except DecodeConfigError as exc:
+                raise PipelineError(str(exc)) from None
+            self.decoder = TemporalDecoder(info.layout, settings)
+            self.threshold = settings.birth_threshold
+        else:
+            self.threshold = info.threshold if threshold is None else float(threshold)
         self.windower = Windower(info.window_samples, self.hop_samples, self.array.n_mics)
         self._layout = info.layout
-        # decode.srp_refine: azimuths refined on the cross-spectra of the pooled windows
+        # decode.srp_refine: candidates' azimuths refined on the cross-spectra of the window's hops;
+        # a walking talker is reported at the SRP peak of the newest hop (DecodeSettings.now_half_deg)
         self._refiner = SrpRefiner(info.array.positions(), info.sample_rate_hz, info.srp_refine) \
             if info.srp_refine and srp_refine else None
-        # one cross-spectrum per hop of audio, over the span of the pooled windows
-        span = info.window_samples + (self.pool_windows - 1) * self.hop_samples
-        self._crosses: deque[np.ndarray] = deque(maxlen=max(1, span // self.hop_samples))
-        # decode.symmetry cycle: each pooled window runs on the next symmetric image of the array
+        self._crosses: deque[np.ndarray] = deque(maxlen=max(1, info.window_samples // self.hop_samples))
+        # decode.symmetry cycle: each window runs on the next symmetric image of the array
         self._cycle = model_cycle(info.array.positions(), info.layout) \
-            if symmetry and info.symmetry == "cycle" and self.pool_windows > 1 else []
+            if symmetry and info.symmetry == "cycle" and self.track else []
         self._offset_s = 0.0  # stream time before the last reset, so t_s never goes back
         self.windows_analysed = 0
 
@@ -170,6 +165,11 @@ class Pipeline:
     def window_s(self) -> float:
         """Length of an analysed window in seconds."""
         return self.model.info.window_samples / self.sample_rate_hz
+
+    @property
+    def settings(self) -> DecodeSettings | None:
+        """The temporal decode's settings (None with ``track`` False)."""
+        return self.decoder.settings if self.decoder is not None else None
 
     def check_input(self, n_channels: int, sample_rate_hz: int, what: str = "input") -> None:
         """Raise :class:`PipelineError` if a stream of this shape cannot be fed to :meth:`push`."""
@@ -203,45 +203,58 @@ class Pipeline:
             out.append(self.analyse(window, t_s))
         return out
 
-    def detections(self, window: np.ndarray) -> list[Detection]:
-        """Run the model on the next window (mic order, model rate) and decode it, pooled with the
-        windows before it (``pool_s``); untracked."""
+    def outputs(self, window: np.ndarray) -> np.ndarray:
+        """The network's outputs (n_regions, 3) for the next window (on its symmetric image when cycling)."""
         if self._cycle:
             image = self._cycle[self.windows_analysed % len(self._cycle)]
             y = image.restore(self.model.outputs(image.permute(window)))
         else:
             y = self.model.outputs(window)
         self.windows_analysed += 1
-        self._recent.append(np.asarray(y, dtype=np.float64))
-        outputs = self._recent[0] if self.pool_windows == 1 else pool_outputs(np.stack(self._recent), self._pool_gain,
-                                                                                 self._gate_windows, self._gate_threshold)
-        dets = decode(self._layout, outputs, self.threshold)
-        if self._refiner is None:
-            return dets
+        return np.asarray(y, dtype=np.float64)
+
+    def _hop_crosses(self, window: np.ndarray) -> None:
         # the first window after a start or reset brings all its hops, later ones their newest hop
         pieces = hop_segments(window, self.hop_samples)
         for piece in pieces if not self._crosses else pieces[-1:]:
             self._crosses.append(self._refiner.cross(piece))
+
+    def detections(self, window: np.ndarray) -> list[Detection]:
+        """The next window decoded alone at ``threshold`` (refined), untracked."""
+        dets = decode(self._layout, self.outputs(window), self.threshold)
+        if self._refiner is None:
+            return dets
+        self._hop_crosses(window)
         return self._refiner.refine(dets, np.mean(self._crosses, axis=0)) if dets else dets
 
     def analyse(self, window: np.ndarray, t_s: float) -> dict[str, Any]:
         """Run the model on one window (mic order, model rate) that ends at ``t_s``; returns its message."""
-        dets = self.detections(window)
-        if self.tracker is None:
-            return message(t_s, dets)
-        return message(t_s, self.tracker.update(dets, t_s))
+        if self.decoder is None:
+            return message(t_s, self.detections(window))
+        y = self.outputs(window)
+        refine = peak = None
+        if self._refiner is not None:
+            self._hop_crosses(window)
+            refiner, crosses = self._refiner, self._crosses
+            refine = lambda dets: refiner.refine(dets, np.mean(crosses, axis=0))  # noqa: E731
+            newest: list[np.ndarray] = []
+
+            def peak(azimuth_deg: float, half_deg: float) -> float | None:
+                if not newest:
+                    newest.append(refiner.gcc(crosses[-1]))
+                return refiner.peak(newest[0], azimuth_deg, half_deg)
+        return message(t_s, self.decoder.update(y, t_s, refine, peak))
 
     def reset(self, gap_s: float = 0.0) -> None:
         """After a capture gap: drop buffered audio and tracks; ids keep increasing, t_s keeps counting
         (plus ``gap_s``, the length of the gap if the caller knows it)."""
         self._offset_s += self.windower.samples_seen / self.sample_rate_hz + max(0.0, float(gap_s))
         self.windower.reset()
-        self._recent.clear()
         self._crosses.clear()
         if self.resampler is not None:
             self.resampler.reset()
-        if self.tracker is not None:
-            self.tracker.reset()
+        if self.decoder is not None:
+            self.decoder.reset()
 
 
 __all__ = ["SCHEMA", "SCHEMA_FILE", "PipelineError", "Pipeline", "message", "to_odas", "schema_path", "ODAS_SLOTS"]

@@ -130,6 +130,14 @@ class SrpRefiner:
         # X_i X_j^* has phase -2 pi f (t_i - t_j): its inverse transform peaks at lag t_i - t_j
         return np.fft.irfft(full, n=NFFT * UPSAMPLE, axis=1)
 
+    def peak(self, gcc: np.ndarray, azimuth_deg: float, half_deg: float | None = None) -> float | None:
+        """The SRP-PHAT peak (:meth:`gcc` of some audio) within ``half_deg`` (default: the
+        settings') of ``azimuth_deg``, or None when the largest response is at the search's edge."""
+        half = self.half_deg if half_deg is None else half_deg
+        grid = np.arange(-half, half + STEP_DEG / 2, STEP_DEG)
+        best = int(np.argmax(self.response(gcc, azimuth_deg + grid)))
+        return float((azimuth_deg + grid[best]) % 360.0) if 0 < best < len(grid) - 1 else None
+
     def refine(self, detections: Sequence[Detection], cross: np.ndarray) -> list[Detection]:
         """The detections, each moved towards a local SRP peak (see the module's doc)."""
         out = []

@@ -21,8 +21,9 @@ import numpy as np
 from .arrays import ArrayConfigError, MicArray
 from .features import normalize_window, parse_scaling
 from .refine import RefineConfigError, check_settings
-from .regions import Detection, RegionConfigError, RegionLayout, decode, gate_settings, pooled_thresholds
+from .regions import Detection, RegionConfigError, RegionLayout, decode
 from .symmetry import symmetry_mode
+from .temporal import DecodeConfigError, DecodeSettings
 
 log = logging.getLogger("edge_msl.runtime")
 
@@ -69,29 +70,17 @@ class ModelInfo:
     """Region layout used to decode the outputs."""
     threshold: float
     """Activity threshold chosen at training time for decoding."""
-    pool_s: float
-    """Seconds of audio whose window outputs are pooled before decoding (``decode.pool_s``;
-    0 or up to one window: each window alone)."""
-    onset_threshold: float
-    """While pooling, a region is reported when its latest window reaches this
-    (``decode.onset_threshold``; default: ``threshold``) ..."""
-    pool_threshold: float
-    """... or its mean activity over ``pool_s`` reaches this (``decode.pool_threshold``; default:
-    ``onset_threshold``); see :func:`edge_msl.regions.pool_outputs`. ``threshold`` is for one
-    window decoded alone."""
+    temporal: DecodeSettings
+    """The temporal decode's settings for this model (``decode.temporal``; unset keys: the
+    defaults of :class:`~edge_msl.temporal.DecodeSettings`)."""
     raw: dict
     """The whole sidecar."""
     srp_refine: dict | None = None
     """Checked ``decode.srp_refine`` settings (:mod:`edge_msl.refine`), or None: azimuths as decoded."""
-    gate_s: float = 0.0
-    """While pooling, a region none of whose windows in the last ``gate_s`` seconds reached
-    ``gate_threshold`` is not reported (``decode.gate_s``; 0: no gate) ..."""
-    gate_threshold: float = 0.0
-    """... (``decode.gate_threshold``, at most ``pool_threshold``): a long pool still lets a talker
-    go soon after they stop."""
     symmetry: str = "none"
-    """``decode.symmetry``: "cycle" runs each pooled window on the next of the array's symmetric
-    images (:mod:`edge_msl.symmetry`); "none" (the default) runs the windows as they are."""
+    """``decode.symmetry``: "cycle" runs each window on the next of the array's symmetric images
+    (:mod:`edge_msl.symmetry`), so the temporal decode averages over them; "none" (the default)
+    runs the windows as they are."""
 
     @property
     def window_s(self) -> float:
@@ -247,21 +236,11 @@ def read_info(path: str | Path) -> ModelInfo:
     threshold = float(_get(side, "decode.threshold", (int, float), path, sidecar))
     if not 0.0 < threshold < 1.0:
         raise ModelError(path, f"decode threshold {threshold} is outside (0, 1)", "fix decode.threshold in the sidecar")
-    onset_threshold, pool_threshold = pooled_thresholds(side["decode"])
-    for key, value, hi in (("onset_threshold", onset_threshold, 1.0), ("pool_threshold", pool_threshold, onset_threshold)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value < 1.0 or value > hi:
-            raise ModelError(path, f"decode {key} {value!r} is not in (0, {'onset_threshold ' if hi < 1 else ''}"
-                                   f"{hi:g}{']' if hi < 1 else ')'}", f"fix decode.{key} in the sidecar")
-    pool_s = side.get("decode", {}).get("pool_s", 0.0)
-    if isinstance(pool_s, bool) or not isinstance(pool_s, (int, float)) or not 0.0 <= pool_s <= 60.0:
-        raise ModelError(path, f"decode pool_s {pool_s!r} is not seconds in [0, 60]", "fix decode.pool_s in the sidecar")
-    gate_s, gate_threshold = gate_settings(side["decode"])
-    if isinstance(gate_s, bool) or not isinstance(gate_s, (int, float)) or not 0.0 <= gate_s <= 60.0:
-        raise ModelError(path, f"decode gate_s {gate_s!r} is not seconds in [0, 60]", "fix decode.gate_s in the sidecar")
-    if isinstance(gate_threshold, bool) or not isinstance(gate_threshold, (int, float)) \
-            or not 0.0 <= gate_threshold <= pool_threshold:
-        raise ModelError(path, f"decode gate_threshold {gate_threshold!r} is not in [0, pool_threshold {pool_threshold:g}]",
-                         "fix decode.gate_threshold in the sidecar")
+    try:
+        temporal = DecodeSettings.from_dict(side["decode"].get("temporal", {}))
+    except DecodeConfigError as exc:
+        raise ModelError(path, f"sidecar {sidecar.name}: {exc}", "fix decode.temporal in the sidecar or remove it "
+                         "(the defaults then apply)") from None
     rate = _get(side, "sample_rate_hz", int, path, sidecar)
     window = _get(side, "window_samples", int, path, sidecar)
     if rate <= 0 or window <= 0:
@@ -278,10 +257,8 @@ def read_info(path: str | Path) -> ModelInfo:
         except RefineConfigError as exc:
             raise ModelError(path, f"decode {exc}", "fix decode.srp_refine in the sidecar or remove it") from None
     return ModelInfo(path=path, sidecar_path=sidecar, sha256=sha, sample_rate_hz=rate, window_samples=window,
-                     array=array, layout=layout, threshold=threshold, pool_s=float(pool_s),
-                     onset_threshold=float(onset_threshold), pool_threshold=float(pool_threshold), raw=side,
-                     srp_refine=srp_refine, gate_s=float(gate_s), gate_threshold=float(gate_threshold),
-                     symmetry=symmetry)
+                     array=array, layout=layout, threshold=threshold, temporal=temporal, raw=side,
+                     srp_refine=srp_refine, symmetry=symmetry)
 
 
 def _scaling(info: ModelInfo) -> dict[str, Any]:

@@ -24,6 +24,16 @@ class TruthError(ValueError):
     """A truth file is unreadable; one line naming the file, the problem and the fix."""
 
 
+PRESENT_VOICED_S = 0.15
+"""A talker must be reported in a window holding at least this much of their voice (a third of the
+0.5 s window: what the network can see); with less but some, reporting them is neither a hit nor a
+false alarm; with none, an output there is a false alarm (a ghost or a stopped talker lingering)."""
+MOVING_DEG_S = 5.0
+"""A talker whose azimuth changes faster than this counts as moving (error on moving talkers)."""
+LINGER_QUIET_S = 1.0
+"""Linger is measured after turns followed by at least this much silence of the same talker."""
+
+
 @dataclass(frozen=True)
 class TrueSource:
     """One talker of a recording."""
@@ -31,15 +41,52 @@ class TrueSource:
     name: str
     """Label (e.g. ``talker 1``)."""
     azimuth_deg: float
-    """Direction in the array frame, [0, 360)."""
+    """Direction in the array frame, [0, 360) (the start of the path for a moving talker)."""
     distance_m: float
     """Horizontal distance from the array centre."""
     active_s: tuple[tuple[float, float], ...]
-    """Intervals (start, end) in seconds in which the source plays."""
+    """Turns (start, end) in seconds: the intervals in which the talker has the floor."""
+    voice_s: tuple[tuple[float, float], ...] = ()
+    """Intervals in which the voice is actually on (pauses inside turns excluded); empty: the turns."""
+    path: tuple[tuple[float, float], ...] = ()
+    """(t_s, azimuth_deg) samples of a moving talker's direction; empty: still at ``azimuth_deg``."""
+
+    @property
+    def voice(self) -> tuple[tuple[float, float], ...]:
+        """Voiced intervals (the turns where the truth has no voice activity)."""
+        return self.voice_s or self.active_s
+
+    def azimuth_at(self, t_s: float) -> float:
+        """Direction at ``t_s`` (interpolated on the unit circle along the path)."""
+        if not self.path:
+            return self.azimuth_deg
+        ts = [p[0] for p in self.path]
+        if t_s <= ts[0]:
+            return self.path[0][1]
+        if t_s >= ts[-1]:
+            return self.path[-1][1]
+        import bisect
+
+        k = bisect.bisect_right(ts, t_s)
+        (t0, a0), (t1, a1) = self.path[k - 1], self.path[k]
+        f = (t_s - t0) / (t1 - t0) if t1 > t0 else 0.0
+        d = (a1 - a0 + 180.0) % 360.0 - 180.0
+        return (a0 + f * d) % 360.0
+
+    def speed_deg_s(self, t_s: float, dt_s: float = 0.1) -> float:
+        """Azimuth speed around ``t_s`` (0 for a still talker)."""
+        if not self.path:
+            return 0.0
+        return float(angular_distance_deg(self.azimuth_at(t_s + dt_s), self.azimuth_at(t_s - dt_s))) / (2 * dt_s)
+
+    def voiced_in(self, t0: float, t1: float) -> float:
+        """Seconds of voice in [t0, t1]."""
+        return sum(_overlap(t0, t1, a, b) for a, b in self.voice)
 
 
 def load_truth(path: str | os.PathLike[str]) -> tuple[list[TrueSource], dict[str, Any]]:
-    """Read a truth JSON file: ``{"format": "edge-msl-truth", "sources": [{"azimuth_deg", "active_s"...}]}``."""
+    """Read a truth JSON file: ``{"format": "edge-msl-truth", "sources": [{"azimuth_deg", "active_s"...}]}``
+    (version 2 adds per source ``voice_s`` and, for a moving talker, ``path``)."""
     fix = "give the truth JSON written next to the recording (edge_msl/examples/*.truth.json shows the format)"
     try:
         with open(path) as f:
@@ -54,8 +101,11 @@ def load_truth(path: str | os.PathLike[str]) -> tuple[list[TrueSource], dict[str
     for i, s in enumerate(raw["sources"]):
         try:
             intervals = tuple((float(a), float(b)) for a, b in s["active_s"])
+            voice = tuple((float(a), float(b)) for a, b in s.get("voice_s", ()))
+            p = s.get("path") or {}
+            path_ = tuple((float(t), float(a) % 360.0) for t, a in zip(p.get("t_s", ()), p.get("azimuth_deg", ())))
             out.append(TrueSource(str(s.get("name", f"source {i + 1}")), float(s["azimuth_deg"]) % 360.0,
-                                  float(s.get("distance_m", float("nan"))), intervals))
+                                  float(s.get("distance_m", float("nan"))), intervals, voice, path_))
         except (KeyError, TypeError, ValueError) as exc:
             raise TruthError(f"{path}: source {i} needs azimuth_deg and active_s [[start, end], ...] ({exc}); "
                              f"{fix}") from None
@@ -66,104 +116,180 @@ def _overlap(a0: float, a1: float, b0: float, b1: float) -> float:
     return max(0.0, min(a1, b1) - max(a0, b0))
 
 
-def present(truth: Sequence[TrueSource], t_s: float, window_s: float) -> list[int]:
-    """Sources that play during at least half of the window ending at ``t_s`` (what a window can show)."""
-    return [i for i, s in enumerate(truth)
-            if sum(_overlap(t_s - window_s, t_s, a, b) for a, b in s.active_s) >= 0.5 * window_s - 1e-9]
+def present(truth: Sequence[TrueSource], t_s: float, window_s: float,
+            min_voiced_s: float = PRESENT_VOICED_S) -> list[int]:
+    """Talkers with at least ``min_voiced_s`` of voice in the window ending at ``t_s`` (must be reported)."""
+    return [i for i, s in enumerate(truth) if s.voiced_in(t_s - window_s, t_s) >= min_voiced_s - 1e-9]
 
 
-def nearby(truth: Sequence[TrueSource], t_s: float, window_s: float, hold_s: float) -> list[int]:
-    """Sources that play at any time in [t_s - window_s - hold_s, t_s] (a held track may still show them)."""
-    return [i for i, s in enumerate(truth)
-            if any(_overlap(t_s - window_s - hold_s, t_s, a, b) > 0 for a, b in s.active_s)]
+def audible(truth: Sequence[TrueSource], t_s: float, window_s: float) -> list[int]:
+    """Talkers with any voice in the window ending at ``t_s`` (may be reported)."""
+    return [i for i, s in enumerate(truth) if s.voiced_in(t_s - window_s, t_s) > 0.0]
 
 
-def match(azimuths_deg: Sequence[float], truth_az_deg: Sequence[float], max_deg: float = HIT_DEG) -> list[tuple[int, int, float]]:
-    """Greedy nearest-first one-to-one pairs (output index, truth index, error) within ``max_deg``."""
-    pairs = sorted((float(angular_distance_deg(a, t)), i, j)
-                   for i, a in enumerate(azimuths_deg) for j, t in enumerate(truth_az_deg))
-    used_i: set[int] = set()
-    used_j: set[int] = set()
-    out = []
-    for d, i, j in pairs:
-        if d > max_deg or i in used_i or j in used_j:
-            continue
-        used_i.add(i)
-        used_j.add(j)
-        out.append((i, j, d))
-    return out
+def match(est_deg: Sequence[float], true_deg: Sequence[float],
+          max_deg: float | None = HIT_DEG) -> list[tuple[int, int, float]]:
+    """The project's one matching rule: (estimate index, true index, error deg) pairs.
+
+    First as many pairs within ``max_deg`` as can be made, and among those the least total error
+    (exact, by dynamic programming over the true sources); then the leftovers paired nearest
+    first, with their errors beyond the radius (callers count a hit only within the radius).
+    ``max_deg`` None: every pair is a candidate (as many pairs as can be made, least error)."""
+    est = [float(v) for v in est_deg]
+    tru = [float(v) for v in true_deg]
+    if not est or not tru:
+        return []
+    d = [[float(angular_distance_deg(a, b)) for b in tru] for a in est]
+    radius = math.inf if max_deg is None else float(max_deg)
+    if len(tru) <= 12:
+        # best[mask] = (hits, -error, pairs) over the estimates seen so far
+        best: dict[int, tuple[int, float, tuple[tuple[int, int], ...]]] = {0: (0, 0.0, ())}
+        for i in range(len(est)):
+            nxt = dict(best)
+            for mask, (h, e, pairs) in best.items():
+                for j in range(len(tru)):
+                    if not mask >> j & 1 and d[i][j] <= radius:
+                        cand = (h + 1, e - d[i][j], pairs + ((i, j),))
+                        cur = nxt.get(mask | 1 << j)
+                        if cur is None or cand[:2] > cur[:2]:
+                            nxt[mask | 1 << j] = cand
+            best = nxt
+        chosen = list(max(best.values(), key=lambda v: v[:2])[2])
+    else:  # not met in practice (13+ simultaneous talkers): nearest first within the radius
+        chosen = []
+    used_e = {i for i, _ in chosen}
+    used_t = {j for _, j in chosen}
+    for _, i, j in sorted((d[i][j], i, j) for i in range(len(est)) for j in range(len(tru))):
+        if i not in used_e and j not in used_t:
+            chosen.append((i, j))
+            used_e.add(i)
+            used_t.add(j)
+    return sorted(((i, j, d[i][j]) for i, j in chosen), key=lambda p: p[0])
 
 
-def score(messages: Iterable[dict[str, Any]], truth: Sequence[TrueSource], window_s: float,
-          hold_s: float = 1.0) -> dict[str, Any]:
-    """DOA error, recall, precision, pick-up latency and id switches of located sources.
+def _hits(est: Sequence[float], true: Sequence[float], max_deg: float) -> list[tuple[int, int, float]]:
+    return [p for p in match(est, true, max_deg) if p[2] <= max_deg]
 
-    * recall: of (window, source) pairs where the source plays during half the window, the
-      share matched by an output within 20 degrees; DOA error over those matches.
-    * precision: outputs within 20 degrees of a source that played in the window or ``hold_s``
-      before it, over all outputs.
-    * a *turn* is one interval of one source; pick-up latency = t_s of the first window whose
-      detected (``active``) output matches the source, minus the turn's start; id switches =
-      changes of the matched id among the turn's detected outputs. Latency counts from the turn's start, or from the end of the first
-      window for a turn that starts with the stream.
-    """
+
+def score_parts(messages: Iterable[dict[str, Any]], truth: Sequence[TrueSource], window_s: float,
+                max_deg: float = HIT_DEG) -> dict[str, Any]:
+    """Raw counts and lists of one recording, to be summed over recordings by :func:`summarize`.
+
+    Per message (window ending at ``t_s``): the talkers with at least :data:`PRESENT_VOICED_S` of
+    voice in the window must be listed (recall); an output within ``max_deg`` of such a talker's
+    direction at ``t_s`` is a hit (one output per talker, :func:`match`); an output matching none
+    of them nor a talker with any voice in the window is a false alarm (precision); an extra
+    output within ``max_deg`` of a listed talker is a duplicate (one talker reported as two).
+    Per turn (``active_s``): pick-up = first window with the talker matched, minus the voice's
+    start (or the first window's end); linger = last window, before the talker speaks again, with
+    an output within ``max_deg`` of where the talker was that no other talker explains, minus
+    the end of the voice and minus ``window_s`` (0 when gone within the window; turns followed by
+    :data:`LINGER_QUIET_S` of silence); id switches = changes of the matched id within the turn."""
     msgs = list(messages)
-    errors: list[float] = []
-    expected = hit = n_out = n_true_out = 0
-    per_source_ids: list[list[tuple[float, int | None]]] = [[] for _ in truth]
+    p: dict[str, Any] = {"windows": len(msgs), "required": 0, "hits": 0, "outputs": 0, "false_alarms": 0,
+                         "duplicates": 0, "err": [], "err_moving": [], "pickup": [], "linger": [], "switches": 0,
+                         "turns": 0, "turns_missed": 0}
+    t_end = max((float(m["t_s"]) for m in msgs), default=0.0)
+    matched: list[list[tuple[float, Any]]] = [[] for _ in truth]  # (t_s, id) per talker
+    unexplained: list[tuple[float, list[float]]] = []  # per message: outputs that no voiced talker explains
     for m in msgs:
         t = float(m["t_s"])
         srcs = m["sources"]
-        az = [s["azimuth_deg"] for s in srcs]
-        pres = present(truth, t, window_s)
-        expected += len(pres)
-        for i, j, d in match(az, [truth[k].azimuth_deg for k in pres]):
-            hit += 1
-            errors.append(d)
-        near = nearby(truth, t, window_s, hold_s)
-        n_out += len(srcs)
-        n_true_out += len(match(az, [truth[k].azimuth_deg for k in near]))
-        # for turns: which detected output (and id) stands for each source at this instant; a track
-        # held through silence (active false) says nothing about the turn that is starting
-        live = [s for s in srcs if s.get("active", True)]
-        for i, j, _ in match([s["azimuth_deg"] for s in live], [s.azimuth_deg for s in truth]):
-            per_source_ids[j].append((t, live[i]["id"]))
-    latencies: list[float] = []
-    second_latencies: list[float] = []
-    switches: list[int] = []
-    missed = 0
-    turns = [(k, a, b) for k, s in enumerate(truth) for a, b in s.active_s]
-    for k, a, b in turns:
-        seen = [(t, i) for t, i in per_source_ids[k] if a <= t <= b + 0.5 * window_s]
-        others_talking = any(a > a2 + 0.3 and a < b2 for k2, a2, b2 in turns if k2 != k)
-        if not seen:
-            missed += 1
-            continue
-        # no window can end before window_s: a turn that starts with the stream is timed from there
-        lat = seen[0][0] - max(a, window_s)
-        latencies.append(lat)
-        if others_talking:
-            second_latencies.append(lat)
-        ids = [i for _, i in seen]
-        switches.append(sum(1 for p, q in zip(ids, ids[1:]) if p != q))
-    errors.sort()
+        az = [float(s["azimuth_deg"]) for s in srcs]
+        req = present(truth, t, window_s)
+        opt = [k for k in audible(truth, t, window_s) if k not in req]
+        p["required"] += len(req)
+        p["outputs"] += len(srcs)
+        hits = _hits(az, [truth[k].azimuth_at(t) for k in req], max_deg)
+        used = {i for i, _, _ in hits}
+        for i, j, err in hits:
+            k = req[j]
+            p["hits"] += 1
+            p["err"].append(err)
+            if truth[k].speed_deg_s(t) >= MOVING_DEG_S:
+                p["err_moving"].append(err)
+            matched[k].append((t, srcs[i].get("id")))
+        rest = [i for i in range(len(srcs)) if i not in used]
+        for i, j, err in _hits([az[i] for i in rest], [truth[k].azimuth_at(t) for k in opt], max_deg):
+            used.add(rest[i])
+            matched[opt[j]].append((t, srcs[rest[i]].get("id")))
+        left = [i for i in range(len(srcs)) if i not in used]
+        near_req = [i for i in left if any(angular_distance_deg(az[i], truth[k].azimuth_at(t)) <= max_deg
+                                           for k in req)]
+        p["duplicates"] += len(near_req)
+        p["false_alarms"] += len(left)
+        unexplained.append((t, [az[i] for i in left]))
+    for k, s in enumerate(truth):
+        turns = sorted(s.active_s)
+        for n, (a, b) in enumerate(turns):
+            voiced = [(max(a, va), min(b, vb)) for va, vb in s.voice if min(b, vb) > max(a, va)]
+            if not voiced:
+                continue
+            on, off = voiced[0][0], voiced[-1][1]
+            p["turns"] += 1
+            seen = [(t, i) for t, i in matched[k] if on <= t <= off + window_s]
+            if not seen:
+                p["turns_missed"] += 1
+            else:
+                p["pickup"].append(seen[0][0] - max(on, window_s))
+                ids = [i for _, i in seen]
+                p["switches"] += sum(1 for x, y in zip(ids, ids[1:]) if x != y)
+            nxt = turns[n + 1][0] if n + 1 < len(turns) else math.inf
+            if min(nxt, t_end) - off < LINGER_QUIET_S:
+                continue
+            last = off
+            for t, outs in unexplained:
+                if off < t < nxt and any(angular_distance_deg(v, s.azimuth_at(off)) <= max_deg for v in outs):
+                    last = t
+            # a window that still holds some of the voice explains the output (matched above)
+            p["linger"].append(max(0.0, last - off - window_s))
+    return p
+
+
+def summarize(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Scores over recordings from :func:`score_parts`: recall, precision, F1, DOA error (all and
+    moving talkers), pick-up and linger (mean and 90th percentile), id switches per turn."""
+    tot: dict[str, Any] = {k: (sum(p[k] for p in parts) if not isinstance(parts[0][k], list) else
+                               [v for p in parts for v in p[k]]) for k in parts[0]} if parts else {}
+    if not tot:
+        return {}
 
     def mean(v: Sequence[float]) -> float | None:
         return round(sum(v) / len(v), 3) if v else None
 
+    def p90(v: Sequence[float]) -> float | None:
+        if not v:
+            return None
+        w = sorted(v)
+        return round(w[min(len(w) - 1, int(math.ceil(0.9 * len(w))) - 1)], 3)
+
+    recall = tot["hits"] / tot["required"] if tot["required"] else None
+    precision = (tot["outputs"] - tot["false_alarms"]) / tot["outputs"] if tot["outputs"] else None
+    f1 = 2 * recall * precision / (recall + precision) if recall and precision else (0.0 if tot["required"] else None)
+    err = sorted(tot["err"])
     return {
-        "windows": len(msgs),
-        "recall": round(hit / expected, 3) if expected else None,
-        "precision": round(n_true_out / n_out, 3) if n_out else None,
-        "doa_error_mean_deg": mean(errors),
-        "doa_error_median_deg": round(errors[len(errors) // 2], 2) if errors else None,
-        "turns": len(turns),
-        "turns_missed": missed,
-        "pickup_mean_s": mean(latencies),
-        "pickup_max_s": round(max(latencies), 3) if latencies else None,
-        "pickup_second_talker_mean_s": mean(second_latencies),
-        "id_switches_per_turn": round(sum(switches) / len(turns), 3) if turns else None,
+        "windows": tot["windows"],
+        "recall": round(recall, 3) if recall is not None else None,
+        "precision": round(precision, 3) if precision is not None else None,
+        "f1": round(f1, 3) if f1 is not None else None,
+        "doa_error_mean_deg": mean(err),
+        "doa_error_median_deg": round(err[len(err) // 2], 2) if err else None,
+        "doa_error_moving_deg": mean(tot["err_moving"]),
+        "duplicates": tot["duplicates"],
+        "turns": tot["turns"],
+        "turns_missed": tot["turns_missed"],
+        "pickup_mean_s": mean(tot["pickup"]),
+        "pickup_p90_s": p90(tot["pickup"]),
+        "linger_mean_s": mean(tot["linger"]),
+        "linger_p90_s": p90(tot["linger"]),
+        "id_switches_per_turn": round(tot["switches"] / tot["turns"], 3) if tot["turns"] else None,
     }
+
+
+def score(messages: Iterable[dict[str, Any]], truth: Sequence[TrueSource], window_s: float,
+          max_deg: float = HIT_DEG) -> dict[str, Any]:
+    """:func:`summarize` of one recording's :func:`score_parts`."""
+    return summarize([score_parts(messages, truth, window_s, max_deg)])
 
 
 def plot(messages: Sequence[dict[str, Any]], out_png: str | os.PathLike[str], truth: Sequence[TrueSource] = (),
@@ -210,5 +336,5 @@ def plot(messages: Sequence[dict[str, Any]], out_png: str | os.PathLike[str], tr
     plt.close(fig)
 
 
-__all__ = ["TRUTH_FORMAT", "HIT_DEG", "TruthError", "TrueSource", "load_truth", "present", "nearby", "match",
-           "score", "plot"]
+__all__ = ["TRUTH_FORMAT", "HIT_DEG", "PRESENT_VOICED_S", "TruthError", "TrueSource", "load_truth", "present",
+           "audible", "match", "score_parts", "summarize", "score", "plot"]

@@ -229,7 +229,7 @@ def test_signals_in_a_real_process(home, tmp_path):
         notify.close()
     assert proc.returncode == 0, stderr
     msgs = [json.loads(x) for x in out]
-    assert msgs and all(m["schema"] == "edge-msl/sources-v1" for m in msgs)  # stdout is data only
+    assert msgs and all(m["schema"] == "edge-msl/sources-v2" for m in msgs)  # stdout is data only
     assert "reloaded" in stderr and "capture kept" in stderr and "SIGTERM: stopping" in stderr
     assert notify.seen("STOPPING=1") == 1
 
@@ -259,7 +259,7 @@ def test_a_reader_that_leaves_ends_a_stdout_only_daemon_with_0(home):
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert rc == 0 and all(json.loads(x)["schema"] == "edge-msl/sources-v1" for x in first)
+    assert rc == 0 and all(json.loads(x)["schema"] == "edge-msl/sources-v2" for x in first)
     assert "Traceback" not in proc.stderr.read()
 
 

@@ -62,7 +62,7 @@ def test_closed_pipe_ends_quietly():
            f"echo \"status ${{PIPESTATUS[0]}}\" >&2")
     out = run(shell=cmd)
     lines = out.stdout.decode().splitlines()
-    assert len(lines) == 3 and all(json.loads(line)["schema"] == "edge-msl/sources-v1" for line in lines)
+    assert len(lines) == 3 and all(json.loads(line)["schema"] == "edge-msl/sources-v2" for line in lines)
     assert b"status 0" in out.stderr
     assert b"Traceback" not in out.stderr and b"BrokenPipe" not in out.stderr
 

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.skipif(not os.path.exists(MOSQUITTO), reason="mosquitto
 
 
 def msg(i):
-    return {"schema": "edge-msl/sources-v1", "t_s": round(0.5 + 0.1 * i, 3),
+    return {"schema": "edge-msl/sources-v2", "t_s": round(0.5 + 0.1 * i, 3),
             "sources": [{"id": 1, "azimuth_deg": float(i % 360), "confidence": 0.9}]}
 
 

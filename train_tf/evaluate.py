@@ -41,22 +41,11 @@ MODEL = "model"
 
 def match(est_deg: Sequence[float], true_deg: Sequence[float],
           max_deg: float | None = None) -> list[tuple[int, int, float]]:
-    """Hungarian assignment of estimates to true azimuths: (est index, true index, error deg).
+    """The project's one matching rule, :func:`edge_msl.truth.match` (as many pairs within the hit
+    radius as can be made, then the least error; leftovers paired with their errors beyond it)."""
+    from edge_msl.truth import match as one_rule
 
-    With ``max_deg`` (the hit radius) every pair farther apart costs the same large amount, so the
-    assignment first makes as many pairs within the radius as can be made and then the smallest
-    total error among them; a far-off estimate can no longer take a source from an estimate that
-    is within the radius of it (raw angles as the cost: estimates 12, 203, 300 deg for sources 10,
-    100, 200 pair 12-100, 203-200, 300-10 (sum 161) rather than 12-10, 203-200, 300-100 (165),
-    one hit instead of two). Pairs beyond the radius keep their true error in the result."""
-    from scipy.optimize import linear_sum_assignment
-
-    if len(est_deg) == 0 or len(true_deg) == 0:
-        return []
-    cost = angular_distance_deg(np.asarray(est_deg)[:, None], np.asarray(true_deg)[None, :])
-    work = cost if max_deg is None else np.where(cost <= max_deg, cost, 1e6)
-    rows, cols = linear_sum_assignment(work)
-    return [(int(r), int(c), float(cost[r, c])) for r, c in zip(rows, cols)]
+    return one_rule(est_deg, true_deg, max_deg)
 
 
 # --------------------------------------------------------------------------- the model

@@ -315,13 +315,48 @@ def _ray_to_box(origin: np.ndarray, direction: np.ndarray, lo: np.ndarray, hi: n
     return float(t)
 
 
-def simulate_room(settings: SimSettings, rng: np.random.Generator, rir_samples: int | None = None) -> RoomRirs:
-    """Draw a room, an array placement and ``positions_per_room`` source positions; compute RIRs.
+@dataclass
+class RoomPlan:
+    """A drawn room and array placement, before any source: what :func:`room_rirs` needs."""
 
-    ``rir_samples`` fixes the RIR length (RIR-bank mode); by default it covers the RT60.
-    """
-    pra = _import_pra()
-    fs = settings.sample_rate_hz
+    dim: np.ndarray
+    """(3,) room size."""
+    anechoic: bool
+    """Direct path only."""
+    rt60_s: float
+    """Reverberation time (Sabine); 0 for anechoic rooms."""
+    absorption: float
+    """Mean energy absorption of the surfaces."""
+    order: int
+    """Image-source order."""
+    yaw_deg: float
+    """Rotation of the array's x axis in the room."""
+    centre: np.ndarray
+    """(3,) array centre in the room."""
+    mic_xyz: np.ndarray
+    """(M, 3) microphone positions (with position jitter)."""
+    mic_gain: np.ndarray
+    """(M,) linear gain error of each microphone."""
+    lo: np.ndarray
+    """(3,) lower corner of the box where sources may stand (wall clearance)."""
+    hi: np.ndarray
+    """(3,) upper corner of that box."""
+
+    def to_room(self, azimuth_deg: float, elevation_deg: float, distance3d_m: float) -> np.ndarray:
+        """Room coordinates of a point given in the array frame."""
+        a, e = math.radians(azimuth_deg + self.yaw_deg), math.radians(elevation_deg)
+        return self.centre + distance3d_m * np.array([math.cos(e) * math.cos(a), math.cos(e) * math.sin(a), math.sin(e)])
+
+    def to_array(self, xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(azimuth_deg, elevation_deg, horizontal distance) in the array frame of room points (P, 3)."""
+        v = np.atleast_2d(xyz) - self.centre
+        horiz = np.hypot(v[:, 0], v[:, 1])
+        az = (np.degrees(np.arctan2(v[:, 1], v[:, 0])) - self.yaw_deg) % 360.0
+        return az, np.degrees(np.arctan2(v[:, 2], horiz)), horiz
+
+
+def plan_room(settings: SimSettings, rng: np.random.Generator) -> RoomPlan:
+    """Draw a room, its reverberation and the array's placement (no sources yet)."""
     array = settings.mic_array()
     dim = np.array([rng.uniform(*settings.room_x_m), rng.uniform(*settings.room_y_m), rng.uniform(*settings.room_z_m)])
     anechoic = rng.uniform() < settings.anechoic_prob
@@ -352,13 +387,72 @@ def simulate_room(settings: SimSettings, rng: np.random.Generator, rir_samples: 
     mic_xyz = array.rotated(yaw) + centre
     mic_xyz = mic_xyz + rng.uniform(-settings.mic_jitter_m, settings.mic_jitter_m, mic_xyz.shape)
     mic_gain = 10.0 ** (rng.uniform(-settings.mic_gain_db, settings.mic_gain_db, array.n_mics) / 20.0)
-    # source positions along random rays from the array centre, inside the clearance box
     clear = settings.source_wall_clearance_m
-    lo, hi = np.full(3, clear), dim - clear
+    return RoomPlan(dim=dim, anechoic=bool(anechoic), rt60_s=float(rt60), absorption=float(absorption), order=order,
+                    yaw_deg=float(yaw), centre=centre, mic_xyz=mic_xyz, mic_gain=mic_gain,
+                    lo=np.full(3, clear), hi=dim - clear)
+
+
+def room_rirs(plan: RoomPlan, settings: SimSettings, positions: np.ndarray, rng: np.random.Generator,
+              rir_samples: int | None = None) -> RoomRirs:
+    """RIRs from source points (P, 3) in the room of ``plan`` to its microphones (image sources,
+    randomized ISM, a stochastic diffuse tail beyond the complete image pile).
+
+    ``rir_samples`` fixes the RIR length (RIR-bank mode); by default it covers the RT60."""
+    pra = _import_pra()
+    fs = settings.sample_rate_hz
+    n_mics = len(plan.mic_xyz)
+    positions = np.atleast_2d(np.asarray(positions, dtype=np.float64))
+    n_pos = len(positions)
+    az, el, horiz = plan.to_array(positions)
+    d3 = np.linalg.norm(positions - plan.centre, axis=1)
+    dim, order, rt60 = plan.dim, plan.order, plan.rt60_s
+    materials = pra.Material(plan.absorption)
+    if not plan.anechoic and settings.wall_absorption_spread > 0:
+        materials, rt60 = _spread_materials(pra, plan.absorption, dim, settings.wall_absorption_spread, rng)
+    kwargs: dict[str, Any] = {}
+    if not plan.anechoic and settings.rand_ism_m > 0:
+        kwargs = {"use_rand_ism": True, "max_rand_disp": settings.rand_ism_m}
+    room = pra.ShoeBox(dim, fs=fs, materials=materials, max_order=order,
+                       air_absorption=False, **kwargs)
+    room.add_microphone_array(plan.mic_xyz.T)
+    for p in range(n_pos):
+        room.add_source(positions[p])
+    # the randomized ISM draws from pyroomacoustics' own generators (numpy and C++): seed both
+    # from ours so a shard depends only on its seed
+    pra.random.seed(numpy=int(rng.integers(2**63 - 1)), libroom=int(rng.integers(2**63 - 1)))
+    room.compute_rir()
+    if rir_samples is None:
+        longest = max(len(room.rir[m][p]) for m in range(n_mics) for p in range(n_pos))
+        rir_samples = max(longest, int((rt60 * 1.1 + 0.02) * fs) + int(settings.source_distance_m[1]
+                                                                          / SPEED_OF_SOUND_M_S * fs) + 64)
+    rirs = np.zeros((n_pos, n_mics, rir_samples), dtype=np.float32)
+    complete_r = ism_complete_radius_m(order, dim) if order > 0 else 0.0
+    for p in range(n_pos):
+        raw = np.zeros((n_mics, rir_samples), dtype=np.float32)
+        for m in range(n_mics):
+            h = np.asarray(room.rir[m][p], dtype=np.float32)[:rir_samples]
+            raw[m, :len(h)] = h
+        if order > 0:
+            # tail starts where the image pile stops being complete for the farthest mic
+            t_direct = d3[p] / SPEED_OF_SOUND_M_S
+            t_start = max(complete_r / SPEED_OF_SOUND_M_S - t_direct, 2 * t_direct + 0.005)
+            t_start += (pra.constants.get("frac_delay_length") // 2) / fs
+            if t_start < rt60:
+                raw = stochastic_tail(raw, plan.mic_xyz, t_start, rt60, rir_samples, fs, rng)
+        rirs[p] = raw
+    return RoomRirs(rirs=rirs, azimuth_deg=az, elevation_deg=el, distance_m=horiz, distance3d_m=d3,
+                    room_dim_m=dim, rt60_s=float(rt60), mic_xyz=plan.mic_xyz, mic_gain=plan.mic_gain)
+
+
+def simulate_room(settings: SimSettings, rng: np.random.Generator, rir_samples: int | None = None) -> RoomRirs:
+    """Draw a room, an array placement and ``positions_per_room`` source positions; compute RIRs.
+
+    ``rir_samples`` fixes the RIR length (RIR-bank mode); by default it covers the RT60.
+    """
+    plan = plan_room(settings, rng)
+    centre, lo, hi = plan.centre, plan.lo, plan.hi
     n_pos = settings.positions_per_room
-    az = np.zeros(n_pos)
-    el = np.zeros(n_pos)
-    d3 = np.zeros(n_pos)
     positions = np.zeros((n_pos, 3))
     d_min, d_max = settings.source_distance_m
     for p in range(n_pos):
@@ -372,8 +466,8 @@ def simulate_room(settings: SimSettings, rng: np.random.Generator, rir_samples: 
             e_lo = max(settings.source_elevation_deg[0], math.degrees(math.asin(max(-1.0, (lo[2] - centre[2]) / d))))
             e_hi = min(settings.source_elevation_deg[1], math.degrees(math.asin(min(1.0, (hi[2] - centre[2]) / d))))
             e = rng.uniform(e_lo, e_hi) if e_hi > e_lo else rng.uniform(*settings.source_elevation_deg)
-            u_room = np.array([math.cos(math.radians(e)) * math.cos(math.radians(a + yaw)),
-                               math.cos(math.radians(e)) * math.sin(math.radians(a + yaw)),
+            u_room = np.array([math.cos(math.radians(e)) * math.cos(math.radians(a + plan.yaw_deg)),
+                               math.cos(math.radians(e)) * math.sin(math.radians(a + plan.yaw_deg)),
                                math.sin(math.radians(e))])
             reach = _ray_to_box(centre, u_room, lo, hi)
             if reach >= d:
@@ -382,45 +476,9 @@ def simulate_room(settings: SimSettings, rng: np.random.Generator, rir_samples: 
                 d = rng.uniform(d_min, min(d_max, reach))
                 break
         else:
-            raise RuntimeError(f"no source position fits in room {dim.round(2)}; check the settings' ranges")
-        az[p], el[p], d3[p] = a, e, d
+            raise RuntimeError(f"no source position fits in room {plan.dim.round(2)}; check the settings' ranges")
         positions[p] = centre + d * u_room
-    materials = pra.Material(absorption)
-    if not anechoic and settings.wall_absorption_spread > 0:
-        materials, rt60 = _spread_materials(pra, absorption, dim, settings.wall_absorption_spread, rng)
-    kwargs: dict[str, Any] = {}
-    if not anechoic and settings.rand_ism_m > 0:
-        kwargs = {"use_rand_ism": True, "max_rand_disp": settings.rand_ism_m}
-    room = pra.ShoeBox(dim, fs=fs, materials=materials, max_order=order,
-                       air_absorption=False, **kwargs)
-    room.add_microphone_array(mic_xyz.T)
-    for p in range(n_pos):
-        room.add_source(positions[p])
-    # the randomized ISM draws from pyroomacoustics' own generators (numpy and C++): seed both
-    # from ours so a shard depends only on its seed
-    pra.random.seed(numpy=int(rng.integers(2**63 - 1)), libroom=int(rng.integers(2**63 - 1)))
-    room.compute_rir()
-    if rir_samples is None:
-        longest = max(len(room.rir[m][p]) for m in range(array.n_mics) for p in range(n_pos))
-        rir_samples = max(longest, int((rt60 * 1.1 + 0.02) * fs) + int(d_max / SPEED_OF_SOUND_M_S * fs) + 64)
-    rirs = np.zeros((n_pos, array.n_mics, rir_samples), dtype=np.float32)
-    complete_r = ism_complete_radius_m(order, dim) if order > 0 else 0.0
-    for p in range(n_pos):
-        raw = np.zeros((array.n_mics, rir_samples), dtype=np.float32)
-        for m in range(array.n_mics):
-            h = np.asarray(room.rir[m][p], dtype=np.float32)[:rir_samples]
-            raw[m, :len(h)] = h
-        if order > 0:
-            # tail starts where the image pile stops being complete for the farthest mic
-            t_direct = d3[p] / SPEED_OF_SOUND_M_S
-            t_start = max(complete_r / SPEED_OF_SOUND_M_S - t_direct, 2 * t_direct + 0.005)
-            t_start += (pra.constants.get("frac_delay_length") // 2) / fs
-            if t_start < rt60:
-                raw = stochastic_tail(raw, mic_xyz, t_start, rt60, rir_samples, fs, rng)
-        rirs[p] = raw
-    horiz = d3 * np.cos(np.radians(el))
-    return RoomRirs(rirs=rirs, azimuth_deg=az, elevation_deg=el, distance_m=horiz, distance3d_m=d3,
-                    room_dim_m=dim, rt60_s=float(rt60), mic_xyz=mic_xyz, mic_gain=mic_gain)
+    return room_rirs(plan, settings, positions, rng, rir_samples)
 
 
 # --------------------------------------------------------------------------- rendering

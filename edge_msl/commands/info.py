@@ -44,9 +44,7 @@ def describe(model) -> dict:
         "hop_s": raw.get("hop_s"),
         "regions": layout.to_dict(),
         "threshold": info.threshold,
-        "pool_s": info.pool_s,
-        "onset_threshold": info.onset_threshold,
-        "pool_threshold": info.pool_threshold,
+        "decode": info.temporal.to_dict(),
         "symmetry": info.symmetry,
         "symmetric_images": len(model_cycle(info.array.positions(), layout)),
         "input_scaling": raw.get("input_scaling"),
@@ -89,10 +87,12 @@ def main(args: argparse.Namespace) -> int:
                     f"{lay['d_min_m']:g}-{lay['d_max_m']:g} m, duplicates within {lay['min_separation_deg']:g} deg "
                     f"merged" + (f", fine azimuth stretched x{lay['fine_stretch']:g}"
                                  if lay.get("fine_stretch", 1.0) != 1.0 else "")),
-        ("threshold", f"{d['threshold']:g}" + (f" for one window; pooled over {d['pool_s']:g} s: the latest window "
-                                                f"at {d['onset_threshold']:g} or the mean at {d['pool_threshold']:g}"
-                                                if d["pool_s"] > d["window_s"] else "")),
-        ("symmetry", f"{d['symmetry']}: " + (f"each pooled window on the next of the array's {d['symmetric_images']} "
+        ("decode", f"temporal: a talker is born at {d['decode']['birth_threshold']:g} "
+                   f"({d['decode']['confirm_hits']} of {d['decode']['confirm_windows']} windows, or once at "
+                   f"{d['decode']['confirm_confidence']:g}), listed while its evidence is >= "
+                   f"{d['decode']['keep_threshold']:g}, unlisted {d['decode']['miss_windows']} window(s) after it "
+                   f"falls; --no-track: each window alone at {d['threshold']:g}"),
+        ("symmetry", f"{d['symmetry']}: " + (f"each window on the next of the array's {d['symmetric_images']} "
                                              f"symmetric images" if d["symmetry"] == "cycle" else
                                              f"windows as they are (the array has {d['symmetric_images']} symmetric "
                                              f"images)")),

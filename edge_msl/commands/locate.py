@@ -4,10 +4,10 @@ FILE is a WAV (any PCM/float encoding, RF64 too) or, with ffmpeg installed, FLAC
 ffmpeg reads; ``-`` reads a WAV stream from stdin (e.g. ``arecord -c 8 -r 16000 -f S16_LE``);
 ``example`` is the bundled 3-talker recording (``--truth example`` its ground truth).
 Channels must be in the capture order of --array (its channel map picks the microphones); other
-sample rates above the model's are resampled. Each line (schema edge-msl/sources-v1, see
-edge_msl/schema/sources-v1.json):
+sample rates above the model's are resampled. Each line (schema edge-msl/sources-v2, see
+edge_msl/schema/sources-v2.json):
 
-  {"schema": "edge-msl/sources-v1", "t_s": 1.3, "sources": [{"id": 4, "azimuth_deg": 41.7,
+  {"schema": "edge-msl/sources-v2", "t_s": 1.3, "sources": [{"id": 4, "azimuth_deg": 41.7,
    "elevation_deg": null, "distance_m": 1.62, "x_m": 1.21, "y_m": 1.08, "confidence": 0.93,
    "region": 1, "active": true}]}
 
@@ -38,17 +38,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                       "for --array, uca8-r10)")
     parser.add_argument("--hop-s", type=float, default=0.1, help="seconds between analysed windows (default 0.1)")
     parser.add_argument("--threshold", type=float, default=None,
-                        help="region probability to report a source (default: the model's)")
-    parser.add_argument("--pool-s", type=float, default=None,
-                        help="seconds of audio whose window outputs are averaged per message (default: the model's; "
-                             "0: each window alone)")
+                        help="region probability at which a new talker is born (default: the model's)")
+    parser.add_argument("--decode", action="append", default=[], metavar="KEY=VALUE",
+                        help="a temporal decode setting over the model's, e.g. keep_threshold=0.3 or miss_windows=0 "
+                             "(repeatable; keys in docs/decode.md)")
+    parser.add_argument("--pool-s", type=float, default=None, help=argparse.SUPPRESS)  # retired in 0.2: one message
     parser.add_argument("--no-track", action="store_true", help="raw per-window detections (id null), no tracking")
     parser.add_argument("--format", choices=("json", "odas"), default="json",
-                        help="json: edge-msl/sources-v1 lines; odas: ODAS sst frames (id, x/y/z, activity)")
+                        help="json: edge-msl/sources-v2 lines; odas: ODAS sst frames (id, x/y/z, activity)")
     parser.add_argument("--plot", metavar="PNG", help="draw azimuth over time per track id (needs matplotlib)")
     parser.add_argument("--truth", metavar="JSON", help="ground truth: drawn on --plot and scored on stderr "
                                                         "('example': the bundled recording's)")
     parser.add_argument("--threads", type=int, default=1, help="TFLite interpreter threads (default 1)")
+
+
+def parse_decode(items: list[str]) -> dict:
+    """``KEY=VALUE`` strings -> a table of temporal decode settings (values as JSON numbers)."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise PipelineError(f"--decode {item!r} is not KEY=VALUE; e.g. --decode keep_threshold=0.3")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            raise PipelineError(f"--decode {item!r}: {value!r} is not a number; e.g. --decode miss_windows=0") from None
+    return out
 
 
 EXAMPLE = "example"
@@ -137,8 +152,11 @@ def main(args: argparse.Namespace) -> int:
     with reader:
         info = reader.info
         try:
+            if args.pool_s is not None:
+                raise PipelineError("--pool-s is gone since edge-msl 0.2: the temporal decode integrates evidence per "
+                                    "talker (docs/decode.md); drop it, or tune it with --decode KEY=VALUE")
             pipe = Pipeline(model, hop_s=args.hop_s, threshold=args.threshold, track=not args.no_track,
-                            input_rate_hz=info.sample_rate_hz, array=array, pool_s=args.pool_s)
+                            decode=parse_decode(args.decode), input_rate_hz=info.sample_rate_hz, array=array)
             pipe.check_input(info.n_channels, info.sample_rate_hz, what=args.file)
         except PipelineError as exc:
             print(f"{name}: {exc}", file=sys.stderr)
@@ -173,7 +191,7 @@ def main(args: argparse.Namespace) -> int:
     log.info("%d windows in %.2f s (first line after %.2f s)", n_lines, time.perf_counter() - t0,
              first_line_s or float("nan"))
     if truth:
-        s = score(messages, truth, pipe.window_s, hold_s=pipe.tracker.settings.end_after_s if pipe.tracker else 0.0)
+        s = score(messages, truth, pipe.window_s)
         print(f"{name}: truth {Path(args.truth).name}: " + ", ".join(f"{k} {v}" for k, v in s.items()),
               file=sys.stderr)
     if args.plot:

@@ -33,8 +33,7 @@ _SHORTCUTS: list[tuple[str, str, str, Any, str]] = [
     ("--array", "array", "array", str, "built-in array name (edge-msl arrays lists them)"),
     ("--model", "model", "model", str, "int8 .tflite (its .json next to it); default: the packaged one"),
     ("--hop-s", "hop_s", "hop_s", float, "seconds between analysed windows"),
-    ("--threshold", "threshold", "threshold", float, "region probability that reports a source"),
-    ("--pool-s", "pool_s", "pool_s", float, "seconds of audio pooled per message (default: the model's; 0: none)"),
+    ("--threshold", "threshold", "threshold", float, "region probability at which a new talker is born"),
     ("--threads", "threads", "num_threads", int, "TFLite interpreter threads"),
     ("--mqtt-host", "mqtt_host", "mqtt.host", str, "MQTT broker host (turns MQTT on)"),
     ("--mqtt-port", "mqtt_port", "mqtt.port", int, "MQTT broker port"),
@@ -137,8 +136,8 @@ def main(args: argparse.Namespace) -> int:
         info = engine.model.info
         out["model"] = {"path": str(info.path), "sha256": info.sha256, "sample_rate_hz": info.sample_rate_hz,
                         "window_samples": info.window_samples, "array": info.array.name,
-                        "threshold": info.threshold, "pool_s": info.pool_s,
-                        "onset_threshold": info.onset_threshold, "pool_threshold": info.pool_threshold, "runtime": engine.model.runtime}
+                        "threshold": info.threshold, "decode": engine.pipeline.settings.to_dict()
+                        if engine.pipeline.settings else None, "runtime": engine.model.runtime}
         out["source"] = config.source
         print(json.dumps(out, indent=2))
         return 0

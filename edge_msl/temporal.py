@@ -1,0 +1,390 @@
+"""The one temporal decode: per-window network outputs in, the talkers present now out, with stable ids.
+
+Used by the streaming pipeline (``edge-msl locate``, the daemon) and by ``train_tf.evaluate`` alike,
+so what is measured is what ships. Pure Python + numpy; it must not read audio or run the model.
+
+Per window (one hop): the network's regions above ``keep_threshold`` are candidates
+(:func:`edge_msl.regions.decode`, optionally moved to a local SRP-PHAT peak); every track predicts
+its direction with its angular velocity (a constant-velocity Kalman filter on the azimuth, so a
+still talker gets a long memory and a walking one is followed); candidates are assigned to tracks
+within a gate; a track is *listed* while its own evidence holds (a candidate at least
+``keep_threshold`` in this window, or in the window before with ``miss_windows`` 1) and is
+dropped from the list as soon as it falls (it keeps its id, unlisted, for ``resume_s`` in case
+the talker resumes there). New talkers are born from candidates at ``birth_threshold`` (k of n
+windows, or one very probable window). The reported azimuth is extrapolated to the window's end
+(``lead_s``): the network sees the talker where they were on average over the window.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from .regions import Detection, RegionLayout, angular_distance_deg, decode, wrap360
+from .settings_check import reject_unknown_keys
+
+
+class DecodeConfigError(ValueError):
+    """Temporal decode settings are invalid; the message names the key, the value and what is allowed."""
+
+
+def _wrap180(deg: float) -> float:
+    return (deg + 180.0) % 360.0 - 180.0
+
+
+@dataclass(frozen=True)
+class DecodeSettings:
+    """How per-window outputs become listed talkers (defaults chosen on validation scenes with
+    ``benchmarks/scenes_bench.py``; each model's sidecar may set its own under ``decode.temporal``)."""
+
+    birth_threshold: float = 0.45
+    """A region at least this probable can start a new talker."""
+    keep_threshold: float = 0.25
+    """A listed talker stays listed while a region at its direction is at least this probable."""
+    confirm_hits: int = 2
+    """A new talker is listed once born in this many windows ..."""
+    confirm_windows: int = 3
+    """... of its first this-many windows (otherwise it was a false alarm)."""
+    confirm_confidence: float = 0.6
+    """A new talker whose first window is at least this probable is listed at once (1: never)."""
+    miss_windows: int = 1
+    """Windows without evidence a listed talker survives (0: unlisted in the first such window)."""
+    resume_s: float = 2.0
+    """An unlisted talker keeps its id this long; evidence at its direction lists it again."""
+    gate_deg: float = 25.0
+    """A candidate farther than this from a track's predicted direction cannot continue it."""
+    merge_deg: float = 12.0
+    """Two tracks closer than this are one talker: the younger one ends."""
+    azimuth_noise_deg: float = 3.0
+    """Standard deviation of one window's azimuth at full confidence (grows as confidence falls)."""
+    turn_rate_deg_s2: float = 150.0
+    """How fast a talker's angular velocity may change (Kalman process noise, deg/s per sqrt s)."""
+    max_rate_deg_s: float = 120.0
+    """Cap on a track's angular speed."""
+    drift_deg_s: float = 1.0
+    """How fast a still talker's direction may drift (deg per sqrt s)."""
+    model_forget: float = 0.8
+    """Memory of the still/walking choice: weight of the past evidence per window."""
+    lead_s: float = 0.25
+    """The network's direction is where the talker was this long before the window's end (half the
+    window): the filter follows a walker to the end of the window, where it reports them."""
+    now_half_deg: float = 16.0
+    """A walking talker is reported at the SRP-PHAT peak of the newest hop of audio within this
+    many degrees of the filter's direction (0: off; needs the pipeline's ``peak``)."""
+    now_min_rate_deg_s: float = 10.0
+    """... when the walking hypothesis moves at least this fast (a still talker keeps the
+    filter's long average, which the newest hop alone would only make noisier)."""
+    distance_alpha: float = 0.3
+    """Weight of a new window in the smoothed distance."""
+    confidence_alpha: float = 0.6
+    """Weight of a new window in the published confidence."""
+
+    def __post_init__(self) -> None:
+        def bad(key: str, allowed: str) -> DecodeConfigError:
+            return DecodeConfigError(f"decode.{key} = {getattr(self, key)!r} is invalid; allowed: {allowed}")
+
+        def number(v: Any) -> bool:
+            return not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
+
+        for key in ("birth_threshold", "keep_threshold"):
+            if not number(getattr(self, key)) or not 0.0 < getattr(self, key) < 1.0:
+                raise bad(key, "a probability in (0, 1)")
+        if self.keep_threshold > self.birth_threshold:
+            raise bad("keep_threshold", f"a probability in (0, birth_threshold = {self.birth_threshold}]")
+        for key in ("confirm_confidence", "distance_alpha", "confidence_alpha"):
+            if not number(getattr(self, key)) or not 0.0 < getattr(self, key) <= 1.0:
+                raise bad(key, "a number in (0, 1]")
+        for key in ("confirm_hits", "confirm_windows"):
+            v = getattr(self, key)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise bad(key, "an integer >= 1")
+        if self.confirm_hits > self.confirm_windows:
+            raise bad("confirm_hits", f"an integer in [1, confirm_windows = {self.confirm_windows}]")
+        v = self.miss_windows
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 50:
+            raise bad("miss_windows", "an integer in [0, 50]")
+        for key in ("gate_deg", "merge_deg"):
+            if not number(getattr(self, key)) or not 0.0 < getattr(self, key) < 180.0:
+                raise bad(key, "degrees in (0, 180)")
+        for key, hi in (("resume_s", 3600.0), ("lead_s", 5.0), ("turn_rate_deg_s2", 1e5), ("max_rate_deg_s", 1e4),
+                        ("azimuth_noise_deg", 90.0), ("drift_deg_s", 1e3), ("model_forget", 1.0), ("now_half_deg", 90.0),
+                        ("now_min_rate_deg_s", 1e4)):
+            if not number(getattr(self, key)) or not 0.0 <= getattr(self, key) <= hi:
+                raise bad(key, f"a number in [0, {hi:g}]")
+        if self.azimuth_noise_deg <= 0:
+            raise bad("azimuth_noise_deg", "a number of degrees > 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (TOML/JSON); :meth:`from_dict` reads it back."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, cfg: Mapping[str, Any], base: "DecodeSettings | None" = None) -> "DecodeSettings":
+        """Settings from a table (keys not given come from ``base``, else the defaults); unknown
+        keys and bad values are refused by name."""
+        if not isinstance(cfg, Mapping):
+            raise DecodeConfigError(f"decode settings must be a table, got {type(cfg).__name__}")
+        reject_unknown_keys(cls, cfg, "decode key", DecodeConfigError)
+        merged = (base or cls()).to_dict()
+        merged.update(cfg)
+        return cls(**merged)
+
+
+@dataclass(frozen=True)
+class Talker:
+    """One talker at one instant, as the temporal decode reports it."""
+
+    id: int
+    """Stable id: unique, increasing in order of listing, never reused (also not after a reset)."""
+    azimuth_deg: float
+    """Direction at the end of the analysed window, [0, 360), counter-clockwise from the array's x axis."""
+    distance_m: float
+    """Smoothed horizontal distance from the array centre."""
+    confidence: float
+    """Smoothed region probability of the track's evidence."""
+    region: int
+    """Region of the latest evidence."""
+    active: bool
+    """True when the talker's evidence is in this window (False: listed through ``miss_windows``)."""
+    rate_deg_s: float
+    """Estimated angular velocity (counter-clockwise positive)."""
+
+
+class _Kalman:
+    """Azimuth (unwrapped, deg) and angular velocity (deg/s) of one talker under one motion model."""
+
+    __slots__ = ("az", "rate", "p", "q", "score")
+
+    def __init__(self, az: float, var_az: float, var_rate: float, q: float) -> None:
+        self.az, self.rate = az, 0.0
+        self.p = [[var_az, 0.0], [0.0, var_rate]]
+        self.q = q  # white-acceleration spectral density (deg^2/s^3); 0: a still talker
+        self.score = 0.0  # discounted log-likelihood of the evidence under this model
+
+    def predict(self, dt: float) -> None:
+        (a, b), (_, d) = self.p
+        q = self.q
+        self.p = [[a + 2 * dt * b + dt * dt * d + q * dt ** 3 / 3, b + dt * d + q * dt * dt / 2],
+                  [b + dt * d + q * dt * dt / 2, d + q * dt]]
+        self.az += self.rate * dt
+
+    def update(self, az: float, r: float, lag_s: float, max_rate: float, forget: float | None) -> None:
+        """One measurement ``az`` of where the talker was ``lag_s`` before the state's time."""
+        (a, b), (_, d) = self.p
+        innov = _wrap180(az - (self.az - lag_s * self.rate))
+        ph0, ph1 = a - lag_s * b, b - lag_s * d  # P H^T with H = [1, -lag_s]
+        s = ph0 - lag_s * ph1 + r
+        if forget is not None:
+            self.score = forget * self.score - 0.5 * (innov * innov / s + math.log(s))
+        k0, k1 = ph0 / s, ph1 / s
+        self.az += k0 * innov
+        self.rate = max(-max_rate, min(max_rate, self.rate + k1 * innov))
+        self.p = [[a - k0 * ph0, b - k0 * ph1], [b - k0 * ph1, d - k1 * ph1]]
+
+
+class _Track:
+    __slots__ = ("still", "moving", "distance_m", "confidence", "region", "id", "windows", "hits", "misses",
+                 "last_t_s", "listed", "evidence")
+
+    def __init__(self, det: Detection, t_s: float, s: DecodeSettings) -> None:
+        var = s.azimuth_noise_deg ** 2
+        # two hypotheses, run side by side: a talker standing still (no velocity, a long memory)
+        # and one walking (constant angular velocity with random turns); the one that explains
+        # the recent evidence better is reported
+        self.still = _Kalman(float(det.azimuth_deg), var, 0.0, 0.0)
+        self.moving = _Kalman(float(det.azimuth_deg), var, (0.5 * s.max_rate_deg_s) ** 2, s.turn_rate_deg_s2 ** 2)
+        self.distance_m = float(det.distance_m)
+        self.confidence = float(det.confidence)
+        self.region = int(det.region)
+        self.id: int | None = None
+        self.windows = 1
+        self.hits = 1 if det.confidence >= s.birth_threshold else 0
+        self.misses = 0
+        self.last_t_s = t_s
+        self.listed = False
+        self.evidence = True
+
+    @property
+    def best(self) -> _Kalman:
+        return self.moving if self.moving.score > self.still.score else self.still
+
+    @property
+    def az(self) -> float:
+        return self.best.az
+
+    def expected(self, s: DecodeSettings) -> float:
+        """Where this window's network output should put the talker (``lead_s`` behind the end)."""
+        f = self.best
+        return f.az - s.lead_s * f.rate
+
+    def predict(self, dt: float, s: DecodeSettings) -> None:
+        if dt > 0:
+            self.still.predict(dt)
+            # a still talker may still shift a little (head turns, the network's slow drift)
+            self.still.p[0][0] += (s.drift_deg_s ** 2) * dt
+            self.moving.predict(dt)
+
+    def update(self, det: Detection, t_s: float, s: DecodeSettings) -> None:
+        sd = s.azimuth_noise_deg / max(det.confidence, 0.05)
+        for f in (self.still, self.moving):
+            f.update(det.azimuth_deg, sd * sd, s.lead_s, s.max_rate_deg_s, s.model_forget)
+        self.distance_m += s.distance_alpha * (float(det.distance_m) - self.distance_m)
+        self.confidence += s.confidence_alpha * (float(det.confidence) - self.confidence)
+        self.region = int(det.region)
+        self.windows += 1
+        if det.confidence >= s.birth_threshold:
+            self.hits += 1
+        self.misses = 0
+        self.last_t_s = t_s
+        self.evidence = True
+
+    def miss(self, s: DecodeSettings) -> None:
+        self.confidence *= 1.0 - s.confidence_alpha
+        self.windows += 1
+        self.misses += 1
+        self.evidence = False
+        # an unseen talker holds its place: no extrapolation into silence
+        self.moving.rate = 0.0
+
+    @property
+    def azimuth_deg(self) -> float:
+        return float(wrap360(self.az))
+
+    def report(self, s: DecodeSettings) -> Talker:
+        assert self.id is not None
+        f = self.best
+        return Talker(self.id, float(wrap360(f.az)), self.distance_m, self.confidence, self.region, self.evidence,
+                      f.rate)
+
+
+class TemporalDecoder:
+    """Per-window network outputs -> the talkers present now (see the module's doc).
+
+    One per stream. :meth:`update` takes one window's outputs (n_regions, 3) and its end time;
+    ``refine`` (optional) moves each candidate's azimuth, e.g. to a local SRP-PHAT peak.
+    """
+
+    def __init__(self, layout: RegionLayout, settings: DecodeSettings | None = None) -> None:
+        self.layout = layout
+        self.settings = settings or DecodeSettings()
+        self._tracks: list[_Track] = []
+        self._next_id = 1
+        self._last_t_s: float | None = None
+
+    @property
+    def next_id(self) -> int:
+        """The id the next listed talker will get."""
+        return self._next_id
+
+    def reset(self) -> None:
+        """Forget every track (after a gap in the audio); ids keep increasing from where they were."""
+        self._tracks = []
+        self._last_t_s = None
+
+    def candidates(self, outputs: np.ndarray) -> list[Detection]:
+        """This window's candidates: regions at least ``keep_threshold`` probable, decoded."""
+        return decode(self.layout, outputs, self.settings.keep_threshold)
+
+    def update(self, outputs: np.ndarray, t_s: float, refine: Any = None, peak: Any = None) -> list[Talker]:
+        """Feed one window's network outputs (window ending at ``t_s``); returns the listed talkers by id.
+
+        ``refine``: None, or a callable taking and returning a list of :class:`Detection` (the
+        candidates), applied before association. ``peak``: None, or a callable ``(azimuth_deg,
+        half_deg) -> azimuth_deg | None`` giving the newest audio's local SRP-PHAT peak (None where
+        the search finds none inside): where a walking talker is reported."""
+        dets = self.candidates(outputs)
+        if refine is not None and dets:
+            dets = refine(dets)
+        return self.step(dets, t_s, peak)
+
+    def step(self, dets: Sequence[Detection], t_s: float, peak: Any = None) -> list[Talker]:
+        """:meth:`update` with the candidates already decoded."""
+        s = self.settings
+        if self._last_t_s is not None and t_s < self._last_t_s:
+            raise ValueError(f"time went backwards: {t_s} s after {self._last_t_s} s; call reset() after a gap")
+        dt = 0.0 if self._last_t_s is None else t_s - self._last_t_s
+        self._last_t_s = t_s
+        for tr in self._tracks:
+            tr.predict(dt, s)
+        # every (track, candidate) pair in the gate, nearest first; listed tracks before unlisted
+        # ones and confirmed before tentative, so a false alarm cannot take a talker's evidence
+        pairs = []
+        for ti, tr in enumerate(self._tracks):
+            rank = 0 if tr.listed else (1 if tr.id is not None else 2)
+            for di, det in enumerate(dets):
+                d = abs(_wrap180(det.azimuth_deg - tr.expected(s)))
+                if d <= s.gate_deg:
+                    pairs.append((rank, d, ti, di))
+        pairs.sort()
+        used_t: set[int] = set()
+        used_d: set[int] = set()
+        for rank, _, ti, di in pairs:
+            if ti in used_t or di in used_d:
+                continue
+            tr = self._tracks[ti]
+            # a talker who is not listed needs the birth threshold to come back
+            if rank > 0 and dets[di].confidence < s.birth_threshold and tr.id is not None:
+                continue
+            used_t.add(ti)
+            used_d.add(di)
+            tr.update(dets[di], t_s, s)
+        for ti, tr in enumerate(self._tracks):
+            if ti not in used_t:
+                tr.miss(s)
+        for di, det in enumerate(dets):
+            if di not in used_d and det.confidence >= s.birth_threshold:
+                self._tracks.append(_Track(det, t_s, s))
+        kept: list[_Track] = []
+        for tr in self._merge(self._tracks):
+            if tr.id is None:
+                if tr.hits >= s.confirm_hits or (tr.windows == 1 and tr.confidence >= s.confirm_confidence):
+                    tr.id = self._next_id
+                    self._next_id += 1
+                elif tr.hits + (s.confirm_windows - tr.windows) < s.confirm_hits:
+                    continue  # cannot reach k births in its first n windows: a false alarm
+                else:
+                    kept.append(tr)
+                    continue
+            if t_s - tr.last_t_s > s.resume_s + 1e-9:
+                continue
+            tr.listed = tr.misses <= s.miss_windows and (tr.listed or tr.evidence)
+            kept.append(tr)
+        self._tracks = kept
+        out = []
+        for tr in self._tracks:
+            if tr.id is None or not tr.listed:
+                continue
+            talker = tr.report(s)
+            if peak is not None and s.now_half_deg > 0 and talker.active and \
+                    abs(tr.moving.rate) >= s.now_min_rate_deg_s:
+                now = peak(talker.azimuth_deg, s.now_half_deg)
+                if now is not None:
+                    talker = replace(talker, azimuth_deg=float(wrap360(now)))
+            out.append(talker)
+        return sorted(out, key=lambda r: r.id)
+
+    def _merge(self, tracks: list[_Track]) -> list[_Track]:
+        # seniority: listed tracks by id, then unlisted by id, then tentative ones by age
+        order = sorted(tracks, key=lambda t: (not t.listed, t.id is None, t.id or 0, -t.windows))
+        dropped: set[int] = set()
+        for i, older in enumerate(order):
+            if id(older) in dropped:
+                continue
+            for younger in order[i + 1:]:
+                if id(younger) in dropped:
+                    continue
+                if abs(_wrap180(older.az - younger.az)) < self.settings.merge_deg:
+                    dropped.add(id(younger))
+                    if younger.last_t_s > older.last_t_s:  # the survivor takes the latest evidence
+                        older.last_t_s = younger.last_t_s
+                        older.evidence = older.evidence or younger.evidence
+                        older.misses = min(older.misses, younger.misses)
+                    if older.id is None:
+                        older.hits = max(older.hits, younger.hits)
+        return [t for t in tracks if id(t) not in dropped]
+
+
+__all__ = ["DecodeConfigError", "DecodeSettings", "Talker", "TemporalDecoder"]
