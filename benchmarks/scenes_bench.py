@@ -82,7 +82,7 @@ def cached_outputs(model, stem: Path) -> dict[str, np.ndarray]:
     if cache.exists():
         with np.load(cache) as z:
             return dict(z)
-    pipe = Pipeline(model, hop_s=HOP_S, pool_s=0.0)
+    pipe = Pipeline(model, hop_s=HOP_S, track=False)
     pcm, fs = read_wav(stem.with_suffix(".wav"))
     x = pipe.array.select_channels(pcm).astype(np.float32) / 32768.0
     from edge_msl.refine import SrpRefiner, hop_segments
@@ -118,8 +118,12 @@ def decode_cached(model, c: dict[str, np.ndarray], settings: DecodeSettings, ima
         if refine and info.srp_refine else None
     msgs = []
     for k, t in enumerate(c["t_s"]):
-        fn = (lambda d, k=k: refiner.refine(d, c["cross"][k])) if refiner else None
-        msgs.append(message(float(t), dec.update(c[images][k], float(t), fn)))
+        fn = peak = None
+        if refiner is not None:  # as edge_msl.pipeline.decode_window does with the audio
+            fn = lambda d, k=k: refiner.refine(d, c["cross"][k])  # noqa: E731
+            gcc = refiner.gcc(c["hop_cross"][k])
+            peak = lambda az, half, g=gcc: refiner.peak(g, az, half)  # noqa: E731
+        msgs.append(message(float(t), dec.update(c[images][k], float(t), fn, peak)))
     return msgs
 
 

@@ -85,6 +85,32 @@ def to_odas(msg: dict[str, Any], time_stamp: int) -> dict[str, Any]:
     return {"timeStamp": time_stamp, "src": src}
 
 
+def add_hop_crosses(refiner: SrpRefiner, crosses: deque, window: np.ndarray, hop_samples: int) -> None:
+    """Keep the cross-spectra of the window's hops in ``crosses`` (a deque of the window's length in
+    hops): the first window after a start or reset brings all its hops, later ones their newest hop."""
+    pieces = hop_segments(window, hop_samples)
+    for piece in pieces if not crosses else pieces[-1:]:
+        crosses.append(refiner.cross(piece))
+
+
+def decode_window(decoder: TemporalDecoder, outputs: np.ndarray, window: np.ndarray, t_s: float,
+                  refiner: SrpRefiner | None, crosses: deque, hop_samples: int) -> list[Talker]:
+    """One step of the temporal decode for a window and its network outputs, with the model's SRP
+    refinement (candidates on the window's hops, a walking talker at the newest hop's peak): the
+    step the pipeline takes per window and ``train_tf.evaluate`` per sub-window."""
+    if refiner is None:
+        return decoder.update(outputs, t_s)
+    add_hop_crosses(refiner, crosses, window, hop_samples)
+    newest: list[np.ndarray] = []  # the newest hop's GCC, computed only if a walker asks for it
+
+    def peak(azimuth_deg: float, half_deg: float) -> float | None:
+        if not newest:
+            newest.append(refiner.gcc(crosses[-1]))
+        return refiner.peak(newest[0], azimuth_deg, half_deg)
+
+    return decoder.update(outputs, t_s, lambda dets: refiner.refine(dets, np.mean(crosses, axis=0)), peak)
+
+
 class Pipeline:
     """frames -> ring buffer -> windows at the hop -> int8 model -> temporal decode -> messages.
 
@@ -214,10 +240,7 @@ class Pipeline:
         return np.asarray(y, dtype=np.float64)
 
     def _hop_crosses(self, window: np.ndarray) -> None:
-        # the first window after a start or reset brings all its hops, later ones their newest hop
-        pieces = hop_segments(window, self.hop_samples)
-        for piece in pieces if not self._crosses else pieces[-1:]:
-            self._crosses.append(self._refiner.cross(piece))
+        add_hop_crosses(self._refiner, self._crosses, window, self.hop_samples)
 
     def detections(self, window: np.ndarray) -> list[Detection]:
         """The next window decoded alone at ``threshold`` (refined), untracked."""
@@ -231,19 +254,8 @@ class Pipeline:
         """Run the model on one window (mic order, model rate) that ends at ``t_s``; returns its message."""
         if self.decoder is None:
             return message(t_s, self.detections(window))
-        y = self.outputs(window)
-        refine = peak = None
-        if self._refiner is not None:
-            self._hop_crosses(window)
-            refiner, crosses = self._refiner, self._crosses
-            refine = lambda dets: refiner.refine(dets, np.mean(crosses, axis=0))  # noqa: E731
-            newest: list[np.ndarray] = []
-
-            def peak(azimuth_deg: float, half_deg: float) -> float | None:
-                if not newest:
-                    newest.append(refiner.gcc(crosses[-1]))
-                return refiner.peak(newest[0], azimuth_deg, half_deg)
-        return message(t_s, self.decoder.update(y, t_s, refine, peak))
+        return message(t_s, decode_window(self.decoder, self.outputs(window), window, t_s, self._refiner,
+                                          self._crosses, self.hop_samples))
 
     def reset(self, gap_s: float = 0.0) -> None:
         """After a capture gap: drop buffered audio and tracks; ids keep increasing, t_s keeps counting
@@ -257,4 +269,5 @@ class Pipeline:
             self.decoder.reset()
 
 
-__all__ = ["SCHEMA", "SCHEMA_FILE", "PipelineError", "Pipeline", "message", "to_odas", "schema_path", "ODAS_SLOTS"]
+__all__ = ["SCHEMA", "SCHEMA_FILE", "PipelineError", "Pipeline", "message", "to_odas", "schema_path", "ODAS_SLOTS",
+           "add_hop_crosses", "decode_window"]

@@ -23,7 +23,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .regions import Detection, RegionLayout, angular_distance_deg, decode, wrap360
+from .regions import Detection, RegionLayout, decode, wrap360
 from .settings_check import reject_unknown_keys
 
 
@@ -42,7 +42,9 @@ class DecodeSettings:
 
     birth_threshold: float = 0.45
     """A region at least this probable can start a new talker."""
-    keep_threshold: float = 0.25
+    seed_threshold: float = 0.15
+    """A region at least this probable starts a tentative talker, listed only if ``confirm_mean`` is met."""
+    keep_threshold: float = 0.15
     """A listed talker stays listed while a region at its direction is at least this probable."""
     confirm_hits: int = 2
     """A new talker is listed once born in this many windows ..."""
@@ -50,13 +52,23 @@ class DecodeSettings:
     """... of its first this-many windows (otherwise it was a false alarm)."""
     confirm_confidence: float = 0.6
     """A new talker whose first window is at least this probable is listed at once (1: never)."""
+    confirm_mean: float = 0.3
+    """... or once its evidence averaged over ``confirm_mean_windows`` windows (0 where it was
+    missed) reaches this: a quiet talker, seldom above the birth threshold, is found from the
+    evidence of several windows (1: never)."""
+    confirm_mean_windows: int = 3
+    """Windows over which that average is taken (a tentative talker lives at most this long)."""
+    coast_s: float = 1.0
+    """Internally, a walker who pauses is followed at their last speed this long (never listed)."""
+    gate_open_deg_s: float = 30.0
+    """The gate of a talker not heard for a while widens this fast (up to twice ``gate_deg``)."""
     miss_windows: int = 1
     """Windows without evidence a listed talker survives (0: unlisted in the first such window)."""
     resume_s: float = 2.0
     """An unlisted talker keeps its id this long; evidence at its direction lists it again."""
     gate_deg: float = 25.0
     """A candidate farther than this from a track's predicted direction cannot continue it."""
-    merge_deg: float = 12.0
+    merge_deg: float = 18.0
     """Two tracks closer than this are one talker: the younger one ends."""
     azimuth_noise_deg: float = 3.0
     """Standard deviation of one window's azimuth at full confidence (grows as confidence falls)."""
@@ -66,6 +78,10 @@ class DecodeSettings:
     """Cap on a track's angular speed."""
     drift_deg_s: float = 1.0
     """How fast a still talker's direction may drift (deg per sqrt s)."""
+    now_needs_walk: bool = True
+    """... and only while the walking hypothesis is the one reported."""
+    walk_after: int = 5
+    """Windows of evidence before a talker can be taken for walking."""
     model_forget: float = 0.8
     """Memory of the still/walking choice: weight of the past evidence per window."""
     lead_s: float = 0.25
@@ -89,20 +105,23 @@ class DecodeSettings:
         def number(v: Any) -> bool:
             return not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
 
-        for key in ("birth_threshold", "keep_threshold"):
+        for key in ("birth_threshold", "keep_threshold", "seed_threshold"):
             if not number(getattr(self, key)) or not 0.0 < getattr(self, key) < 1.0:
                 raise bad(key, "a probability in (0, 1)")
         if self.keep_threshold > self.birth_threshold:
             raise bad("keep_threshold", f"a probability in (0, birth_threshold = {self.birth_threshold}]")
-        for key in ("confirm_confidence", "distance_alpha", "confidence_alpha"):
+        for key in ("confirm_confidence", "confirm_mean", "distance_alpha", "confidence_alpha"):
             if not number(getattr(self, key)) or not 0.0 < getattr(self, key) <= 1.0:
                 raise bad(key, "a number in (0, 1]")
-        for key in ("confirm_hits", "confirm_windows"):
+        for key in ("confirm_hits", "confirm_windows", "confirm_mean_windows"):
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise bad(key, "an integer >= 1")
         if self.confirm_hits > self.confirm_windows:
             raise bad("confirm_hits", f"an integer in [1, confirm_windows = {self.confirm_windows}]")
+        v = self.walk_after
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 1000:
+            raise bad("walk_after", "an integer in [1, 1000]")
         v = self.miss_windows
         if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 50:
             raise bad("miss_windows", "an integer in [0, 50]")
@@ -110,7 +129,7 @@ class DecodeSettings:
             if not number(getattr(self, key)) or not 0.0 < getattr(self, key) < 180.0:
                 raise bad(key, "degrees in (0, 180)")
         for key, hi in (("resume_s", 3600.0), ("lead_s", 5.0), ("turn_rate_deg_s2", 1e5), ("max_rate_deg_s", 1e4),
-                        ("azimuth_noise_deg", 90.0), ("drift_deg_s", 1e3), ("model_forget", 1.0), ("now_half_deg", 90.0),
+                        ("azimuth_noise_deg", 90.0), ("drift_deg_s", 1e3), ("model_forget", 1.0), ("now_half_deg", 90.0), ("coast_s", 60.0), ("gate_open_deg_s", 1e3),
                         ("now_min_rate_deg_s", 1e4)):
             if not number(getattr(self, key)) or not 0.0 <= getattr(self, key) <= hi:
                 raise bad(key, f"a number in [0, {hi:g}]")
@@ -158,9 +177,11 @@ class _Kalman:
 
     __slots__ = ("az", "rate", "p", "q", "score")
 
-    def __init__(self, az: float, var_az: float, var_rate: float, q: float) -> None:
+    def __init__(self, az: float, var_az: float, var_rate: float, q: float, lag_s: float) -> None:
+        # after a first measurement of where the talker was lag_s ago, with nothing known before:
+        # the direction now is that one plus lag_s times an unknown velocity
         self.az, self.rate = az, 0.0
-        self.p = [[var_az, 0.0], [0.0, var_rate]]
+        self.p = [[var_az + lag_s * lag_s * var_rate, lag_s * var_rate], [lag_s * var_rate, var_rate]]
         self.q = q  # white-acceleration spectral density (deg^2/s^3); 0: a still talker
         self.score = 0.0  # discounted log-likelihood of the evidence under this model
 
@@ -186,7 +207,7 @@ class _Kalman:
 
 
 class _Track:
-    __slots__ = ("still", "moving", "distance_m", "confidence", "region", "id", "windows", "hits", "misses",
+    __slots__ = ("still", "moving", "updates", "is_walking", "evidence_sum", "distance_m", "confidence", "region", "id", "windows", "hits", "misses",
                  "last_t_s", "listed", "evidence")
 
     def __init__(self, det: Detection, t_s: float, s: DecodeSettings) -> None:
@@ -194,8 +215,12 @@ class _Track:
         # two hypotheses, run side by side: a talker standing still (no velocity, a long memory)
         # and one walking (constant angular velocity with random turns); the one that explains
         # the recent evidence better is reported
-        self.still = _Kalman(float(det.azimuth_deg), var, 0.0, 0.0)
-        self.moving = _Kalman(float(det.azimuth_deg), var, (0.5 * s.max_rate_deg_s) ** 2, s.turn_rate_deg_s2 ** 2)
+        self.still = _Kalman(float(det.azimuth_deg), var, 0.0, 0.0, s.lead_s)
+        self.moving = _Kalman(float(det.azimuth_deg), var, (0.5 * s.max_rate_deg_s) ** 2, s.turn_rate_deg_s2 ** 2,
+                              s.lead_s)
+        self.updates = 1
+        self.is_walking = False
+        self.evidence_sum = float(det.confidence)
         self.distance_m = float(det.distance_m)
         self.confidence = float(det.confidence)
         self.region = int(det.region)
@@ -207,20 +232,30 @@ class _Track:
         self.listed = False
         self.evidence = True
 
+    updates: int
+
+    def walking(self, s: DecodeSettings) -> bool:
+        """Whether the walking hypothesis explains the recent evidence better (never before
+        ``walk_after`` updates: a few windows cannot tell a walk from the network's noise)."""
+        return self.updates >= s.walk_after and self.moving.score > self.still.score
+
     @property
     def best(self) -> _Kalman:
-        return self.moving if self.moving.score > self.still.score else self.still
+        return self.moving if self.is_walking else self.still
 
     @property
     def az(self) -> float:
         return self.best.az
 
-    def expected(self, s: DecodeSettings) -> float:
-        """Where this window's network output should put the talker (``lead_s`` behind the end)."""
-        f = self.best
-        return f.az - s.lead_s * f.rate
+    def distance(self, az: float, s: DecodeSettings) -> float:
+        """How far ``az`` is from where this window's network output should put the talker
+        (``lead_s`` behind the window's end) under either hypothesis: the walking one can keep a
+        talker whom the still one has lost."""
+        return min(abs(_wrap180(az - (f.az - s.lead_s * f.rate))) for f in (self.still, self.moving))
 
-    def predict(self, dt: float, s: DecodeSettings) -> None:
+    def predict(self, dt: float, t_s: float, s: DecodeSettings) -> None:
+        if t_s - self.last_t_s > s.coast_s:
+            self.moving.rate = 0.0
         if dt > 0:
             self.still.predict(dt)
             # a still talker may still shift a little (head turns, the network's slow drift)
@@ -231,6 +266,9 @@ class _Track:
         sd = s.azimuth_noise_deg / max(det.confidence, 0.05)
         for f in (self.still, self.moving):
             f.update(det.azimuth_deg, sd * sd, s.lead_s, s.max_rate_deg_s, s.model_forget)
+        self.updates += 1
+        self.is_walking = self.walking(s)
+        self.evidence_sum += float(det.confidence)
         self.distance_m += s.distance_alpha * (float(det.distance_m) - self.distance_m)
         self.confidence += s.confidence_alpha * (float(det.confidence) - self.confidence)
         self.region = int(det.region)
@@ -246,8 +284,10 @@ class _Track:
         self.windows += 1
         self.misses += 1
         self.evidence = False
-        # an unseen talker holds its place: no extrapolation into silence
-        self.moving.rate = 0.0
+        # a walker keeps walking through a pause of up to coast_s (internally: an unlisted talker
+        # is never reported, so nothing drifts in the output), then holds their place
+        if self.misses * 0.1 > s.coast_s:
+            self.moving.rate = 0.0
 
     @property
     def azimuth_deg(self) -> float:
@@ -285,8 +325,9 @@ class TemporalDecoder:
         self._last_t_s = None
 
     def candidates(self, outputs: np.ndarray) -> list[Detection]:
-        """This window's candidates: regions at least ``keep_threshold`` probable, decoded."""
-        return decode(self.layout, outputs, self.settings.keep_threshold)
+        """This window's candidates: regions at least ``seed_threshold`` (or ``keep_threshold``)
+        probable, decoded."""
+        return decode(self.layout, outputs, min(self.settings.keep_threshold, self.settings.seed_threshold))
 
     def update(self, outputs: np.ndarray, t_s: float, refine: Any = None, peak: Any = None) -> list[Talker]:
         """Feed one window's network outputs (window ending at ``t_s``); returns the listed talkers by id.
@@ -298,25 +339,29 @@ class TemporalDecoder:
         dets = self.candidates(outputs)
         if refine is not None and dets:
             dets = refine(dets)
-        return self.step(dets, t_s, peak)
+        return self.step(dets, t_s, peak, outputs)
 
-    def step(self, dets: Sequence[Detection], t_s: float, peak: Any = None) -> list[Talker]:
-        """:meth:`update` with the candidates already decoded."""
+    def step(self, dets: Sequence[Detection], t_s: float, peak: Any = None,
+             outputs: np.ndarray | None = None) -> list[Talker]:
+        """:meth:`update` with the candidates already decoded (``outputs``, if given, lets a
+        tentative talker count its region's probability in windows without a candidate)."""
         s = self.settings
         if self._last_t_s is not None and t_s < self._last_t_s:
             raise ValueError(f"time went backwards: {t_s} s after {self._last_t_s} s; call reset() after a gap")
         dt = 0.0 if self._last_t_s is None else t_s - self._last_t_s
         self._last_t_s = t_s
         for tr in self._tracks:
-            tr.predict(dt, s)
+            tr.predict(dt, t_s, s)
         # every (track, candidate) pair in the gate, nearest first; listed tracks before unlisted
         # ones and confirmed before tentative, so a false alarm cannot take a talker's evidence
         pairs = []
         for ti, tr in enumerate(self._tracks):
             rank = 0 if tr.listed else (1 if tr.id is not None else 2)
             for di, det in enumerate(dets):
-                d = abs(_wrap180(det.azimuth_deg - tr.expected(s)))
-                if d <= s.gate_deg:
+                d = tr.distance(det.azimuth_deg, s)
+                # a talker unheard for a while may have moved: the gate opens with the time unheard
+                gate = s.gate_deg + min(s.gate_deg, s.gate_open_deg_s * max(0.0, t_s - tr.last_t_s - dt))
+                if d <= gate:
                     pairs.append((rank, d, ti, di))
         pairs.sort()
         used_t: set[int] = set()
@@ -325,8 +370,10 @@ class TemporalDecoder:
             if ti in used_t or di in used_d:
                 continue
             tr = self._tracks[ti]
-            # a talker who is not listed needs the birth threshold to come back
-            if rank > 0 and dets[di].confidence < s.birth_threshold and tr.id is not None:
+            c = dets[di].confidence
+            # a listed talker stays on evidence at keep_threshold, one who is not listed needs the
+            # birth threshold to come back; a tentative one takes anything from seed_threshold
+            if (rank == 0 and c < s.keep_threshold) or (rank == 1 and c < s.birth_threshold):
                 continue
             used_t.add(ti)
             used_d.add(di)
@@ -334,17 +381,25 @@ class TemporalDecoder:
         for ti, tr in enumerate(self._tracks):
             if ti not in used_t:
                 tr.miss(s)
+                if tr.id is None:  # a tentative talker's evidence: its region's probability anyway
+                    tr.evidence_sum += float(outputs[int(self.layout.region_of(wrap360(tr.az))), 0]) \
+                        if outputs is not None else 0.0
         for di, det in enumerate(dets):
-            if di not in used_d and det.confidence >= s.birth_threshold:
+            if di not in used_d and (det.confidence >= s.birth_threshold or
+                                     (s.confirm_mean < 1.0 and det.confidence >= s.seed_threshold)):
                 self._tracks.append(_Track(det, t_s, s))
         kept: list[_Track] = []
         for tr in self._merge(self._tracks):
             if tr.id is None:
-                if tr.hits >= s.confirm_hits or (tr.windows == 1 and tr.confidence >= s.confirm_confidence):
+                by_mean = tr.windows >= s.confirm_mean_windows and \
+                    tr.evidence_sum / tr.windows >= s.confirm_mean and tr.evidence
+                if (tr.hits >= s.confirm_hits and tr.windows <= s.confirm_windows) or by_mean or \
+                        (tr.windows == 1 and tr.confidence >= s.confirm_confidence):
                     tr.id = self._next_id
                     self._next_id += 1
-                elif tr.hits + (s.confirm_windows - tr.windows) < s.confirm_hits:
-                    continue  # cannot reach k births in its first n windows: a false alarm
+                elif tr.hits + max(0, s.confirm_windows - tr.windows) < s.confirm_hits and \
+                        (tr.windows >= s.confirm_mean_windows or s.confirm_mean >= 1.0):
+                    continue  # can reach neither k births in n windows nor the mean: a false alarm
                 else:
                     kept.append(tr)
                     continue
@@ -358,8 +413,8 @@ class TemporalDecoder:
             if tr.id is None or not tr.listed:
                 continue
             talker = tr.report(s)
-            if peak is not None and s.now_half_deg > 0 and talker.active and \
-                    abs(tr.moving.rate) >= s.now_min_rate_deg_s:
+            if peak is not None and s.now_half_deg > 0 and talker.active and tr.updates >= s.walk_after and \
+                    (tr.is_walking or not s.now_needs_walk) and abs(tr.moving.rate) >= s.now_min_rate_deg_s:
                 now = peak(talker.azimuth_deg, s.now_half_deg)
                 if now is not None:
                     talker = replace(talker, azimuth_deg=float(wrap360(now)))
@@ -378,7 +433,9 @@ class TemporalDecoder:
                     continue
                 if abs(_wrap180(older.az - younger.az)) < self.settings.merge_deg:
                     dropped.add(id(younger))
-                    if younger.last_t_s > older.last_t_s:  # the survivor takes the latest evidence
+                    # the survivor takes the latest evidence of a talker, not that of a tentative
+                    # one (the fading tail of a talker who stopped must not bring them back)
+                    if younger.id is not None and younger.last_t_s > older.last_t_s:
                         older.last_t_s = younger.last_t_s
                         older.evidence = older.evidence or younger.evidence
                         older.misses = min(older.misses, younger.misses)

@@ -162,6 +162,58 @@ def model_outputs(run_dir: str | Path, audio: np.ndarray, weights: str, batch: i
     return pooled(per, pool_gain(params), pool_gate(params, hop_s)), params
 
 
+def params_of(run_dir: str | Path) -> dict:
+    """The model's params.json."""
+    return json.loads((Path(run_dir) / "params.json").read_text())
+
+
+def temporal_settings(params: dict, threshold: float | None = None):
+    """The model's temporal decode settings (``decode.temporal``), ``threshold`` as the birth threshold."""
+    from edge_msl.temporal import DecodeSettings
+
+    st = DecodeSettings.from_dict(params.get("decode", {}).get("temporal", {}))
+    if threshold is not None:
+        st = DecodeSettings.from_dict({"birth_threshold": threshold,
+                                       "keep_threshold": min(st.keep_threshold, threshold)}, base=st)
+    return st
+
+
+def temporal_decode_all(per: np.ndarray, audio: np.ndarray, params: dict, threshold: float | None = None,
+                        min_separation_deg: float | None = None, hop_s: float = POOL_HOP_S,
+                        settings: Any = None) -> tuple[list[list[Any]], float, float]:
+    """Detections per window from the outputs of its sub-windows (:func:`window_outputs`): the
+    device's temporal decode (:func:`edge_msl.pipeline.decode_window`, with the model's SRP
+    refinement) run over the sub-windows, ``hop_s`` apart, as a stream; the talkers listed after
+    the last one are the window's detections."""
+    from collections import deque
+
+    from edge_msl.pipeline import decode_window
+    from edge_msl.refine import SrpRefiner
+    from edge_msl.regions import Detection
+    from edge_msl.temporal import TemporalDecoder
+
+    fs, window = int(params["sample_rate_hz"]), int(params["model"]["window_samples"])
+    hop = max(1, int(round(hop_s * fs)))
+    layout_cfg = dict(params["regions"])
+    if min_separation_deg is not None:
+        layout_cfg["min_separation_deg"] = min_separation_deg
+    layout = RegionLayout.from_dict(layout_cfg)
+    st = settings or temporal_settings(params, threshold)
+    srp = params.get("decode", {}).get("srp_refine")
+    refiner = SrpRefiner(np.asarray(params["array"]["positions_m"], dtype=np.float64), fs, srp) if srp else None
+    offsets = pool_offsets(audio.shape[1], window, hop)
+    out = []
+    for i in range(len(per)):
+        dec = TemporalDecoder(layout, st)
+        crosses: deque = deque(maxlen=max(1, window // hop))
+        x = audio[i].astype(np.float32) / 32768.0
+        talkers: list[Any] = []
+        for j, o in enumerate(offsets):
+            talkers = decode_window(dec, per[i, j], x[o:o + window], (o + window) / fs, refiner, crosses, hop)
+        out.append([Detection(t.azimuth_deg, t.distance_m, t.confidence, t.region) for t in talkers])
+    return out, st.birth_threshold, layout.min_separation_deg
+
+
 def decode_all(outputs: np.ndarray, params: dict, threshold: float | None = None,
                min_separation_deg: float | None = None, pooled: bool = False,
                fine_stretch: float | None = None) -> tuple[list[list[Any]], float, float]:
@@ -465,9 +517,8 @@ def _pooling_note(results: dict[str, Any]) -> str:
     if not a or a["pooled_windows"] <= 1:
         return ""
     return (f" ({a['window_s']:g} s each; the model's {a['model_window_s']:g} s windows every {a['hop_s']:g} s, "
-            f"{a['pooled_windows']} per window, pooled as the daemon does with pool_s = {a['window_s']:g}: a region is "
-            f"reported when the latest window reaches the threshold or the mean reaches "
-            f"{results.get('pool_threshold', results['threshold'])}; "
+            f"{a['pooled_windows']} per window, run through the device's temporal decode as a stream; the talkers it "
+            f"lists after the last one are the window's detections; "
             + ("each sub-window on the next of the array's symmetric images (decode.symmetry cycle); "
                if results.get("symmetry") == "cycle" else
                "each sub-window's outputs the mean over all the array's symmetric images; "
@@ -485,7 +536,7 @@ def tables(results: dict[str, Any]) -> str:
              + (", azimuths refined by a local SRP-PHAT search (±{half_deg:g}°, weight {weight:g}, up to "
                 "{fmax_hz:g} Hz)".format(**results["srp_refine"]) if results.get("srp_refine") else "") + "), "
              f"{results['n_windows']} windows of `{results['data']}`{_pooling_note(results)}. "
-             f"Hit: Hungarian match within {results['match_deg']}°. Baselines are given the true number of sources.",
+             f"Hit: one-to-one match within {results['match_deg']}° (edge_msl.truth.match). Baselines are given the true number of sources.",
              "", "**Model** (not told the number of sources)", "",
              "| windows | n | DOA err mean / median (°) | recall | precision | F1 | dist err (m) |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
@@ -637,12 +688,18 @@ def evaluate(run_dir: str | Path, data_dir: str | Path, out_dir: str | Path, wei
     n_src = data["n_sources"][:n].astype(int)
     true_az, true_d, rt60 = data["azimuth_deg"][:n], data["distance_m"][:n], data["rt60_s"][:n]
     t0 = time.perf_counter()
-    outputs, params = model_outputs(run_dir, audio, weights, symmetry=symmetry)
-    model_s = time.perf_counter() - t0
-    how = analysis(audio.shape[1], params)
+    how = analysis(audio.shape[1], params_of(run_dir))
+    # (the window's length decides: sub-windows through the temporal decode, or one window alone)
     is_pooled = how["pooled_windows"] > 1
-    dets, threshold, min_sep = decode_all(outputs, params, threshold, min_separation_deg, pooled=is_pooled)
-    dets = srp_refine_all(dets, audio, params)
+    if is_pooled:  # longer windows: the temporal decode over their sub-windows, as the daemon runs it
+        per, params = window_outputs(run_dir, audio, weights, symmetry=symmetry)
+        model_s = time.perf_counter() - t0
+        dets, threshold, min_sep = temporal_decode_all(per, audio, params, threshold, min_separation_deg)
+    else:
+        outputs, params = model_outputs(run_dir, audio, weights, symmetry=symmetry)
+        model_s = time.perf_counter() - t0
+        dets, threshold, min_sep = decode_all(outputs, params, threshold, min_separation_deg)
+        dets = srp_refine_all(dets, audio, params)
     if params["array"]["name"] != meta["array"]["name"]:
         raise SystemExit(f"model is for array {params['array']['name']} but the data for {meta['array']['name']}")
     level = data["level_db"][:n]
@@ -664,8 +721,7 @@ def evaluate(run_dir: str | Path, data_dir: str | Path, out_dir: str | Path, wei
         "srp_refine": params.get("decode", {}).get("srp_refine"),
         "symmetry": symmetry_used(audio.shape[1], params, symmetry),
         "analysis": how,
-        # the bar of the mean actually used: a --threshold given scales it with the onset bar
-        "pool_threshold": round(threshold / pool_gain(params), 4) if is_pooled else threshold,
+        "decode": temporal_settings(params, threshold).to_dict() if is_pooled else {"threshold": threshold},
         "methods": methods, "seconds": {"model": round(model_s, 1), "baselines": round(base_s, 1)},
         "cells": {m: {label: summarize([per_window[m][i] for i in np.flatnonzero(mask)])
                       for label, mask in cells(n_src, rt60)} for m in methods},

@@ -27,8 +27,8 @@ import numpy as np
 
 from edge_msl.regions import angular_distance_deg
 from train_tf.crosscheck import default_weights
-from train_tf.evaluate import (BASELINES, baseline_estimates, decode_all, model_outputs, score, score_detections,
-                               summarize)
+from train_tf.evaluate import (BASELINES, baseline_estimates, decode_all, score, score_detections, srp_refine_all,
+                               summarize, temporal_decode_all, window_outputs)
 
 DEFAULT_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "av16.3-seq11-1p-0100"
 AV16_TO_UCA8 = (5, 6, 7, 8, 1, 2, 3, 4)
@@ -123,9 +123,9 @@ def run(model_dir: str | Path, data_dir: str | Path, out_dir: str | Path, weight
     ``calib_fraction`` is the calibration benchmark's) or ``array2`` (0.8 m away, so other
     directions and other reflections of the same talker: a second, independent check).
 
-    ``window_s`` (default: the model's ``decode.pool_s`` if longer than its window, else its
-    window) is the length of the labelled windows and mixtures; longer than the model's window,
-    its outputs are pooled as the daemon does (:func:`train_tf.evaluate.model_outputs`)."""
+    ``window_s`` (default 1 s) is the length of the labelled windows and mixtures; longer than the
+    model's window, the shipped decode is the device's temporal decode run over its sub-windows
+    (:func:`train_tf.evaluate.temporal_decode_all`); the threshold sweep decodes the last one alone."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     audio = load_array(data_dir, array)
@@ -133,7 +133,7 @@ def run(model_dir: str | Path, data_dir: str | Path, out_dir: str | Path, weight
     fs = 16000
     model_window = int(params["model"]["window_samples"])
     if window_s is None:
-        window_s = max(model_window / fs, float(params.get("decode", {}).get("pool_s", 0.0)))
+        window_s = 1.0
     window, hop = max(model_window, int(round(window_s * fs))), 4000
     labels = self_label(audio, window, hop)
     first = int(calib_fraction * len(audio))
@@ -147,13 +147,17 @@ def run(model_dir: str | Path, data_dir: str | Path, out_dir: str | Path, weight
     for name in ("single", "mix"):
         x, az = sets[f"{name}_audio"], sets[f"{name}_az"]
         no_dist = np.zeros(az.shape)  # the recording gives no distances; distance errors are not reported
-        outputs, params = model_outputs(model_dir, x, weights)
+        per, params = window_outputs(model_dir, x, weights)
         rows = []
         for t in thresholds:
-            dets, _, sep = decode_all(outputs, params, t)
+            dets, _, sep = decode_all(per[:, -1], params, t)
             s = summarize(score_detections(dets, az, no_dist, 20.0))
             rows.append({"threshold": t, **{k: s[k] for k in ("recall", "precision", "f1", "err_mean")}})
-        dets, t_ship, sep = decode_all(outputs, params, pooled=window > model_window)
+        if window > model_window:
+            dets, t_ship, sep = temporal_decode_all(per, x, params)
+        else:
+            dets, t_ship, sep = decode_all(per[:, -1], params)
+            dets = srp_refine_all(dets, x, params)
         shipped = summarize(score_detections(dets, az, no_dist, 20.0))
         results["sweep"][name] = rows
         results[f"shipped_{name}"] = {"threshold": t_ship, "min_separation_deg": sep,
@@ -226,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mixtures", type=int, default=300)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--window-s", type=float, default=None,
-                        help="labelled window and mixture length (default: the model's decode.pool_s, else its window)")
+                        help="labelled window and mixture length (default 1 s: the temporal decode over its 0.5 s windows)")
     parser.add_argument("--array", choices=("array1", "array2"), default="array1",
                         help="which of the two arrays (default array1; array2 is a second, independent check)")
     args = parser.parse_args(argv)

@@ -54,6 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def parse_decode(items: list[str]) -> dict:
     """``KEY=VALUE`` strings -> a table of temporal decode settings (values as JSON numbers)."""
+    from ..pipeline import PipelineError
+
     out = {}
     for item in items:
         key, sep, value = item.partition("=")

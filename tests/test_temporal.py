@@ -1,0 +1,164 @@
+"""edge_msl.temporal on region outputs made by the project's own encoder: a talker who stops leaves
+the list at once, a quiet talker is found from several windows, a walker is followed to where they
+are at the window's end, a paused talker keeps the id, settings are checked by name; and random
+outputs never break its invariants."""
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from edge_msl.regions import RegionLayout, angular_distance_deg, encode
+from edge_msl.runtime import default_model_path, read_info
+from edge_msl.temporal import DecodeConfigError, DecodeSettings, TemporalDecoder
+
+HOP = 0.1
+# the shipped region layout, read as encoded (its decode-only fine_stretch undone)
+LAYOUT = RegionLayout.from_dict({**read_info(default_model_path()).layout.to_dict(), "fine_stretch": 1.0})
+
+
+def outputs(talkers, layout=LAYOUT):
+    """Region outputs for [(azimuth_deg, probability), ...] (distance 1.5 m)."""
+    y = np.zeros((layout.n_regions, 3))
+    for az, p in talkers:
+        enc = encode(layout, [az], [1.5])
+        r = int(enc.assigned_region[0])
+        y[r] = enc.target[r]
+        y[r, 0] = p
+    return y
+
+
+def run(frames, decoder=None, t0=0.5):
+    dec = decoder or TemporalDecoder(LAYOUT)
+    return dec, [dec.update(outputs(f), t0 + k * HOP) for k, f in enumerate(frames)]
+
+
+def test_a_talker_who_stops_is_unlisted_within_miss_windows():
+    frames = [[(40.0, 0.95)]] * 10 + [[]] * 5
+    _, out = run(frames)
+    assert all(len(o) == 1 for o in out[:10])
+    assert len(out[10]) == 1 and not out[10][0].active  # one window of grace (miss_windows 1)
+    assert out[11:] == [[]] * 4
+    _, strict = run(frames, TemporalDecoder(LAYOUT, DecodeSettings(miss_windows=0)))
+    assert strict[10:] == [[]] * 5
+
+
+def test_a_confident_talker_is_listed_at_once_a_weaker_one_after_confirmation():
+    _, out = run([[(100.0, 0.9)]])
+    assert len(out[0]) == 1 and out[0][0].id == 1
+    _, out = run([[(100.0, 0.5)]] * 3)  # above birth, below confirm_confidence: 2 of 3 windows
+    assert [len(o) for o in out] == [0, 1, 1]
+
+
+def test_a_quiet_talker_is_found_from_the_mean_of_several_windows():
+    s = DecodeSettings()
+    quiet = 0.5 * (s.confirm_mean + s.birth_threshold)  # never born alone, mean above confirm_mean
+    assert s.seed_threshold <= quiet < s.birth_threshold and quiet >= s.confirm_mean
+    _, out = run([[(200.0, quiet)]] * 6)
+    assert [len(o) for o in out][:s.confirm_mean_windows - 1] == [0] * (s.confirm_mean_windows - 1)
+    assert all(len(o) == 1 for o in out[s.confirm_mean_windows - 1:])
+    _, out = run([[(200.0, s.confirm_mean - 0.1)]] * 6)  # too weak on average: never listed
+    assert out == [[]] * 6
+
+
+def test_the_fading_tail_of_a_stopped_talker_does_not_bring_them_back():
+    s = DecodeSettings()
+    tail = 0.5 * (s.seed_threshold + s.confirm_mean)
+    _, out = run([[(300.0, 0.95)]] * 8 + [[]] * 2 + [[(300.0, tail)]] * 8)
+    assert out[10:] == [[]] * 8
+
+
+def test_a_walker_is_reported_where_they_are_at_the_windows_end():
+    """The network sees a walker where they were half a window ago (outputs at the mid-window
+    azimuth): after a few windows the reported azimuth is within 3 deg of the end-of-window one."""
+    rate = 40.0  # deg/s, 1 m/s at 1.4 m
+    frames, truth = [], []
+    for k in range(40):
+        t = 0.5 + k * HOP
+        frames.append([((10.0 + rate * (t - 0.25)) % 360.0, 0.95)])
+        truth.append((10.0 + rate * t) % 360.0)
+    _, out = run(frames)
+    assert {o[0].id for o in out if o} == {1}  # one talker, one id
+    err = [float(angular_distance_deg(o[0].azimuth_deg, tr)) for o, tr in zip(out[15:], truth[15:])]
+    assert max(err) <= 3.0, err
+    assert out[-1][0].rate_deg_s == pytest.approx(rate, abs=5.0)
+    # without the lead (lead_s 0) the same output lags by rate x half a window
+    _, lag = run(frames, TemporalDecoder(LAYOUT, DecodeSettings(lead_s=0.0)))
+    assert float(angular_distance_deg(lag[-1][0].azimuth_deg, truth[-1])) >= 0.8 * rate * 0.25
+
+
+def test_a_still_talker_keeps_a_long_average():
+    rng = np.random.default_rng(0)
+    frames = [[((50.0 + rng.normal(0, 3.0)) % 360.0, 0.95)] for _ in range(60)]
+    _, out = run(frames)
+    err = [float(angular_distance_deg(o[0].azimuth_deg, 50.0)) for o in out[20:]]
+    assert np.mean(err) < 1.5  # a third of one window's scatter, or less
+    assert all(abs(o[0].rate_deg_s) < 5.0 for o in out[20:])
+
+
+def test_a_paused_talker_keeps_the_id_within_resume_s_and_gets_a_new_one_after():
+    s = DecodeSettings()
+    n_short = int(round(0.5 * s.resume_s / HOP))
+    n_long = int(round(1.5 * s.resume_s / HOP))
+    _, out = run([[(120.0, 0.95)]] * 5 + [[]] * n_short + [[(121.0, 0.95)]] * 3)
+    assert {t.id for o in out for t in o} == {1}
+    _, out = run([[(120.0, 0.95)]] * 5 + [[]] * n_long + [[(121.0, 0.95)]] * 3)
+    assert [t.id for t in out[-1]] == [2]
+
+
+def test_two_talkers_are_two_and_one_talker_is_never_two():
+    _, out = run([[(30.0, 0.95), (150.0, 0.9)]] * 10)
+    assert [sorted(t.id for t in o) for o in out[-3:]] == [[1, 2]] * 3
+    # one talker seen twice, 10 deg apart, alternately: one listed talker
+    _, out = run([[(80.0 + (10.0 if k % 2 else 0.0), 0.95)] for k in range(12)])
+    assert all(len(o) == 1 for o in out)
+
+
+def test_reset_forgets_talkers_but_ids_go_on():
+    dec, out = run([[(10.0, 0.95)]] * 3)
+    dec.reset()
+    _, again = run([[(10.0, 0.95)]] * 3, dec, t0=0.0)
+    assert again[-1][0].id == 2
+    with pytest.raises(ValueError, match="time went backwards"):
+        dec.update(outputs([]), -1.0)
+
+
+@pytest.mark.parametrize("cfg,match", [
+    ({"keep_threshold": 0.9}, r"decode.keep_threshold = 0.9 is invalid; allowed: a probability in \(0, birth"),
+    ({"birth_threshold": 1.0}, r"decode.birth_threshold = 1.0 is invalid; allowed: a probability in \(0, 1\)"),
+    ({"miss_windows": -1}, r"decode.miss_windows = -1 is invalid; allowed: an integer in \[0, 50\]"),
+    ({"confirm_hits": 4}, r"decode.confirm_hits = 4 is invalid; allowed: an integer in \[1, confirm_windows = 3\]"),
+    ({"lead_s": float("nan")}, r"decode.lead_s = nan is invalid"),
+    ({"end_after_s": 0.6}, r"unknown decode key\(s\) \['end_after_s'\]; allowed: \["),
+])
+def test_bad_settings_are_refused_by_name(cfg, match):
+    with pytest.raises(DecodeConfigError, match=match):
+        DecodeSettings.from_dict(cfg)
+
+
+def test_settings_round_trip_and_override_a_base():
+    base = DecodeSettings(keep_threshold=0.2)
+    assert DecodeSettings.from_dict(base.to_dict()) == base
+    assert DecodeSettings.from_dict({"miss_windows": 0}, base=base) == DecodeSettings(keep_threshold=0.2, miss_windows=0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.tuples(st.floats(0, 359.9), st.floats(0, 1)), max_size=5), min_size=1, max_size=40))
+def test_random_outputs_keep_the_invariants(frames):
+    """Ids are unique per message, increasing in order of first listing and never reused;
+    azimuths in [0, 360); nothing listed without a candidate in this window or the last."""
+    dec, out = run(frames)
+    first_seen: dict[int, int] = {}
+    for k, o in enumerate(out):
+        ids = [t.id for t in o]
+        assert len(ids) == len(set(ids)) and ids == sorted(ids)
+        for t in o:
+            assert 0.0 <= t.azimuth_deg < 360.0 and math.isfinite(t.rate_deg_s)
+            first_seen.setdefault(t.id, k)
+        if o and not any(p >= dec.settings.keep_threshold for _, p in frames[k]) and \
+                (k == 0 or not any(p >= dec.settings.keep_threshold for _, p in frames[k - 1])):
+            pytest.fail(f"talkers listed at window {k} without evidence: {o}")
+    order = sorted(first_seen, key=lambda i: (first_seen[i], i))
+    assert order == sorted(first_seen)
