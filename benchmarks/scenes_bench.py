@@ -5,7 +5,7 @@ Scores what users get (``edge_msl.truth.score_parts``): per window F1 / recall /
 window and id switches. Scenes come from ``python -m train_tf.scenes`` (see docs/decode.md).
 
     .venv/bin/python benchmarks/scenes_bench.py data/scenes/test-turns data/scenes/test-walk \
-        --variants shipped,previous --png docs/figures/scenes.png
+        --variants shipped,previous,no-track --previous /tmp/prev --png docs/figures/decode-turns.png
 
 ``shipped`` is the decode of the model's sidecar as ``edge-msl locate`` runs it (the real
 ``Pipeline`` on the WAV, int8 model); ``previous`` is the decode before the temporal one (1 s
@@ -178,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--previous", help="a checkout of the commit before the temporal decode (a646a83): its "
                         "`edge-msl locate` gives the 'previous' rows")
     parser.add_argument("--json", help="write the rows to this JSON file")
-    parser.add_argument("--png", help="plot azimuth vs time of the first scene of the first set (truth, output)")
+    parser.add_argument("--png", help="plot azimuth vs time of one scene of the first set (truth, output)")
+    parser.add_argument("--plot-scene", default="scene-001", help="which scene --png draws (default scene-001)")
     args = parser.parse_args(argv)
     model = load_model(args.model)
     info = model.info
@@ -221,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
     if args.png:
-        plot_scene(model, scenes(args.sets[:1])[0], args.png)
+        plot_scene(model, Path(args.sets[0]) / args.plot_scene, args.png)
     return 0
 
 

@@ -304,10 +304,23 @@ def plot(messages: Sequence[dict[str, Any]], out_png: str | os.PathLike[str], tr
         raise TruthError("--plot needs matplotlib; pip install matplotlib (or edge-msl[train])") from None
     fig, ax = plt.subplots(figsize=(9, 4))
     for k, s in enumerate(truth):
-        for n, (a, b) in enumerate(s.active_s):
-            ax.plot([a, b], [s.azimuth_deg] * 2, color="0.75", lw=9, solid_capstyle="butt",
-                    label="truth" if k == 0 and n == 0 else None, zorder=1)
-            ax.text(a, s.azimuth_deg + 8, s.name, fontsize=8, color="0.35")
+        for n, (a, b) in enumerate(s.voice):
+            ts = [a + (b - a) * i / 20 for i in range(21)]
+            az = [s.azimuth_at(t) for t in ts]
+            # split where the path wraps through 0/360 so the band does not cross the plot
+            segs, cur = [], [(ts[0], az[0])]
+            for t, v in zip(ts[1:], az[1:]):
+                if abs(v - cur[-1][1]) > 180:
+                    segs.append(cur)
+                    cur = []
+                cur.append((t, v))
+            segs.append(cur)
+            for m, seg in enumerate(segs):
+                ax.plot(*zip(*seg) if len(seg) > 1 else ([seg[0][0]] * 2, [seg[0][1]] * 2), color="0.75", lw=9,
+                        solid_capstyle="butt", label="truth (voice)" if k == 0 and n == 0 and m == 0 else None,
+                        zorder=1)
+        if s.voice:
+            ax.text(s.voice[0][0], s.azimuth_at(s.voice[0][0]) + 8, s.name, fontsize=8, color="0.35")
     by_id: dict[Any, list[tuple[float, float, bool]]] = {}
     for m in messages:
         for s in m["sources"]:

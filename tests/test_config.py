@@ -30,9 +30,9 @@ def test_every_option_can_come_from_the_command_line(tmp_path):
     cfg = load_config(None, [("device.name", "hw:CARD=seeed8micvoicec,DEV=0"), ("array", "respeaker-6mic"),
                              ("device.format", "S32_LE"), ("mqtt.host", "localhost"), ("mqtt.qos", 2),
                              ("mqtt.username", "pi"), ("mqtt.password_file", str(tmp_path / "pw")),
-                             ("tracking.gate_deg", 30.0), ("hop_s", 0.2), ("stdout.enabled", False)])
+                             ("decode.gate_deg", 30.0), ("hop_s", 0.2), ("stdout.enabled", False)])
     assert cfg.device.name.startswith("hw:CARD=seeed") and cfg.device.format == "S32_LE"
-    assert cfg.array == get_array("respeaker-6mic") and cfg.mqtt.qos == 2 and cfg.tracking.gate_deg == 30.0
+    assert cfg.array == get_array("respeaker-6mic") and cfg.mqtt.qos == 2 and cfg.decode["gate_deg"] == 30.0
     assert cfg.mqtt.password == "s3cret" and cfg.hop_s == 0.2 and not cfg.stdout.enabled
     assert cfg.source == "command line"
 
@@ -61,10 +61,12 @@ def test_custom_array_table():
     ([("device.period_frames", True)], ["period_frames", "True", "integer"]),
     ([("hop_s", "fast")], ["hop_s", "'fast'", "number"]),
     ([("threshold", 1.5)], ["threshold", "1.5", "(0, 1]"]),
-    ([("pool_s", -0.5)], ["pool_s", "-0.5", "[0, 60]"]),
+    ([("pool_s", 1.0)], ["pool_s", "edge-msl 0.2", "remove pool_s"]),
+    ([("tracking.gate_deg", 30.0)], ["[tracking] became [decode]", "docs/decode.md"]),
     ([("array", "nope")], ["array", "nope", "respeaker-6mic"]),
-    ([("tracking.gate_deg", 400)], ["gate_deg", "400", "(0, 180)"]),
-    ([("tracking.bogus", 1)], ["tracking", "bogus", "gate_deg"]),
+    ([("decode.gate_deg", 400)], ["decode.gate_deg", "400", "(0, 180)"]),
+    ([("decode.bogus", 1)], ["decode", "bogus", "gate_deg"]),
+    ([("decode.keep_threshold", 0.9)], ["decode.keep_threshold", "0.9", "birth_threshold"]),
     ([("mqtt.node_id", "a/b")], ["node_id", "a/b", "letters"]),
     ([("mqtt.password", "x")], ["password", "password_file", "password_env"]),
     ([("mqtt.password_env", "EDGE_MSL_NO_SUCH_VAR")], ["password_env", "EDGE_MSL_NO_SUCH_VAR", "not set"]),
@@ -116,7 +118,8 @@ def test_mqtt_topics_and_ports():
 
 # ---- fuzzing: any document either loads or raises ConfigError with one line ------------------------
 
-_KEYS = ["device", "array", "model", "hop_s", "threshold", "pool_s", "track", "num_threads", "tracking", "stdout", "mqtt",
+_KEYS = ["device", "array", "model", "hop_s", "threshold", "decode", "track", "num_threads", "keep_threshold", "stdout",
+         "mqtt", "miss_windows",
          "logging", "name", "rate_hz", "format", "period_frames", "periods", "host", "port", "qos", "node_id",
          "discovery", "queue_max_messages", "level", "gate_deg", "positions_m", "channel_map", "n_channels",
          "password", "password_env", "password_file", "tls", "enabled", "x"]

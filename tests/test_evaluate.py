@@ -227,26 +227,35 @@ def _shipped_model_and_example_windows():
     return model_dir, default_weights(model_dir), x
 
 
-def test_windows_longer_than_the_model_are_pooled_like_the_daemon():
+def test_windows_longer_than_the_model_run_the_devices_temporal_decode():
     """1 s windows through the shipped 0.5 s float model: the outputs of the six sub-windows every
-    0.1 s, pooled with the pipeline's own function and the model's pool threshold."""
-    from edge_msl.regions import pool_outputs
+    0.1 s go through the device's own decode step (edge_msl.pipeline.decode_window) as a stream;
+    the window's detections are the talkers listed after the last one (checked by hand)."""
+    from collections import deque
+
+    from edge_msl.pipeline import decode_window
+    from edge_msl.temporal import TemporalDecoder
 
     model_dir, weights, x = _shipped_model_and_example_windows()
-    pooled, params = evaluate.model_outputs(model_dir, x, weights, symmetry="none")
-    subs = [evaluate.model_outputs(model_dir, np.ascontiguousarray(x[:, o:o + 8000]), weights)[0]
-            for o in range(0, 8001, 1600)]
-    dec = params["decode"]
-    onset = dec.get("onset_threshold", dec["threshold"])
-    gain = onset / dec.get("pool_threshold", onset)
-    gate = evaluate.pool_gate(params)
-    assert gate == (6, dec["gate_threshold"])  # gate_s 1 s of 0.5 s windows every 0.1 s
-    want = np.stack([pool_outputs(np.stack([s[i] for s in subs]), gain, *gate) for i in range(len(x))])
-    assert pooled.shape == (3, params["regions"]["n_regions"], 3)
-    np.testing.assert_allclose(pooled, want, atol=1e-5)
-    assert not np.allclose(pooled, subs[-1], atol=1e-3)  # not just the last window
+    per, params = evaluate.window_outputs(model_dir, x, weights, symmetry="none")
+    dets, birth, _ = evaluate.temporal_decode_all(per, x, params)
+    st = evaluate.temporal_settings(params)
+    assert birth == st.birth_threshold
+    layout = evaluate.RegionLayout.from_dict(params["regions"])
+    from edge_msl.refine import SrpRefiner
+
+    refiner = SrpRefiner(np.asarray(params["array"]["positions_m"]), 16000, params["decode"]["srp_refine"])
+    for i in range(len(x)):
+        dec, crosses = TemporalDecoder(layout, st), deque(maxlen=5)
+        xi = x[i].astype(np.float32) / 32768.0
+        for j, o in enumerate(range(0, 8001, 1600)):
+            talkers = decode_window(dec, per[i, j], xi[o:o + 8000], (o + 8000) / 16000, refiner, crosses, 1600)
+        assert [(round(d.azimuth_deg, 6), d.region) for d in dets[i]] == \
+            [(round(t.azimuth_deg, 6), t.region) for t in talkers]
+    assert any(dets)
     a = evaluate.analysis(16000, params)
     assert a == {"window_s": 1.0, "model_window_s": 0.5, "hop_s": 0.1, "pooled_windows": 6}
+    assert evaluate.temporal_settings(params, 0.7).birth_threshold == 0.7
 
 
 def test_symmetric_images_cycle_over_the_pooled_windows_and_their_mean_is_equivariant():

@@ -141,64 +141,23 @@ def test_sidecar_without_a_key_names_it(copy):
         load_model(copy)
 
 
-@pytest.mark.parametrize("pool_s", [-1, 61, "1 s", True])
-def test_sidecar_with_a_bad_pool_length_is_refused(copy, pool_s):
+def test_sidecar_temporal_decode_settings_are_read_and_checked(copy):
+    """decode.temporal: unset keys take the defaults, a bad value is a model error naming the key
+    and the fix; the retired pooling keys of older sidecars are ignored."""
+    from edge_msl.temporal import DecodeSettings
+
     side = json.loads(copy.with_suffix(".json").read_text())
-    side["decode"]["pool_s"] = pool_s
+    side["decode"].pop("temporal", None)
+    side["decode"].update({"pool_s": 1.0, "onset_threshold": 0.4, "pool_threshold": 0.3})  # a 0.1 sidecar
     copy.with_suffix(".json").write_text(json.dumps(side))
-    with pytest.raises(ModelError, match=r"decode pool_s .* is not seconds in \[0, 60\].*fix decode\.pool_s"):
+    assert load_model(copy).info.temporal == DecodeSettings()
+    side["decode"]["temporal"] = {"miss_windows": 0}
+    copy.with_suffix(".json").write_text(json.dumps(side))
+    assert load_model(copy).info.temporal == DecodeSettings(miss_windows=0)
+    side["decode"]["temporal"] = {"keep_threshold": 2}
+    copy.with_suffix(".json").write_text(json.dumps(side))
+    with pytest.raises(ModelError, match=r"decode.keep_threshold = 2 is invalid; .*fix decode.temporal"):
         load_model(copy)
-    side["decode"]["pool_s"] = 2.5
-    copy.with_suffix(".json").write_text(json.dumps(side))
-    assert load_model(copy).info.pool_s == 2.5
-
-
-def test_pooled_thresholds_default_to_the_threshold_and_are_checked(copy):
-    side = json.loads(copy.with_suffix(".json").read_text())
-    side["decode"].pop("pool_threshold", None)
-    side["decode"].pop("onset_threshold", None)
-    side["decode"]["threshold"] = 0.45
-    copy.with_suffix(".json").write_text(json.dumps(side))
-    info = load_model(copy).info
-    assert info.onset_threshold == info.pool_threshold == 0.45
-    side["decode"]["onset_threshold"] = 0.55
-    copy.with_suffix(".json").write_text(json.dumps(side))
-    info = load_model(copy).info
-    assert info.onset_threshold == info.pool_threshold == 0.55
-    side["decode"]["pool_threshold"] = 0.6
-    copy.with_suffix(".json").write_text(json.dumps(side))
-    with pytest.raises(ModelError, match=r"decode pool_threshold 0\.6 is not in \(0, onset_threshold 0\.55\]"):
-        load_model(copy)
-    side["decode"]["onset_threshold"] = 1.5
-    copy.with_suffix(".json").write_text(json.dumps(side))
-    with pytest.raises(ModelError, match=r"decode onset_threshold 1\.5 is not in \(0, 1\); fix decode\.onset"):
-        load_model(copy)
-
-
-@pytest.mark.parametrize("key,value,msg", [
-    ("gate_s", -0.5, r"decode gate_s -0\.5 is not seconds in \[0, 60\]; fix decode\.gate_s"),
-    ("gate_s", "1 s", r"decode gate_s '1 s' is not seconds"),
-    ("gate_threshold", 0.45, r"decode gate_threshold 0\.45 is not in \[0, pool_threshold 0\.3\]; fix decode\.gate_thr"),
-    ("gate_threshold", True, r"decode gate_threshold True is not in")])
-def test_sidecar_with_a_bad_gate_is_refused(copy, key, value, msg):
-    side = json.loads(copy.with_suffix(".json").read_text())
-    side["decode"].update({"onset_threshold": 0.5, "pool_threshold": 0.3, key: value})
-    copy.with_suffix(".json").write_text(json.dumps(side))
-    with pytest.raises(ModelError, match=msg):
-        load_model(copy)
-
-
-def test_gate_defaults_to_none_and_is_read(copy):
-    side = json.loads(copy.with_suffix(".json").read_text())
-    for k in ("gate_s", "gate_threshold"):
-        side["decode"].pop(k, None)
-    copy.with_suffix(".json").write_text(json.dumps(side))
-    info = load_model(copy).info
-    assert (info.gate_s, info.gate_threshold) == (0.0, 0.0)
-    side["decode"].update({"onset_threshold": 0.5, "pool_threshold": 0.3, "gate_s": 0.7, "gate_threshold": 0.25})
-    copy.with_suffix(".json").write_text(json.dumps(side))
-    info = load_model(copy).info
-    assert (info.gate_s, info.gate_threshold) == (0.7, 0.25)
 
 
 def test_sha256_mismatch_is_refused(copy):

@@ -144,15 +144,15 @@ def test_a_bad_symmetry_setting_is_a_one_line_model_error(tmp_path):
         read_info(_copy_model(tmp_path, symmetry="mirror"))
 
 
-def test_the_pipeline_cycles_its_pooled_windows_through_the_images(tmp_path):
+def test_the_pipeline_cycles_its_windows_through_the_images(tmp_path):
     """With decode.symmetry cycle, window k of the stream runs on image k mod 16 of the array
-    (checked against the model run by hand on those images) and the three talkers of the bundled
-    example are still found; without it the same stream gives other pooled outputs."""
+    (checked against a TemporalDecoder fed the model's outputs on those images by hand) and the
+    three talkers of the bundled example are still found; without it the stream gives other outputs."""
     pytest.importorskip("ai_edge_litert")
     from edge_msl.audio_io import open_audio
-    from edge_msl.pipeline import Pipeline
-    from edge_msl.regions import decode, pool_outputs
+    from edge_msl.pipeline import Pipeline, message
     from edge_msl.runtime import load_model
+    from edge_msl.temporal import TemporalDecoder
     from edge_msl.truth import load_truth, score
 
     examples = Path(__file__).resolve().parents[1] / "edge_msl" / "examples"
@@ -160,24 +160,20 @@ def test_the_pipeline_cycles_its_pooled_windows_through_the_images(tmp_path):
         audio = np.concatenate(list(r.blocks(16000)))
     model = load_model(_copy_model(tmp_path, symmetry="cycle"))
     assert model.info.symmetry == "cycle"
-    p = Pipeline(model, track=False, pool_s=1.0, threshold=0.3, srp_refine=False)
-    msgs = p.push(audio)
+    msgs = Pipeline(model, srp_refine=False).push(audio)
     cycle = model_cycle(model.info.array.positions(), model.info.layout)
     assert len(cycle) == 16
     fs, w = 16000, model.info.window_samples
-    ends = [round(m["t_s"] * fs) for m in msgs]
-    outs = [cycle[k % 16].restore(model.outputs(cycle[k % 16].permute(audio[e - w:e]))) for k, e in enumerate(ends)]
-    gain = model.info.onset_threshold / model.info.pool_threshold
-    for k in (0, 5, 17, len(ends) - 1):
-        want = decode(model.info.layout, pool_outputs(np.stack(outs[max(0, k - 5):k + 1]), gain), 0.3)
-        assert [s["region"] for s in msgs[k]["sources"]] == [d.region for d in want]
-        assert [s["azimuth_deg"] for s in msgs[k]["sources"]] == pytest.approx([round(d.azimuth_deg, 1) for d in want],
-                                                                             abs=0.051)
+    dec = TemporalDecoder(model.info.layout, model.info.temporal)
+    for k, m in enumerate(msgs):
+        e = round(m["t_s"] * fs)
+        y = cycle[k % 16].restore(model.outputs(cycle[k % 16].permute(audio[e - w:e])))
+        assert message(m["t_s"], dec.update(y, m["t_s"])) == m
     truth, _ = load_truth(examples / "uca8-r10-3talkers.truth.json")
     tracked = Pipeline(model).push(audio)
-    s = score(tracked, truth, window_s=0.5, hold_s=0.6)
+    s = score(tracked, truth, window_s=0.5)
     assert s["recall"] >= 0.85 and s["precision"] >= 0.9 and s["doa_error_mean_deg"] <= 5.0, s
     (tmp_path / "plain").mkdir()
     plain_model = load_model(_copy_model(tmp_path / "plain", symmetry="none"))
-    plain = Pipeline(plain_model, track=False, pool_s=1.0, threshold=0.3, srp_refine=False).push(audio)
+    plain = Pipeline(plain_model, srp_refine=False).push(audio)
     assert [m["sources"] for m in plain] != [m["sources"] for m in msgs]
