@@ -80,7 +80,7 @@ class DecodeSettings:
     """How fast a still talker's direction may drift (deg per sqrt s)."""
     now_needs_walk: bool = True
     """... and only while the walking hypothesis is the one reported."""
-    walk_after: int = 5
+    walk_after: int = 3
     """Windows of evidence before a talker can be taken for walking."""
     model_forget: float = 0.8
     """Memory of the still/walking choice: weight of the past evidence per window."""
@@ -207,8 +207,8 @@ class _Kalman:
 
 
 class _Track:
-    __slots__ = ("still", "moving", "updates", "is_walking", "evidence_sum", "distance_m", "confidence", "region", "id", "windows", "hits", "misses",
-                 "last_t_s", "listed", "evidence")
+    __slots__ = ("still", "moving", "updates", "is_walking", "evidence_sum", "distance_m", "confidence", "region",
+                 "id", "windows", "hits", "misses", "last_t_s", "listed", "evidence")
 
     def __init__(self, det: Detection, t_s: float, s: DecodeSettings) -> None:
         var = s.azimuth_noise_deg ** 2
@@ -233,6 +233,13 @@ class _Track:
         self.evidence = True
 
     updates: int
+
+    def walk_weight(self, s: DecodeSettings) -> float:
+        """Posterior weight of the walking hypothesis (0 before ``walk_after`` updates)."""
+        if self.updates < s.walk_after:
+            return 0.0
+        d = max(-30.0, min(30.0, self.moving.score - self.still.score))
+        return 1.0 / (1.0 + math.exp(-d))
 
     def walking(self, s: DecodeSettings) -> bool:
         """Whether the walking hypothesis explains the recent evidence better (never before
@@ -295,9 +302,11 @@ class _Track:
 
     def report(self, s: DecodeSettings) -> Talker:
         assert self.id is not None
-        f = self.best
-        return Talker(self.id, float(wrap360(f.az)), self.distance_m, self.confidence, self.region, self.evidence,
-                      f.rate)
+        # the two hypotheses blended by how much better each explains the recent evidence
+        w = self.walk_weight(s)
+        az = self.still.az + w * _wrap180(self.moving.az - self.still.az)
+        return Talker(self.id, float(wrap360(az)), self.distance_m, self.confidence, self.region, self.evidence,
+                      w * self.moving.rate)
 
 
 class TemporalDecoder:
