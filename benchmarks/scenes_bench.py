@@ -168,13 +168,50 @@ def sweep_variants(base: DecodeSettings) -> dict[str, DecodeSettings]:
     }
 
 
+SPEED_BANDS = ((5.0, 20.0), (20.0, 40.0), (40.0, 60.0), (60.0, 1e9))
+
+
+def speed_bands(model, stems: list[Path], settings: DecodeSettings, images: str) -> str:
+    """Error on moving talkers by angular speed: the shipped decode against the direction at
+    ``t_s``, and each window alone (model threshold, refined) against the window's centre and end."""
+    from edge_msl.refine import SrpRefiner
+    from edge_msl.regions import decode
+    from edge_msl.truth import _hits, present
+
+    info = model.info
+    ref = SrpRefiner(info.array.positions(), info.sample_rate_hz, info.srp_refine or {"fmax_hz": 8000})
+    errs: dict = {b: {"shipped": [], "centre": [], "end": []} for b in SPEED_BANDS}
+    for stem in stems:
+        c = cached_outputs(model, stem)
+        truth, _ = load_truth(stem.with_suffix(".truth.json"))
+        for k, m in enumerate(decode_cached(model, c, settings, images)):
+            t = m["t_s"]
+            req = present(truth, t, info.window_s)
+            raw = [d.azimuth_deg for d in ref.refine(decode(info.layout, c["plain"][k], info.threshold), c["cross"][k])]
+            for key, az, lag in (("shipped", [x["azimuth_deg"] for x in m["sources"]], 0.0),
+                                 ("centre", raw, info.window_s / 2), ("end", raw, 0.0)):
+                for _, j, e in _hits(az, [truth[q].azimuth_at(t - lag) for q in req], 20.0):
+                    speed = truth[req[j]].speed_deg_s(t)
+                    for lo, hi in SPEED_BANDS:
+                        if lo <= speed < hi:
+                            errs[(lo, hi)][key].append(e)
+    lines = ["| azimuth speed | hits | shipped, at t_s (°) | each window alone, at its centre (°) | "
+             "each window alone, at t_s (°) |", "| --- | ---: | ---: | ---: | ---: |"]
+    for (lo, hi), e in errs.items():
+        name = f"{lo:g}-{hi:g} °/s" if hi < 1e9 else f">= {lo:g} °/s"
+        lines.append(f"| {name} | {len(e['shipped'])} | " + " | ".join(
+            f"{np.mean(e[k]):.2f}" if e[k] else "" for k in ("shipped", "centre", "end")) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sets", nargs="+", help="scene directories (each one table row per decode)")
     parser.add_argument("--model", help="model .tflite (default: the packaged uca8-r10)")
     parser.add_argument("--variants", default="shipped,previous",
                         help="comma list: shipped, previous (1 s pooling + tracker), no-track (each window "
-                             "alone), sweep, images (plain vs cycled), refine (with vs without SRP)")
+                             "alone), sweep, images (plain vs cycled), refine (with vs without SRP), speed (error "
+                             "on moving talkers by angular speed)")
     parser.add_argument("--previous", help="a checkout of the commit before the temporal decode (a646a83): its "
                         "`edge-msl locate` gives the 'previous' rows")
     parser.add_argument("--json", help="write the rows to this JSON file")
@@ -210,6 +247,9 @@ def main(argv: list[str] | None = None) -> int:
             for ref in (True, False):
                 runners[f"temporal, SRP refine {'on' if ref else 'off'}"] = \
                     lambda stem, ref=ref: decode_cached(model, cached[stem], base, images, ref)
+        if "speed" in wanted:
+            print(f"## {Path(d).name}: error on moving talkers by angular speed\n\n"
+                  f"{speed_bands(model, stems, base, images)}\n")
         for name, fn in runners.items():
             row = {"set": Path(d).name, "decode": name, **score_set(stems, fn, info.window_s)}
             rows.append(row)

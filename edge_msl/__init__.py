@@ -1,3 +1,3 @@
 """edge-msl: multiple sound source localization on edge boards (device side: numpy + TFLite runtime)."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

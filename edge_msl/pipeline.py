@@ -54,7 +54,7 @@ def _source(id_: int | None, azimuth_deg: float, distance_m: float, confidence: 
         "confidence": round(confidence, 3),
         "region": region,
         "active": active,
-        "azimuth_rate_deg_s": None if rate_deg_s is None else round(rate_deg_s, 1),
+        "azimuth_rate_deg_s": None if rate_deg_s is None else round(rate_deg_s, 1) + 0.0,  # never -0.0
     }
 
 
