@@ -209,3 +209,92 @@ def test_calibration_lowers_the_doa_error_on_heldout_mixtures(alsa_home, bank_pa
     # positions never recorded: at these tiny settings a small drop (the benchmark has the full-size figures)
     assert after["err_mean"] < before["err_mean"], (before, after)
     assert after["f1"] >= before["f1"] - 0.02, (before, after)
+
+
+def _calibrated_stand_in(tmp_path, threshold=0.77):
+    from edge_msl.runtime import default_model_path
+
+    packaged = default_model_path("uca8-r10")
+    other = tmp_path / "other" / "uca8-r10.tflite"
+    other.parent.mkdir(exist_ok=True)
+    other.write_bytes(packaged.read_bytes())
+    side = json.loads(packaged.with_suffix(".json").read_text())
+    side["decode"]["threshold"] = threshold
+    other.with_suffix(".json").write_text(json.dumps(side))
+    return packaged, other
+
+
+@pytest.mark.parametrize("fail_call", range(14))
+def test_install_fails_at_any_point_and_leaves_a_working_pair(tmp_path, monkeypatch, fail_call):
+    """A full disk (or any I/O error) at any copy or rename of an install leaves the model and its sidecar as they
+    were: a pair the daemon loads, never the new sidecar with the old .tflite (issue 30, fault 1)."""
+    import errno
+    import shutil
+
+    from edge_msl.runtime import load_model
+
+    packaged, other = _calibrated_stand_in(tmp_path)
+    (tmp_path / "x").mkdir()
+    _, third = _calibrated_stand_in(tmp_path / "x", threshold=0.66)
+    state = tmp_path / "state"
+    cal.install(packaged, state, "uca8-r10")
+    cal.install(other, state, "uca8-r10")
+    models = state / "models"
+    before = {p.name: p.read_bytes() for p in models.iterdir()}
+    calls = {"n": 0}
+
+    def failing(real):
+        def f(*a, **k):
+            calls["n"] += 1
+            if calls["n"] == fail_call + 1:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            return real(*a, **k)
+        return f
+
+    monkeypatch.setattr(shutil, "copyfile", failing(shutil.copyfile))
+    monkeypatch.setattr(os, "replace", failing(os.replace))
+    monkeypatch.setattr(os, "fsync", failing(os.fsync))
+    try:
+        cal.install(third, state, "uca8-r10")
+    except cal.CalibrationError as exc:
+        assert "unchanged" in str(exc)
+        assert {p.name: p.read_bytes() for p in models.iterdir()} == before
+    else:
+        monkeypatch.undo()  # the fault came after the files were in place (the directory's fsync) or never
+        assert load_model(models / "uca8-r10.tflite", array=ARRAY).info.threshold == pytest.approx(0.66)
+        assert load_model(models / "uca8-r10.previous.tflite").info.threshold == pytest.approx(0.77)
+    monkeypatch.undo()
+    load_model(models / "uca8-r10.tflite", array=ARRAY)
+    load_model(models / "uca8-r10.previous.tflite")
+    assert not any(p.name.startswith(".") for p in models.iterdir())
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    """A 1.6 MB tmpfs: room for one model (1 MB) and its sidecar, not for a second copy."""
+    mnt = tmp_path / "full"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1600k", "tmpfs", str(mnt)], capture_output=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({r.stderr.decode().strip()})")
+    yield mnt
+    subprocess.run(["umount", str(mnt)], capture_output=True)
+
+
+def test_calibrate_install_on_a_full_disk_keeps_the_service_startable(tmp_path, small_tmpfs):
+    """A real full disk: ``calibrate install`` says one line, exits 1, and the installed pair still loads."""
+    from edge_msl.runtime import load_model
+
+    packaged, other = _calibrated_stand_in(tmp_path)
+    state = small_tmpfs / "state"
+    cal.install(packaged, state, "uca8-r10")
+    session = cal.Session.create(tmp_path / "s", ARRAY, FS, 8000)
+    (session.dir / "validation.json").write_text(json.dumps({"better": True, "why": "test", "after": str(other)}))
+    r = subprocess.run([sys.executable, "-m", "edge_msl", "calibrate", "install", "--session", str(session.dir),
+                        "--state-dir", str(state)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+    assert "No space left" in r.stderr and "unchanged" in r.stderr
+    info = load_model(state / "models" / "uca8-r10.tflite", array=ARRAY).info
+    assert info.threshold == pytest.approx(json.loads(packaged.with_suffix(".json").read_text())["decode"]["threshold"])
+    assert not any(p.name.startswith(".") for p in (state / "models").iterdir())

@@ -10,6 +10,7 @@ never install a model that validates worse than the running one.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import json
 import logging
@@ -853,18 +854,83 @@ def is_better(before: dict[str, Any], after: dict[str, Any], f1_tolerance: float
 # --------------------------------------------------------------------------- install / rollback
 
 
-def _atomic_copy(src: Path, dst: Path) -> None:
+def _stage(src: Path, dst: Path) -> Path:
+    """Copy ``src`` to a hidden temporary name next to ``dst``, flushed to disk; removed again on any error."""
     tmp = dst.with_name(f".{dst.name}.tmp")
-    shutil.copyfile(src, tmp)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, dst)
+    try:
+        shutil.copyfile(src, tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def _fsync_dir(d: Path) -> None:
+    try:
+        fd = os.open(d, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _replace_all(pairs: list[tuple[Path, Path]]) -> None:
+    """Move each staged file onto its target as one unit: every target ends up new, or (on any error) every target
+    is as it was. The old targets are kept as hard links first, which take no space, so the undo cannot fail for
+    want of space."""
+    backups: dict[Path, Path | None] = {}
+    done: list[Path] = []
+    try:
+        for _, target in pairs:
+            if target.exists():
+                bak = target.with_name(f".{target.name}.bak")
+                bak.unlink(missing_ok=True)
+                try:
+                    os.link(target, bak)
+                except OSError:  # a file system without hard links: a copy, made before anything changes
+                    shutil.copyfile(target, bak)
+                backups[target] = bak
+            else:
+                backups[target] = None
+        for staged, target in pairs:
+            os.replace(staged, target)
+            done.append(target)
+    except BaseException:
+        for target in reversed(done):
+            bak = backups.get(target)
+            try:
+                if bak is None:
+                    target.unlink(missing_ok=True)
+                else:
+                    os.replace(bak, target)
+            except OSError:
+                pass
+        raise
+    finally:
+        for staged, _ in pairs:
+            staged.unlink(missing_ok=True)
+        for bak in backups.values():
+            if bak is not None:
+                bak.unlink(missing_ok=True)
 
 
 def install(tflite: str | Path, state_dir: str | Path, array_name: str) -> Path:
-    """Copy ``tflite`` and its sidecar to ``<state>/models/<array>.tflite/.json`` atomically, keeping the one they
-    replace as ``<array>.previous.tflite/.json`` (for :func:`rollback`)."""
+    """Copy ``tflite`` and its sidecar to ``<state>/models/<array>.tflite/.json``, keeping the pair they replace as
+    ``<array>.previous.tflite/.json`` (for :func:`rollback`).
+
+    One unit: every file is first written in full under a temporary name (a full disk fails here, before anything
+    the daemon reads has changed), then all are renamed into place; an error at any point puts back what was
+    there, so the state directory never holds a .tflite with another model's sidecar."""
     src = Path(tflite)
+    for p in (src, src.with_suffix(".json")):
+        if not p.is_file():
+            raise CalibrationError(f"{p} not found; run 'edge-msl calibrate convert' first")
     models = Path(state_dir) / "models"
     try:
         models.mkdir(parents=True, exist_ok=True)
@@ -873,29 +939,46 @@ def install(tflite: str | Path, state_dir: str | Path, array_name: str) -> Path:
                                "pass --state-dir DIR") from None
     dst = models / f"{array_name}.tflite"
     prev = models / f"{array_name}.previous.tflite"
+    copies = [(src.with_suffix(".json"), dst.with_suffix(".json")), (src, dst)]
     if dst.exists():
-        _atomic_copy(dst, prev)
-        _atomic_copy(dst.with_suffix(".json"), prev.with_suffix(".json"))
-    # sidecar first: a reader that sees the new .tflite finds its sha256 already in place; the daemon reads
-    # both only on SIGHUP, after both are there
-    _atomic_copy(src.with_suffix(".json"), dst.with_suffix(".json"))
-    _atomic_copy(src, dst)
+        copies = [(dst.with_suffix(".json"), prev.with_suffix(".json")), (dst, prev)] + copies
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for s, d in copies:
+            # staged from the current files before any rename, so the previous pair is the old current pair
+            staged.append((_stage(s, d.with_name(f"{d.name}.new")), d))
+        _replace_all(staged)
+    except OSError as exc:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+        why = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise CalibrationError(f"could not install into {models} ({why}); the installed model is unchanged"
+                               + ("; free some space and run install again" if exc.errno == errno.ENOSPC else "")
+                               ) from None
+    _fsync_dir(models)
     return dst
 
 
 def rollback(state_dir: str | Path, array_name: str) -> Path:
-    """Put ``<array>.previous`` back in place (the current one becomes the previous, so a second rollback undoes)."""
+    """Put ``<array>.previous`` back in place (the current one becomes the previous, so a second rollback undoes).
+    The four files change as one unit, like :func:`install`."""
     models = Path(state_dir) / "models"
     dst, prev = models / f"{array_name}.tflite", models / f"{array_name}.previous.tflite"
-    if not prev.exists():
+    if not prev.exists() or not prev.with_suffix(".json").exists():
         raise CalibrationError(f"no previous model {prev} to roll back to (nothing was installed over another "
                                "model yet)")
-    swap = models / f".{array_name}.rollback.tflite"
-    _atomic_copy(prev, swap)
-    _atomic_copy(prev.with_suffix(".json"), swap.with_suffix(".json"))
-    install(swap, state_dir, array_name)  # current -> previous, the old previous -> current
-    swap.unlink()
-    swap.with_suffix(".json").unlink()
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for s, d in ((dst.with_suffix(".json"), prev.with_suffix(".json")), (dst, prev),
+                     (prev.with_suffix(".json"), dst.with_suffix(".json")), (prev, dst)):
+            staged.append((_stage(s, d.with_name(f"{d.name}.new")), d))
+        _replace_all(staged)
+    except OSError as exc:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+        why = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise CalibrationError(f"could not roll back in {models} ({why}); the installed model is unchanged") from None
+    _fsync_dir(models)
     return dst
 
 

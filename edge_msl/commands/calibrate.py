@@ -124,6 +124,9 @@ def main(args: argparse.Namespace) -> int:
         return _step(args, cal, state)
     except cal.CalibrationError as exc:
         return _fail(str(exc))
+    except OSError as exc:  # a full disk, a read-only state directory, a vanished device: one line, no traceback
+        where = f" ({exc.filename})" if exc.filename else ""
+        return _fail(f"{args.step or 'rollback'} failed: {exc.strerror or exc}{where}")
 
 
 def _open_session(args, cal, state: Path, create: bool = False):
