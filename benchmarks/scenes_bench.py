@@ -53,9 +53,20 @@ def scenes(dirs: list[str]) -> list[Path]:
     return out
 
 
+def to_capture(pcm: np.ndarray, array) -> np.ndarray:
+    """A scene's microphone channels placed as the board delivers them (all capture channels, the
+    unused and loopback ones silent)."""
+    if pcm.shape[1] == array.n_channels:
+        return pcm
+    frames = np.zeros((len(pcm), array.n_channels), dtype=pcm.dtype)
+    frames[:, list(array.channel_map)] = pcm
+    return frames
+
+
 def run_pipeline(model, stem: Path, **kw: Any) -> list[dict]:
     """The real streaming pipeline on the scene's WAV, as ``edge-msl locate`` runs it."""
     pcm, fs = read_wav(stem.with_suffix(".wav"))
+    pcm = to_capture(pcm, model.info.array)
     pipe = Pipeline(model, hop_s=HOP_S, input_rate_hz=fs, **kw)
     msgs = []
     for i in range(0, len(pcm), 1600):
@@ -84,7 +95,7 @@ def cached_outputs(model, stem: Path) -> dict[str, np.ndarray]:
             return dict(z)
     pipe = Pipeline(model, hop_s=HOP_S, track=False)
     pcm, fs = read_wav(stem.with_suffix(".wav"))
-    x = pipe.array.select_channels(pcm).astype(np.float32) / 32768.0
+    x = pipe.array.select_channels(to_capture(pcm, pipe.array)).astype(np.float32) / 32768.0
     from edge_msl.refine import SrpRefiner, hop_segments
     from edge_msl.symmetry import model_cycle
 
@@ -207,7 +218,8 @@ def speed_bands(model, stems: list[Path], settings: DecodeSettings, images: str)
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sets", nargs="+", help="scene directories (each one table row per decode)")
-    parser.add_argument("--model", help="model .tflite (default: the packaged uca8-r10)")
+    parser.add_argument("--model", help="model .tflite (default: the packaged one for --array)")
+    parser.add_argument("--array", help="built-in array (default: uca8-r10); scenes must be of that array")
     parser.add_argument("--variants", default="shipped,previous",
                         help="comma list: shipped, previous (1 s pooling + tracker), no-track (each window "
                              "alone), sweep, images (plain vs cycled), refine (with vs without SRP), speed (error "
@@ -218,7 +230,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--png", help="plot azimuth vs time of one scene of the first set (truth, output)")
     parser.add_argument("--plot-scene", default="scene-001", help="which scene --png draws (default scene-001)")
     args = parser.parse_args(argv)
-    model = load_model(args.model)
+    from edge_msl.arrays import get_array
+
+    model = load_model(args.model, array=get_array(args.array) if args.array else None)
     info = model.info
     base = DecodeSettings.from_dict(info.raw.get("decode", {}).get("temporal", {}))
     images = "cycle" if info.symmetry == "cycle" else "plain"
