@@ -24,7 +24,11 @@ import numpy as np
 log = logging.getLogger("edge_msl.audio_io")
 
 _PCM, _FLOAT, _EXTENSIBLE = 0x0001, 0x0003, 0xFFFE
-_UNKNOWN_SIZES = (0, 0xFFFFFFFF)  # what streaming writers (arecord, ffmpeg to a pipe) leave in size fields
+_UNKNOWN_SIZES = (0, 0xFFFFFFFF)  # what streaming writers (ffmpeg to a pipe, sox) leave in size fields
+# arecord -t wav of an open-ended capture writes its 2 GiB file limit (0x80000000, or 0x7fffff00) as the data
+# size and, writing to a pipe, goes on past it; a RIFF data chunk cannot hold more, so any size from here up is a
+# placeholder: read to the end of the stream
+_OPEN_ENDED_FROM = 0x7FFFFF00
 
 
 class AudioFileError(ValueError):
@@ -140,7 +144,7 @@ def parse_wav_header(f: BinaryIO, path: str, container_hint: str = "wav") -> tup
             if rf64 and size == 0xFFFFFFFF and ds64_data is not None:
                 data_bytes: int | None = ds64_data
             else:
-                data_bytes = None if size in _UNKNOWN_SIZES else size
+                data_bytes = None if size in _UNKNOWN_SIZES or size >= _OPEN_ENDED_FROM else size
             break
         else:
             if not _skip(f, size + (size % 2)):

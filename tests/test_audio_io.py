@@ -156,3 +156,27 @@ def test_garbage_that_is_not_wav_is_refused_via_ffmpeg(tmp_path):
     p.write_bytes(np.random.default_rng(0).bytes(5000))
     with pytest.raises(AudioFileError, match="ffmpeg cannot (read|decode) it"):
         open_audio(p)
+
+
+@pytest.mark.parametrize("size, total", [(0x80000000, (1 << 31) + (1 << 20) + 6), (0x7FFFFF00, 1 << 20)])
+def test_arecord_open_ended_pipe_reads_past_2_gib(size, total):
+    """``arecord -t wav | edge-msl locate -``: arecord writes its 2 GiB file limit as the data size of an open-ended
+    capture and keeps writing past it on a pipe; every byte must be read (issue 30, fault 2)."""
+    import sys
+
+    # 2 GiB + 1 MiB + 3 frames, mono 16-bit, for what arecord writes; the other placeholder needs no such length
+    fmt = struct.pack("<HHIIHH", 1, 1, FS, FS * 2, 2, 16)
+    header = b"RIFF" + struct.pack("<I", (size + 36) & 0xFFFFFFFF) + b"WAVE" + b"fmt " + struct.pack("<I", 16) + fmt
+    header += b"data" + struct.pack("<I", size)
+    code = ("import sys; o = sys.stdout.buffer; o.write(%r); z = bytes(1 << 22); n = %d\n"
+            "while n: k = min(n, len(z)); o.write(z[:k]); n -= k\n" % (header, total))
+    writer = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+    from edge_msl.audio_io import AudioReader, parse_wav_header
+
+    info, data_bytes = parse_wav_header(writer.stdout, "<stdin>")
+    assert data_bytes is None and info.n_frames is None
+    reader = AudioReader.__new__(AudioReader)
+    reader.path, reader._proc, reader._f, reader.info, reader._data_bytes = "<stdin>", None, writer.stdout, info, None
+    frames = sum(len(b) for b in reader.blocks(1 << 20))
+    writer.wait()
+    assert frames * 2 == total
