@@ -34,7 +34,8 @@ def encode(msg: dict[str, Any]) -> str:
 
 
 class StdoutSink:
-    """JSON lines on stdout, flushed per line; a closed pipe (``| head``) closes only this sink."""
+    """JSON lines on stdout, flushed per line; a closed pipe (``| head``) closes only this sink, and any other
+    write error (a full disk, ``> /dev/full``, EIO) drops lines until writes work again, never the daemon."""
 
     name = "stdout"
 
@@ -43,9 +44,39 @@ class StdoutSink:
         self.stream = stream
         self.closed = False
         self.written = 0
+        self.lost = 0
+        """Lines dropped by write errors (other than a closed pipe)."""
+        self._lost_in_outage = 0
+        self._torn = False  # a write failed part-way: the next line starts on a new line
+
+    def _write(self, line: str) -> None:
+        if self.stream is None:
+            try:
+                fd = sys.stdout.fileno()
+            except (OSError, ValueError, AttributeError):  # a replaced stdout without a file (tests)
+                fd = None
+            if fd is not None:
+                # the file descriptor itself, not sys.stdout's buffer: a failed write leaves nothing behind to
+                # grow or to fail again at exit
+                data = memoryview(line.encode())
+                while data:
+                    try:
+                        n = os.write(fd, data)
+                    except BlockingIOError:  # a non-blocking stdout whose reader is slow: wait, keep the line
+                        time.sleep(0.01)
+                        continue
+                    except OSError:
+                        if len(data) != len(line.encode()):
+                            self._torn = True
+                        raise
+                    data = data[n:]
+                return
+        stream = self.stream or sys.stdout
+        stream.write(line)
+        stream.flush()
 
     def publish(self, msg: dict[str, Any]) -> None:
-        """Write one message (in the configured format)."""
+        """Write one message (in the configured format); never raises."""
         if self.closed:
             return
         if self.settings.format == "odas":
@@ -54,30 +85,42 @@ class StdoutSink:
             line = encode(to_odas(msg, self.written))
         else:
             line = encode(msg)
-        stream = self.stream or sys.stdout
         try:
-            stream.write(line + "\n")
-            stream.flush()
-            self.written += 1
+            self._write(("\n" if self._torn else "") + line + "\n")
+            self._torn = False
         except BrokenPipeError:
             self.closed = True
             log.info("stdout closed by its reader after %d lines; no more JSON lines", self.written)
-            if stream is sys.stdout:
+            if self.stream is None:
                 # the interpreter flushes stdout at exit; point it at /dev/null so that is silent
                 devnull = os.open(os.devnull, os.O_WRONLY)
                 os.dup2(devnull, sys.stdout.fileno())
                 os.close(devnull)
+            return
+        except (OSError, ValueError) as exc:
+            self.lost += 1
+            self._lost_in_outage += 1
+            if self._lost_in_outage == 1:
+                why = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+                log.error("stdout: cannot write JSON lines (%s): dropping them until it works again (counted); "
+                          "other sinks go on", why)
+            return
+        self.written += 1
+        if self._lost_in_outage:
+            log.warning("stdout writable again: %d JSON lines were lost", self._lost_in_outage)
+            self._lost_in_outage = 0
 
     def summary(self) -> str:
         """Counters for the status line."""
-        return f"stdout {self.written} lines" + (" (closed)" if self.closed else "")
+        return (f"stdout {self.written} lines" + (f", {self.lost} lost to write errors" if self.lost else "")
+                + (" (closed)" if self.closed else ""))
 
     def close(self, timeout_s: float = 0.0) -> None:
         """Flush (nothing is buffered beyond the stream)."""
         if not self.closed:
             try:
                 (self.stream or sys.stdout).flush()
-            except (BrokenPipeError, ValueError):
+            except (OSError, ValueError):
                 self.closed = True
 
 

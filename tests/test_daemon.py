@@ -289,3 +289,29 @@ def test_channel_check_is_a_validated_device_setting():
     assert load_config(None, [("device.channel_check", "remap")]).device.channel_check == "remap"
     with pytest.raises(ConfigError, match="channel_check"):
         load_config(None, [("device.channel_check", "fix")])
+
+
+def test_stdout_on_a_full_disk_keeps_the_daemon_and_mqtt_going(home, broker):
+    """``edge-msl run > /dev/full``: every stdout write fails with ENOSPC; the daemon says so once and goes on
+    publishing to MQTT (issue 30, fault 3)."""
+    sub = Subscriber(broker.port, ["edge-msl/devfull/#"], client_id="daemon-devfull")
+    with open("/dev/full", "w") as full:
+        proc = subprocess.Popen([sys.executable, "-m", "edge_msl", "run", "--device", "edgedaemon", "--set",
+                                 "mqtt.host=127.0.0.1", "--set", f"mqtt.port={broker.port}", "--set",
+                                 "mqtt.node_id=devfull"], stdout=full, stderr=subprocess.PIPE, text=True,
+                                env=alsa_env(home))
+    try:
+        assert wait_for(lambda: len(sub.messages("/sources")) >= 20 or proc.poll() is not None, 60)
+        assert proc.poll() is None, proc.stderr.read()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+        stderr = proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        sub.close()
+    assert proc.returncode == 0, stderr
+    assert "Traceback" not in stderr and "Exception ignored" not in stderr
+    assert len([x for x in stderr.splitlines() if "cannot write JSON lines" in x]) == 1
+    assert "No space left on device" in stderr
+    assert len(sub.messages("/sources")) >= 20

@@ -220,3 +220,14 @@ def test_locate_path_imports_no_scipy_or_matplotlib():
             "print('BAD', bad, file=sys.stderr)") % str(EXAMPLE)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "BAD []" in out.stderr, out.stderr
+
+
+def test_stdout_on_a_full_disk_is_one_line_and_exit_1():
+    """``edge-msl locate FILE > /dev/full``: one line naming the cause, exit 1, no traceback (issue 30, fault 3)."""
+    with open("/dev/full", "w") as full:
+        r = subprocess.run([sys.executable, "-m", "edge_msl", "locate", str(EXAMPLE)], stdout=full,
+                           stderr=subprocess.PIPE, text=True, timeout=120)
+    assert r.returncode == 1, r.stderr
+    assert "Traceback" not in r.stderr and "Exception ignored" not in r.stderr
+    lines = [x for x in r.stderr.splitlines() if x.startswith("edge-msl locate")]
+    assert len(lines) == 1 and "No space left on device" in lines[0]

@@ -202,3 +202,46 @@ def test_tls_files_that_cannot_be_read_are_a_config_error(tmp_path):
     cfg = load_config(None, [("mqtt.host", "h"), ("mqtt.tls", True), ("mqtt.ca_file", str(tmp_path / "no.pem"))])
     with pytest.raises(ConfigError, match="ca_file"):
         MqttSink(cfg.mqtt)
+
+
+def test_stdout_write_errors_drop_lines_and_never_raise(caplog):
+    """A full disk under stdout (``> /dev/full``) is one error line, counted losses, and recovery; never an
+    exception into the daemon's loop (issue 30, fault 3)."""
+    import errno
+
+    class Flaky(io.StringIO):
+        fail = True
+
+        def write(self, text):
+            if self.fail:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            return super().write(text)
+
+    stream = Flaky()
+    s = StdoutSink(StdoutSettings(), stream)
+    with caplog.at_level("INFO", logger="edge_msl.sinks"):
+        for i in range(5):
+            s.publish(msg(i))
+        stream.fail = False
+        s.publish(msg(5))
+    assert not s.closed and s.lost == 5 and s.written == 1
+    assert [json.loads(x)["t_s"] for x in stream.getvalue().splitlines()] == [1.0]
+    errors = [r.getMessage() for r in caplog.records if "cannot write" in r.getMessage()]
+    assert len(errors) == 1 and "No space left on device" in errors[0]
+    assert any("writable again: 5 JSON lines were lost" in r.getMessage() for r in caplog.records)
+    with open("/dev/full", "w") as full:  # the real thing: sys.stdout's own file descriptor
+        old = os.dup(1)
+        os.dup2(full.fileno(), 1)
+        try:
+            s = StdoutSink(StdoutSettings())
+            import sys
+            real, sys.stdout = sys.stdout, sys.__stdout__
+            try:
+                s.publish(msg(0))
+                s.publish(msg(1))
+            finally:
+                sys.stdout = real
+        finally:
+            os.dup2(old, 1)
+            os.close(old)
+    assert s.lost == 2 and not s.closed

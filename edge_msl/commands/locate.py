@@ -101,10 +101,12 @@ def load_array(spec: str):
 
 
 class _Out:
-    """stdout for data only; a closed pipe (``| head``) ends the run quietly."""
+    """stdout for data only; a closed pipe (``| head``) ends the run quietly, any other write error (a full
+    disk, ``> /dev/full``) ends it with :attr:`error` set."""
 
     def __init__(self) -> None:
         self.closed = False
+        self.error: str | None = None
 
     def write_lines(self, lines: list[str]) -> None:
         if self.closed or not lines:
@@ -112,11 +114,18 @@ class _Out:
         try:
             sys.stdout.write("".join(lines))
             sys.stdout.flush()
-        except BrokenPipeError:
+        except OSError as exc:
             self.closed = True
-            # the reader left: point stdout at /dev/null so the interpreter's final flush is silent
+            if not isinstance(exc, BrokenPipeError):
+                self.error = exc.strerror or str(exc)
+            # point stdout at /dev/null so the interpreter's final flush of what is left is silent
+            try:
+                fd = sys.stdout.fileno()
+            except (OSError, ValueError):
+                return
             devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
+            os.dup2(devnull, fd)
+            os.close(devnull)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -178,6 +187,10 @@ def main(args: argparse.Namespace) -> int:
                 else:
                     lines = [json.dumps(m, separators=(",", ":")) + "\n" for m in msgs]
                 out.write_lines(lines)
+                if out.error is not None:
+                    print(f"{name}: cannot write to stdout ({out.error}) after {n_lines} lines; free space or "
+                          "redirect the output elsewhere", file=sys.stderr)
+                    return 1
                 if first_line_s is None:
                     first_line_s = time.perf_counter() - t0
                 n_lines += len(msgs)
