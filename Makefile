@@ -2,22 +2,24 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
+PYCHECK = @$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "edge-msl needs Python >= 3.11, found " + sys.version.split()[0])'
 BANK   ?= data/dry/bank-small.npz
 EXTRAS ?= train,alsa,mqtt,dev,jax
 
-.PHONY: help system venv demo test bank dataset clean
+.PHONY: help system venv demo scene test bank dataset clean
 
 help:
-	@echo "make demo     set up everything, simulate a small scene and print its ground truth"
+	@echo "make demo     set up a small venv (edge-msl[plot]) and locate the talkers of the bundled recording"
 	@echo "make test     set up everything and run the test suite"
 	@echo "make bank     build the full dry-signal bank (data/dry/bank.npz)"
+	@echo "make scene    set up everything, simulate a small scene and print its ground truth"
 	@echo "make dataset  simulate 1,000 windows with 1-4 sources and plot label statistics"
 
 system:
 	@bash .ci/system-deps.sh
 
 $(VENV)/.installed: setup.cfg pyproject.toml
-	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "edge-msl needs Python >= 3.11, found " + sys.version.split()[0])'
+	$(PYCHECK)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
@@ -28,7 +30,19 @@ venv: system $(VENV)/.installed
 $(BANK): | venv
 	$(PY) -m train_tf.signals build --out $(BANK) --n-espeak 24 --n-flite 6 --n-festival 2 --max-asterisk-files 40
 
-demo: venv $(BANK)
+# the demo needs no system packages, dry-signal bank or TensorFlow: numpy, a TFLite runtime, matplotlib
+$(VENV)/.demo: setup.cfg pyproject.toml
+	$(PYCHECK)
+	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || { echo "edge-msl: python3 -m venv needs ensurepip; first: sudo apt-get install -y python3-venv" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[plot]"
+	@touch $@
+
+demo: $(VENV)/.demo
+	$(PY) docs/examples/demo.py --plot out/demo/example.png
+
+scene: venv $(BANK)
 	$(PY) -m train_tf.simulate scene --bank $(BANK) --seed 1 --min-sources 2 --max-sources 3 --wav data/demo-scene.wav
 
 test: venv

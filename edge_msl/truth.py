@@ -301,7 +301,7 @@ def plot(messages: Sequence[dict[str, Any]], out_png: str | os.PathLike[str], tr
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise TruthError("--plot needs matplotlib; pip install matplotlib (or edge-msl[train])") from None
+        raise TruthError('--plot needs matplotlib; pip install "edge-msl[plot]"') from None
     fig, ax = plt.subplots(figsize=(9, 4))
     for k, s in enumerate(truth):
         for n, (a, b) in enumerate(s.voice):
