@@ -23,7 +23,7 @@ from .config import EX_CONFIG, Config, ConfigError
 from .notify import Notifier
 from .pipeline import Pipeline, PipelineError
 from .runtime import Model, ModelError, default_model_path, load_model
-from .sinks import make_sinks
+from .sinks import MqttSink, StdoutSink, make_sinks
 
 log = logging.getLogger("edge_msl.daemon")
 
@@ -99,6 +99,7 @@ class Daemon:
         self.engine: _Engine | None = None
         self.capture: Capture | None = None
         self.sinks: list[Any] = []
+        self._retiring: list[threading.Thread] = []
         self.messages = 0
         self.reloads = 0
         self.last_sources = 0
@@ -269,8 +270,58 @@ class Daemon:
             except Exception:  # closing must not hide why we stop
                 log.exception("closing the %s output failed", s.name)
         self.sinks = []
+        for t in self._retiring:
+            t.join(timeout=5.0)
+        self._retiring = []
 
     # -- reload ---------------------------------------------------------------------------------------
+
+    def _new_mqtt(self, before: Config, after: Config, engine: _Engine) -> Any:
+        """The MQTT sink a reload needs (not started), None to keep the running one or when MQTT is off; built
+        before anything changes, so bad [mqtt] settings refuse the reload (ConfigError)."""
+        if not after.mqtt.enabled or (after.mqtt == before.mqtt and after.mqtt.password == before.mqtt.password
+                                      and any(s.name == "mqtt" for s in self.sinks)):
+            return None
+        return MqttSink(after.mqtt, array_name=after.array.name, model_name=engine.model.info.path.name)
+
+    def _reload_sinks(self, before: Config, after: Config, new_mqtt: Any = None) -> None:
+        """Apply changed [stdout]/[mqtt] settings without losing a message: stdout takes its new settings in
+        place; a new MQTT sink takes over the old one's queue, and the old one stops without draining."""
+        sinks: list[Any] = []
+        old_stdout = next((s for s in self.sinks if s.name == "stdout"), None)
+        old_mqtt = next((s for s in self.sinks if s.name == "mqtt"), None)
+        if after.stdout.enabled:
+            if old_stdout is None:
+                old_stdout = StdoutSink(after.stdout, self.stdout)
+            old_stdout.settings = after.stdout
+            sinks.append(old_stdout)
+        if new_mqtt is None and after.mqtt.enabled and old_mqtt is not None:
+            sinks.append(old_mqtt)
+        else:
+            carried = old_mqtt.take_queue() if old_mqtt is not None else []
+            if old_mqtt is not None:
+                if new_mqtt is None or new_mqtt.status_topic != old_mqtt.status_topic:
+                    self._retire(old_mqtt.close, timeout_s=0.0)  # says offline on its own topic
+                elif old_mqtt.connected:
+                    old_mqtt.retire()  # a clean DISCONNECT (ms) before the new client, maybe of the same id, connects
+                else:
+                    self._retire(old_mqtt.retire)  # may be inside a connect attempt: do not wait for it
+            if new_mqtt is not None:
+                new_mqtt.adopt(carried)
+                new_mqtt.start()
+                sinks.append(new_mqtt)
+                if carried:
+                    log.info("reload: the new MQTT connection took over %d queued messages", len(carried))
+            elif carried:
+                log.warning("reload: MQTT is off now; %d queued messages are dropped", len(carried))
+        self.sinks = sinks
+
+    def _retire(self, stop: Callable[..., None], **kw: Any) -> None:
+        # stops an MQTT output the new configuration replaced, in the background, so processing never waits for
+        # a broker; joined at exit
+        t = threading.Thread(target=stop, kwargs=kw, name="edge-msl-retire", daemon=True)
+        t.start()
+        self._retiring.append(t)
 
     def reload(self) -> bool:
         """Re-read the configuration and the model; the audio stream stays open when the device settings
@@ -286,6 +337,7 @@ class Daemon:
             same_pipeline = same_model and config.device.rate_hz == old.config.device.rate_hz and all(
                 getattr(config, k) == getattr(old.config, k) for k in ("array", "hop_s", "threshold", "decode", "track"))
             engine = old if same_pipeline else build_engine(config)
+            new_mqtt = self._new_mqtt(old.config, config, engine)
         except (ConfigError, ModelError, OSError) as exc:
             log.error("reload refused, keeping the running configuration: %s", exc)
             self.notifier.ready(self._status_line())
@@ -303,12 +355,8 @@ class Daemon:
         elif config.device != old.config.device:
             # only retry delays changed: keep the open stream, use the new settings from now on
             self.capture.settings = config.device
-        if (config.stdout, config.mqtt) != (old.config.stdout, old.config.mqtt) or \
-                config.mqtt.password != old.config.mqtt.password:
-            self._close_sinks()
-            self.engine = engine
-            self.sinks = self._start_sinks(config)
         self.engine = engine
+        self._reload_sinks(old.config, config, new_mqtt)
         self.reloads += 1
         log.info("reloaded %s: model %s (%s), capture %s", config.source, engine.model.info.path.name,
                  "kept" if engine.model is old.model else "reloaded", "kept" if new_key == old_key else "reopened")

@@ -225,6 +225,40 @@ class MqttSink:
         self.client.connect_async(s.host, s.effective_port, keepalive=s.keepalive_s)
         self.client.loop_start()
 
+    def take_queue(self) -> list[bytes]:
+        """Every message not yet confirmed, oldest first, removed from this sink (for the sink that replaces it
+        on a reload; one that was in flight may then arrive twice, which QoS 1 allows)."""
+        with self._cond:
+            self._confirm()
+            entries = sorted([*self._inflight, *self._pending], key=lambda e: e.seq)
+            self._inflight = []
+            self._pending.clear()
+            self._cond.notify_all()
+        return [e.payload for e in entries]
+
+    def adopt(self, payloads: list[bytes]) -> None:
+        """Queue messages taken from the sink this one replaces, ahead of any new ones (the bound still holds)."""
+        with self._cond:
+            for payload in payloads:
+                self._seq += 1
+                self._pending.append(_Entry(self._seq, payload))
+            excess = len(self._pending) - self.settings.queue_max_messages
+            for _ in range(max(0, excess)):
+                self._pending.popleft()
+                self.dropped += 1
+            self._cond.notify_all()
+
+    def retire(self) -> None:
+        """Stop at once for the sink that replaces this one on a reload: no draining, no ``offline`` (the
+        replacement says ``online`` on the same topic); a clean DISCONNECT, so the broker keeps the will."""
+        with self._cond:
+            self._running = False
+            self._cond.notify_all()
+        if self._sender is not None:
+            self._sender.join(timeout=2.0)
+        self.client.disconnect()
+        self.client.loop_stop()
+
     def close(self, timeout_s: float = 5.0) -> None:
         """Send what is queued (up to ``timeout_s`` while connected), publish ``offline``, disconnect."""
         deadline = time.monotonic() + timeout_s
