@@ -11,6 +11,7 @@ import collections
 import json
 import logging
 import os
+import socket
 import ssl
 import sys
 import threading
@@ -124,6 +125,37 @@ class StdoutSink:
                 self.closed = True
 
 
+class _NotConnectedFilter(logging.Filter):
+    """Drops paho's "Client is not connected" (once per retry and at every stop, never saying why); the sink
+    logs the cause instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Client is not connected")
+
+
+def connect_error_text(exc: BaseException | None, s: MqttSettings) -> str:
+    """Why a connection attempt failed, with what to check, in one line."""
+    if exc is None:
+        return "the connection failed; check [mqtt] host and port"
+    detail = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return (f"TLS: the broker's certificate is not accepted ({exc.verify_message or detail}); check [mqtt] "
+                f"ca_file = {s.ca_file!r} and that host {s.host!r} is a name in the certificate")
+    if isinstance(exc, ssl.SSLError) or (s.tls and isinstance(exc, (ConnectionResetError, ConnectionAbortedError,
+                                                                     BrokenPipeError))):
+        return (f"TLS handshake failed ({detail}); is port {s.effective_port} a TLS listener? check [mqtt] tls, port, "
+                "cert_file/key_file")
+    if isinstance(exc, ConnectionRefusedError):
+        return f"connection refused (nothing listens on port {s.effective_port}); check [mqtt] host/port and the broker"
+    if isinstance(exc, (ConnectionResetError, ConnectionAbortedError, BrokenPipeError)):
+        return f"the broker closed the connection while connecting ({detail}); does the port want TLS? [mqtt] tls"
+    if isinstance(exc, socket.gaierror):
+        return f"host name {s.host!r} cannot be resolved ({detail}); check [mqtt] host"
+    if isinstance(exc, (TimeoutError, socket.timeout)):
+        return "no answer (timed out); check [mqtt] host/port and any firewall"
+    return f"{detail}; check [mqtt] host/port"
+
+
 class _Entry:
     __slots__ = ("seq", "payload", "info")
 
@@ -204,7 +236,22 @@ class MqttSink:
         c.suppress_exceptions = True
         paho_log = logging.getLogger("edge_msl.paho")
         paho_log.setLevel(max(logging.WARNING, paho_log.level))
+        if not any(isinstance(f, _NotConnectedFilter) for f in paho_log.filters):
+            paho_log.addFilter(_NotConnectedFilter())
         c.enable_logger(paho_log)
+        # paho retries a failed connect but drops its exception: keep it, so the log can say why
+        self._connect_exc: BaseException | None = None
+        real_reconnect = c.reconnect
+
+        def reconnect() -> Any:
+            try:
+                return real_reconnect()
+            except OSError as exc:
+                self._connect_exc = exc
+                raise
+
+        c.reconnect = reconnect  # type: ignore[method-assign]
+        c.on_connect_fail = self._on_connect_fail
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
@@ -432,6 +479,15 @@ class MqttSink:
         else:
             log.warning("MQTT broker %s:%d back after %.1f s: sending %d queued messages (%d dropped by the queue "
                         "bound)", s.host, s.effective_port, down, queued, dropped)
+
+    def _on_connect_fail(self, client: Any, userdata: Any) -> None:
+        # one line per outage and cause (paho retries every reconnect delay; repeating it would flood the journal)
+        s = self.settings
+        text = connect_error_text(self._connect_exc, s)
+        if text != self._last_connect_error:
+            self._last_connect_error = text
+            log.error("MQTT cannot connect to %s:%d: %s (retrying every %d s at most, messages are queued)",
+                      s.host, s.effective_port, text, s.reconnect_max_delay_s)
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
         # paho would resend its unconfirmed QoS>0 messages itself; we resend ours instead, in order

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -245,3 +246,23 @@ def test_stdout_write_errors_drop_lines_and_never_raise(caplog):
             os.dup2(old, 1)
             os.close(old)
     assert s.lost == 2 and not s.closed
+
+
+@pytest.mark.parametrize("tls, needle", [(False, "connection refused"), (True, "TLS handshake failed")])
+def test_a_failed_connect_says_why_once_per_outage(broker, caplog, tls, needle):
+    """Nothing listening, and TLS to a plain port: one ERROR line naming the cause and what to check, not one
+    per retry, and none of paho's "Client is not connected" (issue 30, fault 5)."""
+    from daemon_helpers import free_port
+
+    port = broker.port if tls else free_port()
+    sink = MqttSink(mqtt_config(port, node="why", tls=tls, reconnect_min_delay_s=1).mqtt)
+    with caplog.at_level(logging.DEBUG):
+        sink.start()
+        time.sleep(3.5)  # three or four attempts
+        assert not sink.connected
+        sink.publish(msg(0))
+        sink.close(timeout_s=0.1)
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert not any("Client is not connected" in e for e in errors), errors
+    why = [e for e in errors if "cannot connect" in e]
+    assert len(why) == 1 and needle in why[0] and f":{port}" in why[0], errors
