@@ -129,8 +129,28 @@ def reject_unknown_keys_named(cls: type, table: Mapping[str, Any], section: str)
     try:
         reject_unknown_keys(settable, table, f"[{section}] key", ConfigError)
     except ConfigError as exc:
-        given = ", ".join(f"{k} = {table[k]!r}" for k in sorted(table) if k not in settable.__dataclass_fields__)
+        given = ", ".join(f"{k} = {_shown(section, k, table[k])}" for k in sorted(table)
+                          if k not in settable.__dataclass_fields__)
         raise ConfigError(f"{exc} (given: {given[:200]})") from None
+
+
+_SECRET_NAME_RE = re.compile(r"pas|pw|psw|word|secret|token|cred|auth|key|priv|sig", re.IGNORECASE)
+"""Key names whose value may be a secret (also misspelt: ``pasword``, ``passwd``, ``pwd``, ``api_key``)."""
+
+
+def looks_secret(key: str) -> bool:
+    """True for a key name that may hold a secret, misspellings included (a mistyped password key still holds
+    the password)."""
+    import difflib
+
+    name = str(key).lower()
+    return bool(_SECRET_NAME_RE.search(name)) or any(
+        difflib.SequenceMatcher(None, name, s).ratio() >= 0.6 for s in ("password", "passwd", "secret", "token"))
+
+
+def _shown(section: str, key: str, value: Any) -> str:
+    """A value for an error message, ``<redacted>`` where its key's name looks like a secret's."""
+    return "<redacted>" if looks_secret(key) else repr(value)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -150,3 +150,24 @@ def test_fuzzed_toml_text_loads_or_raises_config_error(tmp_path_factory, text):
         load_config(p, env={})
     except ConfigError as exc:
         assert str(exc)
+
+
+@pytest.mark.parametrize("section, key", [("mqtt", "pasword"), ("mqtt", "pass"), ("mqtt", "passwd"), ("mqtt", "pw"),
+                                          ("device", "api_token"), ("stdout", "secret")])
+def test_a_mistyped_secret_key_is_never_echoed(tmp_path, section, key):
+    """``pasword = "..."`` or ``--set mqtt.pass=...``: the error names the key, never its value (issue 30,
+    fault 6)."""
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[{section}]\n{key} = "hunter2-xyzzy"\n')
+    with pytest.raises(ConfigError, match=key) as err:
+        load_config(cfg, env={})
+    assert "hunter2" not in str(err.value) and "redacted" in str(err.value)
+    with pytest.raises(ConfigError) as err:
+        load_config(None, [(f"{section}.{key}", "hunter2-xyzzy")], env={})
+    assert "hunter2" not in str(err.value)
+    r = subprocess.run([sys.executable, "-m", "edge_msl", "run", "--check", "--set", f"{section}.{key}=hunter2-xyzzy"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 78 and key in r.stderr and "hunter2" not in r.stderr + r.stdout
