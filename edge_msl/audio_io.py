@@ -24,6 +24,12 @@ import numpy as np
 log = logging.getLogger("edge_msl.audio_io")
 
 _PCM, _FLOAT, _EXTENSIBLE = 0x0001, 0x0003, 0xFFFE
+MIN_RATE_HZ = 8000
+"""Lowest sample rate read (telephone band; below it no array aperture resolves anything)."""
+MAX_RATE_HZ = 384000
+"""Highest sample rate read (the fastest audio interfaces)."""
+MAX_CHANNELS = 256
+"""Most channels per frame read."""
 _UNKNOWN_SIZES = (0, 0xFFFFFFFF)  # what streaming writers (ffmpeg to a pipe, sox) leave in size fields
 # arecord -t wav of an open-ended capture writes its 2 GiB file limit (0x80000000, or 0x7fffff00) as the data
 # size and, writing to a pipe, goes on past it; a RIFF data chunk cannot hold more, so any size from here up is a
@@ -159,6 +165,12 @@ def parse_wav_header(f: BinaryIO, path: str, container_hint: str = "wav") -> tup
                              f"float 32/64-bit", _CONVERT_HINT.format(path=path))
     if channels < 1 or rate < 1:
         raise AudioFileError(path, f"WAV header says {channels} channels at {rate} Hz", fix_corrupt)
+    if not MIN_RATE_HZ <= rate <= MAX_RATE_HZ:
+        # an absurd rate would size the resampler and every buffer by it (4 GHz: a GB and minutes of CPU)
+        raise AudioFileError(path, f"sample rate {rate} Hz is outside {MIN_RATE_HZ}..{MAX_RATE_HZ} Hz",
+                             "the header is corrupt, or resample it: ffmpeg -i IN -ar 16000 out.wav")
+    if channels > MAX_CHANNELS:
+        raise AudioFileError(path, f"{channels} channels is more than {MAX_CHANNELS}", fix_corrupt)
     if align != channels * bits // 8:
         raise AudioFileError(path, f"WAV block align {align} does not match {channels} channels x {bits} bits",
                              fix_corrupt)

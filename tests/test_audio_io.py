@@ -4,6 +4,7 @@ to the same samples; blocks stream with bounded memory; bad files give one-line 
 import shutil
 import struct
 import subprocess
+import sys
 import tracemalloc
 
 import numpy as np
@@ -180,3 +181,20 @@ def test_arecord_open_ended_pipe_reads_past_2_gib(size, total):
     frames = sum(len(b) for b in reader.blocks(1 << 20))
     writer.wait()
     assert frames * 2 == total
+
+
+@pytest.mark.parametrize("rate", [4_294_960_000, 1_000_000, 4000, 1])
+def test_absurd_sample_rates_are_one_line_errors(tmp_path, rate):
+    """A 204-byte WAV at 4,294,960,000 Hz took 960 MB and 19 CPU s in ``edge-msl locate`` (issue 30, fault 7)."""
+    p = tmp_path / "fast.wav"
+    write_wav(p, _signal(n=10, channels=8), FS)
+    b = bytearray(p.read_bytes())
+    b[24:28] = struct.pack("<I", rate)
+    p.write_bytes(bytes(b))
+    with pytest.raises(AudioFileError, match=f"sample rate {rate} Hz is outside 8000..384000 Hz") as e:
+        open_audio(p)
+    assert "\n" not in str(e.value)
+    r = subprocess.run([sys.executable, "-m", "edge_msl", "locate", str(p)], capture_output=True, text=True,
+                       timeout=60)
+    ours = [x for x in r.stderr.splitlines() if x.startswith("edge-msl")]
+    assert r.returncode == 2 and r.stdout == "" and len(ours) == 1 and "8000..384000" in ours[0]
