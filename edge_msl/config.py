@@ -437,6 +437,11 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} cannot be read ({exc})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"config file {path} nests arrays or tables too deeply; allowed: the tables of "
+                          "systemd/config.toml") from None
+    except ValueError as exc:  # tomllib's 4,300-digit limit on integers, and the like
+        raise ConfigError(f"config file {path} holds a value that cannot be read ({_one_line(exc)})") from None
 
 
 def set_key(data: dict[str, Any], dotted: str, value: Any) -> None:
@@ -462,7 +467,7 @@ def parse_assignment(text: str) -> tuple[str, Any]:
         raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. --set mqtt.qos=1")
     try:
         parsed = tomllib.loads(f"v = {value.strip()}")["v"]
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, ValueError, RecursionError):  # taken as text; validation says what is wrong
         parsed = value.strip()
     return key.strip(), parsed
 
@@ -478,9 +483,41 @@ def load_config(path: str | Path | None = None, overrides: list[tuple[str, Any]]
         where = f"{where} + command line" if where else "command line"
     base_dir = Path(path).resolve().parent if path is not None else None
     try:
+        depth = _depth(data)
+        if depth > MAX_DEPTH:
+            raise ConfigError(f"values nest {depth} levels deep; allowed: at most {MAX_DEPTH} (tables of "
+                              "systemd/config.toml)")
         return parse_config(data, base_dir=base_dir, source=where or "defaults", env=env)
     except ConfigError as exc:
         raise ConfigError(f"{where or 'config'}: {exc}") from None
+    except (TypeError, ValueError, KeyError, OverflowError, RecursionError, AttributeError) as exc:
+        # a value of a type no check expected (the checks name key and value; this is the net under them)
+        raise ConfigError(f"{where or 'config'}: invalid configuration ({type(exc).__name__}: {_one_line(exc)}); "
+                          "allowed: the keys and values of systemd/config.toml") from None
+
+
+MAX_DEPTH = 8
+"""Deepest nesting of tables and arrays in a configuration (the deepest real one, [array] positions_m, is 3)."""
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of tables/arrays, without recursion (a hostile document must not exhaust the stack)."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        v, d = stack.pop()
+        deepest = max(deepest, d)
+        if d > MAX_DEPTH:
+            break
+        if isinstance(v, Mapping):
+            stack.extend((x, d + 1) for x in v.values())
+        elif isinstance(v, (list, tuple)):
+            stack.extend((x, d + 1) for x in v)
+    return deepest
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 __all__ = [

@@ -171,3 +171,63 @@ def test_a_mistyped_secret_key_is_never_echoed(tmp_path, section, key):
     r = subprocess.run([sys.executable, "-m", "edge_msl", "run", "--check", "--set", f"{section}.{key}=hunter2-xyzzy"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 78 and key in r.stderr and "hunter2" not in r.stderr + r.stdout
+
+
+def _mutants(n, seed=30):
+    """Seeded hostile variants of the shipped config: deep nesting, integers past Python's 4,300-digit limit,
+    arrays and tables where names and numbers go, byte flips."""
+    import random
+
+    rng = random.Random(seed)
+    base = SHIPPED.read_text()
+    keys = ["model", "hop_s", "threshold", "array", "num_threads", "[device] name", "[device] rate_hz",
+            "[mqtt] host", "[mqtt] port", "[mqtt] node_id", "[decode] gate_deg", "[array] name", "[array] positions_m",
+            "[array] channel_map", "[logging] level", "[stdout] format"]
+    for i in range(n):
+        kind = i % 6
+        depth = rng.choice([10, 50, 400, 3000])
+        value = [("[" * depth + "1" + "]" * depth), ("{a = " * depth + "1" + "}" * depth),
+                 rng.choice("123456789") * rng.choice([4301, 5000, 20000]), "[[1], {a = 2}]",
+                 "{name = [1, 2]}", "-" + "9" * 4400][rng.randrange(6) if kind < 5 else 5]
+        key = rng.choice(keys)
+        section, _, name = key.rpartition(" ")
+        text = (f"{name} = {value}\n" + base) if not section else f"{section}\n{name} = {value}\n" + (
+            base.replace(section + "\n", "") if rng.random() < 0.5 else "")
+        if kind == 5:
+            b = bytearray(text.encode())
+            for _ in range(rng.randint(1, 8)):
+                b[rng.randrange(len(b))] = rng.choice(b"[]{}=\"'9\n.")
+            text = b.decode(errors="replace")
+        yield text
+
+
+def test_hostile_configs_are_one_line_config_errors(tmp_path):
+    """1,200 seeded hostile configs (the hostile test's count): each loads or is a one-line ConfigError, never a
+    RecursionError, a ValueError from the integer digit limit or a TypeError (issue 30, fault 9)."""
+    p = tmp_path / "c.toml"
+    failures = []
+    for i, text in enumerate(_mutants(1200)):
+        p.write_text(text)
+        try:
+            load_config(p, env={})
+        except ConfigError as exc:
+            assert "\n" not in str(exc)
+        except BaseException as exc:  # noqa: BLE001 (counting them is the point)
+            failures.append((i, type(exc).__name__, str(exc)[:80]))
+    assert not failures, f"{len(failures)} tracebacks, e.g. {failures[:3]}"
+    for value in ["1" * 5000, "[" * 3000 + "]" * 3000]:  # --set values go through TOML too
+        with pytest.raises(ConfigError):
+            load_config(None, [parse_assignment(f"mqtt.port={value}")], env={})
+
+
+@pytest.mark.parametrize("text", ["hop_s = " + "1" * 5000, "x = " + "[" * 3000 + "]" * 3000,
+                                  "[decode]\ngate_deg = " + "{a = " * 20 + "1" + "}" * 20])
+def test_hostile_config_exits_78_with_one_line(tmp_path, text):
+    import subprocess
+    import sys
+
+    p = tmp_path / "c.toml"
+    p.write_text(text + "\n")
+    r = subprocess.run([sys.executable, "-m", "edge_msl", "run", "--check", "--config", str(p)], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 78 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
