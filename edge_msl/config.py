@@ -394,6 +394,13 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path | None = None, sourc
                           f"allowed: both set (TLS client certificate) or both empty")
     if (mqtt.ca_file or mqtt.cert_file) and not mqtt.tls:
         raise ConfigError(f"[mqtt] tls = false is invalid with ca_file/cert_file set; allowed: tls = true")
+    for key in ("ca_file", "cert_file", "key_file"):
+        # checked here, not first when connecting, so `run --check` (and install.sh) refuses what `run` would
+        value = getattr(mqtt, key)
+        if value and not (os.path.isfile(value) and os.access(value, os.R_OK)):
+            why = "does not exist" if not os.path.exists(value) else (
+                "is not a regular file" if not os.path.isfile(value) else "is not readable by this user")
+            raise ConfigError(f"[mqtt] {key} = {value!r} is invalid ({why}); allowed: a readable PEM file")
     mqtt = _resolve_password(mqtt, os.environ if env is None else env)
     if mqtt.password and not mqtt.username:
         raise ConfigError("[mqtt] username = '' is invalid with a password set; allowed: the broker user name")

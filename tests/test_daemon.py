@@ -358,3 +358,22 @@ def test_reload_with_changed_mqtt_settings_keeps_the_queue_and_does_not_block(ho
     got = {m["t_s"] for m in sub.payloads("/sources")}
     sent = [m["t_s"] for m in lines(daemon.stdout)][:n]  # stdout has every message
     assert len(sent) == n and not set(sent) - got  # MQTT lost none of them, the outage and the reload included
+
+
+@pytest.mark.parametrize("ca", ["missing", "junk"])
+def test_check_refuses_the_tls_files_run_would_refuse(home, tmp_path, ca):
+    """``run --check`` (and so install.sh) passed a missing CA file that ``run`` then refused (issue 30, fault 10)."""
+    ca_file = tmp_path / "ca.pem"
+    if ca == "junk":
+        ca_file.write_text("not a certificate\n")
+    args = ["--device", "edgedaemon", "--set", "mqtt.host=127.0.0.1", "--set", "mqtt.tls=true", "--set",
+            f"mqtt.ca_file={ca_file}"]
+    for mode in (["--check"], []):
+        proc = run_cli(["run", *args, *mode], env=alsa_env(home))
+        try:
+            stdout, stderr = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode == EX_CONFIG, (mode, stderr)
+        assert stdout == "" and "ca_file" in stderr and "Traceback" not in stderr

@@ -200,7 +200,10 @@ def test_username_and_password_from_env_never_logged(tmp_path, caplog):
 
 
 def test_tls_files_that_cannot_be_read_are_a_config_error(tmp_path):
-    cfg = load_config(None, [("mqtt.host", "h"), ("mqtt.tls", True), ("mqtt.ca_file", str(tmp_path / "no.pem"))])
+    with pytest.raises(ConfigError, match="ca_file .*does not exist"):  # refused by the config already
+        load_config(None, [("mqtt.host", "h"), ("mqtt.tls", True), ("mqtt.ca_file", str(tmp_path / "no.pem"))])
+    (tmp_path / "junk.pem").write_text("not a certificate\n")
+    cfg = load_config(None, [("mqtt.host", "h"), ("mqtt.tls", True), ("mqtt.ca_file", str(tmp_path / "junk.pem"))])
     with pytest.raises(ConfigError, match="ca_file"):
         MqttSink(cfg.mqtt)
 

@@ -129,6 +129,10 @@ def main(args: argparse.Namespace) -> int:
     if args.check:
         try:
             engine = build_engine(config)
+            from ..sinks import make_sinks
+
+            # built as `run` builds them (TLS files loaded, paho present), not started: no connection is made
+            make_sinks(config.stdout, config.mqtt, array_name=config.array.name)
         except ConfigError as exc:
             print(f"{name}: {exc}", file=sys.stderr)
             return EX_CONFIG
