@@ -1,0 +1,60 @@
+"""Choose a board model's temporal decode on that board's own validation scenes: a small grid of
+birth / keep thresholds and one-window confirmation, scored by the mean F1 of the turn-taking and
+walking sets (``benchmarks/scenes_bench.py``'s scoring), the best printed as a sidecar table.
+
+    .venv/bin/python -m train_tf.scenes --kind turns --n 12 --seed 8200 --array respeaker-4mic \
+        --bank data/dry/bank-train.npz --out data/scenes/val-turns-respeaker-4mic   (walk: seed 8250)
+    .venv/bin/python benchmarks/board_decode.py respeaker-4mic
+
+Seeds per board: 8200 + 100 i (turns) and 8250 + 100 i (walk), i the board's index in BOARDS.
+"""
+
+import dataclasses as dc
+import itertools
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from scenes_bench import DecodeSettings, cached_outputs, decode_cached, load_model, scenes, score_set  # noqa: E402
+
+from edge_msl.arrays import get_array  # noqa: E402
+
+BOARDS = ("respeaker-4mic", "respeaker-6mic", "respeaker-usb-v2", "matrix-voice", "matrix-creator", "minidsp-uma8")
+GRID = {"birth_threshold": (0.35, 0.45), "keep_threshold": (0.15, 0.2), "confirm_confidence": (0.5, 0.6)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1 or args[0] not in BOARDS:
+        raise SystemExit(f"usage: board_decode.py BOARD (one of {', '.join(BOARDS)})")
+    board = args[0]
+    model = load_model(array=get_array(board))
+    info = model.info
+    sets = [Path(f"data/scenes/val-turns-{board}"), Path(f"data/scenes/val-walk-{board}")]
+    stems = {d: scenes([str(d)]) for d in sets}
+    cached = {st: cached_outputs(model, st) for d in sets for st in stems[d]}
+    images = "cycle" if info.symmetry == "cycle" else "plain"
+    print(f"| {board}: birth / keep / one-window confirm | mean F1 | turns F1 / precision / linger s | "
+          f"walk F1 / precision / moving error ° |\n| --- | ---: | --- | --- |")
+    best = None
+    for birth, keep, cc in itertools.product(*GRID.values()):
+        st = dc.replace(DecodeSettings(), birth_threshold=birth, keep_threshold=keep,
+                        seed_threshold=min(DecodeSettings().seed_threshold, keep), confirm_confidence=cc)
+        turns, walk = (score_set(stems[d], lambda s: decode_cached(model, cached[s], st, images), info.window_s)
+                       for d in sets)
+        mean = round((turns["f1"] + walk["f1"]) / 2, 4)
+        print(f"| {birth} / {keep} / {cc} | {mean} | {turns['f1']} / {turns['precision']} / {turns['linger_mean_s']} | "
+              f"{walk['f1']} / {walk['precision']} / {walk['doa_error_moving_deg']} |", flush=True)
+        if best is None or mean > best[0]:
+            best = (mean, st)
+    chosen = {k: getattr(best[1], k) for k in ("birth_threshold", "seed_threshold", "keep_threshold",
+                                                "confirm_confidence")}
+    print(f"\nchosen for {board} (decode.temporal): {json.dumps(chosen)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
