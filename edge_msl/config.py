@@ -342,9 +342,11 @@ _TOP_CHECKS: dict[str, Check] = {
 def _resolve_password(m: MqttSettings, env: Mapping[str, str]) -> MqttSettings:
     if m.password_file:
         try:
-            text = Path(m.password_file).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"[mqtt] password_file = {m.password_file!r} cannot be read ({exc.strerror}); "
+            text = read_bounded(m.password_file, 64 * 1024).decode("utf-8")
+        except (OSError, UnicodeDecodeError, ConfigError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) else (
+                "not UTF-8" if isinstance(exc, UnicodeDecodeError) else str(exc).replace(m.password_file, "it"))
+            raise ConfigError(f"[mqtt] password_file = {m.password_file!r} cannot be read ({why}); "
                               f"allowed: a readable file whose first line is the password") from None
         lines = text.splitlines()
         return dataclasses.replace(m, password=lines[0] if lines else "")
@@ -431,12 +433,37 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path | None = None, sourc
     )
 
 
+MAX_CONFIG_BYTES = 1 << 20
+"""Largest configuration file read (the commented example is 6 kB)."""
+
+
+def read_bounded(path: str | Path, max_bytes: int) -> bytes:
+    """The bytes of a regular file of at most ``max_bytes``; anything else (a FIFO, /dev/zero, a directory, a
+    larger file) is refused without blocking or reading more. Raises OSError or ConfigError."""
+    import stat
+
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO opens without waiting for a writer
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ConfigError(f"{path} is not a regular file; allowed: a regular file")
+    except BaseException:
+        os.close(fd)
+        raise
+    with os.fdopen(fd, "rb") as f:
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise ConfigError(f"{path} is larger than {max_bytes} bytes; allowed: at most {max_bytes} bytes")
+    return data
+
+
 def read_toml(path: str | Path) -> dict[str, Any]:
-    """Parse a TOML file; a missing or malformed file is a :class:`ConfigError`."""
+    """Parse a TOML file; a missing, malformed, oversized or non-regular file is a :class:`ConfigError`."""
     path = Path(path)
     try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
+        data = read_bounded(path, MAX_CONFIG_BYTES)
+        return tomllib.loads(data.decode("utf-8"))
+    except ConfigError as exc:
+        raise ConfigError(f"config file {exc}") from None
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist; allowed: an existing TOML file "
                           f"(edge-msl/systemd/config.toml is a commented example)") from None

@@ -2,6 +2,7 @@
 naming the key, the value and what is allowed, secrets stay out of repr/to_dict, and a fuzzed loader
 never fails any other way."""
 
+import os
 import string
 from pathlib import Path
 
@@ -231,3 +232,25 @@ def test_hostile_config_exits_78_with_one_line(tmp_path, text):
     r = subprocess.run([sys.executable, "-m", "edge_msl", "run", "--check", "--config", str(p)], capture_output=True,
                        text=True, timeout=60)
     assert r.returncode == 78 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+@pytest.mark.parametrize("kind", ["dev_zero", "fifo", "directory", "huge"])
+def test_config_reads_are_bounded_and_never_block(tmp_path, kind):
+    """``--config /dev/zero`` took 3.8 GB and a FIFO hung the start (issue 30, fault 13): only regular files of at
+    most 1 MiB are read, for the config and the password file alike."""
+    import subprocess
+    import sys
+
+    path = {"dev_zero": Path("/dev/zero"), "fifo": tmp_path / "fifo", "directory": tmp_path,
+            "huge": tmp_path / "huge.toml"}[kind]
+    if kind == "fifo":
+        os.mkfifo(path)
+    if kind == "huge":
+        path.write_text("# padding\n" * 110_000 + 'hop_s = 0.1\n')  # 1.1 MB of valid TOML
+    with pytest.raises(ConfigError, match="regular file|larger than"):
+        load_config(path, env={})
+    with pytest.raises(ConfigError, match="password_file.*cannot be read"):
+        load_config(None, [("mqtt.host", "h"), ("mqtt.username", "u"), ("mqtt.password_file", str(path))], env={})
+    r = subprocess.run([sys.executable, "-m", "edge_msl", "run", "--check", "--config", str(path)],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 78 and len(r.stderr.strip().splitlines()) == 1, r.stderr
