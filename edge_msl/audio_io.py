@@ -259,12 +259,23 @@ class AudioReader:
         width = {"uint8": 1, "int16": 2, "int24": 3, "int32": 4, "float32": 4, "float64": 8}[info.sample_format]
         align = width * info.n_channels
         remaining = self._data_bytes
+        is_float = info.sample_format in ("float32", "float64")
+        frame = 0
         while remaining is None or remaining > 0:
             want = block_frames * align if remaining is None else min(block_frames * align, remaining)
             raw = _read_exact(self._f, want)
             usable = len(raw) - len(raw) % align
             if usable:
-                yield self._decode(raw[:usable], info.sample_format, info.n_channels)
+                x = self._decode(raw[:usable], info.sample_format, info.n_channels)
+                if is_float and not np.isfinite(x).all():
+                    # NaN/Inf would poison every window they touch (numpy warnings, then no detections at all)
+                    bad = np.argwhere(~np.isfinite(x))[0]
+                    where = frame + int(bad[0])
+                    raise AudioFileError(self.path, f"sample {where} of channel {int(bad[1])} "
+                                         f"({where / info.sample_rate_hz:.3f} s) is {x[bad[0], bad[1]]} (not a "
+                                         "finite number)", "the recording is corrupt; record or export it again")
+                frame += len(x)
+                yield x
             if remaining is not None:
                 remaining -= len(raw)
             if len(raw) < want:

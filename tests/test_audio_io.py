@@ -198,3 +198,25 @@ def test_absurd_sample_rates_are_one_line_errors(tmp_path, rate):
                        timeout=60)
     ours = [x for x in r.stderr.splitlines() if x.startswith("edge-msl")]
     assert r.returncode == 2 and r.stdout == "" and len(ours) == 1 and "8000..384000" in ours[0]
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("dtype, tag", [("<f4", 3), ("<f8", 3)])
+def test_nan_and_inf_samples_are_one_clear_line(tmp_path, bad, dtype, tag):
+    """NaN/Inf in a float WAV: exit 0, multi-line numpy warnings and silently empty output before (issue 30,
+    fault 14); now one line naming the sample, exit 2."""
+    x = (_signal(n=FS * 2, channels=8) / 32768.0).astype(dtype)
+    x[FS + 5, 3] = bad
+    width = np.dtype(dtype).itemsize
+    fmt = struct.pack("<HHIIHH", tag, 8, FS, FS * 8 * width, 8 * width, 8 * width)
+    data = x.tobytes()
+    p = tmp_path / "nan.wav"
+    p.write_bytes(b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVEfmt " + struct.pack("<I", 16) + fmt + b"data"
+                  + struct.pack("<I", len(data)) + data)
+    with pytest.raises(AudioFileError, match=f"sample {FS + 5} of channel 3") as e:
+        _read_all(p, block=1000)
+    assert "\n" not in str(e.value)
+    r = subprocess.run([sys.executable, "-m", "edge_msl", "locate", str(p)], capture_output=True, text=True,
+                       timeout=60)
+    ours = [x for x in r.stderr.splitlines() if not x.startswith("INFO: Created TensorFlow")]
+    assert r.returncode == 2 and len(ours) == 1 and "not a finite number" in ours[0], r.stderr
