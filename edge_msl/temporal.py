@@ -72,7 +72,7 @@ class DecodeSettings:
     """Two tracks closer than this are one talker: the younger one ends."""
     azimuth_noise_deg: float = 3.0
     """Standard deviation of one window's azimuth at full confidence (grows as confidence falls)."""
-    turn_rate_deg_s2: float = 150.0
+    turn_rate_deg_s2: float = 50.0
     """How fast a talker's angular velocity may change (Kalman process noise, deg/s per sqrt s)."""
     max_rate_deg_s: float = 120.0
     """Cap on a track's angular speed."""
