@@ -5,7 +5,7 @@ both use this module so the two cannot drift apart. Pure numpy, no TensorFlow.
 
 Layout: N equal azimuth sectors; sector k covers [offset + k w, offset + (k + 1) w) with
 w = 360 / N. Each sector owns three outputs: active (0/1), normalized distance, normalized
-azimuth. Rules (see README, "Region coding"):
+azimuth. Rules (see docs/training.md, "Region coding"):
 
 * A source belongs to exactly one sector (half-open intervals), so a source on a border is
   encoded once; on decode, detections closer than ``min_separation_deg`` are merged (the more

@@ -95,7 +95,7 @@ def load_array(spec: str):
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ArrayConfigError(f"--array {spec}: cannot read it as TOML ({exc})") from None
         if "array" not in cfg:
-            raise ArrayConfigError(f"--array {spec}: no [array] table; see README, Arrays, for a custom array")
+            raise ArrayConfigError(f"--array {spec}: no [array] table; see docs/boards.md (Arrays) for a custom array")
         return from_dict(cfg["array"])
     return get_array(spec)
 
@@ -148,7 +148,7 @@ def main(args: argparse.Namespace) -> int:
             try:
                 import matplotlib  # noqa: F401  (fail before the run, not after it)
             except ImportError:
-                raise TruthError("--plot needs matplotlib; pip install matplotlib (or edge-msl[train])") from None
+                raise TruthError("--plot needs matplotlib; pip install \"edge-msl[plot]\"") from None
         array = load_array(args.array) if args.array else None
         model = load_model(args.model, array=array, num_threads=args.threads)
         reader = open_audio(args.file)
