@@ -8,6 +8,7 @@ fault, and exits with 78 only for a configuration that cannot work (before anyth
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import logging
 import os
@@ -85,6 +86,66 @@ def _file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+class InstanceLock:
+    """One daemon per MQTT identity (broker + client id) on this host: a second one would take over the client
+    id and the two would flap the retained status online/offline. Held as a listening abstract unix socket, which
+    needs no writable directory (the unit's sandbox and a manual run as another user see the same namespace) and
+    is released by the kernel however the process ends."""
+
+    def __init__(self) -> None:
+        self.key: str | None = None
+        self._sock: Any = None
+
+    @staticmethod
+    def key_of(config: Config) -> str | None:
+        m = config.mqtt
+        return f"{m.host}:{m.effective_port}:{m.client_id or f'edge-msl-{m.node}'}" if m.enabled else None
+
+    def acquire(self, config: Config) -> None:
+        """Hold the lock for ``config``'s MQTT identity (releasing the one held before); ConfigError when another
+        process holds it."""
+        import socket
+        import struct
+
+        key = self.key_of(config)
+        if key == self.key:
+            return
+        sock = None
+        if key is not None:
+            name = b"\0edge-msl-instance/" + hashlib.sha256(key.encode()).hexdigest()[:32].encode()
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.bind(name)
+                sock.listen(64)
+            except OSError as exc:
+                sock.close()
+                if exc.errno != errno.EADDRINUSE:
+                    log.warning("instance lock for MQTT client %s not taken (%s); not guarding against a second "
+                                "daemon", key, exc)
+                    sock = None
+                else:
+                    holder = ""
+                    try:
+                        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+                            probe.settimeout(1.0)
+                            probe.connect(name)
+                            pid = struct.unpack("3i", probe.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[0]
+                            holder = f" (pid {pid})"
+                    except OSError:
+                        pass
+                    raise ConfigError(f"another edge-msl daemon{holder} already publishes as MQTT client "
+                                      f"{key.rsplit(':', 1)[1]!r} to {key.rsplit(':', 1)[0]}; stop it (systemctl stop "
+                                      "edge-msl) or give this one another [mqtt] node_id/client_id") from None
+        self.release()
+        self.key, self._sock = key, sock
+
+    def release(self) -> None:
+        """Let the lock go (the kernel does it too when the process ends)."""
+        if self._sock is not None:
+            self._sock.close()
+        self.key, self._sock = None, None
+
+
 class Daemon:
     """One run of ``edge-msl run``. ``loader`` (re)reads the configuration (at start and on SIGHUP)."""
 
@@ -100,6 +161,7 @@ class Daemon:
         self.capture: Capture | None = None
         self.sinks: list[Any] = []
         self._retiring: list[threading.Thread] = []
+        self.lock = InstanceLock()
         self.messages = 0
         self.reloads = 0
         self.last_sources = 0
@@ -161,6 +223,7 @@ class Daemon:
 
         Raises ConfigError (exit 78) before anything is opened when the configuration cannot work."""
         config = self.loader()
+        self.lock.acquire(config)
         self.engine = build_engine(config)
         try:
             self.capture = self._make_capture(config, self._rate(self.engine))
@@ -176,6 +239,7 @@ class Daemon:
             self.start()
         except ConfigError:
             self._close_sinks()
+            self.lock.release()
             raise
         try:
             return self._loop()
@@ -183,6 +247,7 @@ class Daemon:
             self.notifier.stopping(f"stopping after {self.messages} messages")
             summary = self.summary()
             self._close_sinks()
+            self.lock.release()
             if self.capture is not None:
                 self.capture.close()
             log.info("stopped: %s", summary)
@@ -338,6 +403,7 @@ class Daemon:
                 getattr(config, k) == getattr(old.config, k) for k in ("array", "hop_s", "threshold", "decode", "track"))
             engine = old if same_pipeline else build_engine(config)
             new_mqtt = self._new_mqtt(old.config, config, engine)
+            self.lock.acquire(config)  # a new MQTT identity that another daemon holds refuses the reload
         except (ConfigError, ModelError, OSError) as exc:
             log.error("reload refused, keeping the running configuration: %s", exc)
             self.notifier.ready(self._status_line())

@@ -377,3 +377,34 @@ def test_check_refuses_the_tls_files_run_would_refuse(home, tmp_path, ca):
                 proc.kill()
         assert proc.returncode == EX_CONFIG, (mode, stderr)
         assert stdout == "" and "ca_file" in stderr and "Traceback" not in stderr
+
+
+def test_a_second_daemon_on_the_same_mqtt_identity_exits_78(home, broker, tmp_path):
+    """Two daemons on one config (the second still waiting for its device, even) took turns on the fixed MQTT
+    client id and flapped the retained status every 2 s (issue 30, fault 8)."""
+    sub = Subscriber(broker.port, ["edge-msl/twice/status"], client_id="daemon-twice")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[device]\nname = "edgewait2"\n[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\n'
+                   'node_id = "twice"\n')  # a device that never comes: both would wait
+    first = run_cli(["run", "--config", str(cfg)], env=alsa_env(home))
+    try:
+        assert wait_for(lambda: [p for _, p, _ in sub.messages("/status")][-1:] == [b"online"], 30)
+        second = run_cli(["run", "--config", str(cfg)], env=alsa_env(home))
+        try:
+            _, stderr = second.communicate(timeout=60)
+        finally:
+            if second.poll() is None:
+                second.kill()
+        assert second.returncode == EX_CONFIG, stderr
+        assert f"pid {first.pid}" in stderr and "node_id" in stderr and "Traceback" not in stderr
+        time.sleep(3)
+        assert first.poll() is None
+        assert [p for _, p, _ in sub.messages("/status")] == [b"online"]  # no flapping
+    finally:
+        first.send_signal(signal.SIGTERM)
+        try:
+            first.wait(30)
+        finally:
+            if first.poll() is None:
+                first.kill()
+        sub.close()
