@@ -162,6 +162,7 @@ class Daemon:
         self.sinks: list[Any] = []
         self._retiring: list[threading.Thread] = []
         self.lock = InstanceLock()
+        self._stopped = threading.Event()
         self.messages = 0
         self.reloads = 0
         self.last_sources = 0
@@ -172,19 +173,56 @@ class Daemon:
     # -- signals --------------------------------------------------------------------------------------
 
     def install_signal_handlers(self) -> None:
-        """SIGTERM/SIGINT: stop; SIGHUP: reload (main thread only)."""
-        signal.signal(signal.SIGTERM, self._on_stop_signal)
-        signal.signal(signal.SIGINT, self._on_stop_signal)
-        signal.signal(signal.SIGHUP, self._on_hup)
+        """SIGTERM/SIGINT: stop; SIGHUP: reload (main thread only, before any other thread starts).
 
-    def _on_stop_signal(self, signum: int, frame: Any) -> None:
-        if self.stop_event.is_set() and signum == signal.SIGINT:
-            raise KeyboardInterrupt  # a second Ctrl-C: the user really wants out
-        log.info("%s: stopping", signal.Signals(signum).name)
-        self.stop_event.set()
+        The signals reach a thread of their own through :func:`signal.set_wakeup_fd`: a Python handler runs
+        only when the main thread comes back from C, which a hung ALSA read (a frozen PulseAudio) never does, and
+        the signal may be delivered to any thread (the runtime's, BLAS's). A stop the processing loop has not
+        finished within :data:`STOP_GRACE_S` ends the process from there."""
+        r, w = os.pipe()
+        os.set_blocking(w, False)
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, _no_op)  # not the default action; the work is done by the thread below
+        signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+        threading.Thread(target=self._signal_loop, args=(r,), name="edge-msl-signals", daemon=True).start()
 
-    def _on_hup(self, signum: int, frame: Any) -> None:
-        self._reload_requested = True
+    def _signal_loop(self, fd: int) -> None:
+        while True:
+            try:
+                data = os.read(fd, 64)
+            except InterruptedError:
+                continue
+            if not data:
+                return
+            for signum in data:
+                if signum == signal.SIGHUP:
+                    self._reload_requested = True
+                elif signum in (signal.SIGTERM, signal.SIGINT):
+                    again = self.stop_event.is_set()
+                    if not again:
+                        log.info("%s: stopping", signal.Signals(signum).name)
+                    self.stop_event.set()
+                    if again and signum == signal.SIGINT:
+                        self._stop_now("a second SIGINT")  # a second Ctrl-C: the user really wants out
+                    elif not again:
+                        threading.Thread(target=self._stop_watch, name="edge-msl-stop-watch", daemon=True).start()
+
+    def _stop_watch(self) -> None:
+        if self._stopped.wait(STOP_GRACE_S):
+            return
+        self._stop_now(f"the processing loop did not stop within {STOP_GRACE_S:g} s (capture read blocked?)")
+
+    def _stop_now(self, why: str) -> None:
+        """End the process from a side thread: sinks closed briefly (MQTT says offline), then exit 0."""
+        log.warning("%s: exiting without waiting for it", why)
+        self.notifier.stopping(f"stopping after {self.messages} messages")
+        for s in list(self.sinks):
+            try:
+                s.close(timeout_s=0.5)
+            except Exception:  # noqa: BLE001 (we are leaving anyway)
+                pass
+        logging.shutdown()
+        os._exit(0)
 
     def request_stop(self) -> None:
         """Stop from another thread (tests, embedding)."""
@@ -244,6 +282,7 @@ class Daemon:
         try:
             return self._loop()
         finally:
+            self._stopped.set()  # the loop is out; closing the sinks below has its own bounds
             self.notifier.stopping(f"stopping after {self.messages} messages")
             summary = self.summary()
             self._close_sinks()
@@ -440,5 +479,12 @@ def run_daemon(loader: Callable[[], Config], **kw: Any) -> int:
         log.error("%s", exc)
         return EX_CONFIG
 
+
+def _no_op(signum: int, frame: Any) -> None:
+    pass
+
+
+STOP_GRACE_S = 1.5
+"""After SIGTERM/SIGINT, how long the processing loop has to stop before the process ends without it."""
 
 __all__ = ["Daemon", "build_engine", "run_daemon", "STATUS_EVERY_S"]

@@ -408,3 +408,57 @@ def test_a_second_daemon_on_the_same_mqtt_identity_exits_78(home, broker, tmp_pa
             if first.poll() is None:
                 first.kill()
         sub.close()
+
+
+FROZEN_DAEMON = """
+import logging, os, sys
+from edge_msl.config import load_config
+from edge_msl.daemon import run_daemon
+logging.basicConfig(level=logging.INFO)
+r, w = os.pipe()
+
+class Frozen:
+    # a PCM whose read hangs after 20 periods, as one on a frozen PulseAudio does (os.read resumes after a
+    # signal, like alsa-lib's wait)
+    n = 0
+
+    def read(self):
+        self.n += 1
+        if self.n > 20:
+            logging.info("capture read blocks now")
+            os.read(r, 1)
+        return 800, bytes(800 * 8 * 2)
+
+    def close(self):
+        pass
+
+sys.exit(run_daemon(lambda: load_config(None, [("device.name", "frozen"), ("device.period_frames", 800)]),
+                    pcm_factory=Frozen))
+"""
+
+
+def test_sigterm_ends_a_daemon_whose_capture_read_hangs(tmp_path):
+    """SIGTERM while an ALSA read blocks (PulseAudio frozen): the daemon was still alive after 45 s; now it ends
+    within 2 s, exit 0 (issue 30, fault 11)."""
+    proc = subprocess.Popen([sys.executable, "-c", FROZEN_DAEMON], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+    err: list[str] = []
+    reader = threading.Thread(target=lambda: err.extend(proc.stderr), daemon=True)
+    reader.start()
+    try:
+        assert wait_for(lambda: any("capture read blocks now" in x for x in err), 60), "".join(err)
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            pass
+        took = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    reader.join(5)
+    assert proc.returncode == 0 and took <= 2.5, (proc.returncode, took, "".join(err)[-2000:])
+    assert any("exiting without waiting" in x for x in err)
