@@ -298,3 +298,25 @@ def test_calibrate_install_on_a_full_disk_keeps_the_service_startable(tmp_path, 
     info = load_model(state / "models" / "uca8-r10.tflite", array=ARRAY).info
     assert info.threshold == pytest.approx(json.loads(packaged.with_suffix(".json").read_text())["decode"]["threshold"])
     assert not any(p.name.startswith(".") for p in (state / "models").iterdir())
+
+
+def test_a_clip_that_does_not_fit_leaves_the_session_as_it_was(tmp_path, small_tmpfs):
+    """``calibrate record`` on a full disk: a traceback and a leftover .tmp before (issue 30, fault 12); now a
+    CalibrationError saying so, no leftover, the session unchanged and still loadable."""
+    session = cal.Session.create(small_tmpfs / "s", ARRAY, FS, 8000)
+    session.add_clip(np.zeros((FS // 4, 8), np.int16), 10.0, 1.0)  # 64 kB: fits
+    before = (session.dir / "session.json").read_text()
+    with pytest.raises(cal.CalibrationError, match="No space left on device.*record this position again"):
+        session.add_clip(np.zeros((FS * 8, 8), np.int16), 20.0, 1.0)  # 2 MB: does not
+    assert (session.dir / "session.json").read_text() == before
+    assert len(cal.Session(session.dir).positions) == 1
+    assert sorted(p.name for p in (session.dir / "clips").iterdir()) == ["pos-00.wav"]
+
+
+def test_calibration_recordings_are_private(tmp_path):
+    """Recordings of the room were world-readable when calibrate ran as root (issue 30)."""
+    session = cal.Session.create(tmp_path / "s", ARRAY, FS, 8000)
+    session.add_clip(np.zeros((FS // 4, 8), np.int16), 10.0, 1.0)
+    assert (session.dir.stat().st_mode & 0o077) == 0 and ((session.dir / "clips").stat().st_mode & 0o077) == 0
+    for p in [session.dir / "session.json", *(session.dir / "clips").iterdir()]:
+        assert (p.stat().st_mode & 0o077) == 0, p

@@ -141,8 +141,14 @@ class Session:
                 raise CalibrationError(f"session {d} was recorded with array {s.array.name!r}, not {array.name!r}; "
                                        "use another --session or the same array")
             return s
-        d.mkdir(parents=True, exist_ok=True)
-        (d / "clips").mkdir(exist_ok=True)
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+            # recordings of the room are private: only the owner (root, when calibrate runs as root) reads them
+            os.chmod(d, 0o700)
+            (d / "clips").mkdir(mode=0o700, exist_ok=True)
+        except OSError as exc:
+            raise CalibrationError(f"cannot create the session directory {d} ({exc.strerror}); pass --session "
+                                   "DIR somewhere writable") from None
         data = {"format": SESSION_FORMAT, "version": SESSION_VERSION, "array": array.to_dict(),
                 "sample_rate_hz": int(sample_rate_hz), "window_samples": int(window_samples),
                 "keras_model": str(keras_model) if keras_model else None,
@@ -177,12 +183,26 @@ class Session:
             raise CalibrationError(f"position {name!r} is already recorded in {self.dir}; choose another --name")
         clip = self.dir / "clips" / f"{name}.wav"
         tmp = clip.with_name(clip.name + ".tmp")
-        write_wav(tmp, audio, self.sample_rate_hz)
-        os.replace(tmp, clip)
         pos = {"name": name, "clip": f"clips/{name}.wav", "seconds": round(len(audio) / self.sample_rate_hz, 3),
                "entered": {"azimuth_deg": azimuth_deg, "distance_m": distance_m}, "label": None}
-        self.positions.append(pos)
-        self.save()
+        try:
+            write_wav(tmp, audio, self.sample_rate_hz)
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, clip)
+            self.positions.append(pos)
+            try:
+                self.save()
+            except BaseException:
+                self.positions.remove(pos)
+                clip.unlink(missing_ok=True)
+                raise
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise CalibrationError(f"cannot store the clip {clip} ({exc.strerror or exc}); nothing was added to the "
+                                   "session" + ("; free some space and record this position again"
+                                                if exc.errno == errno.ENOSPC else "")) from None
+        finally:
+            tmp.unlink(missing_ok=True)
         return pos
 
     def load_clip(self, pos: dict[str, Any]) -> np.ndarray:
@@ -224,8 +244,13 @@ def _array_of(desc: dict[str, Any]) -> MicArray:
 
 def _write_json(path: Path, data: Any) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(data, indent=2) + "\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # after an error (a full disk): no half-written leftover
 
 
 # --------------------------------------------------------------------------- record
