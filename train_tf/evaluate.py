@@ -122,6 +122,10 @@ def window_outputs(run_dir: str | Path, audio: np.ndarray, weights: str, batch: 
                     axis=1), params
 
 
+# --------------------------------------------------------------------------- the decode of edge-msl 0.1
+# (1 s pooling of region outputs): kept for the benchmarks that measured it (srp_refine, learned_decode,
+# hybrid_decode); the device and evaluate() run the temporal decode (temporal_decode_all).
+
 def pool_gain(params: dict, onset_threshold: float | None = None, pool_threshold: float | None = None) -> float:
     """``onset_threshold / pool_threshold``, each from the arguments or else the model's decode
     (an onset given alone: the mean is held to it)."""
@@ -631,41 +635,54 @@ def plot(results: dict[str, Any], per_window: dict[str, list[dict[str, Any]]], p
 
 def sweep(run_dir: str | Path, data_dir: str | Path, weights: str, thresholds: Sequence[float],
           separations: Sequence[float], match_deg: float = 20.0,
-          pool_thresholds: Sequence[float] = (), symmetry: str | None = None) -> list[dict[str, Any]]:
+          keep_thresholds: Sequence[float] = (), symmetry: str | None = None) -> list[dict[str, Any]]:
     """F1 and DOA error of the model for every (threshold, suppression) pair: choose them on a
-    validation set, never on the test set. On windows longer than the model's, ``threshold`` is
-    the onset threshold of the pooled decode and ``pool_thresholds`` (empty: the model's ratio)
-    the thresholds on the mean to try with each."""
+    validation set, never on the test set. On windows of the model's length ``threshold`` is the
+    threshold of one window alone; on longer windows it is the temporal decode's birth threshold and
+    ``keep_thresholds`` (empty: the model's, capped by the birth threshold) its keep thresholds to
+    try with each (:func:`temporal_decode_all`)."""
+    from dataclasses import replace
+
     from train_tf.simulate import load_windows
 
     data = load_windows(data_dir)
     per, params = window_outputs(run_dir, data["audio"], weights, symmetry=symmetry)
     rows = []
-    gate = pool_gate(params)
+    base = temporal_settings(params)
     for t in thresholds:
-        for pt in (pool_thresholds if per.shape[1] > 1 and pool_thresholds else [None]):
-            if pt is not None and pt > t:
+        for kt in (keep_thresholds if per.shape[1] > 1 and keep_thresholds else [None]):
+            if kt is not None and kt > t:
                 continue
-            outputs = pooled(per, pool_gain(params, t, pt) if pt is not None else pool_gain(params), gate)
             for sep in separations:
-                dets, _, _ = decode_all(outputs, params, t, sep)
+                if per.shape[1] == 1:
+                    dets, _, _ = decode_all(per[:, 0], params, t, sep)
+                    dets = srp_refine_all(dets, data["audio"], params)
+                else:
+                    keep = min(base.keep_threshold, t) if kt is None else kt
+                    st = replace(base, birth_threshold=t, keep_threshold=keep,
+                                 seed_threshold=min(base.seed_threshold, keep))
+                    dets, _, _ = temporal_decode_all(per, data["audio"], params, min_separation_deg=sep, settings=st)
                 s = summarize(score_detections(dets, data["azimuth_deg"], data["distance_m"], match_deg))
-                rows.append({"threshold": t, "pool_threshold": pt, "min_separation_deg": sep, **s})
+                rows.append({"threshold": t, "keep_threshold": kt, "min_separation_deg": sep, **s})
     return rows
 
 
 def fit_stretch(run_dir: str | Path, data_dir: str | Path, weights: str, stretches: Sequence[float],
                 match_deg: float = 20.0) -> list[dict[str, Any]]:
-    """DOA error and F1 of the model's own decode for every ``fine_stretch`` (see
-    :class:`edge_msl.regions.RegionLayout`): fit it on a validation set, never on the test set."""
+    """DOA error and F1 of the model's own decode (the temporal one on windows longer than the
+    model's) for every ``fine_stretch`` (see :class:`edge_msl.regions.RegionLayout`): fit it on a
+    validation set, never on the test set."""
     from train_tf.simulate import load_windows
 
     data = load_windows(data_dir)
-    outputs, params = model_outputs(run_dir, data["audio"], weights)
-    is_pooled = analysis(data["audio"].shape[1], params)["pooled_windows"] > 1
+    per, params = window_outputs(run_dir, data["audio"], weights)
     rows = []
     for s in stretches:
-        dets, _, _ = decode_all(outputs, params, pooled=is_pooled, fine_stretch=s)
+        p = {**params, "regions": {**params["regions"], "fine_stretch": s}}
+        if per.shape[1] > 1:
+            dets, _, _ = temporal_decode_all(per, data["audio"], p)
+        else:
+            dets, _, _ = decode_all(per[:, 0], p)
         rows.append({"fine_stretch": s, **summarize(score_detections(dets, data["azimuth_deg"], data["distance_m"],
                                                                      match_deg))})
     return rows
@@ -760,10 +777,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sweep", metavar="THRESHOLDS/SEPARATIONS",
                         help="instead of evaluating, print the model's F1 for a grid of decode settings, e.g. "
                              "0.3,0.4,0.5/10,15,20 (use a validation set); on windows longer than the model's the "
-                             "thresholds are the pooled decode's onset thresholds")
-    parser.add_argument("--pool-thresholds", metavar="LIST",
-                        help="with --sweep on longer windows: thresholds on the mean to try with each onset threshold, "
-                             "e.g. 0.3,0.35,0.4 (default: the model's ratio)")
+                             "thresholds are the temporal decode's birth thresholds")
+    parser.add_argument("--keep-thresholds", metavar="LIST",
+                        help="with --sweep on longer windows: the temporal decode's keep thresholds to try with each "
+                             "birth threshold, e.g. 0.15,0.2,0.25 (default: the model's)")
     parser.add_argument("--fit-stretch", metavar="LIST",
                         help="instead of evaluating, print the DOA error of the model's decode for each fine_stretch, "
                              "e.g. 1,1.05,1.1,1.15,1.2,1.25 (use a validation set)")
@@ -799,18 +816,18 @@ def main(argv: list[str] | None = None) -> int:
             grid = [float(v) for v in ts.split(",")], [float(v) for v in seps.split(",")]
         except ValueError:
             raise SystemExit(f"--sweep takes THRESHOLDS/SEPARATIONS like 0.3,0.4/10,20, got {args.sweep!r}") from None
-        pts = [float(v) for v in args.pool_thresholds.split(",")] if args.pool_thresholds else []
-        rows = sweep(args.model, args.data, weights, *grid, match_deg=args.match_deg, pool_thresholds=pts,
+        pts = [float(v) for v in args.keep_thresholds.split(",")] if args.keep_thresholds else []
+        rows = sweep(args.model, args.data, weights, *grid, match_deg=args.match_deg, keep_thresholds=pts,
                      symmetry=args.symmetry)
-        print("| threshold | mean threshold | suppression (°) | recall | precision | F1 | DOA err mean (°) |")
+        print("| threshold | keep threshold | suppression (°) | recall | precision | F1 | DOA err mean (°) |")
         print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         for r in rows:
-            pt = "model's" if r["pool_threshold"] is None else f"{r['pool_threshold']:g}"
+            pt = "model's" if r["keep_threshold"] is None else f"{r['keep_threshold']:g}"
             print(f"| {r['threshold']:g} | {pt} | {r['min_separation_deg']:g} | {r['recall']:.3f} | "
                   f"{r['precision']:.3f} | {r['f1']:.3f} | {r['err_mean']:.2f} |")
         best = max(rows, key=lambda r: r["f1"])
         print(f"best F1 {best['f1']:.3f} at threshold {best['threshold']:g}"
-              + ("" if best["pool_threshold"] is None else f", mean threshold {best['pool_threshold']:g}")
+              + ("" if best["keep_threshold"] is None else f", keep threshold {best['keep_threshold']:g}")
               + f", suppression {best['min_separation_deg']:g}°")
         return 0
     results = evaluate(args.model, args.data, args.out, weights, args.threshold, args.match_deg, baselines,
