@@ -173,7 +173,7 @@ class Daemon:
     # -- signals --------------------------------------------------------------------------------------
 
     def install_signal_handlers(self) -> None:
-        """SIGTERM/SIGINT: stop; SIGHUP: reload (main thread only, before any other thread starts).
+        """SIGTERM/SIGINT: stop; SIGHUP: reload (call from the main thread).
 
         The signals reach a thread of their own through :func:`signal.set_wakeup_fd`: a Python handler runs
         only when the main thread comes back from C, which a hung ALSA read (a frozen PulseAudio) never does, and
