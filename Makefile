@@ -6,7 +6,7 @@ PYCHECK = @$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) e
 BANK   ?= data/dry/bank-small.npz
 EXTRAS ?= train,alsa,mqtt,dev,jax
 
-.PHONY: help system venv demo scene test bank dataset clean
+.PHONY: help system venv demo scene test bank dataset faults clean
 
 help:
 	@echo "make demo     set up a small venv (edge-msl[plot]) and locate the talkers of the bundled recording"
@@ -14,6 +14,7 @@ help:
 	@echo "make bank     build the full dry-signal bank (data/dry/bank.npz)"
 	@echo "make scene    set up everything, simulate a small scene and print its ground truth"
 	@echo "make dataset  simulate 1,000 windows with 1-4 sources and plot label statistics"
+	@echo "make faults   fault injection against the daemon (broker, device, full disk, fuzzing, soak; ~16 min, root for tmpfs)"
 
 system:
 	@bash .ci/system-deps.sh
@@ -57,3 +58,6 @@ dataset: venv $(BANK)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
+
+faults: venv
+	$(PY) benchmarks/faults.py
