@@ -967,20 +967,8 @@ def install(tflite: str | Path, state_dir: str | Path, array_name: str) -> Path:
     copies = [(src.with_suffix(".json"), dst.with_suffix(".json")), (src, dst)]
     if dst.exists():
         copies = [(dst.with_suffix(".json"), prev.with_suffix(".json")), (dst, prev)] + copies
-    staged: list[tuple[Path, Path]] = []
-    try:
-        for s, d in copies:
-            # staged from the current files before any rename, so the previous pair is the old current pair
-            staged.append((_stage(s, d.with_name(f"{d.name}.new")), d))
-        _replace_all(staged)
-    except OSError as exc:
-        for tmp, _ in staged:
-            tmp.unlink(missing_ok=True)
-        why = os.strerror(exc.errno) if exc.errno else str(exc)
-        raise CalibrationError(f"could not install into {models} ({why}); the installed model is unchanged"
-                               + ("; free some space and run install again" if exc.errno == errno.ENOSPC else "")
-                               ) from None
-    _fsync_dir(models)
+    # staged from the current files before any rename, so the previous pair is the old current pair
+    _swap(models, copies, f"could not install into {models}", "; free some space and run install again")
     return dst
 
 
@@ -992,19 +980,28 @@ def rollback(state_dir: str | Path, array_name: str) -> Path:
     if not prev.exists() or not prev.with_suffix(".json").exists():
         raise CalibrationError(f"no previous model {prev} to roll back to (nothing was installed over another "
                                "model yet)")
+    _swap(models, [(dst.with_suffix(".json"), prev.with_suffix(".json")), (dst, prev),
+                   (prev.with_suffix(".json"), dst.with_suffix(".json")), (prev, dst)], f"could not roll back in {models}")
+    return dst
+
+
+def _swap(models: Path, copies: list[tuple[Path, Path]], what: str, on_full_disk: str = "") -> None:
+    """Copy every (source, target) pair to a temporary file beside its target, then replace the
+    targets as one unit (:func:`_replace_all`); on any error nothing the daemon reads has changed,
+    the temporary files are removed and a :class:`CalibrationError` starting with ``what`` says why
+    (plus ``on_full_disk`` when the disk is full)."""
     staged: list[tuple[Path, Path]] = []
     try:
-        for s, d in ((dst.with_suffix(".json"), prev.with_suffix(".json")), (dst, prev),
-                     (prev.with_suffix(".json"), dst.with_suffix(".json")), (prev, dst)):
+        for s, d in copies:
             staged.append((_stage(s, d.with_name(f"{d.name}.new")), d))
         _replace_all(staged)
     except OSError as exc:
         for tmp, _ in staged:
             tmp.unlink(missing_ok=True)
         why = os.strerror(exc.errno) if exc.errno else str(exc)
-        raise CalibrationError(f"could not roll back in {models} ({why}); the installed model is unchanged") from None
+        raise CalibrationError(f"{what} ({why}); the installed model is unchanged"
+                               + (on_full_disk if exc.errno == errno.ENOSPC else "")) from None
     _fsync_dir(models)
-    return dst
 
 
 def notify_daemon(pid_file: str | Path | None = None, unit: str = "edge-msl") -> str:
