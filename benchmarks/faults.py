@@ -20,7 +20,6 @@ import json
 import math
 import os
 import random
-import re
 import signal
 import struct
 import subprocess
@@ -36,7 +35,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "benchmarks"))
 
+from daemon_bench import proc_cpu_s, proc_rss_mb  # noqa: E402  (the daemon benchmark's /proc readers)
 from daemon_helpers import Broker, Subscriber, alsa_env, wait_for, write_asoundrc  # noqa: E402
 from edge_msl.audio_io import open_audio, write_wav  # noqa: E402
 
@@ -44,7 +45,6 @@ EXAMPLE = REPO / "edge_msl" / "examples" / "uca8-r10-3talkers.wav"
 RATE = 16000
 ROWS: list[tuple[str, str, str, str, str]] = []
 """(area, case, measured, target, met)"""
-_CLK = os.sysconf("SC_CLK_TCK")
 
 
 def row(area: str, case: str, measured: str, target: str, met: bool | None) -> None:
@@ -59,16 +59,6 @@ def example_audio() -> np.ndarray:
 
 def edge_msl(*args: str, **kw) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "edge_msl", *args], **kw)
-
-
-def proc_cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _CLK
-
-
-def proc_rss_mb(pid: int) -> float:
-    m = re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
-    return int(m.group(1)) / 1024.0 if m else float("nan")
 
 
 def stop_within(proc: subprocess.Popen, timeout_s: float = 10.0) -> tuple[int | None, float]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import re
 import shutil
 import statistics
@@ -129,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     for tool in ("taskset", "/usr/bin/time"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is needed (apt install util-linux time)")
-    results: dict = {"machine": f"{os.cpu_count()} cores, {_cpu_name()}", "load_average": os.getloadavg()[0]}
+    results: dict = {"machine": f"{os.cpu_count()} cores, {cpu_name()}", "load_average": os.getloadavg()[0]}
     print(f"# edge-msl locate benchmark ({results['machine']}; one core via taskset -c 0; load average "
           f"{results['load_average']:.1f})\n")
     with tempfile.TemporaryDirectory() as d:
@@ -151,14 +152,15 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
+    """The CPU's model name (also the ODAS benchmark's)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return "unknown CPU"
+    return platform.processor() or platform.machine() or "unknown CPU"
 
 
 if __name__ == "__main__":

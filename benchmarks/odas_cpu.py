@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import shutil
 import statistics
@@ -29,6 +28,7 @@ sys.path.insert(0, str(REPO))
 
 from edge_msl.arrays import MicArray, get_array  # noqa: E402
 from edge_msl.audio_io import open_audio, write_wav  # noqa: E402
+from locate_bench import cpu_name  # noqa: E402  (benchmarks/ is the script's own directory on sys.path)
 
 EXAMPLE = REPO / "edge_msl" / "examples" / "uca8-r10-3talkers.wav"
 ARRAY = "uca8-r10"
@@ -245,16 +245,6 @@ def fmt_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _git_head() -> str:
     p = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
     dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no", "edge_msl"],
@@ -322,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows[1:]:
         r["ratio"] = edge["cpu_s"] / r["cpu_s"]
     cheapest = min(rows[1:], key=lambda r: r["cpu_s"])
-    machine = f"{os.cpu_count()} cores, {_cpu_name()}"
+    machine = f"{os.cpu_count()} cores, {cpu_name()}"
     print(f"# edge-msl locate vs ODAS odaslive, whole-process CPU ({machine}; each pinned to core 0 with "
           f"taskset -c 0; median of {args.repeat} interleaved runs)\n")
     print(f"{args.seconds:g} s, {n_channels} channels, 16 kHz int16 (the bundled example tiled); edge-msl "
