@@ -99,25 +99,35 @@ def _schedule(n_talkers: int, s: SceneSettings, rng: np.random.Generator) -> lis
     return out
 
 
-def _speech(bank, voice: str, n: int, rng: np.random.Generator, pause_s: tuple[float, float]) -> np.ndarray:
-    """``n`` samples of one voice: prompts joined by pauses, unit RMS while talking, 10 ms fades."""
+def speech_turn(bank, voice: str, n_samples: int, rng: np.random.Generator,
+                pause_s: tuple[float, float] = (0.08, 0.2)) -> np.ndarray:
+    """``n_samples`` of one voice: prompts of that voice joined by pauses drawn from ``pause_s``,
+    unit RMS while talking, 10 ms fades (also the bundled example's, ``make_example.py``)."""
     idx = [i for i in bank.indices("speech_real") if bank.names[i].startswith(voice + "/")]
+    if not idx:
+        raise ValueError(f"the bank has no real speech of voice {voice!r}")
     fs = bank.sample_rate_hz
     parts: list[np.ndarray] = []
     total = 0
-    while total < n:
+    while total < n_samples:
         x = bank.signals[int(rng.choice(idx))].astype(np.float64)
-        parts.append(x / (np.sqrt(np.mean(x ** 2)) + 1e-12))
+        x = x / (np.sqrt(np.mean(x ** 2)) + 1e-12)
+        parts.append(x)
         gap = np.zeros(int(rng.uniform(*pause_s) * fs))
         parts.append(gap)
-        total += len(parts[-2]) + len(gap)
-    out = np.concatenate(parts)[:n]
-    fade = min(int(0.01 * fs), n // 2)
+        total += len(x) + len(gap)
+    out = np.concatenate(parts)[:n_samples]
+    fade = min(int(0.01 * fs), n_samples // 2)
     if fade:
         ramp = np.linspace(0.0, 1.0, fade)
         out[:fade] *= ramp
         out[-fade:] *= ramp[::-1]
     return out
+
+
+def voices(bank) -> list[str]:
+    """Real-speech voices of the bank (``asterisk/en``, ``asterisk/es``, ...): one per talker."""
+    return sorted({"/".join(bank.names[i].split("/")[:2]) for i in bank.indices("speech_real")})
 
 
 def voice_activity(dry: np.ndarray, fs: int) -> list[tuple[float, float]]:
@@ -258,7 +268,7 @@ def render(bank, s: SceneSettings, seed: int) -> tuple[np.ndarray, dict[str, Any
         if n_talkers == 2:
             schedule.append([turn for turn in _schedule(2, replace(s, overlap_prob=1.0), rng)[1]])
         walkers = [True] + [False] * (n_talkers - 1)
-    all_voices = sorted({"/".join(bank.names[i].split("/")[:2]) for i in bank.indices("speech_real")})
+    all_voices = voices(bank)
     talker_voices = [all_voices[int(k)] for k in rng.permutation(len(all_voices))[:n_talkers]]
     while len(talker_voices) < n_talkers:
         talker_voices.append(all_voices[len(talker_voices) % len(all_voices)])
@@ -286,7 +296,7 @@ def render(bank, s: SceneSettings, seed: int) -> tuple[np.ndarray, dict[str, Any
         for a, b in schedule[k]:
             i0, i1 = int(round(a * fs)), min(n, int(round(b * fs)))
             if i1 > i0:
-                dry[i0:i1] = _speech(bank, talker_voices[k], i1 - i0, rng, s.pause_s)
+                dry[i0:i1] = speech_turn(bank, talker_voices[k], i1 - i0, rng, s.pause_s)
                 talking[i0:i1] = True
         dry *= 10.0 ** (rel_db[k] / 20.0)
         h = rirs.rirs[first:first + len(pts)]

@@ -27,37 +27,6 @@ EXAMPLE_SCHEDULE = (((0.0, 1.9),), ((1.3, 3.3),), ((2.7, 4.8),))
 """Who talks when in the bundled example: three talkers, each overlapping the next by 0.6 s."""
 
 
-def speech_turn(bank, voice: str, n_samples: int, rng: np.random.Generator,
-                pause_s: tuple[float, float] = (0.08, 0.2)) -> np.ndarray:
-    """``n_samples`` of one voice: prompts of that voice joined by pauses drawn from ``pause_s``."""
-    names = bank.names
-    idx = [i for i in bank.indices("speech_real") if names[i].startswith(voice + "/")]
-    if not idx:
-        raise ValueError(f"the bank has no real speech of voice {voice!r}")
-    fs = bank.sample_rate_hz
-    parts: list[np.ndarray] = []
-    total = 0
-    while total < n_samples:
-        x = bank.signals[int(rng.choice(idx))].astype(np.float64)
-        x = x / (np.sqrt(np.mean(x ** 2)) + 1e-12)
-        parts.append(x)
-        gap = np.zeros(int(rng.uniform(*pause_s) * fs))
-        parts.append(gap)
-        total += len(x) + len(gap)
-    out = np.concatenate(parts)[:n_samples]
-    fade = min(int(0.01 * fs), n_samples // 2)
-    if fade:
-        ramp = np.linspace(0.0, 1.0, fade)
-        out[:fade] *= ramp
-        out[-fade:] *= ramp[::-1]
-    return out
-
-
-def voices(bank) -> list[str]:
-    """Real-speech voices of the bank (``asterisk/en``, ``asterisk/es``, ...): one per talker."""
-    return sorted({"/".join(bank.names[i].split("/")[:2]) for i in bank.indices("speech_real")})
-
-
 def random_schedule(n_talkers: int, duration_s: float, rng: np.random.Generator,
                     turn_s: tuple[float, float] = (1.2, 3.0), gap_s: tuple[float, float] = (-0.8, 0.6)
                     ) -> list[list[tuple[float, float]]]:
@@ -92,6 +61,7 @@ def render_scene(bank, schedule: Sequence[Sequence[tuple[float, float]]], durati
     """
     from scipy.signal import fftconvolve
 
+    from train_tf.scenes import speech_turn, voices
     from train_tf.simulate import SimSettings, choose_positions, diffuse_noise, simulate_room, to_int16
 
     rng = np.random.default_rng(seed)
