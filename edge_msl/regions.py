@@ -114,7 +114,7 @@ class RegionLayout:
         lo, hi = self.fine_range_deg(region)
         # unwrap the azimuth to the branch nearest the range's centre
         centre = (lo + hi) / 2
-        az = centre + _wrap180(azimuth_deg - centre)
+        az = centre + wrap180(azimuth_deg - centre)
         return float(np.clip((az - lo) / (hi - lo), 0.0, 1.0))
 
     def normalize_distance(self, distance_m: float | np.ndarray) -> np.ndarray:
@@ -162,13 +162,16 @@ def wrap360(deg: float | np.ndarray) -> np.ndarray:
     return np.where(out >= 360.0, 0.0, out)
 
 
-def _wrap180(deg: float | np.ndarray) -> float | np.ndarray:
+def wrap180(deg: float | np.ndarray) -> float | np.ndarray:
+    """Angle(s) in [-180, 180): a Python float stays one (the temporal decode's per-track arithmetic)."""
+    if isinstance(deg, (int, float)):
+        return (deg + 180.0) % 360.0 - 180.0
     return (np.asarray(deg) + 180.0) % 360.0 - 180.0
 
 
 def angular_distance_deg(a: float | np.ndarray, b: float | np.ndarray) -> np.ndarray:
     """Absolute circular difference between azimuths, in [0, 180]."""
-    return np.abs(_wrap180(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)))
+    return np.abs(wrap180(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)))
 
 
 def encode(
@@ -249,7 +252,7 @@ def _merge_overlap(layout: RegionLayout, candidates: list[Detection]) -> list[De
                 continue
             used[j] = True
             w = b.confidence / (a.confidence + b.confidence)
-            az = float(wrap360(a.azimuth_deg + w * _wrap180(b.azimuth_deg - a.azimuth_deg)))
+            az = float(wrap360(a.azimuth_deg + w * wrap180(b.azimuth_deg - a.azimuth_deg)))
             a = Detection(az, (1 - w) * a.distance_m + w * b.distance_m, a.confidence, a.region)
             break
         merged.append(a)
@@ -383,6 +386,6 @@ def gate_count(gate_s: float, window_s: float, hop_s: float) -> int:
 
 __all__ = [
     "ACTIVE", "DISTANCE", "AZIMUTH", "RegionConfigError", "RegionLayout", "Detection", "Encoding",
-    "angular_distance_deg", "wrap360", "encode", "encode_batch", "decode", "pool_outputs", "pooled_thresholds", "gate_settings",
+    "angular_distance_deg", "wrap360", "wrap180", "encode", "encode_batch", "decode", "pool_outputs", "pooled_thresholds", "gate_settings",
     "pool_count", "gate_count",
 ]

@@ -23,16 +23,12 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .regions import Detection, RegionLayout, decode, wrap360
+from .regions import Detection, RegionLayout, decode, wrap180, wrap360
 from .settings_check import reject_unknown_keys
 
 
 class DecodeConfigError(ValueError):
     """Temporal decode settings are invalid; the message names the key, the value and what is allowed."""
-
-
-def _wrap180(deg: float) -> float:
-    return (deg + 180.0) % 360.0 - 180.0
 
 
 @dataclass(frozen=True)
@@ -195,7 +191,7 @@ class _Kalman:
     def update(self, az: float, r: float, lag_s: float, max_rate: float, forget: float | None) -> None:
         """One measurement ``az`` of where the talker was ``lag_s`` before the state's time."""
         (a, b), (_, d) = self.p
-        innov = _wrap180(az - (self.az - lag_s * self.rate))
+        innov = wrap180(az - (self.az - lag_s * self.rate))
         ph0, ph1 = a - lag_s * b, b - lag_s * d  # P H^T with H = [1, -lag_s]
         s = ph0 - lag_s * ph1 + r
         if forget is not None:
@@ -258,7 +254,7 @@ class _Track:
         """How far ``az`` is from where this window's network output should put the talker
         (``lead_s`` behind the window's end) under either hypothesis: the walking one can keep a
         talker whom the still one has lost."""
-        return min(abs(_wrap180(az - (f.az - s.lead_s * f.rate))) for f in (self.still, self.moving))
+        return min(abs(wrap180(az - (f.az - s.lead_s * f.rate))) for f in (self.still, self.moving))
 
     def predict(self, dt: float, t_s: float, s: DecodeSettings) -> None:
         if t_s - self.last_t_s > s.coast_s:
@@ -304,7 +300,7 @@ class _Track:
         assert self.id is not None
         # the two hypotheses blended by how much better each explains the recent evidence
         w = self.walk_weight(s)
-        az = self.still.az + w * _wrap180(self.moving.az - self.still.az)
+        az = self.still.az + w * wrap180(self.moving.az - self.still.az)
         return Talker(self.id, float(wrap360(az)), self.distance_m, self.confidence, self.region, self.evidence,
                       w * self.moving.rate)
 
@@ -440,7 +436,7 @@ class TemporalDecoder:
             for younger in order[i + 1:]:
                 if id(younger) in dropped:
                     continue
-                if abs(_wrap180(older.az - younger.az)) < self.settings.merge_deg:
+                if abs(wrap180(older.az - younger.az)) < self.settings.merge_deg:
                     dropped.add(id(younger))
                     # the survivor takes the latest evidence of a talker, not that of a tentative
                     # one (the fading tail of a talker who stopped must not bring them back)
