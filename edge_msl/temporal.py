@@ -237,11 +237,6 @@ class _Track:
         d = max(-30.0, min(30.0, self.moving.score - self.still.score))
         return 1.0 / (1.0 + math.exp(-d))
 
-    def walking(self, s: DecodeSettings) -> bool:
-        """Whether the walking hypothesis explains the recent evidence better (never before
-        ``walk_after`` updates: a few windows cannot tell a walk from the network's noise)."""
-        return self.updates >= s.walk_after and self.moving.score > self.still.score
-
     @property
     def best(self) -> _Kalman:
         return self.moving if self.is_walking else self.still
@@ -257,6 +252,8 @@ class _Track:
         return min(abs(wrap180(az - (f.az - s.lead_s * f.rate))) for f in (self.still, self.moving))
 
     def predict(self, dt: float, t_s: float, s: DecodeSettings) -> None:
+        # a walker keeps walking through a pause of up to coast_s (internally: an unlisted talker
+        # is never reported, so nothing drifts in the output), then holds their place
         if t_s - self.last_t_s > s.coast_s:
             self.moving.rate = 0.0
         if dt > 0:
@@ -270,7 +267,8 @@ class _Track:
         for f in (self.still, self.moving):
             f.update(det.azimuth_deg, sd * sd, s.lead_s, s.max_rate_deg_s, s.model_forget)
         self.updates += 1
-        self.is_walking = self.walking(s)
+        # the walking hypothesis explains the recent evidence better (the two filters' weight)
+        self.is_walking = self.walk_weight(s) > 0.5
         self.evidence_sum += float(det.confidence)
         self.distance_m += s.distance_alpha * (float(det.distance_m) - self.distance_m)
         self.confidence += s.confidence_alpha * (float(det.confidence) - self.confidence)
@@ -287,14 +285,6 @@ class _Track:
         self.windows += 1
         self.misses += 1
         self.evidence = False
-        # a walker keeps walking through a pause of up to coast_s (internally: an unlisted talker
-        # is never reported, so nothing drifts in the output), then holds their place
-        if self.misses * 0.1 > s.coast_s:
-            self.moving.rate = 0.0
-
-    @property
-    def azimuth_deg(self) -> float:
-        return float(wrap360(self.az))
 
     def report(self, s: DecodeSettings) -> Talker:
         assert self.id is not None
