@@ -193,8 +193,8 @@ class StdoutSettings:
 
     enabled: bool = _spec(True, _bool)
     """Write one JSON line per analysed window on stdout (the journal, under systemd)."""
-    format: str = _spec("json", _choice("json", "odas"))
-    """json: edge-msl/sources-v2 messages; odas: ODAS sst frames."""
+    format: str = _spec("json", _choice("json", "odas", "odas-ssl"))
+    """json: edge-msl/sources-v2 messages; odas: ODAS sst frames, odas-ssl: ODAS ssl frames (in ODAS's layout)."""
 
 
 def _default_node_id() -> str:
@@ -247,6 +247,10 @@ class MqttSettings:
     """First reconnect delay; doubles up to reconnect_max_delay_s."""
     reconnect_max_delay_s: int = _spec(60, _int(1, 3600))
     """Longest delay between reconnect attempts (retries forever)."""
+    state_max_rate_hz: float = _spec(2.0, _float(0.0, 50.0, lo_open=True))
+    """Most updates a second of the Home Assistant state topic (``<prefix>/<node>/state``), sent only on a change."""
+    state_min_move_deg: float = _spec(5.0, _float(0.0, 180.0))
+    """How far a talker's azimuth must move before the state topic reports it again (0: any change)."""
     password: str = field(default="", repr=False, compare=False)
     """The resolved password (from password_file or password_env); not a config key, never printed."""
 
@@ -268,6 +272,49 @@ class MqttSettings:
     def topic(self, leaf: str) -> str:
         """``<topic_prefix>/<node>/<leaf>``."""
         return f"{self.topic_prefix}/{self.node}/{leaf}"
+
+
+def _target(key: str, v: Any) -> str:
+    allowed = "'' (off), 'socket:HOST:PORT' (connects to a listener there, as ODAS does) or 'file:PATH'"
+    if not isinstance(v, str) or len(v) > 1024 or "\x00" in v:
+        raise _bad(key, v, allowed)
+    m = re.match(r"^socket:([A-Za-z0-9_.\[\]:-]+):([0-9]{1,5})$", v)
+    if v and not (m and 1 <= int(m.group(2)) <= 65535) and not (v.startswith("file:") and len(v) > 5):
+        raise _bad(key, v, allowed)
+    return v
+
+
+@dataclass(frozen=True)
+class OdasSettings:
+    """ODAS-compatible frames (sst: tracked sources, ssl: potential sources) in ODAS's own layout, to a socket
+    or a file as ODAS's sinks write them (odas_web listens on 9000 for sst and 9001 for ssl)."""
+
+    sst: str = _spec("", _target)
+    """Where sst frames go: '' (off), 'socket:HOST:PORT' (e.g. odas_web's 'socket:127.0.0.1:9000') or 'file:PATH'."""
+    ssl: str = _spec("", _target)
+    """Where ssl frames go, likewise (odas_web: 'socket:127.0.0.1:9001')."""
+    reconnect_delay_s: float = _spec(1.0, _float(0.0, 3600.0, lo_open=True))
+    """Delay between attempts to connect a socket target (the daemon retries forever)."""
+
+    @property
+    def enabled(self) -> bool:
+        """True when a target is set."""
+        return bool(self.sst or self.ssl)
+
+
+@dataclass(frozen=True)
+class LiveSettings:
+    """The live view: a web page with a radar of the talkers and a time strip, served while the daemon runs."""
+
+    enabled: bool = _spec(False, _bool)
+    """Serve the live view (off by default)."""
+    host: str = _spec("127.0.0.1", _text(253, re.compile(r"^[A-Za-z0-9_.:-]+$"), "an address to listen on "
+                                         "('127.0.0.1': this machine only, '0.0.0.0': every interface)", empty=False))
+    """Address the page is served on; 127.0.0.1 keeps it on this machine."""
+    port: int = _spec(8077, _int(0, 65535))
+    """TCP port of the page (0: any free port, logged)."""
+    history_s: float = _spec(30.0, _float(1.0, 600.0))
+    """Seconds of history a newly opened page starts with (the time strip's width)."""
 
 
 @dataclass(frozen=True)
@@ -304,6 +351,10 @@ class Config:
     """[stdout]: JSON lines on standard output."""
     mqtt: MqttSettings = MqttSettings()
     """[mqtt]: publishing to a broker."""
+    odas: OdasSettings = OdasSettings()
+    """[odas]: ODAS-compatible frames to a socket or a file."""
+    live: LiveSettings = LiveSettings()
+    """[live]: the live view web page."""
     logging: LoggingSettings = LoggingSettings()
     """[logging]: log level and periodic summaries."""
     source: str = "defaults"
@@ -319,13 +370,15 @@ class Config:
             "decode": dict(self.decode),
             "stdout": {f.name: getattr(self.stdout, f.name) for f in _config_fields(StdoutSettings)},
             "mqtt": {f.name: getattr(self.mqtt, f.name) for f in _config_fields(MqttSettings)},
+            "odas": {f.name: getattr(self.odas, f.name) for f in _config_fields(OdasSettings)},
+            "live": {f.name: getattr(self.live, f.name) for f in _config_fields(LiveSettings)},
             "logging": {f.name: getattr(self.logging, f.name) for f in _config_fields(LoggingSettings)},
         }
         return out
 
 
 _TOP_KEYS = ("device", "array", "model", "hop_s", "threshold", "track", "num_threads", "decode", "stdout",
-             "mqtt", "logging")
+             "mqtt", "odas", "live", "logging")
 _RETIRED = {"pool_s": "pooling is gone since edge-msl 0.2 (the temporal decode integrates evidence per talker); "
                       "remove pool_s",
             "tracking": "[tracking] became [decode] in edge-msl 0.2 (keys in docs/decode.md: birth_threshold, "
@@ -428,6 +481,8 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path | None = None, sourc
         device=device, array=array, model=model, decode=dict(decode),
         stdout=_build(StdoutSettings, data.get("stdout", {}), "stdout"),
         mqtt=mqtt,
+        odas=_build(OdasSettings, data.get("odas", {}), "odas"),
+        live=_build(LiveSettings, data.get("live", {}), "live"),
         logging=_build(LoggingSettings, data.get("logging", {}), "logging"),
         source=source, **top,
     )
@@ -556,6 +611,6 @@ def _one_line(exc: BaseException) -> str:
 
 __all__ = [
     "EX_CONFIG", "DEFAULT_CONFIG_PATH", "SAMPLE_FORMATS", "LOG_LEVELS", "ConfigError", "DeviceSettings",
-    "StdoutSettings", "MqttSettings", "LoggingSettings", "Config", "parse_config", "read_toml", "load_config",
+    "StdoutSettings", "MqttSettings", "OdasSettings", "LiveSettings", "LoggingSettings", "Config", "parse_config", "read_toml", "load_config",
     "set_key", "parse_assignment",
 ]
