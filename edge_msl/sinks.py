@@ -49,6 +49,7 @@ class StdoutSink:
         """Lines dropped by write errors (other than a closed pipe)."""
         self._lost_in_outage = 0
         self._torn = False  # a write failed part-way: the next line starts on a new line
+        self._frames: Any = None  # the ODAS formatter while format is odas/odas-ssl (it counts timeStamp)
 
     def _write(self, line: str) -> None:
         if self.stream is None:
@@ -80,14 +81,16 @@ class StdoutSink:
         """Write one message (in the configured format); never raises."""
         if self.closed:
             return
-        if self.settings.format == "odas":
-            from .pipeline import to_odas
+        if self.settings.format.startswith("odas"):
+            from .odas import frames_for
 
-            line = encode(to_odas(msg, self.written))
+            if self._frames is None or self._frames.kind != ("ssl" if self.settings.format == "odas-ssl" else "sst"):
+                self._frames = frames_for(self.settings.format)
+            text = self._frames.frame(msg)  # ODAS's multi-line layout, ending in a newline
         else:
-            line = encode(msg)
+            text = encode(msg) + "\n"
         try:
-            self._write(("\n" if self._torn else "") + line + "\n")
+            self._write(("\n" if self._torn else "") + text)
             self._torn = False
         except BrokenPipeError:
             self.closed = True
