@@ -12,7 +12,7 @@ import sys
 
 from . import __version__
 
-SUBCOMMANDS = ("run", "locate", "devices", "info", "arrays", "bench", "calibrate")
+SUBCOMMANDS = ("run", "locate", "devices", "info", "arrays", "bench", "calibrate", "setup-service")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log detail on stderr")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMANDS:
-        module = importlib.import_module(f"edge_msl.commands.{name}")
+        module = importlib.import_module(f"edge_msl.commands.{name.replace('-', '_')}")
         doc = (module.__doc__ or name).strip()
         p = sub.add_parser(name, help=doc.splitlines()[0], description=doc,
                            formatter_class=argparse.RawDescriptionHelpFormatter)

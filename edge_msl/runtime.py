@@ -126,8 +126,24 @@ def pick_runtime(for_model: str | Path = "(any)") -> Runtime:
         _RUNTIME = Runtime(name, str(version), interpreter)
         log.info("TFLite runtime: %s %s", name, version)
         return _RUNTIME
-    raise ModelError(for_model, f"no TFLite runtime is installed (tried {', '.join(tried)})",
-                     "pip install ai-edge-litert (or tflite-runtime on 32-bit Raspberry Pi OS)")
+    raise ModelError(for_model, f"no TFLite runtime is installed (tried {', '.join(tried)})", _runtime_fix())
+
+
+def _runtime_fix(machine: str | None = None, pointer_bits: int | None = None) -> str:
+    """What to install on this machine: ai-edge-litert has wheels for 64-bit x86 and ARM only, and
+    tflite-runtime's last release (2.14) one for 32-bit ARM (armv7l, cp311, glibc >= 2.34) built for numpy 1."""
+    import platform
+    import struct
+
+    machine = (machine or platform.machine()).lower()
+    bits = pointer_bits or struct.calcsize("P") * 8
+    if machine.startswith("armv6"):
+        return ("no TFLite runtime has a wheel for armv6 (Pi 1, Zero W); use a Pi 2 or later, best with the "
+                "64-bit Raspberry Pi OS")
+    if machine.startswith(("arm", "aarch64")) and bits == 32:
+        return ("32-bit ARM: ai-edge-litert has no wheel here; pip install 'tflite-runtime==2.14.0' 'numpy<2' "
+                "(Python 3.11: Raspberry Pi OS Bookworm), or use the 64-bit OS")
+    return "pip install ai-edge-litert"
 
 
 def available_models() -> list[str]:

@@ -693,15 +693,23 @@ def simulated_windows(session: Session, n: int, *, sim_data: str | Path | None =
 
 
 def default_keras_model(array_name: str) -> Path:
-    """``models/<array>/`` of the source checkout this module runs from."""
-    return Path(__file__).resolve().parents[1] / "models" / array_name
+    """``models/<array>/`` of the source checkout this module runs from, else the float16 copy packaged
+    with it (``train_tf/float_models/<array>/``, written by ``python -m train_tf.pack_weights``)."""
+    from train_tf.pack_weights import CHECKOUT, PACKAGED
+
+    checkout = CHECKOUT / array_name
+    return checkout if (checkout / "params.json").exists() else PACKAGED / array_name
 
 
 def _keras_dir(session: Session, keras_model: str | Path | None) -> Path:
     d = Path(keras_model or session.data.get("keras_model") or default_keras_model(session.array.name))
     if not (d / "params.json").exists():
-        raise CalibrationError(f"{d}: no params.json, so no float Keras model to fine-tune; pass --keras-model DIR "
-                               "(a model directory of a source checkout, e.g. models/uca8-r10)")
+        from train_tf.pack_weights import PACKAGED
+
+        have = ", ".join(sorted(p.name for p in PACKAGED.glob("*") if (p / "params.json").exists())) or "none"
+        raise CalibrationError(f"{d}: no params.json, so no float Keras model to fine-tune (packaged: {have}); pass "
+                               "--keras-model DIR (a directory with params.json + model.weights.h5, e.g. "
+                               "models/<array> of a source checkout)")
     return d
 
 

@@ -63,7 +63,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     b.add_argument("--epochs", type=int, default=None, help="fine-tuning epochs (default 6)")
     b.add_argument("--workers", type=int, default=1, help="processes simulating windows (default 1)")
     b.add_argument("--keras-model", metavar="DIR", default=None,
-                   help="float Keras model directory (default models/<array> of the source checkout)")
+                   help="float Keras model directory (default: models/<array> of a source checkout, else the "
+                        "float16 copy packaged with edge-msl)")
     i = parser.add_argument_group("validate / install")
     i.add_argument("--before", metavar="TFLITE", default=None,
                    help="model to compare with (default: the installed one, else the packaged one)")
