@@ -24,7 +24,7 @@ from .config import EX_CONFIG, Config, ConfigError
 from .notify import Notifier
 from .pipeline import Pipeline, PipelineError
 from .runtime import Model, ModelError, default_model_path, load_model
-from .sinks import MqttSink, StdoutSink, make_sinks
+from .sinks import MqttSink, StdoutSink, make_sinks, reload_extra_sinks
 
 log = logging.getLogger("edge_msl.daemon")
 
@@ -241,7 +241,7 @@ class Daemon:
     def _start_sinks(self, config: Config) -> list[Any]:
         model_name = self.engine.model.info.path.name if self.engine else ""
         sinks = make_sinks(config.stdout, config.mqtt, array_name=config.array.name, model_name=model_name,
-                           stream=self.stdout)
+                           stream=self.stdout, odas=config.odas, live=config.live)
         for s in sinks:
             if hasattr(s, "start"):
                 s.start()
@@ -418,6 +418,8 @@ class Daemon:
                     log.info("reload: the new MQTT connection took over %d queued messages", len(carried))
             elif carried:
                 log.warning("reload: MQTT is off now; %d queued messages are dropped", len(carried))
+        sinks += reload_extra_sinks([s for s in self.sinks if s.name in ("odas", "live")], after.odas, after.live,
+                                    array_name=after.array.name)
         self.sinks = sinks
 
     def _retire(self, stop: Callable[..., None], **kw: Any) -> None:

@@ -66,9 +66,18 @@ class LiveServer:
 
     # -- life cycle ---------------------------------------------------------------------------------------
 
-    def start(self) -> None:
-        """Bind and serve in the background (or keep trying to bind); returns at once."""
+    def start(self, retry: bool = True) -> None:
+        """Bind and serve in the background, or keep trying to bind (``retry`` False: raise the OSError instead);
+        returns at once."""
         self._running = True
+        if not retry:
+            s = self.settings
+            try:
+                server = ThreadingHTTPServer((s.host, s.port), _make_handler(self))
+            except OSError as exc:
+                raise OSError(f"the live view cannot listen on {s.host}:{s.port} ({exc.strerror or exc}); give "
+                              "another port, or an address of this machine") from None
+            server.server_close()  # the port is free: bind it for real below
         if not self._bind(first=True):
             t = threading.Thread(target=self._bind_loop, name="edge-msl-live-bind", daemon=True)
             t.start()
@@ -206,6 +215,35 @@ class LiveServer:
                                "history": list(self._history)}, separators=(",", ":")).encode()
 
 
+def parse_listen(text: str) -> tuple[str, int]:
+    """``PORT``, ``HOST:PORT`` or ``[V6]:PORT`` -> (host, port); a bare port listens on 127.0.0.1 only."""
+    host, sep, port = str(text).rpartition(":")
+    host = host.strip("[]") if sep else "127.0.0.1"
+    if not port.isdigit() or not 0 <= int(port) <= 65535 or (sep and not host):
+        raise ValueError(f"--live {text!r}: expected PORT or HOST:PORT, e.g. 8077 or 127.0.0.1:8077")
+    return host, int(port)
+
+
+def serve_until_stopped(live: LiveServer) -> None:
+    """Keep serving until Ctrl-C or SIGTERM, then close (``locate --live`` after the end of its file)."""
+    import signal
+
+    stop = threading.Event()
+    try:
+        old = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    except ValueError:  # not the main thread
+        old = None
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGTERM, old)
+        live.close()
+
+
 _CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; "
         "img-src 'self' data:; base-uri 'none'; form-action 'none'")
 
@@ -255,4 +293,4 @@ def _html_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
 
 
-__all__ = ["LiveServer", "compact", "CLIENT_QUEUE", "KEEPALIVE_S", "MAX_CLIENTS"]
+__all__ = ["LiveServer", "compact", "parse_listen", "serve_until_stopped", "CLIENT_QUEUE", "KEEPALIVE_S", "MAX_CLIENTS"]

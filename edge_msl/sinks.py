@@ -18,8 +18,8 @@ import threading
 import time
 from typing import IO, Any
 
-from . import __version__
 from .config import ConfigError, MqttSettings, StdoutSettings
+from .ha import STATE_LEAF, StateLimiter, discovery_messages
 
 log = logging.getLogger("edge_msl.sinks")
 
@@ -178,7 +178,8 @@ def _published(info: Any) -> bool | None:
 
 class MqttSink:
     """Publishes messages to ``<prefix>/<node>/sources``, and ``online``/``offline`` (retained, also the
-    last will) to ``<prefix>/<node>/status``; optional Home Assistant discovery.
+    last will) to ``<prefix>/<node>/status``; the compact state (retained, on a change, at most
+    ``state_max_rate_hz``) to ``<prefix>/<node>/state``; optional Home Assistant discovery reading that state.
 
     Every message is held here until paho confirms it (PUBACK for QoS 1/2): while the broker is away
     messages wait in a queue of at most ``queue_max_messages`` (the oldest are dropped and counted),
@@ -198,6 +199,8 @@ class MqttSink:
         self.settings = s = settings
         self.sources_topic = s.topic("sources")
         self.status_topic = s.topic("status")
+        self.state_topic = s.topic(STATE_LEAF)
+        self.state = StateLimiter(s.state_max_rate_hz, s.state_min_move_deg)
         self.array_name = array_name
         self.model_name = model_name
         self._lock = threading.Lock()
@@ -364,6 +367,10 @@ class MqttSink:
                 self._cond.notify_all()
         if direct is not None:
             self._hand_over(direct)
+        state = self.state.offer(msg)
+        if state is not None and self._connected:
+            # latest-wins and retained: not queued (after a reconnect the current one is sent)
+            self.client.publish(self.state_topic, state, qos=1, retain=True)
 
     def _hand_over(self, e: _Entry) -> None:
         """client.publish one entry that is in flight; called without our lock (paho takes its own)."""
@@ -468,6 +475,9 @@ class MqttSink:
         if s.discovery:
             client.subscribe(f"{s.discovery_prefix}/status", qos=1)
             self.publish_discovery()
+        state = self.state.current()
+        if state is not None:
+            client.publish(self.state_topic, state, qos=1, retain=True)
         with self._cond:
             self.connects += 1
             self._connected = True
@@ -527,31 +537,8 @@ class MqttSink:
     # -- Home Assistant -------------------------------------------------------------------------------
 
     def discovery_messages(self) -> dict[str, dict[str, Any]]:
-        """Topic -> retained config of the Home Assistant entities (source count, strongest azimuth)."""
-        s = self.settings
-        node = s.node
-        device = {"identifiers": [f"edge-msl-{node}"], "name": f"edge-msl {node}", "manufacturer": "edge-msl",
-                  "model": self.array_name or "microphone array", "sw_version": __version__}
-        common = {"state_topic": self.sources_topic, "availability_topic": self.status_topic,
-                  "payload_available": STATUS_ONLINE, "payload_not_available": STATUS_OFFLINE, "device": device}
-        strongest = ("{% set s = value_json.sources | sort(attribute='confidence', reverse=true) | list %}"
-                     "{{ s[0].FIELD if s else None }}")
-        entities = {
-            "sources": {"name": "Sources", "value_template": "{{ value_json.sources | length }}",
-                        "state_class": "measurement", "icon": "mdi:account-voice",
-                        "json_attributes_topic": self.sources_topic,
-                        "json_attributes_template": "{{ {'sources': value_json.sources} | tojson }}"},
-            "azimuth": {"name": "Strongest source azimuth", "value_template": strongest.replace("FIELD", "azimuth_deg"),
-                        "unit_of_measurement": "°", "icon": "mdi:compass"},
-            "distance": {"name": "Strongest source distance", "value_template": strongest.replace("FIELD", "distance_m"),
-                         "unit_of_measurement": "m", "device_class": "distance"},
-        }
-        out = {}
-        for key, cfg in entities.items():
-            object_id = f"edge_msl_{node}_{key}".replace("-", "_")
-            out[f"{s.discovery_prefix}/sensor/{node}/{object_id}/config"] = {
-                **cfg, **common, "unique_id": f"edge-msl-{node}-{key}", "object_id": object_id}
-        return out
+        """Topic -> retained config of the Home Assistant entities (:func:`edge_msl.ha.discovery_messages`)."""
+        return discovery_messages(self.settings, status_topic=self.status_topic, array_name=self.array_name)
 
     def publish_discovery(self) -> None:
         """Publish (retained) the Home Assistant discovery configs."""
@@ -560,14 +547,46 @@ class MqttSink:
 
 
 def make_sinks(stdout: StdoutSettings, mqtt: MqttSettings, *, array_name: str = "", model_name: str = "",
-               stream: IO[str] | None = None) -> list[Any]:
-    """The sinks a configuration asks for (not started)."""
+               stream: IO[str] | None = None, odas: Any = None, live: Any = None) -> list[Any]:
+    """The sinks a configuration asks for (not started); ``odas``/``live`` are the [odas]/[live] settings."""
     sinks: list[Any] = []
     if stdout.enabled:
         sinks.append(StdoutSink(stdout, stream))
     if mqtt.enabled:
         sinks.append(MqttSink(mqtt, array_name=array_name, model_name=model_name))
+    sinks += make_extra_sinks(odas, live, array_name=array_name)
     return sinks
 
 
-__all__ = ["StdoutSink", "MqttSink", "make_sinks", "encode", "STATUS_ONLINE", "STATUS_OFFLINE", "MAX_INFLIGHT"]
+def make_extra_sinks(odas: Any, live: Any, *, array_name: str = "") -> list[Any]:
+    """The [odas] and [live] outputs (not started)."""
+    out: list[Any] = []
+    if odas is not None and odas.enabled:
+        from .odas import OdasSink
+
+        out.append(OdasSink(odas))
+    if live is not None and live.enabled:
+        from .live import LiveServer
+
+        out.append(LiveServer(live, title=f"edge-msl {array_name}".strip()))
+    return out
+
+
+def reload_extra_sinks(sinks: list[Any], odas: Any, live: Any, *, array_name: str = "") -> list[Any]:
+    """On a reload: the [odas]/[live] outputs of ``sinks`` whose settings did not change are kept (a live page
+    stays connected, ODAS timeStamps go on); changed ones are closed and replaced by new, started ones."""
+    keep, new = [], []
+    for s in sinks:
+        wanted = odas if s.name == "odas" else live
+        if wanted is not None and wanted.enabled and s.settings == wanted:
+            keep.append(s)
+        else:
+            s.close(timeout_s=0.5)
+    for s in make_extra_sinks(odas, live, array_name=array_name):
+        if not any(k.name == s.name for k in keep):
+            s.start()
+            new.append(s)
+    return keep + new
+
+
+__all__ = ["StdoutSink", "MqttSink", "make_sinks", "make_extra_sinks", "reload_extra_sinks", "encode", "STATUS_ONLINE", "STATUS_OFFLINE", "MAX_INFLIGHT"]

@@ -294,7 +294,8 @@ def score(messages: Iterable[dict[str, Any]], truth: Sequence[TrueSource], windo
 
 def plot(messages: Sequence[dict[str, Any]], out_png: str | os.PathLike[str], truth: Sequence[TrueSource] = (),
          title: str = "") -> None:
-    """Azimuth over time per track id (raw detections in grey without tracking), over the truth."""
+    """A polar view of where each track id was (radius: distance) beside a strip of azimuth over time per track
+    id (raw detections in black without tracking), both over the truth."""
     try:
         import matplotlib
 
@@ -302,7 +303,10 @@ def plot(messages: Sequence[dict[str, Any]], out_png: str | os.PathLike[str], tr
         import matplotlib.pyplot as plt
     except ImportError:
         raise TruthError('--plot needs matplotlib; pip install "edge-msl[plot]"') from None
-    fig, ax = plt.subplots(figsize=(9, 4))
+    fig = plt.figure(figsize=(13, 4.6))
+    grid = fig.add_gridspec(1, 2, width_ratios=[1, 2.5], wspace=0.18)
+    polar = fig.add_subplot(grid[0, 0], projection="polar")
+    ax = fig.add_subplot(grid[0, 1])
     for k, s in enumerate(truth):
         for n, (a, b) in enumerate(s.voice):
             ts = [a + (b - a) * i / 20 for i in range(21)]
@@ -336,17 +340,54 @@ def plot(messages: Sequence[dict[str, Any]], out_png: str | os.PathLike[str], tr
         if held:  # held through a dropout: hollow
             ax.scatter(*zip(*held), s=10, facecolors="none", edgecolors=color, linewidths=0.8, zorder=2,
                        label=None if on else label)
+    _polar_view(polar, by_id, truth, messages, cmap)
     ax.set_ylim(0, 360)
     ax.set_yticks(range(0, 361, 45))
     ax.set_xlabel("time (s, end of window)")
     ax.set_ylabel("azimuth (deg)")
     if title:
-        ax.set_title(title, fontsize=9)
+        fig.suptitle(title, fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(loc="upper right", fontsize=7, ncol=4)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.03, right=0.98, top=0.9, bottom=0.12)
     fig.savefig(out_png, dpi=110)
     plt.close(fig)
+
+
+def _polar_view(polar: Any, by_id: dict[Any, list[tuple[float, float, bool]]], truth: Sequence[TrueSource],
+                messages: Sequence[dict[str, Any]], cmap: Any) -> None:
+    """Each id's positions (azimuth, distance) fading in with time, its last one large and labelled; the truth's
+    talkers as grey rings at their distance along their paths. Azimuth 0 to the right, counter-clockwise."""
+    import math
+
+    dist: dict[Any, list[tuple[float, float, float]]] = {}
+    for m in messages:
+        for s in m["sources"]:
+            dist.setdefault(s["id"], []).append((m["t_s"], s["azimuth_deg"], s.get("distance_m") or 0.0))
+    t_end = max((m["t_s"] for m in messages), default=1.0) or 1.0
+    r_max = 1.0
+    for s in truth:
+        ts = [t for a, b in s.voice for t in (a + (b - a) * i / 20 for i in range(21))]
+        if ts:
+            polar.plot([math.radians(s.azimuth_at(t)) for t in ts], [s.distance_m] * len(ts), "o", color="0.8",
+                       ms=9, zorder=1, label="truth (voice)" if s is truth[0] else None)
+            r_max = max(r_max, s.distance_m)
+    for n, (tid, pts) in enumerate(sorted(dist.items(), key=lambda kv: (kv[0] is None, kv[0] or 0))):
+        color = "k" if tid is None else cmap(n % 10)
+        th = [math.radians(a) for _, a, _ in pts]
+        r = [d for _, _, d in pts]
+        alpha = [0.15 + 0.6 * t / t_end for t, _, _ in pts]
+        polar.scatter(th, r, s=8, color=color, alpha=alpha, zorder=2)
+        if tid is not None:
+            polar.scatter(th[-1:], r[-1:], s=60, color=color, edgecolors="k", linewidths=0.5, zorder=3)
+            polar.annotate(f"id {tid}", (th[-1], r[-1]), textcoords="offset points", xytext=(6, 4), fontsize=7)
+        r_max = max([r_max, *r])
+    polar.set_theta_zero_location("E")
+    polar.set_theta_direction(1)
+    polar.set_rlim(0, math.ceil(r_max))
+    polar.set_rlabel_position(100)
+    polar.tick_params(labelsize=7)
+    polar.set_title("where (radius: distance, m)", fontsize=8)
 
 
 __all__ = ["TRUTH_FORMAT", "HIT_DEG", "PRESENT_VOICED_S", "TruthError", "TrueSource", "load_truth", "present",

@@ -42,7 +42,10 @@ _SHORTCUTS: list[tuple[str, str, str, Any, str]] = [
     ("--mqtt-username", "mqtt_username", "mqtt.username", str, "MQTT user name"),
     ("--mqtt-password-file", "mqtt_password_file", "mqtt.password_file", str,
      "file whose first line is the MQTT password"),
-    ("--stdout-format", "stdout_format", "stdout.format", str, "json or odas"),
+    ("--stdout-format", "stdout_format", "stdout.format", str, "json, odas (ODAS sst frames) or odas-ssl"),
+    ("--odas-sst", "odas_sst", "odas.sst", str, "ODAS sst frames to socket:HOST:PORT (e.g. odas_web's "
+     "socket:127.0.0.1:9000) or file:PATH"),
+    ("--odas-ssl", "odas_ssl", "odas.ssl", str, "ODAS ssl frames likewise (odas_web: socket:127.0.0.1:9001)"),
     ("--log-level", "log_level", "logging.level", str, "debug, info, warning or error"),
 ]
 _FLAGS: list[tuple[str, str, str, bool, str]] = [
@@ -50,6 +53,7 @@ _FLAGS: list[tuple[str, str, str, bool, str]] = [
     ("--mqtt-tls", "mqtt_tls", "mqtt.tls", True, "connect to the broker with TLS"),
     ("--discovery", "discovery", "mqtt.discovery", True, "publish Home Assistant MQTT discovery"),
     ("--no-stdout", "no_stdout", "stdout.enabled", False, "no JSON lines on stdout"),
+    ("--live", "live", "live.enabled", True, "serve the live view ([live] host:port, default 127.0.0.1:8077)"),
     ("--pace-realtime", "pace_realtime", "device.pace_realtime", True,
      "pace reads to the clock (ALSA file plugin, tests)"),
 ]
