@@ -65,8 +65,19 @@ def _numpy_render(mixer, plan, shift=0, equalize=False):
             seg = mixer.dry.audio[off:off + mixer.seg_len].astype(np.float64)
             seg = seg - seg.mean()
             seg = seg / np.sqrt(np.mean(seg ** 2)) * plan["amp"][b, j]
-            full = fftconvolve(seg[None, :], rirs[plan["pos"][b, j]], axes=1)
-            clean += full[:, length - 1 + shift:length - 1 + shift + mixer.window]  # the 'valid' part
+            if mixer.settings.gate_prob > 0:  # talking from gate_on to gate_off, 10 ms ramps
+                n, ramp = np.arange(mixer.seg_len), 0.01 * mixer.fs
+                seg = seg * (np.clip((n - plan["gate_on"][b, j]) / ramp, 0, 1)
+                             * np.clip((plan["gate_off"][b, j] - n) / ramp, 0, 1))
+            parts = [(seg, plan["pos"][b, j])]
+            if j == 0 and mixer.settings.move_prob > 0 and plan["move_on"][b]:  # start -> middle -> end
+                u = np.clip((np.arange(mixer.seg_len) - (length - 1)) / mixer.window, 0, 1)
+                parts = [(seg * np.clip(1 - 2 * u, 0, 1), plan["pos"][b, j]),
+                         (seg * (1 - np.abs(2 * u - 1)), plan["move_pos"][b, 0]),
+                         (seg * np.clip(2 * u - 1, 0, 1), plan["move_pos"][b, 1])]
+            for part, pos in parts:
+                full = fftconvolve(part[None, :], rirs[pos], axes=1)
+                clean += full[:, length - 1 + shift:length - 1 + shift + mixer.window]  # the 'valid' part
             if "echo_gain" in plan and plan["echo_gain"][b, j] > 0:  # integer delays only
                 d = int(round(float(plan["echo_delay"][b, j])))
                 echo = fftconvolve(seg[None, :], rirs[plan["echo_pos"][b, j]], axes=1)
@@ -265,3 +276,73 @@ def test_echoes_are_delayed_unlabelled_copies_from_elsewhere_in_the_room(rir_ban
     labels = encode_batch(LAYOUT, plan["azimuth_deg"].astype(np.float64), plan["distance_m"].astype(np.float64),
                           np.zeros(plan["azimuth_deg"].shape))
     np.testing.assert_array_equal(plan["targets"][..., ACTIVE], labels[..., ACTIVE])
+
+
+@pytest.fixture(scope="module")
+def walk_bank(tmp_path_factory):
+    """Three tiny rooms whose first two positions start walking chains."""
+    out = tmp_path_factory.mktemp("rir") / "walk"
+    simulate.write_dataset(out, "rir-bank", 3, BANK_SETTINGS.replace(move_chains=2, move_step_deg=(20.0, 40.0)),
+                           BANK_SEED, None, shard_size=1, workers=2, progress=False)
+    return out
+
+
+def test_walking_chains_step_along_an_arc(walk_bank, dry):
+    """move_chains: positions P..P+3 continue positions 0 and 1 by half a step and a whole step
+    (20-40 degrees either way round), at the same elevation and no farther away."""
+    mixer = _mixer(walk_bank, dry)
+    rooms = simulate.load_shards(simulate.shard_files(walk_bank))
+    az, el, d3 = (rooms[k] for k in ("azimuth_deg", "elevation_deg", "distance3d_m"))
+    assert az.shape[1] == 6 + 4 and mixer.n_chains == 2
+    for r in range(az.shape[0]):
+        for c in range(2):
+            start, mid, end = c, 6 + 2 * c, 6 + 2 * c + 1
+            half = (az[r, mid] - az[r, start] + 180) % 360 - 180
+            whole = (az[r, end] - az[r, start] + 180) % 360 - 180
+            assert 10.0 - 0.5 <= abs(half) <= 20.0 + 0.5 and whole == pytest.approx(2 * half, abs=1.0)
+            assert np.allclose(el[r, [mid, end]], el[r, start], atol=0.5)
+            assert np.all(d3[r, [mid, end]] <= d3[r, start] + 0.01)
+
+
+def test_gated_and_walking_windows_render_and_label_as_planned(walk_bank, dry):
+    """gate_prob, move_prob, min_voice_s: the render equals the numpy convolution with the gates and
+    the start -> middle -> end cross-fade; a walker is labelled at its chain's middle; a source is
+    labelled only with min_voice_s of voice inside the window, so some gated ones are heard but
+    not labelled."""
+    mixer = _mixer(walk_bank, dry, part="val", seed=4, gate_prob=0.6, move_prob=0.7, min_voice_s=0.1, **QUIET)
+    plan = mixer.plan(24)
+    got = keras.ops.convert_to_numpy(mixer.render(plan))
+    want, pcm = _numpy_render(mixer, plan)
+    step = 1.0 / (32768.0 * (pcm / 32768.0 - (pcm / 32768.0).mean(axis=1, keepdims=True)).std(axis=(1, 2)))
+    # float32 against float64 around a gate's ramp: at most a couple of int16 steps
+    assert np.all(np.abs(got - want).max(axis=(1, 2)) / step < 2.5)
+    # and far from the same plan rendered without the walks (but where a chain could not leave
+    # its start near a wall, or the walker stopped before the window)
+    standing, _ = _numpy_render(_mixer(walk_bank, dry, part="val", seed=4, gate_prob=0.6, **QUIET), plan)
+    assert np.mean((np.abs(got - standing).max(axis=(1, 2)) / step > 50)[plan["move_on"] > 0]) >= 0.8
+    n_pos = mixer.rooms["rirs"].shape[1]
+    az = mixer.rooms["azimuth_deg"].reshape(-1)
+    walkers = np.flatnonzero(plan["move_on"])
+    assert 8 <= len(walkers) < 24
+    for b in walkers:
+        start, mid = plan["pos"][b, 0], plan["move_pos"][b, 0]
+        assert start // n_pos == mid // n_pos == plan["room"][b] and start % n_pos in (0, 1)
+        if np.isfinite(plan["azimuth_deg"][b, 0]):
+            assert plan["azimuth_deg"][b, 0] == pytest.approx(az[mid], abs=1e-3)
+    gated = (plan["gate_on"] > -1e8) | (plan["gate_off"] < 1e8)
+    rendered = np.arange(MAX_SOURCES)[None, :] < plan["n_sources"][:, None]
+    silent = rendered & ~np.isfinite(plan["azimuth_deg"])
+    assert np.any(gated & rendered) and np.any(silent)
+    assert np.all(plan["n_present"] == np.sum(np.isfinite(plan["azimuth_deg"]), axis=1))
+    # a gate that ends before the window leaves no voice in it: never labelled
+    early = rendered & (plan["gate_off"] <= mixer.rir_len - 1)
+    assert not np.any(np.isfinite(plan["azimuth_deg"][early]))
+    # labels are the region encoding of the labelled sources only
+    ok = np.isfinite(plan["azimuth_deg"])
+    assert np.all(plan["targets"][..., ACTIVE].sum(axis=(1,)) >= 0)
+    assert np.all(plan["targets"][..., ACTIVE].max(axis=1)[~ok.any(axis=1)] == 0)
+
+
+def test_walking_needs_a_bank_with_chains(rir_bank, dry):
+    with pytest.raises(ValueError, match="move_chains"):
+        _mixer(rir_bank, dry, move_prob=0.5)

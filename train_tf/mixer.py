@@ -91,8 +91,18 @@ class DryTape:
         self.lengths = np.array(lengths, dtype=np.int64)
         self.active_cum = cums
         self.frame = frame
+        self.fs = bank.sample_rate_hz
         self.kinds = bank.kinds
         self.by_kind = {k: bank.indices(k) for k in set(bank.kinds)}
+
+    def voiced_s(self, signal: int, a: int, b: int) -> float:
+        """Seconds of active frames of dry signal ``signal`` between tape positions ``a`` and ``b``
+        (frames counted where their start lies in [a, b))."""
+        cum = self.active_cum[signal]
+        start = self.starts[signal]
+        fa = int(np.clip(-(-(a - start) // self.frame), 0, len(cum) - 1))
+        fb = int(np.clip(-(-(b - start) // self.frame), 0, len(cum) - 1))
+        return float(cum[fb] - cum[fa]) * self.frame / self.fs if fb > fa else 0.0
 
     def offsets(self, signal: np.ndarray, n: int, rng: np.random.Generator, tries: int = 4) -> np.ndarray:
         """Tape offsets of ``n``-sample excerpts of the given signals: the most active of ``tries``
@@ -166,6 +176,13 @@ class Mixer:
         if self.kinds_p.sum() <= 0:
             raise ValueError("the dry bank has none of the kinds in the settings' kind_weights")
         self.kinds_p /= self.kinds_p.sum()
+        # where the chains are is the bank's own fact, whatever settings the mixer is given
+        built = SimSettings.from_dict(meta["settings"])
+        self.n_base = built.positions_per_room
+        self.n_chains = min(built.move_chains, built.positions_per_room)
+        if s.move_prob > 0 and self.n_chains == 0:
+            raise ValueError(f"move_prob {s.move_prob} needs an RIR bank with walking chains; simulate one with "
+                             f"--set move_chains=3 (this one has none: {self.rir_dir})")
         self._shards: list[Path] = []
         self.rooms: dict[str, np.ndarray] = {}
         self._rirs_t = None
@@ -234,8 +251,21 @@ class Mixer:
         echo_pos = np.zeros((b, MAX_SOURCES), dtype=np.int64)
         echo_gain = np.zeros((b, MAX_SOURCES), dtype=np.float32)
         echo_delay = np.zeros((b, MAX_SOURCES), dtype=np.float32)
+        far = 1e9  # a gate edge this far away is no gate
+        gate_on = np.full((b, MAX_SOURCES), -far, dtype=np.float32)
+        gate_off = np.full((b, MAX_SOURCES), far, dtype=np.float32)
+        move_pos = np.zeros((b, 2), dtype=np.int64)
+        move_on = np.zeros(b, dtype=np.float32)
+        present = np.ones((b, MAX_SOURCES), dtype=bool)
         for i in range(b):
-            chosen = choose_positions(self.rooms["azimuth_deg"][room[i]], int(k[i]), s.min_source_separation_deg, rng)
+            walker = self.n_chains > 0 and k[i] > 0 and s.move_prob > 0 and rng.random() < s.move_prob
+            if walker:
+                chosen, move_pos[i], label = self._walker_positions(room[i], int(k[i]))
+                move_pos[i] += room[i] * n_pos
+                move_on[i] = 1.0
+            else:
+                chosen = choose_positions(self.rooms["azimuth_deg"][room[i]], int(k[i]), s.min_source_separation_deg, rng)
+                label = chosen
             m = len(chosen)
             n_src[i] = m
             if m == 0:
@@ -246,13 +276,23 @@ class Mixer:
             pos[i, :m] = room[i] * n_pos + chosen
             amp[i, :m] = 10.0 ** (rel_db / 20.0)
             dry_off[i, :m] = self.dry.offsets(sig, self.seg_len, rng)
-            az[i, :m] = self.rooms["azimuth_deg"][room[i], chosen]
-            dist[i, :m] = self.rooms["distance_m"][room[i], chosen]
-            direct = rel_db - 20.0 * np.log10(self.rooms["distance3d_m"][room[i], chosen])
+            az[i, :m] = self.rooms["azimuth_deg"][room[i], label]
+            dist[i, :m] = self.rooms["distance_m"][room[i], label]
+            direct = rel_db - 20.0 * np.log10(self.rooms["distance3d_m"][room[i], label])
             weight[i, :m] = direct - direct.max()
             kind_code[i, :m] = [KIND_CODES[self.kind_names[c]] for c in kinds]
             if s.echo_prob > 0:
-                self._plan_echoes(i, room[i], chosen, echo_pos, echo_gain, echo_delay)
+                self._plan_echoes(i, room[i], label, echo_pos, echo_gain, echo_delay)
+            if s.gate_prob > 0:
+                self._plan_gates(i, m, gate_on, gate_off)
+            if s.min_voice_s > 0:
+                start = self.rir_len - 1  # the window's first sample in the dry segment
+                for j in range(m):
+                    a = max(start, int(np.ceil(gate_on[i, j])))
+                    e = min(start + self.window, int(np.floor(gate_off[i, j])))
+                    voiced = self.dry.voiced_s(int(sig[j]), dry_off[i, j] + a, dry_off[i, j] + e) if e > a else 0.0
+                    present[i, j] = voiced >= s.min_voice_s
+        labelled_az = np.where(present, az, np.nan)
         n_kinds = len(self.diffuse_kinds)
         dkind = rng.integers(0, n_kinds, size=b)
         # each mic gets its own stretch of the tape (consecutive, never overlapping), so no two
@@ -269,12 +309,44 @@ class Mixer:
             "snr_sensor_db": rng.uniform(*s.snr_sensor_db, size=b).astype(np.float32),
             "level_dbfs": rng.uniform(*s.level_dbfs, size=b).astype(np.float32),
             "echo_pos": echo_pos.astype(np.int32), "echo_gain": echo_gain, "echo_delay": echo_delay,
-            # labels and descriptors (not used by the renderer)
-            "targets": encode_batch(self.layout, az, dist, weight).astype(np.float32),
-            "azimuth_deg": az.astype(np.float32), "distance_m": dist.astype(np.float32),
-            "n_sources": n_src.astype(np.int8), "rt60_s": self.rooms["rt60_s"][room].astype(np.float32),
+            "gate_on": gate_on, "gate_off": gate_off, "move_pos": move_pos.astype(np.int32), "move_on": move_on,
+            # labels and descriptors (not used by the renderer); a source with too little voice
+            # in the window (gated, min_voice_s) is heard but not labelled
+            "targets": encode_batch(self.layout, labelled_az, dist, weight).astype(np.float32),
+            "azimuth_deg": labelled_az.astype(np.float32), "distance_m": dist.astype(np.float32),
+            "n_sources": n_src.astype(np.int8), "n_present": np.sum(np.isfinite(labelled_az), axis=1).astype(np.int8),
+            "rt60_s": self.rooms["rt60_s"][room].astype(np.float32),
             "kind": kind_code,
         }
+
+    def _walker_positions(self, room: int, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Positions of a window whose first source walks a random chain of ``room``: (render
+        positions, (middle, end) of the chain, label positions), the others at least
+        ``min_source_separation_deg`` from the chain's middle and from each other."""
+        rng, s = self.rng, self.settings
+        azs = self.rooms["azimuth_deg"][room]
+        c = int(rng.integers(self.n_chains))
+        chain = np.array([c, self.n_base + 2 * c, self.n_base + 2 * c + 1])
+        free = np.setdiff1d(np.arange(len(azs)), chain)
+        sep = np.min(angular_distance_deg(azs[free][:, None], azs[chain][None, :]), axis=1)
+        free = free[sep >= s.min_source_separation_deg]
+        others = free[choose_positions(azs[free], k - 1, s.min_source_separation_deg, rng)] if k > 1 else free[:0]
+        chosen = np.concatenate([[chain[0]], others]).astype(np.int64)
+        label = np.concatenate([[chain[1]], others]).astype(np.int64)
+        return chosen, chain[1:], label
+
+    def _plan_gates(self, i: int, m: int, gate_on: np.ndarray, gate_off: np.ndarray) -> None:
+        """With probability ``gate_prob`` each source of window ``i`` starts inside the window or
+        stops inside it (or up to ``gate_lead_s`` before it): the gate's edge in dry-segment samples."""
+        rng, s = self.rng, self.settings
+        start = self.rir_len - 1
+        for j in range(m):
+            if rng.random() >= s.gate_prob:
+                continue
+            if rng.random() < 0.5:
+                gate_on[i, j] = start + rng.uniform(0.0, self.window)
+            else:
+                gate_off[i, j] = start + rng.uniform(-s.gate_lead_s * self.fs, self.window)
 
     def _plan_echoes(self, i: int, room: int, chosen: np.ndarray, echo_pos: np.ndarray, echo_gain: np.ndarray,
                      echo_delay: np.ndarray) -> None:
@@ -297,17 +369,48 @@ class Mixer:
 
     # ---- rendering in keras.ops
     def _render(self, rirs, gains, dry_tape, noise_tape, factor, room, pos, amp, dry_off, noise_off, sensor_off,
-                snr_d, snr_s, level, echo_pos=None, echo_gain=None, echo_delay=None):
+                snr_d, snr_s, level, echo=None, gate=None, move=None):
         from keras import ops
 
         w, l_rir, n_fft = self.window, self.rir_len, self.fft_len
         seg = ops.take(dry_tape, dry_off[..., None] + ops.arange(self.seg_len, dtype="int32"))  # (B, S, N)
         seg = seg - ops.mean(seg, axis=-1, keepdims=True)
         seg = seg / ops.sqrt(ops.mean(ops.square(seg), axis=-1, keepdims=True) + 1e-12) * amp[..., None]
+        n = ops.arange(self.seg_len, dtype="float32")
+        if gate is not None:
+            # the source talks from gate_on to gate_off (10 ms ramps), at the level it had
+            on, off = gate
+            ramp = 0.01 * self.fs
+            seg = seg * (ops.clip((n - on[..., None]) / ramp, 0.0, 1.0) * ops.clip((off[..., None] - n) / ramp, 0.0, 1.0))
+        walk = None
+        if move is not None:
+            # the first source walks start -> middle -> end of a chain across the window: its
+            # signal is cross-faded through the three positions' RIRs (before the window it is at
+            # the start)
+            move_pos, move_on = move
+            u = ops.clip((n - (l_rir - 1)) / w, 0.0, 1.0)
+            on = move_on[:, None]
+            first = seg[:, 0, :]
+            walk_seg = ops.stack([first * on * (1.0 - ops.abs(2.0 * u - 1.0)), first * on * ops.clip(2.0 * u - 1.0, 0.0, 1.0)],
+                                 axis=1)  # (B, 2, N)
+            seg = ops.concatenate([(first * (1.0 - on + on * ops.clip(1.0 - 2.0 * u, 0.0, 1.0)))[:, None, :], seg[:, 1:, :]],
+                                  axis=1)
+            walk = (walk_seg, move_pos)
         dr, di = ops.rfft(seg, fft_length=n_fft)  # (B, S, F)
         h = ops.cast(ops.take(rirs, pos, axis=0), "float32")  # (B, S, M, L)
         hr, hi = ops.rfft(h, fft_length=n_fft)
-        if echo_pos is not None:
+        if walk is not None:
+            # the walk's middle and end as two more slots
+            wr, wi = ops.rfft(walk[0], fft_length=n_fft)
+            whr, whi = ops.rfft(ops.cast(ops.take(rirs, walk[1], axis=0), "float32"), fft_length=n_fft)
+            dr, di = ops.concatenate([dr, wr], axis=1), ops.concatenate([di, wi], axis=1)
+            hr, hi = ops.concatenate([hr, whr], axis=1), ops.concatenate([hi, whi], axis=1)
+        if echo is not None:
+            echo_pos, echo_gain, echo_delay = echo
+            if walk is not None:  # the walk's slots have no echo
+                echo_pos = ops.concatenate([echo_pos, ops.zeros_like(echo_pos[:, :2])], axis=1)
+                echo_gain = ops.concatenate([echo_gain, ops.zeros_like(echo_gain[:, :2])], axis=1)
+                echo_delay = ops.concatenate([echo_delay, ops.zeros_like(echo_delay[:, :2])], axis=1)
             # + gain * the other position's RIR delayed by echo_delay samples (a phase ramp)
             e = ops.cast(ops.take(rirs, echo_pos, axis=0), "float32")
             er, ei = ops.rfft(e, fft_length=n_fft)
@@ -367,16 +470,15 @@ class Mixer:
 
     def render(self, plan: dict[str, np.ndarray]):
         """Network inputs (B, W, M) for a plan, as a backend tensor."""
+        s = self.settings
+        # parts that are off pass None: no extra FFTs
+        echo = (plan["echo_pos"], plan["echo_gain"], plan["echo_delay"]) if s.echo_prob > 0 else None
+        gate = (plan["gate_on"], plan["gate_off"]) if s.gate_prob > 0 else None
+        move = (plan["move_pos"], plan["move_on"]) if s.move_prob > 0 else None
         return self._compiled()(self._rirs_t, self._gain_t, self._dry_t, self._noise_t, self._factor_t,
                                 plan["room"], plan["pos"], plan["amp"], plan["dry_off"], plan["noise_off"],
                                 plan["sensor_off"], plan["snr_diffuse_db"], plan["snr_sensor_db"],
-                                plan["level_dbfs"], *self._echo_args(plan))
-
-    def _echo_args(self, plan: dict[str, np.ndarray]) -> tuple:
-        """The echo part of a plan for the renderer; nothing (no extra FFTs) when echoes are off."""
-        if self.settings.echo_prob <= 0:
-            return ()
-        return plan["echo_pos"], plan["echo_gain"], plan["echo_delay"]
+                                plan["level_dbfs"], echo, gate, move)
 
     def batch(self, batch_size: int) -> tuple[Any, np.ndarray]:
         """(inputs, region targets) of one batch."""

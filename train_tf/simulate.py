@@ -120,6 +120,29 @@ class SimSettings:
     """Range of an echo's delay after its source."""
     echo_min_separation_deg: float = 30.0
     """Smallest azimuth difference between an echo and every source of its window."""
+    move_chains: int = 0
+    """RIR banks only: this many of each room's positions start a *chain*, two more positions
+    along an arc at the same distance and elevation (half a step, then a whole step of
+    ``move_step_deg`` away), stored after the ``positions_per_room`` positions: position c's
+    chain is (c, P + 2c, P + 2c + 1). The mixer renders a talker walking through them during one
+    window (``move_prob``). 0 = none (the bank is as before)."""
+    move_step_deg: tuple[float, float] = (8.0, 45.0)
+    """Range of a chain's whole step, either way round: the azimuth a talker covers in one
+    window (45 degrees in 0.5 s is 1.5 m/s at 1 m)."""
+    move_prob: float = 0.0
+    """On-the-fly training only: probability that a window's first source walks along one of its
+    room's chains during the window, cross-faded start -> middle -> end (labelled at the middle,
+    where it is at the window's centre). Needs a bank with ``move_chains`` > 0."""
+    gate_prob: float = 0.0
+    """On-the-fly training only: probability that a source starts or stops talking inside the
+    window (or stopped up to ``gate_lead_s`` before it, leaving only its reverberation), so the
+    network learns to drop a talker who stopped and to take one who starts, as turn-taking does."""
+    gate_lead_s: float = 0.3
+    """How long before the window a gated source may have stopped (its tail still in the window)."""
+    min_voice_s: float = 0.0
+    """On-the-fly training only: a source is labelled present only with at least this much voice
+    (active 20 ms frames of its dry signal, after gating) inside the window, the rule by which the
+    project's scene truth lists a talker. 0 = every source is labelled (as before)."""
     regions: RegionLayout = field(default_factory=RegionLayout)
     """Region layout used for the stored region targets (training may re-encode)."""
 
@@ -478,7 +501,32 @@ def simulate_room(settings: SimSettings, rng: np.random.Generator, rir_samples: 
         else:
             raise RuntimeError(f"no source position fits in room {plan.dim.round(2)}; check the settings' ranges")
         positions[p] = centre + d * u_room
+    if settings.move_chains > 0:
+        positions = np.concatenate([positions, _chains(plan, settings, positions, rng)])
     return room_rirs(plan, settings, positions, rng, rir_samples)
+
+
+def _chains(plan: RoomPlan, settings: SimSettings, positions: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The two further points of each of the first ``move_chains`` positions' chains (2 * chains, 3):
+    half a step and a whole step along an arc at the point's distance and elevation, brought nearer
+    the array where the arc leaves the room."""
+    n = min(settings.move_chains, len(positions))
+    out = np.zeros((2 * n, 3))
+    az, el, _ = plan.to_array(positions[:n])
+    d3 = np.linalg.norm(positions[:n] - plan.centre, axis=1)
+    for c in range(n):
+        step = rng.uniform(*settings.move_step_deg) * (1.0 if rng.uniform() < 0.5 else -1.0)
+        # the other way round where the arc runs into a wall near the array; no step if both do
+        for sign in (1.0, -1.0, 0.0):
+            pts = []
+            for frac in (0.5, 1.0):
+                u = plan.to_room(float(az[c] + sign * frac * step), float(el[c]), 1.0) - plan.centre
+                pts.append((u, min(float(d3[c]), 0.98 * _ray_to_box(plan.centre, u, plan.lo, plan.hi))))
+            if sign == 0.0 or min(d for _, d in pts) >= 0.3:
+                break
+        for k, (u, d) in enumerate(pts):
+            out[2 * c + k] = plan.centre + d * u if sign != 0.0 else positions[c]
+    return out
 
 
 # --------------------------------------------------------------------------- rendering
