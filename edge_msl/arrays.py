@@ -323,6 +323,79 @@ def from_dict(cfg: Mapping[str, Any]) -> MicArray:
     )
 
 
+SPARE_KINDS = ("loopback", "processed", "unused")
+"""What a capture channel that is no microphone carries: the playback reference (digital zero while nothing
+plays), the board's own processed (beamformed, ASR) audio, or nothing."""
+
+_SPARE: dict[str, dict[int, str]] = {
+    "respeaker-6mic": {6: "loopback", 7: "loopback"},
+    "respeaker-usb-v2": {0: "processed", 5: "loopback"},
+    "minidsp-uma8": {7: "unused"},
+}
+
+# ALSA card ids the boards' drivers register (what ``hw:CARD=<id>`` names; ``arecord -l`` shows them)
+BOARD_CARD_IDS: dict[str, tuple[str, ...]] = {
+    "seeed4micvoicec": ("respeaker-4mic",),       # seeed-voicecard, 4-mic HAT
+    "seeed8micvoicec": ("respeaker-6mic",),       # seeed-voicecard, 6-mic HAT (8 channels with the loopback)
+    "ArrayUAC10": ("respeaker-usb-v2",),          # ReSpeaker USB Mic Array v2.0 (UAC1.0)
+    "MATRIXIOSOUND": ("matrix-voice", "matrix-creator"),  # matrixio-kernel-modules: one driver for both
+}
+"""Card id -> the built-in arrays it can be. The UMA-8 enumerates as a generic USB audio card (no id here)."""
+
+
+def spare_channels(array: MicArray) -> dict[int, str]:
+    """Capture channels of ``array`` that carry no microphone, with what they carry (one of SPARE_KINDS);
+    channels of a custom array not in its channel map are "unused"."""
+    known = _SPARE.get(array.name, {}) if array.name in _BUILTIN and array.n_channels == _BUILTIN[
+        array.name].n_channels else {}
+    return {c: known.get(c, "unused") for c in range(array.n_channels) if c not in array.channel_map}
+
+
+def to_capture(array: MicArray, mics: np.ndarray) -> np.ndarray:
+    """Microphone signals (n, n_mics), in mic order, laid out as the board delivers them (n, n_channels):
+    each mic on its channel, loopback and unused channels digital zero (nothing playing), a processed
+    channel the mean of the mics (a stand-in for the board's beamformed output). dtype is kept.
+
+    The one capture layout per board: the simulator writes it, ``locate``, ``calibrate`` and the daemon read it."""
+    mics = np.asarray(mics)
+    if mics.ndim != 2 or mics.shape[1] != array.n_mics:
+        raise ArrayConfigError(f"array {array.name!r} has {array.n_mics} microphones, got signals of shape "
+                               f"{mics.shape}; give (samples, {array.n_mics}) in microphone order")
+    out = np.zeros((len(mics), array.n_channels), dtype=mics.dtype)
+    out[:, list(array.channel_map)] = mics
+    for c, kind in spare_channels(array).items():
+        if kind == "processed":
+            out[:, c] = np.mean(mics, axis=1, dtype=np.float64).astype(mics.dtype)
+    return out
+
+
+def boards_for_device(pcm_name: str) -> tuple[str, ...]:
+    """The built-in arrays an ALSA PCM name points at by its card id (``hw:CARD=seeed8micvoicec,DEV=0``,
+    ``plughw:ArrayUAC10``), or () when the name says nothing (``default``, a card number, a plugin)."""
+    name = pcm_name.split(":", 1)[1] if ":" in pcm_name else ""
+    fields = [f.split("=", 1)[-1] for f in name.split(",")]
+    for card_id, boards in BOARD_CARD_IDS.items():
+        if any(f == card_id for f in fields):
+            return boards
+    return ()
+
+
+def capture_layout(array: MicArray) -> str:
+    """One phrase: which channel carries what, e.g. ``mics on 0-5, loopback on 6, 7``."""
+    def span(chs: list[int]) -> str:
+        chs = sorted(chs)
+        if len(chs) > 2 and chs == list(range(chs[0], chs[-1] + 1)):
+            return f"{chs[0]}-{chs[-1]}"
+        return ", ".join(str(c) for c in chs)
+    parts = [f"mics on {span(list(array.channel_map))}"]
+    spare = spare_channels(array)
+    for kind in SPARE_KINDS:
+        chs = [c for c, k in spare.items() if k == kind]
+        if chs:
+            parts.append(f"{kind} on {span(chs)}")
+    return ", ".join(parts)
+
+
 def azimuth_deg(xyz: np.ndarray) -> np.ndarray:
     """Azimuth in [0, 360) of points (..., 3) or (..., 2), counter-clockwise from +x."""
     xyz = np.asarray(xyz, dtype=np.float64)
@@ -345,4 +418,5 @@ def far_field_delays_s(array: MicArray, azimuth_deg_: float, elevation_deg: floa
 __all__ = [
     "ArrayConfigError", "MicArray", "SPEED_OF_SOUND_M_S", "DEFAULT_ARRAY", "get_array", "list_arrays",
     "from_dict", "validate", "circular_positions", "azimuth_deg", "direction_vector", "far_field_delays_s",
+    "SPARE_KINDS", "BOARD_CARD_IDS", "spare_channels", "to_capture", "boards_for_device", "capture_layout",
 ]

@@ -165,7 +165,7 @@ class DeviceSettings:
                                                   "'plughw:CARD=ArrayUAC10,DEV=0' or 'default'", empty=False))
     """ALSA PCM name; name the card (``hw:CARD=<id>,DEV=0``), not its index, which changes between boots."""
     rate_hz: int | None = _spec(None, _optional(_int(8000, 192000)))
-    """Capture rate; none = the model's rate. Higher rates are resampled to the model's."""
+    """Capture rate; none = the array's native rate (48 kHz for MATRIX and UMA-8). Resampled to the model's."""
     format: str = _spec("S16_LE", _choice(*SAMPLE_FORMATS))
     """Sample format the device is opened with."""
     period_frames: int = _spec(800, _int(32, 65536))
@@ -461,6 +461,7 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path | None = None, sourc
         raise ConfigError("[mqtt] username = '' is invalid with a password set; allowed: the broker user name")
 
     device = _build(DeviceSettings, data.get("device", {}), "device")
+    array, device = _board_defaults(data, array, device)
     if device.retry_min_delay_s > device.retry_max_delay_s:
         raise _bad("[device] retry_min_delay_s", device.retry_min_delay_s,
                    f"at most retry_max_delay_s = {device.retry_max_delay_s}")
@@ -486,6 +487,25 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path | None = None, sourc
         logging=_build(LoggingSettings, data.get("logging", {}), "logging"),
         source=source, **top,
     )
+
+
+def _board_defaults(data: Mapping[str, Any], array: MicArray, device: DeviceSettings) -> tuple[MicArray, DeviceSettings]:
+    """The board the device's card id names when [array] is not set (refused when it names two, or another
+    built-in board than [array]); the array's native rate when [device] rate_hz is not set."""
+    from .arrays import boards_for_device, list_arrays
+
+    boards = boards_for_device(device.name)
+    if boards and "array" not in data:
+        if len(boards) > 1:
+            raise ConfigError(f"[device] name = {device.name!r} is the card of {' or '.join(boards)} and array is not "
+                              f"set; allowed: " + " or ".join(f'array = "{b}"' for b in boards))
+        array = get_array(boards[0])
+    elif boards and array.name in list_arrays() and array.name not in boards:
+        raise ConfigError(f"array = {array.name!r} is invalid with [device] name = {device.name!r}, the card of "
+                          f"{' or '.join(boards)}; allowed: " + " or ".join(f'array = "{b}"' for b in boards))
+    if device.rate_hz is None:
+        device = dataclasses.replace(device, rate_hz=array.native_rate_hz)
+    return array, device
 
 
 MAX_CONFIG_BYTES = 1 << 20

@@ -3,9 +3,10 @@
 FILE is a WAV (any PCM/float encoding, RF64 too) or, with ffmpeg installed, FLAC or any format
 ffmpeg reads; ``-`` reads a WAV stream from stdin (e.g. ``arecord -c 8 -r 16000 -f S16_LE``);
 ``example`` is the bundled 3-talker recording (``--truth example`` its ground truth).
-Channels must be in the capture order of --array (its channel map picks the microphones); other
-sample rates above the model's are resampled. Each line (schema edge-msl/sources-v2, see
-edge_msl/schema/sources-v2.json):
+Channels must be in the capture layout of the board (its channel map picks the microphones); without
+--array the board is chosen from the channel count, silent channels and how the sound fits each
+geometry, and refused when that is ambiguous. Sample rates above the model's are resampled. Each line
+(schema edge-msl/sources-v2, see edge_msl/schema/sources-v2.json):
 
   {"schema": "edge-msl/sources-v2", "t_s": 1.3, "sources": [{"id": 4, "azimuth_deg": 41.7,
    "elevation_deg": null, "distance_m": 1.62, "x_m": 1.21, "y_m": 1.08, "confidence": 0.93,
@@ -13,6 +14,9 @@ edge_msl/schema/sources-v2.json):
 
 t_s is the end of the window in seconds from the start of the file; azimuth is counter-clockwise
 from the array's x axis. Logs and the --truth summary go to stderr. Exit 2 on bad input.
+
+--separate DIR writes each track's audio (a beamformer steered at it, docs/separation.md) to
+DIR/track-<id>-<start>s.wav, with DIR/tracks.json listing id, file, start_s and end_s.
 """
 
 from __future__ import annotations
@@ -33,7 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", metavar="FILE", help="recording (WAV, or FLAC with ffmpeg), - for a WAV on stdin, "
                                                      "or 'example' for the bundled one")
     parser.add_argument("--array", default=None,
-                        help="built-in array name, or a TOML file with an [array] table (default: the model's array)")
+                        help="built-in array name, or a TOML file with an [array] table (default: the board the "
+                             "recording's channels and sound show; refused when they do not single one out)")
     parser.add_argument("--model", default=None, help="int8 .tflite with its .json (default: the packaged model "
                                                       "for --array, uca8-r10)")
     parser.add_argument("--hop-s", type=float, default=0.1, help="seconds between analysed windows (default 0.1)")
@@ -44,12 +49,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(repeatable; keys in docs/decode.md)")
     parser.add_argument("--pool-s", type=float, default=None, help=argparse.SUPPRESS)  # retired in 0.2: one message
     parser.add_argument("--no-track", action="store_true", help="raw per-window detections (id null), no tracking")
-    parser.add_argument("--format", choices=("json", "odas"), default="json",
-                        help="json: edge-msl/sources-v2 lines; odas: ODAS sst frames (id, x/y/z, activity)")
+    parser.add_argument("--format", choices=("json", "odas", "odas-ssl"), default="json",
+                        help="json: edge-msl/sources-v2 lines; odas: ODAS sst frames (id, tag, x/y/z, activity), "
+                             "odas-ssl: ODAS ssl frames (x/y/z, E), both in ODAS's own multi-line layout")
+    parser.add_argument("--live", metavar="[HOST:]PORT",
+                        help="serve the live view there (a bare port: 127.0.0.1 only) and play the file in real "
+                             "time; after its end the page stays up until Ctrl-C")
     parser.add_argument("--plot", metavar="PNG", help="draw azimuth over time per track id (needs matplotlib)")
     parser.add_argument("--truth", metavar="JSON", help="ground truth: drawn on --plot and scored on stderr "
                                                         "('example': the bundled recording's)")
     parser.add_argument("--threads", type=int, default=1, help="TFLite interpreter threads (default 1)")
+    parser.add_argument("--separate", metavar="DIR", default=None,
+                        help="write one WAV per track id (its audio, beamformed) into DIR, with DIR/tracks.json")
 
 
 def parse_decode(items: list[str]) -> dict:
@@ -130,9 +141,14 @@ class _Out:
 
 def main(args: argparse.Namespace) -> int:
     """Run the pipeline over the file and print JSON lines."""
+    import itertools
+
+    import numpy as np
+
     from ..arrays import ArrayConfigError
     from ..audio_io import AudioFileError, open_audio
-    from ..pipeline import Pipeline, PipelineError, to_odas
+    from ..channel_check import array_for_recording
+    from ..pipeline import Pipeline, PipelineError
     from ..runtime import ModelError, load_model
     from ..truth import TruthError, load_truth, plot, score
 
@@ -150,11 +166,38 @@ def main(args: argparse.Namespace) -> int:
             except ImportError:
                 raise TruthError("--plot needs matplotlib; pip install \"edge-msl[plot]\"") from None
         array = load_array(args.array) if args.array else None
-        model = load_model(args.model, array=array, num_threads=args.threads)
         reader = open_audio(args.file)
+        head: list = []
+        if args.model is None or array is not None:
+            # the array from the recording's channels and sound when --array is omitted, checked against them when given
+            blocks = reader.blocks(max(1, reader.info.sample_rate_hz // 10))
+            for frames in blocks:
+                head.append(frames)
+                if len(head) >= 20:  # 2 s, as the channel check reads
+                    break
+            info = reader.info
+            array = array_for_recording(info.n_channels, info.sample_rate_hz, np.concatenate(head) if head else None,
+                                        args.file, array)
+        model = load_model(args.model, array=array, num_threads=args.threads)
     except (ArrayConfigError, ModelError, AudioFileError, TruthError, ValueError) as exc:
         print(f"{name}: {exc}", file=sys.stderr)
         return 2
+    live = None
+    if args.live:
+        from ..config import LiveSettings
+        from ..live import LiveServer, parse_listen
+
+        try:
+            host, port = parse_listen(args.live)
+            live = LiveServer(LiveSettings(enabled=True, host=host, port=port), title=f"edge-msl {Path(args.file).name}")
+            live.start(retry=False)
+        except (ValueError, OSError) as exc:
+            print(f"{name}: {exc}", file=sys.stderr)
+            return 2
+        print(f"{name}: live view at {live.url} (playing the file in real time)", file=sys.stderr)
+    from ..odas import frames_for
+
+    odas = frames_for(args.format) if args.format != "json" else None
     out = _Out()
     messages = []
     keep = bool(args.plot or truth)
@@ -169,6 +212,17 @@ def main(args: argparse.Namespace) -> int:
             pipe = Pipeline(model, hop_s=args.hop_s, threshold=args.threshold, track=not args.no_track,
                             decode=parse_decode(args.decode), input_rate_hz=info.sample_rate_hz, array=array)
             pipe.check_input(info.n_channels, info.sample_rate_hz, what=args.file)
+            if args.separate:
+                from ..separate import SeparatedAudio, Separator, TrackWriter
+
+                if args.no_track:
+                    raise PipelineError("--separate needs tracks (ids); drop --no-track")
+                try:
+                    writer = TrackWriter(args.separate, pipe.sample_rate_hz)
+                except OSError as exc:
+                    raise PipelineError(f"--separate {args.separate}: cannot create it ({exc.strerror or exc})") \
+                        from None
+                pipe.audio_listener = SeparatedAudio(Separator(pipe.array.positions(), pipe.sample_rate_hz), writer)
         except PipelineError as exc:
             print(f"{name}: {exc}", file=sys.stderr)
             return 2
@@ -176,14 +230,20 @@ def main(args: argparse.Namespace) -> int:
                  info.sample_format, info.container,
                  f"{info.duration_s:.1f} s" if info.duration_s is not None else "length unknown")
         block = max(1, int(round(pipe.hop_s * info.sample_rate_hz)))
+        played, live_t0 = 0, time.monotonic()
         try:
-            for frames in reader.blocks(block):
+            # blocks read ahead to choose the array come first (the pipeline takes any block size)
+            for frames in itertools.chain(head, blocks) if head else reader.blocks(block):
                 msgs = pipe.push(frames)
+                if live is not None:
+                    played += len(frames)  # real time: the page is watched as the file plays
+                    time.sleep(max(0.0, live_t0 + played / info.sample_rate_hz - time.monotonic()))
+                    for m in msgs:
+                        live.publish(m)
                 if not msgs:
                     continue
-                if args.format == "odas":
-                    lines = [json.dumps(to_odas(m, n_lines + k), separators=(",", ":")) + "\n"
-                             for k, m in enumerate(msgs)]
+                if odas is not None:
+                    lines = [odas.frame(m) for m in msgs]  # ODAS's multi-line frames, timeStamp from 1
                 else:
                     lines = [json.dumps(m, separators=(",", ":")) + "\n" for m in msgs]
                 out.write_lines(lines)
@@ -201,6 +261,9 @@ def main(args: argparse.Namespace) -> int:
         except AudioFileError as exc:
             print(f"{name}: {exc}", file=sys.stderr)
             return 2
+    if pipe.audio_listener is not None:
+        pipe.audio_listener.close()
+        log.info("per-track audio of %d track(s) in %s", len(pipe.audio_listener.writer.index), args.separate)
     if n_lines == 0:
         log.warning("%s is shorter than one window (%.2f s): no output", args.file, pipe.window_s)
     log.info("%d windows in %.2f s (first line after %.2f s)", n_lines, time.perf_counter() - t0,
@@ -216,4 +279,9 @@ def main(args: argparse.Namespace) -> int:
             print(f"{name}: {exc}", file=sys.stderr)
             return 2
         print(f"{name}: plot written to {args.plot}", file=sys.stderr)
+    if live is not None:
+        from ..live import serve_until_stopped
+
+        print(f"{name}: end of {args.file}; the live view stays at {live.url} until Ctrl-C", file=sys.stderr)
+        serve_until_stopped(live)
     return 0
