@@ -1043,7 +1043,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("scene", help="simulate one scene, write it as a WAV and print its ground truth")
     common(p)
     p.add_argument("--bank", required=True)
-    p.add_argument("--wav", help="write the multichannel window here (16-bit PCM)")
+    p.add_argument("--wav", help="write the window here as the board captures it (all its channels, 16-bit PCM)")
     args = parser.parse_args(argv)
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(message)s")
     if args.cmd == "stats":
@@ -1077,7 +1077,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.wav:
             import wave
 
-            pcm = to_int16(win.audio)
+            from edge_msl.arrays import get_array, to_capture
+
+            pcm = to_capture(get_array(settings.array), to_int16(win.audio))  # the board's capture layout
             with wave.open(args.wav, "wb") as w:
                 w.setnchannels(pcm.shape[1])
                 w.setsampwidth(2)
