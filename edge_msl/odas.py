@@ -12,6 +12,7 @@ import collections
 import logging
 import math
 import os
+import select
 import socket
 import struct
 import threading
@@ -276,11 +277,29 @@ class SocketTarget:
             if self._running:
                 self._sleep(self.retry_delay_s)
 
+    def _peer_closed(self, sock: socket.socket) -> bool:
+        # a listener never sends (odas_web does not): readable means it closed, so reconnect now rather than
+        # at the next frame that fails
+        try:
+            if not select.select([sock], [], [], 0)[0]:
+                return False
+            return sock.recv(4096, socket.MSG_DONTWAIT) == b""
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+
     def _send_until_error(self, sock: socket.socket) -> None:
         while True:
             with self._cond:
                 while self._running and not self._queue:
-                    self._cond.wait(1.0)
+                    self._cond.wait(0.2)
+                    if self._queue or not self._running:
+                        break
+                    if self._peer_closed(sock):
+                        log.warning("ODAS %s socket %s:%d closed by the listener: reconnecting every %g s",
+                                    self.what, self.host, self.port, self.retry_delay_s)
+                        return
                 if not self._queue:
                     return  # stopping, everything sent
                 data = self._queue.popleft()
