@@ -21,7 +21,7 @@ SHIPPED = REPO / "systemd" / "config.toml"
 def test_shipped_default_config_is_valid_and_matches_the_defaults():
     cfg = load_config(SHIPPED)
     assert cfg.array.name == "uca8-r10"
-    assert cfg.device == DeviceSettings()
+    assert cfg.device == DeviceSettings(rate_hz=16000)  # rate: the array's native one (uca8-r10: 16 kHz)
     assert cfg.model is None and cfg.hop_s == pytest.approx(0.1)
     # the service template turns stdout off (the journal is no data path); the library default stays on
     assert not cfg.mqtt.enabled and not cfg.stdout.enabled
