@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .arrays import ArrayConfigError, MicArray
-from .refine import SrpRefiner, hop_segments
+from .refine import ElevationTracks, SrpRefiner, hop_segments
 from .regions import Detection, decode
 from .runtime import Model
 from .stream import Resampler, Windower, design, to_float
@@ -41,13 +41,13 @@ def schema_path() -> str:
 
 
 def _source(id_: int | None, azimuth_deg: float, distance_m: float, confidence: float, region: int,
-            active: bool, rate_deg_s: float | None = None) -> dict[str, Any]:
+            active: bool, rate_deg_s: float | None = None, elevation_deg: float | None = None) -> dict[str, Any]:
     a = math.radians(azimuth_deg)
     az = round(azimuth_deg, 1)
     return {
         "id": id_,
         "azimuth_deg": 0.0 if az >= 360.0 else az,
-        "elevation_deg": None,  # the model estimates direction in the array plane only
+        "elevation_deg": None if elevation_deg is None else round(elevation_deg, 1) + 0.0,
         "distance_m": round(distance_m, 2),
         "x_m": round(distance_m * math.cos(a), 2),
         "y_m": round(distance_m * math.sin(a), 2),
@@ -58,14 +58,17 @@ def _source(id_: int | None, azimuth_deg: float, distance_m: float, confidence: 
     }
 
 
-def message(t_s: float, sources: Sequence[Talker | Detection]) -> dict[str, Any]:
-    """One ``edge-msl/sources-v2`` message: talkers carry ids, raw detections ``id: null``."""
+def message(t_s: float, sources: Sequence[Talker | Detection],
+            elevations_deg: Sequence[float | None] | None = None) -> dict[str, Any]:
+    """One ``edge-msl/sources-v2`` message: talkers carry ids, raw detections ``id: null``;
+    ``elevations_deg`` (one per source) fills ``elevation_deg`` (default null)."""
     out = []
-    for s in sources:
+    els = list(elevations_deg) if elevations_deg is not None else [None] * len(sources)
+    for s, el in zip(sources, els):
         if isinstance(s, Talker):
-            out.append(_source(s.id, s.azimuth_deg, s.distance_m, s.confidence, s.region, s.active, s.rate_deg_s))
+            out.append(_source(s.id, s.azimuth_deg, s.distance_m, s.confidence, s.region, s.active, s.rate_deg_s, el))
         else:
-            out.append(_source(None, s.azimuth_deg, s.distance_m, s.confidence, s.region, True))
+            out.append(_source(None, s.azimuth_deg, s.distance_m, s.confidence, s.region, True, None, el))
     return {"schema": SCHEMA, "t_s": round(t_s, 3), "sources": out}
 
 
@@ -124,12 +127,15 @@ class Pipeline:
     One per stream and thread (it holds the model's buffers). ``array`` (default: the model's)
     gives the capture channel map; its geometry must be the model's. ``srp_refine`` False leaves
     the decoded azimuths as they are even where the model's sidecar sets ``decode.srp_refine``
-    (:mod:`edge_msl.refine`); ``symmetry`` False runs every window as it is.
+    (:mod:`edge_msl.refine`); ``symmetry`` False runs every window as it is. ``elevation`` (needs the
+    sidecar's ``srp_refine``) fills ``elevation_deg`` from the same cross-spectra; it never moves an azimuth.
+    ``audio_listener`` (e.g. :class:`edge_msl.separate.SeparatedAudio`) gets the analysed audio and messages.
     """
 
     def __init__(self, model: Model, *, hop_s: float = 0.1, threshold: float | None = None, track: bool = True,
                  decode: DecodeSettings | dict | None = None, input_rate_hz: int | None = None,
-                 array: MicArray | None = None, srp_refine: bool = True, symmetry: bool = True) -> None:
+                 array: MicArray | None = None, srp_refine: bool = True, symmetry: bool = True,
+                 elevation: bool = True) -> None:
         info = model.info
         self.model = model
         self.array = array or info.array
@@ -180,6 +186,10 @@ class Pipeline:
         # a walking talker is reported at the SRP peak of the newest hop (DecodeSettings.now_half_deg)
         self._refiner = SrpRefiner(info.array.positions(), info.sample_rate_hz, info.srp_refine) \
             if info.srp_refine and srp_refine else None
+        self._elevations = ElevationTracks(self._refiner) if self._refiner is not None and elevation else None
+        self.audio_listener: Any = None
+        """Optional: ``push(x, [(index into x after a window's end, message), ...])`` with the audio (mic
+        order, model rate) each :meth:`push` analysed, and ``reset()`` on :meth:`reset`."""
         self._crosses: deque[np.ndarray] = deque(maxlen=max(1, info.window_samples // self.hop_samples))
         # decode.symmetry cycle: each window runs on the next symmetric image of the array
         self._cycle = model_cycle(info.array.positions(), info.layout) \
@@ -224,9 +234,14 @@ class Pipeline:
         else:
             delay_s = 0.0
         out = []
+        before = self.windower.samples_seen
+        ends = []
         for end, window in self.windower.push(x):
             t_s = self._offset_s + end / self.sample_rate_hz - delay_s
             out.append(self.analyse(window, t_s))
+            ends.append(end - before)
+        if self.audio_listener is not None:
+            self.audio_listener.push(x, list(zip(ends, out)))
         return out
 
     def outputs(self, window: np.ndarray) -> np.ndarray:
@@ -250,12 +265,21 @@ class Pipeline:
         self._hop_crosses(window)
         return self._refiner.refine(dets, np.mean(self._crosses, axis=0)) if dets else dets
 
+    def _elevations_of(self, sources: Sequence[Talker | Detection]) -> list[float] | None:
+        if self._elevations is None or not sources:
+            return None
+        gcc = self._refiner.gcc(np.mean(self._crosses, axis=0))
+        return self._elevations.update(gcc, [(getattr(s, "id", None), s.azimuth_deg, getattr(s, "active", True))
+                                             for s in sources])
+
     def analyse(self, window: np.ndarray, t_s: float) -> dict[str, Any]:
         """Run the model on one window (mic order, model rate) that ends at ``t_s``; returns its message."""
         if self.decoder is None:
-            return message(t_s, self.detections(window))
-        return message(t_s, decode_window(self.decoder, self.outputs(window), window, t_s, self._refiner,
-                                          self._crosses, self.hop_samples))
+            dets = self.detections(window)
+            return message(t_s, dets, self._elevations_of(dets))
+        talkers = decode_window(self.decoder, self.outputs(window), window, t_s, self._refiner, self._crosses,
+                                self.hop_samples)
+        return message(t_s, talkers, self._elevations_of(talkers))
 
     def reset(self, gap_s: float = 0.0) -> None:
         """After a capture gap: drop buffered audio and tracks; ids keep increasing, t_s keeps counting
@@ -263,6 +287,10 @@ class Pipeline:
         self._offset_s += self.windower.samples_seen / self.sample_rate_hz + max(0.0, float(gap_s))
         self.windower.reset()
         self._crosses.clear()
+        if self._elevations is not None:
+            self._elevations.reset()
+        if self.audio_listener is not None:
+            self.audio_listener.reset()
         if self.resampler is not None:
             self.resampler.reset()
         if self.decoder is not None:

@@ -11,6 +11,9 @@ detections; the network still decides how many talkers there are and roughly whe
 Enabled by a model's sidecar (``decode.srp_refine = {"fmax_hz": 8000, "half_deg": 8, "weight": 0.5}``);
 the cross-spectra are averaged over the audio of the windows pooled for the decode, computed once
 per hop on the audio that hop added (:func:`hop_segments`). numpy only.
+
+Elevation (:meth:`SrpRefiner.elevation`, :class:`ElevationTracks`) comes from the same cross-spectra: the
+response on a grid of elevations around the decoded azimuth, read only; it never moves an azimuth.
 """
 
 from __future__ import annotations
@@ -28,6 +31,13 @@ NFFT = 512
 FMIN_HZ = 300.0
 STEP_DEG = 0.5
 UPSAMPLE = 8
+EL_STEP_DEG = 1.0
+"""Grid step of the elevation search (and of the azimuths searched with it)."""
+EL_AZ_HALF_DEG = 4.0
+"""The elevation search also tries azimuths this far either side of the decoded one (the peak's elevation
+is read; the azimuth stays the decoded one), so a small azimuth error does not bend the elevation."""
+EL_FORGET = 0.7
+"""Per window, a track's accumulated elevation response is multiplied by this before the new one is added."""
 KEYS = ("fmax_hz", "half_deg", "weight")
 
 
@@ -102,6 +112,12 @@ class SrpRefiner:
         self._window = np.hanning(NFFT).astype(np.float32)
         self._lag_rate = float(sample_rate_hz) * UPSAMPLE
         self._grid = np.arange(-self.half_deg, self.half_deg + STEP_DEG / 2, STEP_DEG)
+        xyz = np.asarray(positions_m, dtype=np.float64)
+        self._dxyz = xyz[i] - xyz[j]
+        # a planar array hears a source at +e and -e alike: search above the plane only
+        self.planar = bool(np.ptp(xyz[:, 2]) < 1e-6)
+        self.elevation_grid_deg = np.arange(0.0 if self.planar else -90.0, 90.0 + EL_STEP_DEG / 2, EL_STEP_DEG)
+        self._el_az = np.arange(-EL_AZ_HALF_DEG, EL_AZ_HALF_DEG + EL_STEP_DEG / 2, EL_STEP_DEG)
 
     def cross(self, window: np.ndarray) -> np.ndarray:
         """(n_samples >= 512, n_mics) audio -> (n_pairs, n_bins) mean phase-transformed cross-spectra."""
@@ -138,6 +154,37 @@ class SrpRefiner:
         best = int(np.argmax(self.response(gcc, azimuth_deg + grid)))
         return float((azimuth_deg + grid[best]) % 360.0) if 0 < best < len(grid) - 1 else None
 
+    def elevation_response(self, gcc: np.ndarray, azimuth_deg: float) -> np.ndarray:
+        """SRP-PHAT on (azimuths within ``EL_AZ_HALF_DEG`` of ``azimuth_deg``) x ``elevation_grid_deg``,
+        the best azimuth's value per elevation: (n_elevations,). Far field, full 3-D delays."""
+        az = np.radians(azimuth_deg + self._el_az)[:, None]
+        el = np.radians(self.elevation_grid_deg)[None, :]
+        u = np.stack(np.broadcast_arrays(np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)), axis=-1)
+        lag = -(u.reshape(-1, 3) @ self._dxyz.T).T / SPEED_OF_SOUND_M_S * self._lag_rate  # (P, A*E)
+        lo = np.floor(lag)
+        frac = lag - lo
+        lo = lo.astype(np.int64) % gcc.shape[1]
+        rows = np.arange(len(gcc))[:, None]
+        vals = gcc[rows, lo] * (1 - frac) + gcc[rows, (lo + 1) % gcc.shape[1]] * frac
+        return vals.sum(axis=0).reshape(len(self._el_az), -1).max(axis=0)
+
+    def elevation_peak(self, response: np.ndarray) -> float:
+        """Elevation (degrees) of the maximum of an :meth:`elevation_response`, refined by a parabola
+        through the grid's three points around it."""
+        k = int(np.argmax(response))
+        el = float(self.elevation_grid_deg[k])
+        if 0 < k < len(response) - 1:
+            a, b, c = response[k - 1], response[k], response[k + 1]
+            den = a - 2 * b + c
+            if den < 0:
+                el += EL_STEP_DEG * float(np.clip(0.5 * (a - c) / den, -0.5, 0.5))
+        return el
+
+    def elevation(self, gcc: np.ndarray, azimuth_deg: float) -> float:
+        """Elevation in degrees of the SRP-PHAT peak at ``azimuth_deg`` (:meth:`gcc` of some audio):
+        for a planar array the angle above the plane in [0, 90] (it cannot tell up from down)."""
+        return self.elevation_peak(self.elevation_response(gcc, azimuth_deg))
+
     def refine(self, detections: Sequence[Detection], cross: np.ndarray) -> list[Detection]:
         """The detections, each moved towards a local SRP peak (see the module's doc)."""
         out = []
@@ -153,4 +200,34 @@ class SrpRefiner:
         return out
 
 
-__all__ = ["SrpRefiner", "RefineConfigError", "check_settings", "hop_segments", "pair_lags", "KEYS"]
+class ElevationTracks:
+    """Each track's elevation from its SRP responses accumulated over windows (forgetting
+    ``EL_FORGET`` per window), so a still talker's elevation settles instead of jumping per window."""
+
+    def __init__(self, refiner: SrpRefiner) -> None:
+        self.refiner = refiner
+        self._sum: dict[int, np.ndarray] = {}
+
+    def update(self, gcc: np.ndarray, tracks: Sequence[tuple[int | None, float, bool]]) -> list[float]:
+        """Elevations (degrees) of ``tracks`` = (id or None, azimuth_deg, active) for one window's GCC.
+        An inactive track keeps its accumulated response; ids no longer listed are forgotten."""
+        out = []
+        seen = set()
+        for id_, az, active in tracks:
+            acc = self._sum.get(id_) if id_ is not None else None
+            if active or acc is None:
+                r = np.maximum(self.refiner.elevation_response(gcc, az), 0.0)
+                acc = r if acc is None else EL_FORGET * acc + r
+            if id_ is not None:
+                self._sum[id_] = acc
+                seen.add(id_)
+            out.append(self.refiner.elevation_peak(acc))
+        for id_ in set(self._sum) - seen:
+            del self._sum[id_]
+        return out
+
+    def reset(self) -> None:
+        self._sum.clear()
+
+
+__all__ = ["SrpRefiner", "ElevationTracks", "RefineConfigError", "check_settings", "hop_segments", "pair_lags", "KEYS"]

@@ -1,0 +1,152 @@
+"""Per-talker audio (edge_msl.separate): golden tests from exact fractional delays, and
+`edge-msl locate --separate` on the bundled example."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import wave
+
+import numpy as np
+import pytest
+
+from edge_msl.arrays import far_field_delays_s, get_array
+from edge_msl.separate import (SeparateConfigError, SeparateSettings, Separator, diffuse_coherence, lcmv_weights,
+                               steering)
+
+FS = 16000
+
+
+def arrival(array, signal: np.ndarray, azimuth_deg: float, elevation_deg: float = 0.0) -> np.ndarray:
+    """(n, M) a plane wave of ``signal`` at each mic, exact fractional delays (circular)."""
+    n = len(signal)
+    s = np.fft.rfft(signal)
+    f = np.fft.rfftfreq(n, 1.0 / FS)
+    d = far_field_delays_s(array, azimuth_deg, elevation_deg)
+    return np.stack([np.fft.irfft(s * np.exp(-2j * np.pi * f * t), n=n) for t in d], axis=1)
+
+
+def si_sdr(est: np.ndarray, ref: np.ndarray) -> float:
+    a = np.dot(est, ref) / np.dot(ref, ref)
+    return float(10 * np.log10(np.sum((a * ref) ** 2) / np.sum((est - a * ref) ** 2)))
+
+
+def test_lcmv_unit_gain_to_target_and_null_to_other():
+    array = get_array("uca8-r10")
+    f = np.fft.rfftfreq(512, 1.0 / FS)
+    inv = np.linalg.inv(diffuse_coherence(array.positions(), f) + 0.1 * np.eye(8))
+    a = steering(array.positions(), f, 30.0, 20.0)
+    b = steering(array.positions(), f, 150.0, 10.0)
+    w = lcmv_weights(inv, a, [b], max_coherence=0.8)
+    band = np.abs(np.einsum("fm,fm->f", a.conj(), b)) / 8 < 0.8  # where a null is asked for
+    assert band.sum() > 200
+    assert np.allclose(np.einsum("fm,fm->f", w.conj(), a), 1.0, atol=1e-6)
+    assert np.max(np.abs(np.einsum("fm,fm->f", w.conj(), b))[band]) < 1e-3
+
+
+def test_steering_is_relative_to_mic_zero():
+    array = get_array("respeaker-4mic")
+    f = np.fft.rfftfreq(512, 1.0 / FS)
+    a = steering(array.positions(), f, 77.0, 30.0)
+    assert np.allclose(a[:, 0], 1.0)
+    d = far_field_delays_s(array, 77.0, 30.0)
+    assert np.allclose(np.angle(a[10, 1]), np.angle(np.exp(-2j * np.pi * f[10] * (d[1] - d[0]))))
+
+
+def _run(array, mix: np.ndarray, sources: list[dict], settings=None, start_s: float = 0.5):
+    sep = Separator(array.positions(), FS, settings)
+    out: dict[int, list] = {}
+    hop = 1600
+    for i in range(0, len(mix), hop):
+        x = mix[i:i + hop]
+        msg = {"t_s": (i + len(x)) / FS, "sources": sources if i + len(x) > start_s * FS else []}
+        for c in sep.push(x, [(len(x), msg)]):
+            out.setdefault(c.id, []).append(c)
+    for c in sep.close():
+        out.setdefault(c.id, []).append(c)
+    streams = {}
+    for k, chunks in out.items():
+        y = np.zeros(len(mix))
+        for c in chunks:
+            i0 = int(round(c.t_s * FS))
+            y[i0:i0 + len(c.samples)] = c.samples[:len(mix) - i0]
+        streams[k] = (y, chunks)
+    return streams
+
+
+@pytest.mark.parametrize("postfilter,min_db", [(False, 15.0), (True, 8.0)])  # white noise is not sparse:
+def test_two_plane_waves_are_separated(postfilter, min_db):  # the post-filter's gain floor costs SI-SDR there
+    rng = np.random.default_rng(1)
+    array = get_array("uca8-r10")
+    n = 3 * FS
+    sig = [rng.standard_normal(n), rng.standard_normal(n)]
+    for s in sig:
+        s[:FS // 2] = 0.0  # silence first: the noise covariance is learnt there
+    dirs = [(40.0, 25.0), (170.0, 10.0)]
+    images = [arrival(array, s, az, el) for s, (az, el) in zip(sig, dirs)]
+    mix = images[0] + images[1] + 1e-3 * rng.standard_normal((n, 8))
+    sources = [{"id": k + 1, "azimuth_deg": az, "elevation_deg": el} for k, (az, el) in enumerate(dirs)]
+    streams = _run(array, mix, sources, SeparateSettings(postfilter=postfilter))
+    assert sorted(streams) == [1, 2]
+    for k in range(2):
+        y, chunks = streams[k + 1]
+        ref = images[k][:, 0]
+        part = slice(FS, n - FS // 4)
+        gain = si_sdr(y[part], ref[part]) - si_sdr(mix[part, 0], ref[part])
+        assert gain > min_db, (k, gain)
+        assert chunks[-1].last and chunks[0].start_s == pytest.approx(0.0, abs=0.1)
+
+
+def test_new_track_is_back_filled():
+    rng = np.random.default_rng(2)
+    array = get_array("uca8-r10")
+    n = 2 * FS
+    mix = arrival(array, rng.standard_normal(n), 90.0)
+    streams = _run(array, mix, [{"id": 7, "azimuth_deg": 90.0, "elevation_deg": None}],
+                   SeparateSettings(backfill_s=0.5), start_s=1.0)
+    y, chunks = streams[7]
+    first_listed_s = 1.1  # the first message listing it ends at 1.1 s
+    assert first_listed_s - 0.5 - 2 * 512 / FS <= chunks[0].start_s <= first_listed_s - 0.5 + 1e-9
+    part = slice(int(0.65 * FS), int(1.05 * FS))
+    assert si_sdr(y[part], mix[part, 0]) > 20.0
+
+
+def test_track_stream_ends_after_hold():
+    rng = np.random.default_rng(3)
+    array = get_array("uca8-r10")
+    sep = Separator(array.positions(), FS, SeparateSettings(hold_s=0.5))
+    x = 0.01 * rng.standard_normal((FS, 8))
+    chunks = sep.push(x[:8000], [(8000, {"t_s": 0.5, "sources": [{"id": 1, "azimuth_deg": 0.0}]})])
+    chunks += sep.push(x[8000:], [(8000, {"t_s": 1.0, "sources": []})])
+    chunks += sep.push(x[:2000], [(2000, {"t_s": 1.125, "sources": []})])
+    assert any(c.last and c.id == 1 for c in chunks)
+    assert sep.close() == []
+
+
+def test_bad_settings_name_the_key():
+    with pytest.raises(SeparateConfigError, match="loading"):
+        SeparateSettings(loading=-1.0)
+    with pytest.raises(SeparateConfigError, match="unknown key.*bogus"):
+        SeparateSettings.from_dict({"bogus": 1})
+
+
+def test_locate_separate_writes_a_wav_per_track(tmp_path):
+    out = tmp_path / "tracks"
+    p = subprocess.run([sys.executable, "-m", "edge_msl", "locate", "example", "--separate", str(out)],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    ids = {s["id"] for line in p.stdout.splitlines() for s in json.loads(line)["sources"]}
+    index = json.loads((out / "tracks.json").read_text())
+    assert {t["id"] for t in index["tracks"]} == ids
+    for t in index["tracks"]:
+        assert t["file"] == f"track-{t['id']}-{t['start_s']:.2f}s.wav"
+        with wave.open(str(out / t["file"])) as w:
+            assert w.getframerate() == 16000 and w.getnchannels() == 1
+            assert w.getnframes() / 16000 == pytest.approx(t["end_s"] - t["start_s"], abs=0.02)
+
+
+def test_locate_separate_refuses_no_track(tmp_path):
+    p = subprocess.run([sys.executable, "-m", "edge_msl", "locate", "example", "--no-track", "--separate",
+                        str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 2 and "--separate needs tracks" in p.stderr
