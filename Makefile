@@ -6,7 +6,7 @@ PYCHECK = @$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) e
 BANK   ?= data/dry/bank-small.npz
 EXTRAS ?= train,alsa,mqtt,dev,jax
 
-.PHONY: help system venv demo scene test bank dataset faults clean
+.PHONY: help system venv demo scene test bank dataset faults clean weights dist
 
 help:
 	@echo "make demo     set up a small venv (edge-msl[plot]) and locate the talkers of the bundled recording"
@@ -14,6 +14,8 @@ help:
 	@echo "make bank     build the full dry-signal bank (data/dry/bank.npz)"
 	@echo "make scene    set up everything, simulate a small scene and print its ground truth"
 	@echo "make dataset  simulate 1,000 windows with 1-4 sources and plot label statistics"
+	@echo "make weights  pack models/<array>/ float weights into the package (train_tf/float_models, float16)"
+	@echo "make dist     build the sdist and the wheel into dist/"
 	@echo "make faults   fault injection against the daemon (broker, device, full disk, fuzzing, soak; ~16 min, root for tmpfs)"
 
 system:
@@ -61,3 +63,10 @@ clean:
 
 faults: venv
 	$(PY) benchmarks/faults.py
+
+weights: venv
+	$(PY) -m train_tf.pack_weights
+
+dist: venv
+	$(PY) -m train_tf.pack_weights --check
+	$(PY) -m build --no-isolation -o dist .
