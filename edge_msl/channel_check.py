@@ -1037,7 +1037,7 @@ def array_for_recording(n_channels: int, sample_rate_hz: int, head: np.ndarray |
         other = identify_array(n_channels, sample_rate_hz, head)
         hint = (f"a {n_channels}-channel capture is {other.array_name}'s: --array {other.array_name}"
                 if other.array_name else f"channels per built-in array: {counts}")
-        raise ArrayConfigError(f"{what} has {n_channels} channels, array {array.name!r} delivers {array.n_channels} "
+        raise ArrayConfigError(f"{what} has {n_channels} channels, array {array.name!r} expects {array.n_channels} "
                                f"({layout}); give the array that recorded it ({hint}) or a TOML file with an [array] "
                                f"table")
     found = identify_array(n_channels, sample_rate_hz, head)

@@ -113,7 +113,7 @@ def test_locate_with_the_wrong_board_says_which_board_it_sounds_like(tmp_path):
     r = locate(str(rec), "--array", "uca8-r10")
     assert "does not sound like uca8-r10 but like respeaker-6mic" in r.stderr
     r = locate(str(rec), "--array", "respeaker-usb-v2")
-    assert r.returncode == 2 and "array 'respeaker-usb-v2' delivers 6" in r.stderr
+    assert r.returncode == 2 and "array 'respeaker-usb-v2' expects 6" in r.stderr
 
 
 def test_daemon_config_opens_each_board_at_its_native_rate_and_follows_the_card_id():

@@ -166,6 +166,7 @@ def main(args: argparse.Namespace) -> int:
             except ImportError:
                 raise TruthError("--plot needs matplotlib; pip install \"edge-msl[plot]\"") from None
         array = load_array(args.array) if args.array else None
+        model = load_model(args.model, array=array, num_threads=args.threads) if array is not None else None
         reader = open_audio(args.file)
         head: list = []
         if args.model is None or array is not None:
@@ -178,7 +179,8 @@ def main(args: argparse.Namespace) -> int:
             info = reader.info
             array = array_for_recording(info.n_channels, info.sample_rate_hz, np.concatenate(head) if head else None,
                                         args.file, array)
-        model = load_model(args.model, array=array, num_threads=args.threads)
+        if model is None:
+            model = load_model(args.model, array=array, num_threads=args.threads)
     except (ArrayConfigError, ModelError, AudioFileError, TruthError, ValueError) as exc:
         print(f"{name}: {exc}", file=sys.stderr)
         return 2
