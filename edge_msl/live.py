@@ -201,7 +201,7 @@ class LiveServer:
                     handler.wfile.write(b": keep-alive\n\n")
                     handler.wfile.flush()
                     last = time.monotonic()
-                if stop or (self._server is None and not self._running):
+                if stop or (self._server is None and not self._running) or _gone(handler.connection):
                     return
         except (OSError, ValueError):
             return  # the browser left (closed tab, network gone): only this page stops
@@ -287,6 +287,22 @@ def _make_handler(live: LiveServer) -> type[BaseHTTPRequestHandler]:
         do_HEAD = do_GET
 
     return Handler
+
+
+def _gone(sock: Any) -> bool:
+    # a page sends nothing after its request: a readable socket means the browser closed it (a tab closed, the
+    # machine gone); noticed here within a second instead of at the next write that fails
+    import select
+    import socket
+
+    try:
+        if not select.select([sock], [], [], 0)[0]:
+            return False
+        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
+    except (OSError, ValueError):
+        return True
 
 
 def _html_escape(text: str) -> str:

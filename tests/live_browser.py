@@ -17,6 +17,14 @@ from typing import Any
 CHROMIUM = "/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else (shutil.which("chromium") or "")
 
 
+def _high(fd: int) -> int:
+    import fcntl
+
+    new = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10)
+    os.close(fd)
+    return new
+
+
 class BrowserError(RuntimeError):
     pass
 
@@ -28,8 +36,9 @@ class Browser:
         if not CHROMIUM:
             raise BrowserError("chromium is not installed (apt-get install -y chromium)")
         self.profile = tempfile.mkdtemp(prefix="edge-msl-chromium-")
-        to_chrome_r, self._to_chrome = os.pipe()
-        self._from_chrome, from_chrome_w = os.pipe()
+        # the child's ends moved to fds >= 10, so the shell's "3<&A 4>&B" cannot overwrite one with the other
+        to_chrome_r, self._to_chrome = (_high(fd) for fd in os.pipe())
+        self._from_chrome, from_chrome_w = (_high(fd) for fd in os.pipe())
         args = [CHROMIUM, "--headless", "--remote-debugging-pipe", f"--user-data-dir={self.profile}",
                 "--no-first-run", "--no-default-browser-check", "--disable-gpu", "--disable-dev-shm-usage",
                 "--disable-extensions", "--disable-background-networking", "--disable-component-update",
@@ -39,7 +48,7 @@ class Browser:
             args.insert(1, "--no-sandbox")  # Chromium refuses to run its sandbox as root (CI containers)
         # the protocol wants the pipe on fds 3 (commands in) and 4 (replies out)
         shell = 'exec "$@" 3<&%d 4>&%d' % (to_chrome_r, from_chrome_w)
-        self.proc = subprocess.Popen(["sh", "-c", shell, "sh", *args], pass_fds=(to_chrome_r, from_chrome_w),
+        self.proc = subprocess.Popen(["bash", "-c", shell, "bash", *args], pass_fds=(to_chrome_r, from_chrome_w),
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         os.close(to_chrome_r)
         os.close(from_chrome_w)
