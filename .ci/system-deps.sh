@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian/Ubuntu packages edge-msl needs (TTS voices, ffmpeg, ALSA headers, mosquitto,
-# the allowed asterisk speech prompts). Skips quickly when everything is already there.
+# the allowed asterisk speech prompts, chromium for the live view's browser test). Skips quickly when everything
+# is already there.
 set -euo pipefail
 PKGS=(espeak-ng flite festival festvox-kallpc16k ffmpeg sox libasound2-dev alsa-utils libasound2-plugins
       mosquitto systemd asterisk-core-sounds-en-g722 asterisk-core-sounds-es-g722 asterisk-core-sounds-fr-g722
-      python3-venv python3-dev gcc)
+      python3-venv python3-dev gcc chromium)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
