@@ -42,7 +42,7 @@ PAGE = r"""<!doctype html>
   <div class="panel">
     <h2>Azimuth over time</h2>
     <canvas id="strip" width="600" height="420" style="width:600px;height:420px"></canvas>
-    <div><small>azimuth counter-clockwise from the array's x axis (0&deg; to the right on the radar);
+    <div style="max-width:600px"><small>azimuth counter-clockwise from the array's x axis (0&deg; to the right on the radar);
       hollow marks: a talker held through a short pause</small></div>
   </div>
 </main>
@@ -127,15 +127,17 @@ function drawRadar() {
 function drawStrip() {
   const [g, w, h] = setup(document.getElementById("strip"));
   const L = 40, T = 8, W = w - L - 10, H = h - T - 26;
-  const now = latest(), t1 = now ? now.t_s : historyS, t0 = t1 - historyS;
-  const X = (t) => L + (t - t0) / historyS * W, Y = (az) => T + H - az / 360 * H;
+  // the strip grows with the stream from 5 s to history_s, so a short recording fills it too
+  const now = latest(), t1 = now ? now.t_s : 5, span = Math.min(historyS, Math.max(5, now ? t1 - events[0].t_s : 5));
+  const t0 = t1 - span;
+  const X = (t) => L + (t - t0) / span * W, Y = (az) => T + H - az / 360 * H;
   g.strokeStyle = "#e3e3e3"; g.fillStyle = "#888"; g.font = "11px system-ui, sans-serif"; g.lineWidth = 1;
   g.textAlign = "right"; g.textBaseline = "middle";
   for (let d = 0; d <= 360; d += 45) {
     g.beginPath(); g.moveTo(L, Y(d)); g.lineTo(L + W, Y(d)); g.stroke(); g.fillText(d + "\u00b0", L - 4, Y(d));
   }
   g.textAlign = "center"; g.textBaseline = "top";
-  const step = historyS > 60 ? 10 : 5;
+  const step = span > 60 ? 10 : span > 12 ? 5 : 1;
   for (let t = Math.ceil(t0 / step) * step; t <= t1; t += step) {
     g.beginPath(); g.moveTo(X(t), T); g.lineTo(X(t), T + H); g.stroke(); g.fillText(t + " s", X(t), T + H + 4);
   }
