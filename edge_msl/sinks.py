@@ -589,4 +589,5 @@ def reload_extra_sinks(sinks: list[Any], odas: Any, live: Any, *, array_name: st
     return keep + new
 
 
-__all__ = ["StdoutSink", "MqttSink", "make_sinks", "make_extra_sinks", "reload_extra_sinks", "encode", "STATUS_ONLINE", "STATUS_OFFLINE", "MAX_INFLIGHT"]
+__all__ = ["StdoutSink", "MqttSink", "make_sinks", "make_extra_sinks", "reload_extra_sinks", "encode", "STATUS_ONLINE",
+           "STATUS_OFFLINE", "MAX_INFLIGHT"]

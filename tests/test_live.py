@@ -6,7 +6,6 @@ view."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import socket
