@@ -24,6 +24,9 @@ NFFT = 512
 HOP = NFFT // 2
 ADAPT_PRIOR_FRAMES = 20.0
 """Weight (in frames) of the noise model in a track's interference covariance."""
+WEIGHTS_EVERY = 2
+"""With no track born or moved, the weights follow the learnt covariances every this many messages (0.2 s;
+the covariances remember about 1.5 s, so every message would cost twice the CPU for no measured gain)."""
 
 
 class SeparateConfigError(ValueError):
@@ -106,15 +109,17 @@ def steering(positions_m: np.ndarray, freqs_hz: np.ndarray, azimuth_deg: float, 
     return np.exp(-2j * np.pi * freqs_hz[:, None] * tau[None, :])
 
 
-def lcmv_weights(inv_noise: np.ndarray, a: np.ndarray, others: Sequence[np.ndarray], max_coherence: float) -> np.ndarray:
+def lcmv_weights(inv_noise: np.ndarray | None, a: np.ndarray, others: Sequence[np.ndarray], max_coherence: float,
+                 noise: np.ndarray | None = None) -> np.ndarray:
     """(F, M) weights: unit gain towards ``a`` (F, M), zero towards each of ``others`` where it differs
-    enough from ``a`` (per frequency, |a^H b| / M below ``max_coherence``), least noise (``inv_noise``)."""
+    enough from ``a`` (per frequency, |a^H b| / M below ``max_coherence``), least noise (``inv_noise``, or
+    ``noise`` itself, solved for without an inverse)."""
     n_f, m = a.shape
     c = np.stack([a, *others], axis=-1)  # (F, M, K)
     if others:
         coh = np.abs(np.einsum("fm,fmk->fk", a.conj(), c[:, :, 1:])) / m
         c[:, :, 1:] *= (coh < max_coherence)[:, None, :]
-    ic = inv_noise @ c  # (F, M, K)
+    ic = inv_noise @ c if noise is None else np.linalg.solve(noise, c)  # (F, M, K)
     g = np.conj(c).transpose(0, 2, 1) @ ic  # (F, K, K)
     k = c.shape[-1]
     eps = 1e-6 * np.real(np.trace(g, axis1=1, axis2=2))[:, None, None] / k + 1e-12
@@ -136,6 +141,7 @@ class _Track:
     next_frame: int = 0  # first frame not yet added to its output
     cov: np.ndarray | None = None  # (F, M, M) interference covariance, weighted sum
     cov_weight: np.ndarray | None = None  # (F,) sum of the weights
+    noise_gain: np.ndarray | None = None  # (F,) w^H Gamma w: how a diffuse floor comes through w
 
 
 class Separator:
@@ -172,7 +178,8 @@ class Separator:
             self._psd = None  # per-bin noise floor (minimum of smoothed power)
             self._smooth = None
             self._mins: list[np.ndarray] = []
-        self._inv = None
+        self._dirty = True  # the noise model changed since the weights were made
+        self._messages = 0
 
     # ------------------------------------------------------------------ public
     def push(self, x: np.ndarray, events: Sequence[tuple[int, Mapping[str, Any]]] = ()) -> list[Chunk]:
@@ -244,20 +251,14 @@ class Separator:
                 cov = xf[:, :, None] * xf[:, None, :].conj()
                 self._noise = lam * self._noise + (1 - lam) * self._normalized(cov)
                 self._noise_frames += 1
-            self._inv = None
+            self._dirty = True
 
     _frame_count = 0
 
     @staticmethod
     def _normalized(cov: np.ndarray) -> np.ndarray:
-        tr = np.real(np.trace(cov, axis1=1, axis2=2)) / cov.shape[1]
+        tr = np.einsum("fmm->f", cov).real / cov.shape[1]
         return cov / (tr[:, None, None] + 1e-20)
-
-    def _inv_noise(self) -> np.ndarray:
-        if self._inv is None:
-            # before a second of silence, lean on the diffuse model; then on what was measured
-            self._inv = np.linalg.inv(self._noise_model() + self.settings.loading * self._eye)
-        return self._inv
 
     def _message(self, msg: Mapping[str, Any], out: list[Chunk]) -> None:
         now = self._n
@@ -283,7 +284,9 @@ class Separator:
             self._emit_tail(tr, out)
             self._drop(tr, out)
             changed = True
-        if changed or self._inv is None or (self.settings.adapt_forget > 0 and self._tracks):
+        self._messages += 1
+        if changed or self._dirty or (self.settings.adapt_forget > 0 and self._tracks
+                                      and self._messages % WEIGHTS_EVERY == 0):
             self._weights()
         # a new track: its back-filled frames, beamformed with the weights it has now
         late = [t for t in self._tracks.values() if t.next_frame < self._frame]
@@ -293,20 +296,24 @@ class Separator:
             self._render(first, spec, out, only={t.id for t in late})
 
     def _weights(self) -> None:
-        inv = self._inv_noise()
         s = self.settings
+        self._dirty = False
+        # before a second of silence, lean on the diffuse model; then on what was measured
+        model = self._noise_model()
+        loaded = model + s.loading * self._eye
         steer = {k: steering(self.positions, self.freqs_hz, t.azimuth_deg, t.elevation_deg)
                  for k, t in self._tracks.items()}
         for k, t in self._tracks.items():
             others = [steer[j] for j, o in self._tracks.items() if j != k and
                       abs(((o.azimuth_deg - t.azimuth_deg + 180) % 360) - 180) >= s.null_min_deg]
-            own = inv
+            own = loaded
             if t.cov is not None:
                 # what this track's post-filter called interference, with the noise model as a prior
                 prior = ADAPT_PRIOR_FRAMES
-                cov = (t.cov + prior * self._normalized(self._noise_model())) / (t.cov_weight + prior)[:, None, None]
-                own = np.linalg.inv(self._normalized(cov) + s.loading * self._eye)
-            t.w = lcmv_weights(own, steer[k], others, s.null_max_coherence)
+                cov = (t.cov + prior * model) / (t.cov_weight + prior)[:, None, None]
+                own = self._normalized(cov) + s.loading * self._eye
+            t.w = lcmv_weights(None, steer[k], others, s.null_max_coherence, noise=own)
+            t.noise_gain = np.einsum("fm,fmn,fn->f", t.w.conj(), self._gamma, t.w).real
 
     def _noise_model(self) -> np.ndarray:
         trust = min(1.0, self._noise_frames / 62.0)
@@ -320,10 +327,12 @@ class Separator:
         t_n = len(spec)
         decay = lam ** np.arange(t_n - 1, -1, -1)  # (T,)
         xn = spec / (np.sqrt(np.mean(np.abs(spec) ** 2, axis=2, keepdims=True)) + 1e-20)  # level-free frames
+        xf = xn.transpose(1, 2, 0)  # (F, M, T)
+        xh = xf.conj().transpose(0, 2, 1)  # (F, T, M)
         for ki, k in enumerate(ids):
             tr = self._tracks[k]
             wgt = (1.0 - gains[ki]) * decay[:, None]  # (T, F)
-            c = np.einsum("tf,tfm,tfn->fmn", wgt, xn, xn.conj())
+            c = (xf * wgt.T[:, None, :]) @ xh  # (F, M, M): sum over frames of wgt x x^H
             if tr.cov is None:
                 tr.cov, tr.cov_weight = c, wgt.sum(axis=0)
             else:
@@ -335,7 +344,7 @@ class Separator:
         ids = list(self._tracks)
         w = np.stack([self._tracks[k].w for k in ids])  # (K, F, M)
         y = np.einsum("kfm,tfm->ktf", w.conj(), spec)  # (K, T, F)
-        gains = self._postfilter(y, w)
+        gains = self._postfilter(y, ids)
         if only is None:
             self._adapt(ids, spec, gains)
         if self.settings.postfilter:
@@ -359,12 +368,12 @@ class Separator:
             tr.next_frame = t_first + n
             out.append(Chunk(k, tr.start_s, self._time(t_first * HOP), acc[:n * HOP].astype(np.float32)))
 
-    def _postfilter(self, y: np.ndarray, w: np.ndarray) -> np.ndarray:
+    def _postfilter(self, y: np.ndarray, ids: list[int]) -> np.ndarray:
         s = self.settings
         p = np.abs(y) ** 2  # (K, T, F)
         # the noise floor left in each output: the mic noise floor through that output's weights
         noise = (self._psd if self._psd is not None else 0.0) * \
-            np.real(np.einsum("kfm,fmn,kfn->kf", w.conj(), self._gamma, w))[:, None, :]
+            np.stack([self._tracks[k].noise_gain for k in ids])[:, None, :]
         # smooth over 3 bins so a single bin does not flip the gain
         ps = p.copy()
         ps[..., 1:-1] = (p[..., :-2] + p[..., 1:-1] + p[..., 2:]) / 3.0
