@@ -156,11 +156,21 @@ def best_lag(est: np.ndarray, ref: np.ndarray, max_lag: int) -> int:
 
 
 def talker_streams(tracks: dict[int, np.ndarray], directions: list[tuple[float, dict[int, float]]],
-                   azimuth_deg: np.ndarray, n: int) -> np.ndarray:
+                   azimuth_deg: np.ndarray, n: int, starts: dict[int, float] | None = None) -> np.ndarray:
     """(K, n): per talker and 0.1 s block, the audio of the track nearest its azimuth (within MATCH_DEG)
-    at that time; ``tracks`` are full-length streams, ``directions`` (t_s, {id: azimuth}) sorted by time."""
+    at that time; ``tracks`` are full-length streams, ``directions`` (t_s, {id: azimuth}) sorted by time.
+    ``starts`` (id: its stream's first sample, s): a track's back-filled audio before its first message
+    counts too, at its first direction (what its WAV holds)."""
     out = np.zeros((len(azimuth_deg), n))
     block = int(BLOCK_S * FS)
+    if starts:
+        first: dict[int, tuple[float, float]] = {}
+        for t, dirs in directions:
+            for k, az in dirs.items():
+                first.setdefault(k, (t, az))
+        t_first = directions[0][0] if directions else 0.0
+        directions = [(t, {**{k: az for k, (t1, az) in first.items()
+                              if min(starts.get(k, t1), t_first) <= t < t1}, **dirs}) for t, dirs in directions]
     # a track not listed for a moment (a pause) still has its stream: keep its last direction for HOLD_S
     held, seen, last = [], {}, {}
     for t, dirs in directions:
@@ -173,7 +183,8 @@ def talker_streams(tracks: dict[int, np.ndarray], directions: list[tuple[float, 
         t = (b0 + block / 2) / FS
         i = int(np.searchsorted(times, t)) - 1
         if i < 0:
-            i = 0 if len(times) and times[0] - t < 0.6 else -1  # a track's back-filled start
+            early = times[0] - t < 0.6 or (starts and min(starts.values()) <= t)
+            i = 0 if len(times) and early else -1  # a track's back-filled start
         if i < 0:
             continue
         dirs = directions[i][1]
@@ -190,9 +201,11 @@ class _Collect:
     def __init__(self, n: int) -> None:
         self.n = n
         self.tracks: dict[int, np.ndarray] = {}
+        self.starts: dict[int, float] = {}
 
     def write(self, chunks) -> None:
         for c in chunks:
+            self.starts.setdefault(c.id, c.start_s)
             if not len(c.samples):
                 continue
             buf = self.tracks.setdefault(c.id, np.zeros(self.n))
@@ -204,9 +217,9 @@ class _Collect:
         pass
 
 
-def run_edge(scene: Scene, model, settings=None) -> tuple[dict[int, np.ndarray], list, float, float]:
+def run_edge(scene: Scene, model, settings=None) -> tuple[dict[int, np.ndarray], list, float, float, dict]:
     """The pipeline with separation over a scene: streams per track id, (t_s, {id: az}), CPU seconds of
-    the separation, mean number of tracks separated."""
+    the separation, mean number of tracks separated, each stream's start (s)."""
     from edge_msl.pipeline import Pipeline
     from edge_msl.separate import SeparatedAudio, Separator
 
@@ -239,7 +252,7 @@ def run_edge(scene: Scene, model, settings=None) -> tuple[dict[int, np.ndarray],
     t0 = time.process_time()
     listener.close()
     cpu[0] += time.process_time() - t0
-    return col.tracks, directions, cpu[0], float(np.mean(n_tracks)) if n_tracks else 0.0
+    return col.tracks, directions, cpu[0], float(np.mean(n_tracks)) if n_tracks else 0.0, col.starts
 
 
 def score(streams: np.ndarray, scene: Scene, max_lag: int = 0) -> list[dict]:
@@ -339,11 +352,11 @@ def main(argv: list[str] | None = None) -> int:
             if args.no_postfilter:
                 variants["edge-msl, no post-filter"] = SeparateSettings(postfilter=False)
             for name, st in variants.items():
-                tracks, dirs, cpu, n_tr = run_edge(scene, model, st)
+                tracks, dirs, cpu, n_tr, starts = run_edge(scene, model, st)
                 if st is None:
                     cpu_s += cpu
                     audio_talker_s += n / FS * max(n_tr, 1e-9)
-                sc = score(talker_streams(tracks, dirs, scene.azimuth_deg, n), scene)
+                sc = score(talker_streams(tracks, dirs, scene.azimuth_deg, n, starts), scene)
                 acc.setdefault(name, []).extend(s["improvement_db"] for s in sc)
                 acc.setdefault(name + " [direct]", []).extend(s["improvement_db_direct"] for s in sc)
                 results.append({"seed": seed, "talkers": k, "rt60_s": round(scene.rt60_s, 3), "system": name,
