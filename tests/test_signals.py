@@ -1,4 +1,4 @@
-"""Tests of train_tf.signals: real TTS and decoder calls, noise spectra, the stored bank."""
+"""Tests of train_tf.signals (train_tf/bank/): real TTS and decoder calls, noise spectra, the stored bank."""
 
 from __future__ import annotations
 
@@ -321,7 +321,7 @@ def test_build_is_deterministic():
 
 def test_missing_engine_is_skipped_not_fatal(monkeypatch):
     real_which = shutil.which
-    monkeypatch.setattr(S.shutil, "which", lambda name: None if name == "flite" else real_which(name))
+    monkeypatch.setattr(shutil, "which", lambda name: None if name == "flite" else real_which(name))
     s = S.BankSettings(n_espeak=0, n_flite=2, n_festival=0, max_asterisk_files=0, n_noise_each=1,
                        noise_duration_s=0.5, n_music=0, noise_kinds=("white",), workers=1)
     bank = S.build_bank(None, s)
