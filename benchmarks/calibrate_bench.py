@@ -62,11 +62,64 @@ def _overrides(args) -> dict:
     return out
 
 
+def _cached(path: Path, make):
+    """``make()`` (a dict of arrays) stored at ``path`` once; later runs load it (clips and test sets are
+    the slow part of a run and do not depend on the recipe)."""
+    if path.exists():
+        with np.load(path) as z:
+            return {k: z[k] for k in z.files}
+    data = make()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, **data)
+    os.replace(tmp, path)
+    return data
+
+
+def sim_pool(args, n: int) -> str:
+    """A pool of simulated windows for uca8-r10 (``train_tf.simulate windows``, training signals), made once."""
+    from train_tf.simulate import SimSettings, write_dataset
+
+    d = Path(args.cache) / f"sim-pool-{n}"
+    if not (d / "done").exists():
+        settings = SimSettings(array="uca8-r10", sample_rate_hz=16000, window_s=0.5, n_sources=(1, 3),
+                               min_source_separation_deg=20.0)
+        write_dataset(d, "windows", n, settings, seed=1, bank_path=args.sim_bank, shard_size=50, workers=1,
+                      progress=False)
+        (d / "done").write_text("")
+    return str(d)
+
+
+def standin_clips(args, array, bank) -> dict:
+    """The user's recording: ``--positions`` clips evenly around the array (random offset), self-labelled."""
+    def make():
+        rng = np.random.default_rng(args.seed)
+        room = cal.StandInRoom(array, seed=args.seed)
+        az = (np.arange(args.positions) * 360.0 / args.positions + rng.uniform(0, 360.0 / args.positions)) % 360
+        dist = rng.uniform(0.8, 2.5, args.positions)
+        rirs = room.rirs(az, dist, rng.uniform(-5, 20, args.positions))
+        clips = []
+        for p in range(args.positions):
+            dry = cal.dry_speech(bank, int(args.clip_s * 16000) + rirs.shape[2] - 1, rng, 1)
+            clips.append(room.render(rirs[[p]], dry, level_dbfs=float(rng.uniform(-35, -22))))
+        return {"clips": np.stack(clips), "azimuth_deg": az, "distance_m": dist}
+    return _cached(Path(args.cache) / f"standin-s{args.seed}-p{args.positions}-c{args.clip_s:g}.npz", make)
+
+
+def standin_test(args, array, bank) -> dict:
+    """Two-source mixtures at fresh positions of the seed's room (the same for any number of positions) and
+    the packaged model's score on them."""
+    def make():
+        room = cal.StandInRoom(array, seed=args.seed)
+        mix, truth = cal.standin_mixtures(room, bank, args.heldout, 8000, np.random.default_rng(args.seed + 100))
+        return {"audio": mix, "azimuth_deg": truth}
+    return _cached(Path(args.cache) / f"standin-test-s{args.seed}-n{args.heldout}.npz", make)
+
+
 def standin(args, work: Path) -> dict:
     from train_tf.signals import DryBank
 
     array = get_array("uca8-r10")
-    rng = np.random.default_rng(args.seed)
     room = cal.StandInRoom(array, seed=args.seed)
     bank = DryBank.load(args.bank)
     settings = cal.CalibrationSettings.from_dict({
@@ -74,13 +127,11 @@ def standin(args, work: Path) -> dict:
         "epochs": args.epochs, "seed": args.seed, **_overrides(args)})
     session = cal.Session.create(work / "session", array, 16000, 8000, args.keras_model, settings)
     t0 = time.perf_counter()
-    az = (np.arange(args.positions) * 360.0 / args.positions + rng.uniform(0, 360.0 / args.positions)) % 360
-    dist = rng.uniform(0.8, 2.5, args.positions)
-    rirs = room.rirs(az, dist, rng.uniform(-5, 20, args.positions))
-    for p in range(args.positions):
-        dry = cal.dry_speech(bank, int(args.clip_s * 16000) + rirs.shape[2] - 1, rng, 1)
-        clip = room.render(rirs[[p]], dry, level_dbfs=float(rng.uniform(-35, -22)))
-        session.add_clip(clip, azimuth_deg=float(az[p]) if args.entered else None)
+    rec = standin_clips(args, array, bank)
+    az = rec["azimuth_deg"]
+    if not session.positions:
+        for clip, a in zip(rec["clips"], az):
+            session.add_clip(clip, azimuth_deg=float(a) if args.entered else None)
     labels = cal.label_positions(session)
     label_err = [float(cal.angular_distance_deg(lb["azimuth_deg"], a)) for lb, a in zip(labels, az)]
     nominal_err = [float(cal.angular_distance_deg(lb.get("nominal_azimuth_deg", lb["azimuth_deg"]), a))
@@ -97,13 +148,20 @@ def standin(args, work: Path) -> dict:
     res = cal.run_all(session, keras_model=args.keras_model, state_dir=state, sim_data=args.sim_data,
                       bank=args.sim_bank, do_install=True, say=lambda m: print(m, file=sys.stderr))
     steps = session.data["steps"]
-    mix, truth = cal.standin_mixtures(room, bank, args.heldout, 8000, np.random.default_rng(args.seed + 100))
-    before = _score(cal.installed_model(work / "none", array), array, mix, truth)
-    after = _score(res["model"], array, mix, truth)
+    test = standin_test(args, array, bank)
+    before_path = Path(args.cache) / f"standin-test-s{args.seed}-n{args.heldout}.before.json"
+    if before_path.exists():
+        before = json.loads(before_path.read_text())
+    else:
+        before = _score(cal.installed_model(work / "none", array), array, test["audio"], test["azimuth_deg"])
+        before_path.write_text(json.dumps(before))
+    after = _score(res["model"], array, test["audio"], test["azimuth_deg"])
     return {"label_err_mean_deg": float(np.mean(label_err)), "label_err_max_deg": float(np.max(label_err)),
             "nominal_label_err_mean_deg": float(np.mean(nominal_err)), "front_end_err": fe_err,
             "accepted": sum(bool(lb["accepted"]) for lb in labels), "positions": args.positions,
             "counts": res["counts"], "steps": steps, "validation": res["validation"], "installed": res["installed"],
+            "why": res["why"], "threshold": json.loads((session.dir / "model" / "params.json").read_text())
+            .get("decode", {}).get("threshold"),
             "heldout": {"before": before, "after": after}, "simulate_clips_s": sim_seconds}
 
 
@@ -115,40 +173,43 @@ def av16(args, work: Path) -> dict:
         raise SystemExit(f"AV16.3 data not found at {data_dir}; pass --av16-dir DIR")
     array = get_array("uca8-r10")
     audio = load_array(data_dir)
-    window, hop = 8000, 4000
-    labels = self_label(audio, window, hop)
+    window = 8000
     first = int(0.4 * len(audio))
     settings = cal.CalibrationSettings.from_dict({"n_simulated": args.simulated, "epochs": args.epochs,
-                                                  "seed": args.seed, **_overrides(args)})
+                                                  "seed": args.seed, "moving_hop_s": args.av16_hop_s,
+                                                  **_overrides(args)})
     session = cal.Session.create(work / "av16", array, 16000, window, args.keras_model, settings)
-    # the talker walks, so there are no fixed positions: every self-labelled window of the first 40 % is a
-    # single-source window, and sums of two of them >= 30 deg and >= 2 s apart are two-source windows
-    early = {k: v[labels["start"] + window <= first] if k in ("start", "azimuth_deg", "level_db") else v
-             for k, v in labels.items()}
-    train = build_mixtures(audio[:first], early, window, args.real, 30.0, 2.0, 0, args.seed)
-    val = build_mixtures(audio, labels, window, 300, 30.0, 2.0, first, args.seed + 1)
-    sim = cal.simulated_windows(session, args.simulated, sim_data=args.sim_data, bank=args.sim_bank)
+    # the talker walks: the first 40 % is one walk clip of the session (record --moving), labelled window by
+    # window along the walk; evaluation: two-talker sums of the rest, labelled as train_tf.real_av16 does
+    if not session.positions:
+        session.add_clip(audio[:first], name="walk", moving=True)
+    t0 = time.perf_counter()
+    walk = cal.label_positions(session)[0]
+    label_s = time.perf_counter() - t0
+    counts = cal.build_set(session, sim_data=args.sim_data, bank=args.sim_bank)
+    val = build_mixtures(audio, self_label(audio, window, 4000), window, 300, 30.0, 2.0, first, args.seed + 1)
     nan2 = lambda a: np.concatenate([a, np.full((len(a), 2 - a.shape[1]), np.nan)], axis=1)  # noqa: E731
-    out = {
-        "train_audio": np.concatenate([train["single_audio"], train["mix_audio"]]),
-        "train_azimuth_deg": np.concatenate([nan2(train["single_az"]), train["mix_az"]]),
-        "val_audio": np.concatenate([val["single_audio"], val["mix_audio"]]),
-        "val_azimuth_deg": np.concatenate([nan2(val["single_az"]), val["mix_az"]]),
-        "val_kind": np.array(["single"] * len(val["single_audio"]) + ["mixture"] * len(val["mix_audio"])),
-        "val_position": np.full((len(val["single_audio"]) + len(val["mix_audio"]), 2), -1),
-        "position_names": np.array([], dtype=str),
-        **{f"sim_{k}": v for k, v in sim.items()}}
-    out["train_distance_m"] = np.full(out["train_azimuth_deg"].shape, np.nan)
-    np.savez(session.dir / "set.npz", **out)
+    n_val = len(val["single_audio"]) + len(val["mix_audio"])
+    with np.load(session.dir / "set.npz") as z:
+        data = {k: z[k] for k in z.files}
+    data.update({"val_audio": np.concatenate([val["single_audio"], val["mix_audio"]]),
+                 "val_azimuth_deg": np.concatenate([nan2(val["single_az"]), val["mix_az"]]),
+                 "val_kind": np.array(["single"] * len(val["single_audio"]) + ["mixture"] * len(val["mix_audio"])),
+                 "val_position": np.full((n_val, 2), -1)})
+    np.savez(session.dir / "set.npz", **data)
     t0 = time.perf_counter()
     ft = cal.finetune(session, args.keras_model)
     t1 = time.perf_counter()
     tflite = cal.convert_model(session)
     t2 = time.perf_counter()
     val_res = cal.validate(session, cal.installed_model(work / "none", array), tflite)
-    return {"train_single": int(len(train["single_audio"])), "train_mix": int(len(train["mix_audio"])),
-            "simulated": int(len(sim["audio"])), "val_single": int(len(val["single_audio"])),
-            "val_mix": int(len(val["mix_audio"])), "finetune_s": t1 - t0, "convert_s": t2 - t1,
+    track = walk.get("track_deg") or [0.0]
+    return {"labelled": int(walk["windows"]), "label_s": label_s, "labelled_span_deg": [min(track), max(track)],
+            "front_end": session.data.get("front_end") is not None,
+            "train_single": counts["real_single_train"], "train_mix": counts["real_mixture_train"],
+            "simulated": counts["simulated_train"], "tune": int(len(data["tune_audio"])),
+            "val_single": int(len(val["single_audio"])), "val_mix": int(len(val["mix_audio"])),
+            "finetune_s": t1 - t0, "convert_s": t2 - t1, "threshold": ft["threshold"],
             "trainable_parameters": ft["trainable_parameters"], "sets": val_res["sets"]}
 
 
@@ -157,6 +218,7 @@ def main(argv=None) -> int:
     p.add_argument("--standin", action="store_true", help="run the stand-in room (default: both)")
     p.add_argument("--av16", action="store_true", help="run the AV16.3 check (default: both)")
     p.add_argument("--av16-dir", default=None)
+    p.add_argument("--av16-hop-s", type=float, default=0.0625, help="hop between labelled windows along the walk")
     p.add_argument("--keras-model", default=str(ROOT / "models" / "uca8-r10"))
     p.add_argument("--bank", default=str(ROOT / "data" / "dry" / "bank-test.npz"),
                    help="dry signals played in the stand-in room (held-out signals)")
@@ -174,7 +236,14 @@ def main(argv=None) -> int:
     p.add_argument("--setting", action="append", default=[], metavar="KEY=JSON",
                    help="override a CalibrationSettings field (repeatable), e.g. --setting epochs=10")
     p.add_argument("--out", default=None, help="keep the sessions and write results.json here")
+    p.add_argument("--cache", default=str(ROOT / "out" / "calibrate-cache"),
+                   help="recordings, test sets and simulated windows made once and reused here")
+    p.add_argument("--sim-pool", type=int, default=800,
+                   help="simulate a pool of this many windows once (in --cache) and draw from it (0: per session)")
     args = p.parse_args(argv)
+    if not args.sim_data and args.sim_pool > 0 and args.sim_bank and (args.standin or args.av16
+                                                                   or not (args.standin or args.av16)):
+        args.sim_data = sim_pool(args, args.sim_pool)
     if args.sim_data:
         args.sim_bank = None
     both = not (args.standin or args.av16)
@@ -191,22 +260,29 @@ def main(argv=None) -> int:
               f"windows {r['counts']}\n")
         print(HEADER)
         print(_row("stand-in two-source mixtures, fresh positions", r["heldout"]["before"], r["heldout"]["after"]))
-        for k in ("mixture", "single"):
-            v = r["validation"][k]
-            print(_row(f"session held-out real {k}", v["before"], v["after"]))
+        for k, name in (("mixture", "session: positions held out whole, sums"),
+                        ("single", "session: positions held out whole, singles"),
+                        ("recorded_mixture", "session: recorded positions' tails, sums"),
+                        ("recorded_single", "session: recorded positions' tails, singles")):
+            if k in r["validation"]:
+                v = r["validation"][k]
+                print(_row(name, v["before"], v["after"]))
         print(f"\nsteps (s): " + ", ".join(f"{k} {v['seconds']:.1f}" for k, v in st.items()) +
               f"; fine-tune + convert {st['finetune']['seconds'] + st['convert']['seconds']:.1f} s on CPUs "
-              f"{results['cpus']}; installed: {r['installed']}")
+              f"{results['cpus']}; threshold {r['threshold']}; installed: {r['installed']} ({r['why']})")
     if args.av16 or both:
         r = results["av16"] = av16(args, work)
-        print(f"\nAV16.3 seq11-1p-0100 array1: calibration {r['train_single']} self-labelled + {r['train_mix']} summed "
-              f"windows (first 40 %) + {r['simulated']} simulated; evaluation {r['val_single']} single + "
-              f"{r['val_mix']} two-talker mixtures from the rest\n")
+        print(f"\nAV16.3 seq11-1p-0100 array1: {r['labelled']} windows labelled along the walk in the first 40 % "
+              f"({r['label_s']:.1f} s; azimuths {r['labelled_span_deg']}; mic errors estimated: {r['front_end']}); "
+              f"training {r['train_single']} single (with turned copies) + {r['train_mix']} summed + "
+              f"{r['simulated']} simulated; evaluation {r['val_single']} single + {r['val_mix']} two-talker "
+              f"mixtures from the rest\n")
         print(HEADER)
         for k in ("mixture", "single"):
             v = r["sets"][k]
             print(_row(f"AV16.3 {k}", v["before"], v["after"]))
-        print(f"\nfine-tune {r['finetune_s']:.1f} s + convert {r['convert_s']:.1f} s on CPUs {results['cpus']}")
+        print(f"\nfine-tune {r['finetune_s']:.1f} s + convert {r['convert_s']:.1f} s on CPUs {results['cpus']}; "
+              f"threshold {r['threshold']}")
     (work / "results.json").write_text(json.dumps(results, indent=2, default=str))
     print(f"\nresults: {work / 'results.json'}", file=sys.stderr)
     return 0

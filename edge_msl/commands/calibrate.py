@@ -2,10 +2,12 @@
 
 A resumable session (default /var/lib/edge-msl/calibration): record one position at a time through
 the daemon's ALSA device, then let 'all' build the set, fine-tune, convert to int8, validate on
-held-out recordings and install into the daemon's state directory only if it is better.
+positions held out whole (never trained on) and install into the daemon's state directory only if
+it is better there.
 
   edge-msl calibrate record --seconds 8            (play speech from one spot; repeat for 8+ spots around)
   edge-msl calibrate record --azimuth-deg 90 --distance-m 1.5   (a direction you measured)
+  edge-msl calibrate record --moving --seconds 30   (talk while walking around; labelled along the walk)
   edge-msl calibrate label                          (SRP-PHAT self-labels; rejects clips that are not one source)
   edge-msl calibrate all --bank bank.npz            (build, finetune, convert, validate, install, report)
   edge-msl calibrate build|finetune|convert|validate|install|report   (one step at a time)
@@ -52,6 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     r.add_argument("--azimuth-deg", type=float, default=None, help="the position's direction, if you measured it")
     r.add_argument("--distance-m", type=float, default=None, help="the position's horizontal distance, if measured")
     r.add_argument("--name", default=None, help="name of the position (default pos-NN)")
+    r.add_argument("--moving", action="store_true",
+                   help="the talker walks while speaking: short windows are labelled along the walk")
     r.add_argument("--redo", action="store_true", help="label: label every clip again")
     b = parser.add_argument_group("build / finetune")
     b.add_argument("--sim-data", metavar="DIR", default=None,
@@ -168,11 +172,12 @@ def _step(args, cal, state: Path) -> int:
         if args.seconds <= 0.6:
             return _fail(f"--seconds {args.seconds}: record at least 1 s (8 s or more works best)", 2)
         session, config = _open_session(args, cal, state, create=True)
-        _say(f"recording {args.seconds:g} s from {config.device.name} ({config.array.name}); play speech from "
-             "one spot and keep still")
+        _say(f"recording {args.seconds:g} s from {config.device.name} ({config.array.name}); "
+             + ("talk while walking slowly around the array" if args.moving else
+                "play speech from one spot and keep still"))
         t0 = time.perf_counter()
         audio = cal.record_clip(config.device, config.array, args.seconds, session.sample_rate_hz)
-        pos = session.add_clip(audio, args.azimuth_deg, args.distance_m, args.name)
+        pos = session.add_clip(audio, args.azimuth_deg, args.distance_m, args.name, moving=args.moving)
         label = cal.label_positions(session)[-1]
         session.record_step("record", time.perf_counter() - t0 + session.data["steps"].get("record", {}).get("seconds", 0))
         _say(f"{pos['name']}: {_describe(label)}")
@@ -231,5 +236,9 @@ def _describe(label: dict) -> str:
     head = f"{label['azimuth_deg']:.0f} deg ({label['source']}"
     if label["source"] == "srp-phat":
         head += f", confidence {label['confidence']:.0%}, second peak {label['second_peak']:.0%}"
+    if label.get("moving"):
+        track = label.get("track_deg") or [label["azimuth_deg"]]
+        head = (f"walk, {label['windows']} windows labelled ({label['source']}, {min(track):.0f}-{max(track):.0f} "
+                "deg")
     head += ")"
     return head + ("" if label["accepted"] else f" REJECTED: {label['reason']}; record this position again")
