@@ -355,6 +355,9 @@ class Config:
     """[odas]: ODAS-compatible frames to a socket or a file."""
     live: LiveSettings = LiveSettings()
     """[live]: the live view web page."""
+    separate: Mapping[str, Any] = field(default_factory=dict)
+    """[separate]: per-talker audio, a WAV per track id in ``dir`` (off while empty); other keys are
+    edge_msl.separate.SeparateSettings."""
     logging: LoggingSettings = LoggingSettings()
     """[logging]: log level and periodic summaries."""
     source: str = "defaults"
@@ -372,13 +375,14 @@ class Config:
             "mqtt": {f.name: getattr(self.mqtt, f.name) for f in _config_fields(MqttSettings)},
             "odas": {f.name: getattr(self.odas, f.name) for f in _config_fields(OdasSettings)},
             "live": {f.name: getattr(self.live, f.name) for f in _config_fields(LiveSettings)},
+            "separate": dict(self.separate),
             "logging": {f.name: getattr(self.logging, f.name) for f in _config_fields(LoggingSettings)},
         }
         return out
 
 
 _TOP_KEYS = ("device", "array", "model", "hop_s", "threshold", "track", "num_threads", "decode", "stdout",
-             "mqtt", "odas", "live", "logging")
+             "mqtt", "odas", "live", "separate", "logging")
 _RETIRED = {"pool_s": "pooling is gone since edge-msl 0.2 (the temporal decode integrates evidence per talker); "
                       "remove pool_s",
             "tracking": "[tracking] became [decode] in edge-msl 0.2 (keys in docs/decode.md: birth_threshold, "
@@ -472,6 +476,8 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path | None = None, sourc
     except (DecodeConfigError, TypeError) as exc:
         raise ConfigError(str(exc) if str(exc).startswith("decode") else f"[decode]: {exc}") from None
 
+    separate = _separate_table(data.get("separate", {}), base_dir)
+
     model_text = top.pop("model", "")
     model = None
     if model_text:
@@ -483,10 +489,30 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path | None = None, sourc
         stdout=_build(StdoutSettings, data.get("stdout", {}), "stdout"),
         mqtt=mqtt,
         odas=_build(OdasSettings, data.get("odas", {}), "odas"),
-        live=_build(LiveSettings, data.get("live", {}), "live"),
+        live=_build(LiveSettings, data.get("live", {}), "live"), separate=separate,
         logging=_build(LoggingSettings, data.get("logging", {}), "logging"),
         source=source, **top,
     )
+
+
+def _separate_table(table: Any, base_dir: Path | None) -> dict[str, Any]:
+    """[separate]: ``dir`` (a directory for the per-track WAVs, '' = off; relative to the config file) and the
+    keys of :class:`edge_msl.separate.SeparateSettings`."""
+    from .separate import SeparateConfigError, SeparateSettings
+
+    if not isinstance(table, Mapping):
+        raise _bad("separate", table, "a [separate] table")
+    table = dict(table)
+    directory = _text(what="a directory for per-track WAV files ('' = off)")("[separate] dir", table.pop("dir", ""))
+    try:
+        SeparateSettings.from_dict(table)
+    except (SeparateConfigError, TypeError) as exc:
+        text = str(exc).replace("allowed: loading,", "allowed: dir, loading,")
+        raise ConfigError(f"[separate] {text[9:]}" if text.startswith("separate ") else f"[separate]: {text}") from None
+    if directory:
+        path = Path(directory).expanduser()
+        directory = str(base_dir / path if not path.is_absolute() and base_dir is not None else path)
+    return {"dir": directory, **table} if directory or table else {}
 
 
 def _board_defaults(data: Mapping[str, Any], array: MicArray, device: DeviceSettings) -> tuple[MicArray, DeviceSettings]:

@@ -24,6 +24,7 @@ from .config import EX_CONFIG, Config, ConfigError
 from .notify import Notifier
 from .pipeline import Pipeline, PipelineError
 from .runtime import Model, ModelError, default_model_path, load_model
+from .separate import SeparatedAudio, SeparateSettings, Separator, TrackWriter
 from .sinks import MqttSink, StdoutSink, make_sinks, reload_extra_sinks
 
 log = logging.getLogger("edge_msl.daemon")
@@ -65,7 +66,23 @@ def build_engine(config: Config) -> _Engine:
                             decode=config.decode, input_rate_hz=rate, array=config.array)
     except (ModelError, PipelineError, ValueError) as exc:
         raise ConfigError(str(exc)) from None
+    table = dict(config.separate)
+    directory = table.pop("dir", "")
+    if directory:
+        # [separate] dir: a WAV per track id; a write error is logged and never stops the daemon
+        pipeline.audio_listener = SeparatedAudio(
+            Separator(pipeline.array.positions(), pipeline.sample_rate_hz, SeparateSettings.from_dict(table)),
+            TrackWriter(directory, pipeline.sample_rate_hz, tolerant=True))
     return _Engine(config, model, pipeline, model.info.sha256)
+
+
+def _close_audio(engine: _Engine | None) -> None:
+    listener = engine.pipeline.audio_listener if engine is not None else None
+    if listener is not None:
+        try:
+            listener.close()  # the open tracks' files are closed and indexed
+        except Exception:  # noqa: BLE001 (stopping or reloading must go on)
+            log.exception("closing the per-track audio failed")
 
 
 def _continue_stream(new: Pipeline, old: Pipeline) -> None:
@@ -285,6 +302,7 @@ class Daemon:
             self._stopped.set()  # the loop is out; closing the sinks below has its own bounds
             self.notifier.stopping(f"stopping after {self.messages} messages")
             summary = self.summary()
+            _close_audio(self.engine)
             self._close_sinks()
             self.lock.release()
             if self.capture is not None:
@@ -441,7 +459,8 @@ class Daemon:
             same_model = (model_path(config).resolve() == old.model.info.path.resolve() and config.num_threads == old.config.num_threads
                           and _file_sha256(old.model.info.path) == old.model_sha256)
             same_pipeline = same_model and config.device.rate_hz == old.config.device.rate_hz and all(
-                getattr(config, k) == getattr(old.config, k) for k in ("array", "hop_s", "threshold", "decode", "track"))
+                getattr(config, k) == getattr(old.config, k) for k in ("array", "hop_s", "threshold", "decode", "track",
+                                                                  "separate"))
             engine = old if same_pipeline else build_engine(config)
             new_mqtt = self._new_mqtt(old.config, config, engine)
             self.lock.acquire(config)  # a new MQTT identity that another daemon holds refuses the reload
@@ -453,6 +472,7 @@ class Daemon:
             engine = dataclasses.replace(old, config=config)
         else:
             _continue_stream(engine.pipeline, old.pipeline)
+            _close_audio(old)
         old_key = old.config.device.capture_key(self._rate(old), old.config.array.n_channels)
         new_key = config.device.capture_key(self._rate(engine), config.array.n_channels)
         if new_key != old_key:
