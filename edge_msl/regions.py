@@ -326,66 +326,7 @@ def decode(layout: RegionLayout, outputs: np.ndarray, threshold: float = 0.5) ->
     return kept
 
 
-def pool_outputs(outputs: np.ndarray, gain: float = 1.0, gate: int = 0, gate_threshold: float = 0.0) -> np.ndarray:
-    """Network outputs of k consecutive windows (k, n_regions, 3), oldest first -> one
-    (n_regions, 3) to decode.
-
-    A region's activity is the larger of its activity in the latest window and ``gain`` times
-    its mean over the windows; decoded at a threshold T, a region is reported when its latest
-    window reaches T or its mean reaches T / gain (the lower pool threshold): a talker quiet in
-    some windows is found from the evidence of all of them, while a talker who clearly starts
-    is reported at once with its own window's confidence. Each region's fine outputs are
-    the activity-weighted mean, so windows where it is silent barely move its direction and
-    distance.
-
-    ``gate`` > 0 (a number of windows): a region none of whose latest ``gate`` windows reaches
-    ``gate_threshold`` keeps at most the largest of their activities, so a long pool still lets a
-    talker go soon after they stop (with ``gate_threshold`` at most T, such a region is not
-    reported).
-    """
-    out = np.asarray(outputs, dtype=np.float64)
-    if out.ndim != 3 or out.shape[-1] != 3 or len(out) == 0:
-        raise ValueError(f"outputs must have shape (k>=1, n_regions, 3), got {out.shape}")
-    pooled = out.mean(axis=0)
-    pooled[:, ACTIVE] = np.minimum(1.0, np.maximum(out[-1, :, ACTIVE], gain * pooled[:, ACTIVE]))
-    if gate > 0:
-        recent = out[-gate:, :, ACTIVE].max(axis=0)
-        pooled[:, ACTIVE] = np.where(recent >= gate_threshold, pooled[:, ACTIVE],
-                                     np.minimum(pooled[:, ACTIVE], recent))
-    w = out[:, :, ACTIVE] + 1e-6
-    for k in (DISTANCE, AZIMUTH):
-        pooled[:, k] = (out[:, :, k] * w).sum(axis=0) / w.sum(axis=0)
-    return pooled
-
-
-def pooled_thresholds(decode_settings: Mapping[str, Any]) -> tuple[Any, Any]:
-    """``(onset_threshold, pool_threshold)`` of a model's ``decode`` settings as given (unchecked):
-    the onset defaults to ``threshold`` (0.5 if none), the pool threshold to the onset."""
-    onset = decode_settings.get("onset_threshold", decode_settings.get("threshold", 0.5))
-    return onset, decode_settings.get("pool_threshold", onset)
-
-
-def gate_settings(decode_settings: Mapping[str, Any]) -> tuple[Any, Any]:
-    """``(gate_s, gate_threshold)`` of a model's ``decode`` settings as given (unchecked); gate_s 0
-    (the default) means no gate."""
-    return decode_settings.get("gate_s", 0.0), decode_settings.get("gate_threshold", 0.0)
-
-
-def pool_count(pool_s: float, window_s: float, hop_s: float) -> int:
-    """How many windows, ``hop_s`` apart, fit in ``pool_s`` seconds of audio (at least 1)."""
-    if pool_s <= window_s:
-        return 1
-    return 1 + int(math.floor((pool_s - window_s) / hop_s + 1e-9))
-
-
-def gate_count(gate_s: float, window_s: float, hop_s: float) -> int:
-    """How many of the latest windows ``decode.gate_s`` spans (:func:`pool_count`), 0 for no gate
-    (``gate_s`` 0): the ``gate`` of :func:`pool_outputs`."""
-    return pool_count(gate_s, window_s, hop_s) if gate_s > 0 else 0
-
-
 __all__ = [
     "ACTIVE", "DISTANCE", "AZIMUTH", "RegionConfigError", "RegionLayout", "Detection", "Encoding",
-    "angular_distance_deg", "wrap360", "wrap180", "encode", "encode_batch", "decode", "pool_outputs", "pooled_thresholds", "gate_settings",
-    "pool_count", "gate_count",
+    "angular_distance_deg", "wrap360", "wrap180", "encode", "encode_batch", "decode",
 ]

@@ -287,27 +287,6 @@ def test_symmetric_images_cycle_over_the_pooled_windows_and_their_mean_is_equiva
     assert not np.allclose(full, plain[:2, :1], atol=1e-3)
 
 
-def test_pool_gate_counts_the_gate_windows_of_the_models_decode():
-    params = {"model": {"window_samples": 8000}, "sample_rate_hz": 16000, "decode": {"gate_s": 1.0, "gate_threshold": 0.2}}
-    assert evaluate.pool_gate(params) == (6, 0.2)
-    assert evaluate.pool_gate(params, hop_s=0.2) == (3, 0.2)
-    assert evaluate.pool_gate({**params, "decode": {}}) == (0, 0.0)
-
-
-def test_pool_gain_takes_the_models_thresholds_unless_given():
-    params = {"decode": {"threshold": 0.4, "onset_threshold": 0.5, "pool_threshold": 0.25}}
-    assert evaluate.pool_gain(params) == pytest.approx(2.0)
-    assert evaluate.pool_gain(params, pool_threshold=0.4) == pytest.approx(1.25)
-    assert evaluate.pool_gain(params, 0.6, 0.3) == pytest.approx(2.0)
-    assert evaluate.pool_gain(params, 0.6) == pytest.approx(1.0)  # an onset alone: the mean held to it
-    assert evaluate.pool_gain({"decode": {"threshold": 0.4}}) == pytest.approx(1.0)
-    per = np.zeros((2, 3, 4, 3))
-    per[:, :, 1, 0] = [0.1, 0.1, 0.4]
-    out = evaluate.pooled(per, 2.0)
-    assert out.shape == (2, 4, 3) and out[0, 1, 0] == pytest.approx(0.4)
-    assert evaluate.pooled(per[:, :1], 2.0)[0, 1, 0] == pytest.approx(0.1)  # one window: unchanged
-
-
 def test_decode_all_takes_the_models_fine_stretch_unless_given():
     params = {"regions": RegionLayout(n_regions=16, fine_stretch=1.2).to_dict(), "decode": {"threshold": 0.5}}
     out = np.zeros((1, 16, 3))

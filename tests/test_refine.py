@@ -65,7 +65,7 @@ def test_pipeline_refines_with_the_packaged_settings(example):
     refined = Pipeline(model).push(example)
     assert [m["t_s"] for m in plain] == [m["t_s"] for m in refined]
     a, b = score(plain, truth, window_s=0.5), score(refined, truth, window_s=0.5)
-    # the gain is measured in benchmarks/srp_refine.py over thousands of windows; one scene only
+    # the gain is measured in experiments/srp_refine.py over thousands of windows; one scene only
     # has to stay localized as well as the daemon's own bound
     assert b["recall"] >= a["recall"] - 0.05
     assert b["doa_error_mean_deg"] <= 3.0, (a, b)

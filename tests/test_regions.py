@@ -6,7 +6,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from edge_msl.regions import (ACTIVE, AZIMUTH, DISTANCE, RegionConfigError, RegionLayout, angular_distance_deg,
-                              decode, encode, encode_batch, pool_count, pool_outputs)
+                              decode, encode, encode_batch)
 
 layouts = st.builds(
     RegionLayout,
@@ -205,58 +205,6 @@ def test_overlap_never_takes_a_sector_from_a_source_of_its_own():
     # parameter files written before the option existed read as no overlap
     old = {k: v for k, v in layout.to_dict().items() if k != "label_overlap"}
     assert RegionLayout.from_dict(old).label_overlap is False
-
-
-def test_pooling_averages_activity_and_weights_fine_outputs_by_it():
-    a = np.zeros((3, 4, 3))
-    a[:, 1, ACTIVE] = [0.9, 0.0, 0.3]  # a talker heard in two of three windows
-    a[:, 1, AZIMUTH] = [0.2, 0.9, 0.6]  # the silent window's direction must barely count
-    a[:, 1, DISTANCE] = [0.5, 0.0, 0.5]
-    p = pool_outputs(a)
-    assert p.shape == (4, 3)
-    assert p[1, ACTIVE] == pytest.approx(0.4)
-    assert p[1, AZIMUTH] == pytest.approx((0.9 * 0.2 + 0.3 * 0.6) / 1.2, abs=1e-5)
-    assert p[1, DISTANCE] == pytest.approx(0.5, abs=1e-5)
-    assert np.array_equal(pool_outputs(a[:1]), a[0])  # one window: unchanged
-    layout = RegionLayout(n_regions=4)
-    assert [d.region for d in decode(layout, p, 0.35)] == [1]
-    assert decode(layout, a[1], 0.35) == []  # the window alone misses it
-    with pytest.raises(ValueError, match="shape"):
-        pool_outputs(a[0])
-
-
-def test_pooling_gate_lets_a_region_go_when_its_recent_windows_are_quiet():
-    a = np.zeros((6, 4, 3))
-    a[:, 2, ACTIVE] = [0.9, 0.9, 0.9, 0.1, 0.05, 0.1]  # a talker who stopped three windows ago
-    a[:, 3, ACTIVE] = [0.3, 0.3, 0.3, 0.3, 0.3, 0.3]  # a quiet talker, steady
-    a[:, :, AZIMUTH] = 0.5
-    layout = RegionLayout(n_regions=4)
-    open_pool = pool_outputs(a, 0.5 / 0.3)
-    assert [d.region for d in decode(layout, open_pool, 0.5)] == [2, 3]  # mean 0.508 / 0.3 -> both
-    gated = pool_outputs(a, 0.5 / 0.3, gate=3, gate_threshold=0.2)
-    assert [d.region for d in decode(layout, gated, 0.5)] == [3]
-    assert gated[2, ACTIVE] == pytest.approx(0.1)  # at most its largest recent activity
-    assert np.array_equal(gated[:, AZIMUTH], open_pool[:, AZIMUTH])
-    assert [d.region for d in decode(layout, pool_outputs(a, 0.5 / 0.3, gate=4, gate_threshold=0.2), 0.5)] == [2, 3]
-
-
-def test_a_gate_over_the_whole_pool_below_the_pool_threshold_changes_no_detection():
-    """What the shipped sidecar relies on: gate_s = pool_s and gate_threshold <= pool_threshold."""
-    rng = np.random.default_rng(0)
-    layout = RegionLayout(n_regions=16)
-    for _ in range(200):
-        a = rng.uniform(0, 1, (6, 16, 3))
-        a[:, :, ACTIVE] = rng.uniform(0, 0.6, (6, 16)) ** rng.uniform(0.5, 3)
-        want = decode(layout, pool_outputs(a, 0.5 / 0.3), 0.5)
-        got = decode(layout, pool_outputs(a, 0.5 / 0.3, gate=6, gate_threshold=0.2), 0.5)
-        assert [(d.region, d.azimuth_deg) for d in got] == [(d.region, d.azimuth_deg) for d in want]
-
-
-@pytest.mark.parametrize("pool_s,window_s,hop_s,n", [
-    (0.0, 0.5, 0.1, 1), (0.5, 0.5, 0.1, 1), (1.0, 0.5, 0.1, 6), (1.0, 0.5, 0.125, 5), (1.0, 0.5, 0.3, 2),
-    (0.99, 0.5, 0.1, 5)])
-def test_pool_count_fits_windows_in_the_pooled_audio(pool_s, window_s, hop_s, n):
-    assert pool_count(pool_s, window_s, hop_s) == n
 
 
 def test_fine_stretch_reads_the_fine_azimuth_away_from_the_centre():

@@ -30,7 +30,7 @@ import numpy as np
 
 from edge_msl.arrays import SPEED_OF_SOUND_M_S, get_array
 from edge_msl.features import model_scaling, normalize_window
-from edge_msl.regions import RegionConfigError, RegionLayout, angular_distance_deg, decode
+from edge_msl.regions import RegionConfigError, RegionLayout, decode
 from train_tf.crosscheck import default_weights, load_model
 
 RT60_BANDS = (("RT60<0.3", 0.0, 0.3), ("0.3-0.6", 0.3, 0.6), ("RT60>0.6", 0.6, 99.0))
@@ -122,48 +122,16 @@ def window_outputs(run_dir: str | Path, audio: np.ndarray, weights: str, batch: 
                     axis=1), params
 
 
-# --------------------------------------------------------------------------- the decode of edge-msl 0.1
-# (1 s pooling of region outputs): kept for the benchmarks that measured it (srp_refine, learned_decode,
-# hybrid_decode); the device and evaluate() run the temporal decode (temporal_decode_all).
-
-def pool_gain(params: dict, onset_threshold: float | None = None, pool_threshold: float | None = None) -> float:
-    """``onset_threshold / pool_threshold``, each from the arguments or else the model's decode
-    (an onset given alone: the mean is held to it)."""
-    from edge_msl.regions import pooled_thresholds
-
-    model_onset, model_pool = pooled_thresholds(params.get("decode", {}))
-    onset = float(onset_threshold or model_onset)
-    return onset / float(pool_threshold or (model_pool if onset_threshold is None else onset))
-
-
-def pool_gate(params: dict, hop_s: float = POOL_HOP_S) -> tuple[int, float]:
-    """``(windows, threshold)`` of the model's ``decode.gate_s`` / ``gate_threshold`` as
-    :func:`edge_msl.regions.pool_outputs` takes them: (0, 0.0) without a gate."""
-    from edge_msl.regions import gate_count, gate_settings
-
-    gate_s, gate_threshold = gate_settings(params.get("decode", {}))
-    n = gate_count(float(gate_s), params["model"]["window_samples"] / params["sample_rate_hz"], hop_s)
-    return (n, float(gate_threshold)) if n else (0, 0.0)
-
-
-def pooled(per: np.ndarray, gain: float, gate: tuple[int, float] = (0, 0.0)) -> np.ndarray:
-    """(N, k, n_regions, 3) -> (N, n_regions, 3) with :func:`edge_msl.regions.pool_outputs`
-    (``gate``: its gate windows and threshold, :func:`pool_gate`)."""
-    from edge_msl.regions import pool_outputs
-
-    return per[:, 0] if per.shape[1] == 1 else np.stack([pool_outputs(p, gain, *gate) for p in per])
-
-
 def model_outputs(run_dir: str | Path, audio: np.ndarray, weights: str, batch: int = 64,
-                  hop_s: float = POOL_HOP_S, symmetry: str | None = None) -> tuple[np.ndarray, dict]:
-    """Network outputs (N, n_regions, 3) of a trained Keras model, and its parameters.
-
-    Windows longer than the model's are analysed as the daemon does with ``pool_s`` = their
-    length: the model runs on sub-windows ``hop_s`` apart and their outputs are pooled
-    (:func:`edge_msl.regions.pool_outputs`, with the model's onset and pool thresholds and gate);
+                  symmetry: str | None = None) -> tuple[np.ndarray, dict]:
+    """Network outputs (N, n_regions, 3) of a trained Keras model on windows of its own length, and its
+    parameters (longer windows go through :func:`window_outputs` and :func:`temporal_decode_all`);
     ``symmetry`` as in :func:`window_outputs`."""
-    per, params = window_outputs(run_dir, audio, weights, batch, hop_s, symmetry)
-    return pooled(per, pool_gain(params), pool_gate(params, hop_s)), params
+    per, params = window_outputs(run_dir, audio, weights, batch, POOL_HOP_S, symmetry)
+    if per.shape[1] != 1:
+        raise ValueError(f"windows of {audio.shape[1]} samples, the model takes {params['model']['window_samples']}: "
+                         "run longer ones through window_outputs and temporal_decode_all")
+    return per[:, 0], params
 
 
 def params_of(run_dir: str | Path) -> dict:
@@ -219,16 +187,12 @@ def temporal_decode_all(per: np.ndarray, audio: np.ndarray, params: dict, thresh
 
 
 def decode_all(outputs: np.ndarray, params: dict, threshold: float | None = None,
-               min_separation_deg: float | None = None, pooled: bool = False,
+               min_separation_deg: float | None = None,
                fine_stretch: float | None = None) -> tuple[list[list[Any]], float, float]:
-    """Detections per window; unset decode settings come from params.json (``decode``), else 0.5:
-    ``threshold`` for single windows, ``onset_threshold`` (if set) for pooled outputs;
-    ``fine_stretch`` (default: the model's ``regions.fine_stretch``, else 1)."""
+    """Detections per window of the model's own length; unset decode settings come from params.json
+    (``decode.threshold``, else 0.5; ``fine_stretch``: the model's ``regions.fine_stretch``, else 1)."""
     if threshold is None:
-        from edge_msl.regions import pooled_thresholds
-
-        dec = params.get("decode", {})
-        threshold = float(pooled_thresholds(dec)[0] if pooled else dec.get("threshold", 0.5))
+        threshold = float(params.get("decode", {}).get("threshold", 0.5))
     layout_cfg = dict(params["regions"])
     if min_separation_deg is not None:
         layout_cfg["min_separation_deg"] = min_separation_deg

@@ -7,27 +7,23 @@ The SRP map uses the GCC-PHAT cross-spectra of each 0.1 s hop of audio, averaged
 the pooled sub-windows, as the daemon keeps them (``train_tf.evaluate.srp_refine_all``). Prints DOA error and F1 per
 number of sources for the network alone and each setting; choose settings on a validation set.
 
-    .venv/bin/python benchmarks/srp_refine.py --model models/uca8-r10 --data data/val2-speech-1s \\
+    .venv/bin/python -m experiments.srp_refine --model models/uca8-r10 --data data/val2-speech-1s \\
         --fmax 5000,8000 --half 5,8,12 --weight 0.3,0.5,0.7
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 
 def main(argv: list[str] | None = None) -> int:
     import copy
 
-    from train_tf.evaluate import (decode_all, pool_gain, pool_gate, pooled, score_detections, srp_crosses, srp_refine_all,
-                                   summarize, window_outputs)
+    from experiments.decode01 import decode_all, pool_gain, pool_gate, pooled
+    from train_tf.evaluate import score_detections, srp_crosses, srp_refine_all, summarize, window_outputs
     from train_tf.simulate import load_windows
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

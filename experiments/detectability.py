@@ -1,6 +1,6 @@
 """How many of a test set's sources does any method find? The ceiling behind the F1 targets.
 
-    python benchmarks/detectability.py --data data/test-speech --model models/uca8-r10 \
+    python -m experiments.detectability --data data/test-speech --model models/uca8-r10 \
         --model runs/gpu3/U4 --cache out/detectability/baselines.json --out out/detectability
 
 For every true source of every window it records which methods hit it (Hungarian match within
@@ -108,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-separation-deg", type=float, default=None)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args(argv)
-    from train_tf.evaluate import BASELINES, baseline_estimates_cached, decode_all, default_weights, model_outputs
+    from experiments.decode01 import decode_all, model_outputs
+    from train_tf.evaluate import BASELINES, baseline_estimates_cached, default_weights
     from train_tf.simulate import _read_meta, load_windows
 
     data_dir = Path(args.data)

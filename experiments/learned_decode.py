@@ -1,7 +1,7 @@
 """Is the pooled decode leaving detections on the table? A learned decode, measured against it.
 
 The shipped decode reports a region when its latest window reaches the onset threshold or its
-mean over the pooled windows reaches the pool threshold (``edge_msl.regions.pool_outputs``). This
+mean over the pooled windows reaches the pool threshold (``experiments.decode01.pool_outputs``, formerly ``edge_msl.regions``). This
 benchmark trains a small classifier on the same network outputs, with more context per region:
 its activity in each pooled window (sorted), the activity of its neighbours one to four regions
 away on both sides, its fine azimuth, and the whole window's total, count and strongest region.
@@ -9,7 +9,7 @@ It is trained on one simulated set (never the test set) and scored on another at
 thresholds, with the same duplicate suppression and matching as ``train_tf.evaluate``. If it
 does not beat the hand-made rule there, the network's outputs, not the rule, limit F1.
 
-    .venv/bin/python benchmarks/learned_decode.py --model models/uca8-r10 \\
+    .venv/bin/python -m experiments.learned_decode --model models/uca8-r10 \\
         --train data/dec-train-1s --val data/val2-speech-1s --png out/learned_decode.png
 """
 
@@ -22,8 +22,6 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 NEIGHBOURS = (1, 2, 3, 4)
 
@@ -83,7 +81,8 @@ def fit_predict(x_t: np.ndarray, y_t: np.ndarray, x_v: np.ndarray, hidden: str, 
 def scorer(params: dict, val: dict, match_deg: float = 20.0):
     """``score(outputs, threshold)`` -> (summary, F1 for 1..4 talkers) of pooled outputs on the
     windows ``val``, with the model's suppression and ``train_tf.evaluate``'s matching."""
-    from train_tf.evaluate import decode_all, score_detections, summarize
+    from experiments.decode01 import decode_all
+    from train_tf.evaluate import score_detections, summarize
 
     n_src = val["n_sources"].astype(int)
 
@@ -119,8 +118,8 @@ def plot_curves(curves: dict[str, list[tuple[float, float]]], png: str, figsize:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    from edge_msl.regions import pooled_thresholds
-    from train_tf.evaluate import pool_gain, pool_gate, pooled, window_outputs
+    from experiments.decode01 import pool_gain, pool_gate, pooled, pooled_thresholds
+    from train_tf.evaluate import window_outputs
     from train_tf.simulate import load_windows
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

@@ -1,6 +1,6 @@
 """Does the microphones' phase find the talkers the network misses? A decode with SRP-PHAT evidence.
 
-The learned decode (``benchmarks/learned_decode.py``) showed that the network's own outputs hold
+The learned decode (``experiments/learned_decode.py``) showed that the network's own outputs hold
 no more detections than the pooled rule finds. This benchmark adds evidence the network does not
 output: the SRP-PHAT map of the pooled second of audio (the cross-spectra the daemon already
 keeps for ``decode.srp_refine``) and, per 32 ms frame, which sector the strongest and the second
@@ -9,7 +9,7 @@ even when a louder one owns the second. A small classifier per region, on the ne
 alone and on network + SRP features, is trained on one simulated set and scored on another at
 several thresholds with the shipped suppression and matching (``train_tf.evaluate``).
 
-    .venv/bin/python benchmarks/hybrid_decode.py --model models/uca8-r10 \\
+    .venv/bin/python -m experiments.hybrid_decode --model models/uca8-r10 \\
         --train data/dec-train-1s --val data/val2-speech-1s --cache out/hybrid --png out/hybrid_decode.png
 """
 
@@ -24,9 +24,6 @@ from pathlib import Path
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "benchmarks"))
 
 FRAME = 512
 """Samples per STFT frame (32 ms at 16 kHz)."""
@@ -144,10 +141,10 @@ def spatial_features(audio: np.ndarray, positions_m: np.ndarray, fs: int, n_regi
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    from edge_msl.regions import pooled_thresholds
-    from learned_decode import fit_predict, plot_curves, region_features, region_targets, scorer
+    from experiments.decode01 import pool_gain, pool_gate, pooled, pooled_thresholds
+    from experiments.learned_decode import fit_predict, plot_curves, region_features, region_targets, scorer
     from train_tf.crosscheck import PARAMS
-    from train_tf.evaluate import pool_gain, pool_gate, pooled, window_outputs
+    from train_tf.evaluate import window_outputs
     from train_tf.simulate import load_windows
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
