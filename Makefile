@@ -62,7 +62,7 @@ clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
 
 faults: venv
-	$(PY) benchmarks/faults.py
+	$(PY) -m benchmarks.faults
 
 weights: venv
 	$(PY) -m train_tf.pack_weights

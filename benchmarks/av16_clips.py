@@ -1,7 +1,7 @@
 """The real AV16.3 recording as users meet it: clips of a walking talker and sums of two such clips,
 streamed through ``edge-msl locate``'s pipeline and scored per window like the simulated scenes.
 
-    .venv/bin/python benchmarks/av16_clips.py --previous /tmp/prev --json out/av16_clips.json
+    .venv/bin/python -m benchmarks.av16_clips --previous /tmp/prev --json out/av16_clips.json
 
 Labels come from the recording itself, as ``train_tf.real_av16`` makes them: SRP-PHAT of the one
 talker on every 0.5 s window (hop 0.1 s) where they are loud and the peak is sharp; the label is
@@ -25,14 +25,13 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from edge_msl.audio_io import write_wav
+from edge_msl.pipeline import Pipeline
+from edge_msl.regions import angular_distance_deg
+from edge_msl.runtime import load_model
+from edge_msl.truth import TrueSource, score_parts, summarize
 
-from edge_msl.audio_io import write_wav  # noqa: E402
-from edge_msl.pipeline import Pipeline  # noqa: E402
-from edge_msl.regions import angular_distance_deg  # noqa: E402
-from edge_msl.runtime import load_model  # noqa: E402
-from edge_msl.truth import TrueSource, score_parts, summarize  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 FS = 16000
 WIN, HOP = 8000, 1600

@@ -4,7 +4,7 @@ walking sets (``benchmarks/scenes_bench.py``'s scoring), the best printed as a s
 
     .venv/bin/python -m train_tf.scenes --kind turns --n 12 --seed 8200 --array respeaker-4mic \
         --bank data/dry/bank-train.npz --out data/scenes/val-turns-respeaker-4mic   (walk: seed 8250)
-    .venv/bin/python benchmarks/board_decode.py respeaker-4mic
+    .venv/bin/python -m benchmarks.board_decode respeaker-4mic
 
 Seeds per board: 8200 + 100 i (turns) and 8250 + 100 i (walk), i the board's index in BOARDS.
 """
@@ -15,12 +15,8 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from scenes_bench import DecodeSettings, cached_outputs, decode_cached, load_model, scenes, score_set  # noqa: E402
-
-from edge_msl.arrays import get_array  # noqa: E402
+from benchmarks.scenes_bench import DecodeSettings, cached_outputs, decode_cached, load_model, scenes, score_set
+from edge_msl.arrays import get_array
 
 BOARDS = ("respeaker-4mic", "respeaker-6mic", "respeaker-usb-v2", "matrix-voice", "matrix-creator", "minidsp-uma8")
 GRID = {"birth_threshold": (0.35, 0.45), "keep_threshold": (0.15, 0.2), "confirm_confidence": (0.5, 0.6)}
@@ -29,7 +25,7 @@ GRID = {"birth_threshold": (0.35, 0.45), "keep_threshold": (0.15, 0.2), "confirm
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1 or args[0] not in BOARDS:
-        raise SystemExit(f"usage: board_decode.py BOARD (one of {', '.join(BOARDS)})")
+        raise SystemExit(f"usage: python -m benchmarks.board_decode BOARD (one of {', '.join(BOARDS)})")
     board = args[0]
     model = load_model(array=get_array(board))
     info = model.info

@@ -1,6 +1,6 @@
 """The per-board table of the README: one row per packaged model, from its held-out evaluation.
 
-    python benchmarks/boards_table.py [--models models] [--package edge_msl/models]
+    python -m benchmarks.boards_table [--models models] [--package edge_msl/models]
 
 Reads ``models/<array>/eval/results.json`` (written by ``python -m train_tf.evaluate``) and the
 packaged ``edge_msl/models/<array>.tflite`` + ``.json``; prints two markdown tables: the summary
@@ -15,9 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from edge_msl.arrays import get_array  # noqa: E402
+from edge_msl.arrays import get_array
 
 ORDER = ["uca8-r10", "respeaker-4mic", "respeaker-6mic", "respeaker-usb-v2", "matrix-voice", "matrix-creator",
          "minidsp-uma8"]

@@ -2,7 +2,7 @@
 how often it finds a rotated channel order, says "cannot tell", misses, or raises a false alarm,
 for every built-in array; dead-mic and silence detection; CPU time per check.
 
-    .venv/bin/python benchmarks/channel_check_bench.py --bank data/dry/bank-test.npz --scenes 20
+    .venv/bin/python -m benchmarks.channel_check_bench --bank data/dry/bank-test.npz --scenes 20
 
 Needs edge-msl[train] (pyroomacoustics rooms from train_tf.simulate, real dry speech from the bank).
 Each scene: a shoebox room (RT60 0.2-0.8 s), 0-3 talkers, diffuse noise at 0-30 dB SNR, sensor
@@ -17,15 +17,11 @@ import argparse
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from edge_msl.arrays import get_array, list_arrays  # noqa: E402
-from edge_msl.channel_check import check_channels, lookalike_rotations  # noqa: E402
+from edge_msl.arrays import get_array, list_arrays
+from edge_msl.channel_check import check_channels, lookalike_rotations
 
 
 def scene(array_name: str, bank, rng: np.random.Generator, loopback: str, seconds: float = 2.0):

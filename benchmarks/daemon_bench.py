@@ -6,7 +6,7 @@ locate fed the audio in real time through stdin (same wake-ups as the daemon), a
 the file at full speed (a batch run keeps caches warm, so it is cheaper per audio second); a second
 daemon without outputs runs alongside to separate the cost of the MQTT path.
 
-    .venv/bin/python benchmarks/daemon_bench.py --minutes 10
+    .venv/bin/python -m benchmarks.daemon_bench --minutes 10
 
 Needs mosquitto, pyalsaaudio, paho-mqtt and taskset. The audio is the bundled 3-talker example,
 tiled with the array rotated by 45 degrees on each repetition. Prints a table on stdout.
@@ -30,12 +30,10 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))
+from edge_msl.audio_io import open_audio, write_wav
+from tests.daemon_helpers import Broker, Subscriber, alsa_env, wait_for, write_asoundrc
 
-from daemon_helpers import Broker, Subscriber, alsa_env, wait_for, write_asoundrc  # noqa: E402
-from edge_msl.audio_io import open_audio, write_wav  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 EXAMPLE = REPO / "edge_msl" / "examples" / "uca8-r10-3talkers.wav"
 RATE = 16000

@@ -4,8 +4,8 @@ plugins: ``pulse`` with no server, a ``file`` PCM whose input FIFO's writer dies
 tmpfs) under stdout, the model state directory and a calibration session, seeded config and WAV fuzzing
 (tracebacks counted) and a soak (RSS growth, CPU per audio second). Prints one table on stdout.
 
-    .venv/bin/python benchmarks/faults.py                       # everything, a 10-minute soak
-    .venv/bin/python benchmarks/faults.py --only broker,fuzz --soak-minutes 1
+    .venv/bin/python -m benchmarks.faults                       # everything, a 10-minute soak
+    .venv/bin/python -m benchmarks.faults --only broker,fuzz --soak-minutes 1
 
 Needs mosquitto, pyalsaaudio, paho-mqtt; the full-disk cases need root (mount -t tmpfs) and are skipped
 without it. Each row says what was measured, the target from issue 30, and whether it was met.
@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
 import json
-import math
 import os
 import random
 import signal
@@ -25,21 +23,17 @@ import struct
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))
-sys.path.insert(0, str(REPO / "benchmarks"))
+from benchmarks.daemon_bench import proc_cpu_s, proc_rss_mb
+from edge_msl.audio_io import open_audio
+from tests.daemon_helpers import Broker, Subscriber, alsa_env, wait_for, write_asoundrc
 
-from daemon_bench import proc_cpu_s, proc_rss_mb  # noqa: E402  (the daemon benchmark's /proc readers)
-from daemon_helpers import Broker, Subscriber, alsa_env, wait_for, write_asoundrc  # noqa: E402
-from edge_msl.audio_io import open_audio, write_wav  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 EXAMPLE = REPO / "edge_msl" / "examples" / "uca8-r10-3talkers.wav"
 RATE = 16000

@@ -2,7 +2,7 @@
 in real time while a headless Chromium (Debian's ``chromium``) shows the live view; the screenshot is taken
 4.3 s in, when the third talker has spoken for 1.5 s and the first two left their trails in the time strip.
 
-    .venv/bin/python benchmarks/live_screenshot.py [--out docs/figures/live-view.png] [--at-s 4.3]
+    .venv/bin/python -m benchmarks.live_screenshot [--out docs/figures/live-view.png] [--at-s 4.3]
 """
 
 from __future__ import annotations
@@ -14,10 +14,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
+from tests.live_browser import CHROMIUM, Browser
 
-from live_browser import CHROMIUM, Browser  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def main() -> int:

@@ -2,7 +2,7 @@
 start-up to the first line and peak RSS on a 60 s 8-channel file (accuracy on moving, pausing and
 turn-taking talkers is ``benchmarks/scenes_bench.py``; against ODAS, ``benchmarks/odas_cpu.py``).
 
-    .venv/bin/python benchmarks/locate_bench.py --json out/locate_bench.json
+    .venv/bin/python -m benchmarks.locate_bench --json out/locate_bench.json
 
 Needs /usr/bin/time and taskset. Prints a table on stdout; timings are medians of --repeat runs.
 """
@@ -24,10 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from edge_msl.audio_io import open_audio, write_wav
 
-from edge_msl.audio_io import open_audio, write_wav  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 TARGETS = {"cpu_s_per_audio_s": 0.05, "startup_s": 1.5, "rss_mb": 120.0}
 EXAMPLE = REPO / "edge_msl" / "examples" / "uca8-r10-3talkers.wav"

@@ -1,7 +1,7 @@
 """Whole-process CPU of ``edge-msl locate`` against ODAS's ``odaslive`` (SRP-PHAT + Kalman tracking)
 on the same 60 s 8-channel 16 kHz recording, both pinned to one core, interleaved in one run.
 
-    .venv/bin/python benchmarks/odas_cpu.py --odaslive /tmp/odas-build/bin/odaslive --repeat 3 --json out/odas_cpu.json
+    .venv/bin/python -m benchmarks.odas_cpu --odaslive /tmp/odas-build/bin/odaslive --repeat 3 --json out/odas_cpu.json
 
 ODAS is not part of edge-msl: build it yourself from its public source (github.com/introlab/odas,
 cmake) and pass the binary; this script neither builds nor ships it. Needs /usr/bin/time (GNU) and
@@ -23,12 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from benchmarks.locate_bench import cpu_name
+from edge_msl.arrays import MicArray, get_array
+from edge_msl.audio_io import open_audio, write_wav
 
-from edge_msl.arrays import MicArray, get_array  # noqa: E402
-from edge_msl.audio_io import open_audio, write_wav  # noqa: E402
-from locate_bench import cpu_name  # noqa: E402  (benchmarks/ is the script's own directory on sys.path)
+REPO = Path(__file__).resolve().parents[1]
 
 EXAMPLE = REPO / "edge_msl" / "examples" / "uca8-r10-3talkers.wav"
 ARRAY = "uca8-r10"

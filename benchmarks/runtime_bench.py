@@ -1,6 +1,6 @@
 """Per-window latency of an int8 model through edge_msl.runtime, with whatever TFLite runtime is installed.
 
-    python benchmarks/runtime_bench.py [--model PATH] [--threads 1,2,4] [--windows 300]
+    python -m benchmarks.runtime_bench [--model PATH] [--threads 1,2,4] [--windows 300]
 
 Prints a markdown table (stdout): runtime, threads, median / p95 milliseconds per window for the
 whole ``Model.outputs`` call (input scaling + int8 quantization + invoke + dequantization) and for
@@ -15,14 +15,11 @@ import argparse
 import os
 import platform
 import sys
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from edge_msl.commands.bench import measure  # noqa: E402
-from edge_msl.runtime import load_model  # noqa: E402
+from edge_msl.commands.bench import measure
+from edge_msl.runtime import load_model
 
 
 def main(argv: list[str] | None = None) -> int:
