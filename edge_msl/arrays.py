@@ -62,10 +62,6 @@ class MicArray:
         p = self.positions()
         return float(np.max(np.linalg.norm(p[:, None, :] - p[None, :, :], axis=-1)))
 
-    def max_delay_s(self) -> float:
-        """Largest possible time difference of arrival between two microphones."""
-        return self.aperture_m() / SPEED_OF_SOUND_M_S
-
     def select_channels(self, frames: np.ndarray) -> np.ndarray:
         """Pick the microphone channels, in microphone order, from captured frames.
 

@@ -67,11 +67,6 @@ class AudioInfo:
         """Length in seconds, if known."""
         return None if self.n_frames is None else self.n_frames / self.sample_rate_hz
 
-    @property
-    def block_dtype(self) -> np.dtype:
-        """dtype of the arrays :meth:`AudioReader.blocks` yields (24-bit comes left-justified in int32)."""
-        return np.dtype({"uint8": np.uint8, "int16": np.int16, "int24": np.int32, "int32": np.int32,
-                         "float32": np.float32, "float64": np.float32}[self.sample_format])
 
 
 _CONVERT_HINT = "convert it with: ffmpeg -i {path} -c:a pcm_s16le out.wav"

@@ -86,11 +86,6 @@ class Capture:
                      rate=self.rate_hz, format=getattr(a, f"PCM_FORMAT_{self.settings.format}"),
                      periodsize=self.settings.period_frames, periods=self.settings.periods)
 
-    @property
-    def is_open(self) -> bool:
-        """True while a PCM is open."""
-        return self._pcm is not None
-
     def describe(self) -> str:
         """``name (channels ch, rate Hz, format)`` for log lines."""
         return f"{self.settings.name} ({self.n_channels} ch, {self.rate_hz} Hz, {self.settings.format})"

@@ -105,10 +105,6 @@ class RegionLayout:
         lo = self.offset_deg + region * self.width_deg - self.margin_deg
         return lo, lo + self.width_deg + 2 * self.margin_deg
 
-    def centers_deg(self) -> np.ndarray:
-        """Centre azimuth of each sector, in [0, 360)."""
-        return np.mod(self.offset_deg + (np.arange(self.n_regions) + 0.5) * self.width_deg, 360.0)
-
     def normalize_azimuth(self, region: int, azimuth_deg: float) -> float:
         """Position of ``azimuth_deg`` inside ``region``'s fine range, in [0, 1]."""
         lo, hi = self.fine_range_deg(region)
