@@ -122,9 +122,9 @@ def standin(args, work: Path) -> dict:
     array = get_array("uca8-r10")
     room = cal.StandInRoom(array, seed=args.seed)
     bank = DryBank.load(args.bank)
-    settings = cal.CalibrationSettings.from_dict({
-        "max_singles": args.real // 2, "n_mixtures": args.real - args.real // 2, "n_simulated": args.simulated,
-        "epochs": args.epochs, "seed": args.seed, **_overrides(args)})
+    real = {} if args.real is None else {"max_singles": args.real // 2, "n_mixtures": args.real - args.real // 2}
+    settings = cal.CalibrationSettings.from_dict({**real, "n_simulated": args.simulated, "epochs": args.epochs,
+                                                  "seed": args.seed, **_overrides(args)})
     session = cal.Session.create(work / "session", array, 16000, 8000, args.keras_model, settings)
     t0 = time.perf_counter()
     rec = standin_clips(args, array, bank)
@@ -213,6 +213,33 @@ def av16(args, work: Path) -> dict:
             "trainable_parameters": ft["trainable_parameters"], "sets": val_res["sets"]}
 
 
+def _pct(before, after):
+    return f"{100 * (after / before - 1):+.0f} %" if before and after is not None else "-"
+
+
+def grid(args, work: Path) -> list:
+    """The stand-in over ``--grid`` position counts x ``--seeds`` rooms: one summary table."""
+    rows = []
+    print("| positions | seed | fresh: DOA err before → after (°) | change | F1 before → after | recall before → "
+          "after | held-out positions (validation): err change, F1 before → after | installed | fine-tune + "
+          "convert (s) |\n| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |", flush=True)
+    for positions in [int(v) for v in args.grid.split(",")]:
+        for seed in [int(v) for v in args.seeds.split(",")]:
+            sub = argparse.Namespace(**{**vars(args), "positions": positions, "seed": seed})
+            r = standin(sub, work / f"p{positions}-s{seed}")
+            b, a = r["heldout"]["before"], r["heldout"]["after"]
+            v = r["validation"]["all"]
+            st = r["steps"]
+            rows.append({"positions": positions, "seed": seed, **r})
+            print(f"| {positions} | {seed} | {b['err_mean']:.2f} → {a['err_mean']:.2f} | "
+                  f"{_pct(b['err_mean'], a['err_mean'])} | {b['f1']:.3f} → {a['f1']:.3f} | "
+                  f"{b['recall']:.3f} → {a['recall']:.3f} | {_pct(v['before']['err_mean'], v['after']['err_mean'])}, "
+                  f"{v['before']['f1']:.3f} → {v['after']['f1']:.3f} | {'yes' if r['installed'] else 'no'} | "
+                  f"{st['finetune']['seconds'] + st['convert']['seconds']:.0f} |", flush=True)
+            (work / "grid.json").write_text(json.dumps(rows, indent=2, default=str))
+    return rows
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--standin", action="store_true", help="run the stand-in room (default: both)")
@@ -227,14 +254,18 @@ def main(argv=None) -> int:
                    help="else simulate them now from this dry-signal bank (training signals)")
     p.add_argument("--positions", type=int, default=12)
     p.add_argument("--clip-s", type=float, default=8.0)
-    p.add_argument("--real", type=int, default=200, help="real training windows (half single, half summed)")
-    p.add_argument("--simulated", type=int, default=200)
+    p.add_argument("--real", type=int, default=None,
+                   help="real training windows, half single, half summed (default: the session's, 200 + 200)")
+    p.add_argument("--simulated", type=int, default=cal.CalibrationSettings.n_simulated)
     p.add_argument("--epochs", type=int, default=cal.CalibrationSettings.epochs)
     p.add_argument("--heldout", type=int, default=200, help="held-out two-source mixtures in the stand-in room")
     p.add_argument("--entered", action="store_true", help="enter the true directions instead of self-labelling")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--setting", action="append", default=[], metavar="KEY=JSON",
                    help="override a CalibrationSettings field (repeatable), e.g. --setting epochs=10")
+    p.add_argument("--grid", default=None, metavar="P,P,...",
+                   help="run the stand-in for these position counts x --seeds and print one table")
+    p.add_argument("--seeds", default="0,1,2", help="stand-in rooms/perturbations for --grid")
     p.add_argument("--out", default=None, help="keep the sessions and write results.json here")
     p.add_argument("--cache", default=str(ROOT / "out" / "calibrate-cache"),
                    help="recordings, test sets and simulated windows made once and reused here")
@@ -250,6 +281,10 @@ def main(argv=None) -> int:
     work = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="calibrate-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     results = {"cpus": sorted(os.sched_getaffinity(0))}
+    if args.grid:
+        results["grid"] = grid(args, work)
+        (work / "results.json").write_text(json.dumps(results, indent=2, default=str))
+        return 0
     if args.standin or both:
         r = results["standin"] = standin(args, work)
         st = r["steps"]

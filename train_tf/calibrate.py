@@ -59,7 +59,7 @@ class CalibrationSettings:
     """Fraction of the accepted positions held out whole (never trained on): every k-th in azimuth order,
     so each lies between recorded ones. The install decision and the report are made on them, since that
     is what predicts the error at places never recorded. 0, or fewer than 4 positions: clip tails only."""
-    symmetry_copies: int = 1
+    symmetry_copies: int = 3
     """Turned/mirrored copies of each real single window by the array's own symmetries (its estimated mic
     errors undone first and given back after), so a few recorded directions cover the whole circle;
     real two-source windows are summed from such turned windows too. 0: real windows as recorded only."""
@@ -83,8 +83,9 @@ class CalibrationSettings:
     """Real two-source windows for validation (from the held-out parts)."""
     max_singles: int = 200
     """Most real single-source training windows (evenly over positions)."""
-    n_simulated: int = 200
-    """Simulated windows for the user's array (so the model does not forget other rooms)."""
+    n_simulated: int = 400
+    """Simulated windows for the user's array, given its estimated mic errors: they keep every direction and
+    other rooms covered (so the model does not forget them)."""
     min_confidence: float = 0.6
     """Self-labels below this confidence are rejected (fraction of the clip agreeing with the direction)."""
     max_second_peak: float = 0.75
@@ -931,10 +932,13 @@ def build_set(session: Session, *, sim_data: str | Path | None = None, bank: str
                                          min_sep_deg=s.min_mix_separation_deg, min_gap_s=2.0, level_db=s.mix_level_db,
                                          rng=rng))
     if out_mask.any():
-        # validation: every window of the held-out positions, and sums with one of them and any other
-        # (another held-out one, or a recorded position's tail, never a window trained on)
-        both = {**tail_clips, **val_clips}
-        both_starts = {**tail_starts, **val_starts}
+        # validation: every window of the held-out positions, and sums of two of them (a recorded position's
+        # direction in a sum, even from a tail never trained on, flatters the model: it learnt that direction);
+        # with one held-out position, or none 30 deg apart, sums with a recorded position's tail
+        pairs_ok = any(angular_distance_deg(az[i], az[j]) >= s.min_mix_separation_deg
+                       for i in val_clips for j in val_clips if i < j)
+        both = dict(val_clips) if pairs_ok else {**tail_clips, **val_clips}
+        both_starts = dict(val_starts) if pairs_ok else {**tail_starts, **val_starts}
         val = _cat(_pack(_singles(val_clips, val_starts, az, dist, 10 ** 6, window, rng), "single", window, m),
                    _pack(_turned_mixtures(both, both_starts, az, dist, s.n_val_mixtures, window,
                                           s.min_mix_separation_deg, s.mix_level_db, rng, ident, None, fs,
@@ -1117,7 +1121,8 @@ def finetune(session: Session, keras_model: str | Path | None = None, progress: 
     if s.tune_threshold and "tune_audio" in data and len(data["tune_audio"]):
         pred = np.concatenate([np.asarray(model(xt[i:i + 64], training=False)) for i in range(0, len(xt), 64)])
         tuned = choose_threshold(layout, pred, data["tune_azimuth_deg"],
-                                 float(params.get("decode", {}).get("threshold", 0.5)), base_recall=base_recall)
+                                 float(params.get("decode", {}).get("threshold", 0.5)),
+                                 base_recall=None if base_recall is None else base_recall - s.recall_tolerance)
         new_params["decode"] = {**params.get("decode", {}), "threshold": tuned["threshold"]}
     new_params["calibrated"] = {
         "from": str(src), "session": str(session.dir), "train_layers": list(s.train_layers),
@@ -1133,8 +1138,8 @@ def choose_threshold(layout: RegionLayout, outputs: np.ndarray, az: np.ndarray, 
                      grid: Sequence[float] = (0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6),
                      base_recall: float | None = None) -> dict[str, Any]:
     """The decode threshold with the best F1 on ``outputs`` (N, regions, 3) of windows with true azimuths
-    ``az`` (N, k; NaN = none); the lowest within 0.005 of it (recall); with ``base_recall`` (the uncalibrated
-    model's there), only thresholds that keep that recall compete. Returns it with its F1/recall and those of
+    ``az`` (N, k; NaN = none), the lower on a tie; with ``base_recall`` (the uncalibrated model's recall there,
+    less the install rule's tolerance), only thresholds that keep that recall compete. Returns it with its F1/recall and those of
     ``default``."""
     from edge_msl.regions import decode
     from train_tf.evaluate import score_detections
@@ -1148,8 +1153,7 @@ def choose_threshold(layout: RegionLayout, outputs: np.ndarray, az: np.ndarray, 
         kept = {t: r for t, r in scores.items() if (r["recall"] or 0.0) >= base_recall - 1e-9}
         scores = kept or {min(scores): scores[min(scores)]}
     top = max(r["f1"] or 0.0 for r in scores.values())
-    # the lowest threshold within 0.005 of the best F1: a missed talker costs more than a rare extra one
-    best_t = min(t for t, r in scores.items() if (r["f1"] or 0.0) >= top - 0.005)
+    best_t = min(t for t, r in scores.items() if (r["f1"] or 0.0) >= top - 1e-9)  # a tie: the lower (recall)
     best = scores[best_t]
     return {"threshold": float(best_t), "f1": best["f1"], "recall": best["recall"], "default": float(default),
             "base_recall": base_recall,

@@ -62,7 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="simulated windows for the array (python -m train_tf.simulate windows ...)")
     b.add_argument("--bank", metavar="FILE", default=None,
                    help="or a dry-signal bank to simulate them from (python -m train_tf.signals build)")
-    b.add_argument("--simulated", type=int, default=None, help="simulated windows in the set (default 200; 0: none)")
+    b.add_argument("--simulated", type=int, default=None, help="simulated windows in the set (default 400; 0: none)")
     b.add_argument("--mixtures", type=int, default=None, help="real two-source training windows (default 200)")
     b.add_argument("--epochs", type=int, default=None, help="fine-tuning epochs (default 6)")
     b.add_argument("--workers", type=int, default=1, help="processes simulating windows (default 1)")
