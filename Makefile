@@ -6,11 +6,12 @@ PYCHECK = @$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) e
 BANK   ?= data/dry/bank-small.npz
 EXTRAS ?= train,alsa,mqtt,dev,jax
 
-.PHONY: help system venv demo scene test bank dataset faults clean weights dist
+.PHONY: help system venv demo scene test test-device test-training test-convert bank dataset faults clean weights dist
 
 help:
 	@echo "make demo     set up a small venv (edge-msl[plot]) and locate the talkers of the bundled recording"
 	@echo "make test     set up everything and run the test suite"
+	@echo "make test-device / test-training / test-convert   one side of the suite (docs/testing.md)"
 	@echo "make bank     build the full dry-signal bank (data/dry/bank.npz)"
 	@echo "make scene    set up everything, simulate a small scene and print its ground truth"
 	@echo "make dataset  simulate 1,000 windows with 1-4 sources and plot label statistics"
@@ -50,6 +51,9 @@ scene: venv $(BANK)
 
 test: venv
 	$(PY) -m pytest -q
+
+test-device test-training test-convert: venv
+	$(PY) -m pytest -q -m $(@:test-%=%)
 
 bank: venv
 	$(PY) -m train_tf.signals build --out data/dry/bank.npz

@@ -1,8 +1,48 @@
-"""Shared fixtures: a tiny real dry-signal bank and a tiny simulated window dataset."""
+"""Shared fixtures (a tiny real dry-signal bank, a tiny simulated window dataset) and the side of each
+test module: ``device`` (edge_msl: numpy, a TFLite runtime, ALSA, MQTT), ``training`` (train_tf: Keras,
+pyroomacoustics, scipy) or ``convert`` (Keras -> int8 TFLite), as pytest markers (``pytest -m device``).
+Training and convert modules skip, whole, where the ``[train]`` extra is not installed."""
 
+import importlib.util
 import shutil
+from pathlib import Path
 
 import pytest
+
+TRAINING = frozenset({
+    "test_backends", "test_calibrate", "test_calibrate_generalize", "test_crosscheck", "test_evaluate",
+    "test_gpu_job", "test_mixer", "test_model", "test_scenes", "test_signals", "test_simulate", "test_train",
+    "test_train_mix",
+})
+"""Test modules of train_tf (simulation, the Keras model, training, evaluation, calibration)."""
+CONVERT = frozenset({"test_convert"})
+"""Test modules of convert (Keras -> int8 TFLite and its parity report)."""
+TRAIN_EXTRA = ("keras", "pyroomacoustics", "scipy", "tqdm")
+"""What edge-msl[train] brings that the training and convert sides import."""
+
+
+def side_of(path: Path) -> str:
+    """``device``, ``training`` or ``convert``: the side a test module belongs to."""
+    return "training" if path.stem in TRAINING else "convert" if path.stem in CONVERT else "device"
+
+
+class _NeedsTrainExtra(pytest.Module):
+    """A training or convert module where edge-msl[train] is missing: one skip, not an import error."""
+
+    def collect(self):
+        missing = [m for m in TRAIN_EXTRA if importlib.util.find_spec(m) is None]
+        pytest.skip(f"needs edge-msl[train] ({', '.join(missing)} not installed)", allow_module_level=True)
+
+
+def pytest_pycollect_makemodule(module_path: Path, parent):
+    if side_of(module_path) != "device" and any(importlib.util.find_spec(m) is None for m in TRAIN_EXTRA):
+        return _NeedsTrainExtra.from_parent(parent, path=module_path)
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        item.add_marker(getattr(pytest.mark, side_of(item.path)))
 
 
 @pytest.fixture(scope="session")

@@ -13,9 +13,12 @@ from edge_msl.arrays import ArrayConfigError, MicArray, far_field_delays_s, get_
 from edge_msl.channel_check import (ChannelReport, StartupCheck, channel_levels_dbfs, check_and_remap,
                                     check_channels, lookalike_rotations, rotated_map)
 
-simulate = pytest.importorskip("train_tf.simulate")
-
 FS = 16000
+
+
+def to_int16(audio):
+    """Full-scale float audio to int16 as an ADC delivers it (rounded, clipped), as train_tf.simulate does."""
+    return np.clip(np.round(audio * 32767.0), -32768, 32767).astype(np.int16)
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +31,8 @@ def bank(bank_path):
 def room_scene(array_name, bank, seed, n_src=1, seconds=2.0, snr_diffuse_db=(10.0, 25.0), level_dbfs=(-35.0, -25.0),
                with_truth=False):
     """(n, n_mics) float full-scale audio of talkers in a simulated room, mics in array order (and the
-    simulator's Window with the talkers' azimuths when ``with_truth``)."""
+    simulator's Window with the talkers' azimuths when ``with_truth``); skipped without edge-msl[train]."""
+    simulate = pytest.importorskip("train_tf.simulate")
     settings = simulate.SimSettings(
         array=array_name, window_s=seconds, positions_per_room=4, max_image_order=6, anechoic_prob=0.0,
         rt60_s=(0.2, 0.6), n_sources=(n_src, n_src), snr_diffuse_db=snr_diffuse_db, snr_sensor_db=(30.0, 40.0),
@@ -49,7 +53,7 @@ def to_capture(array, mics, loopback="zero", rng=None, playback=None):
     if loopback == "playback":
         for i, c in enumerate(others):
             out[:, c] = playback[:len(mics)] * (0.5 if i else 1.0)
-    return simulate.to_int16(out)
+    return to_int16(out)
 
 
 def rotate(frames, k):
@@ -176,7 +180,7 @@ def test_dead_mic_is_flagged_when_the_loopback_is_heard_too():
     capture = np.zeros((n, 8))
     capture[:, :6] = mics * 0.02
     capture[:, 6] = capture[:, 7] = music * 0.02
-    rep = check_channels(array, simulate.to_int16(capture), sample_rate_hz=FS)
+    rep = check_channels(array, to_int16(capture), sample_rate_hz=FS)
     assert 6 not in rep.foreign_channels and rep.consistent_rotations  # the loopback passes for a mic here
     assert rep.status == "bad_channels" and rep.dead_channels == (2,) and rep.rotation is None, rep.describe()
 
@@ -277,7 +281,7 @@ def test_geometry_alone_finds_a_rotation_when_the_loopback_is_heard():
     capture = np.zeros((n, 10))
     capture[:, :8] = mics * 0.02
     capture[:, 8] = capture[:, 9] = music * 0.02
-    capture = simulate.to_int16(capture)
+    capture = to_int16(capture)
     assert check_channels(array, capture, sample_rate_hz=FS).foreign_channels == ()  # heard: not foreign
     for k in (0, 3, 8):  # 8: the loopback pair lands on mics 0 and 1
         rep = check_channels(array, rotate(capture, k), sample_rate_hz=FS)

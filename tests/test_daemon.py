@@ -109,20 +109,20 @@ def test_output_equals_the_offline_pipeline_and_reaches_mqtt(home, broker, offli
     sub = Subscriber(broker.port, ["edge-msl/e2e/#"], client_id="daemon-e2e")
     notify = NotifyListener(tmp_path / "notify.sock")
     overrides = [("device.name", "edgedaemon"), ("mqtt.host", "127.0.0.1"), ("mqtt.port", broker.port),
-                 ("mqtt.node_id", "e2e"), ("device.period_frames", 800)]
+                 ("mqtt.node_id", "e2e"), ("device.period_frames", 800), ("device.pace_realtime", True)]
     out = io.StringIO()
     daemon = Daemon(lambda: load_config(None, overrides),
                     notifier=Notifier({"NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "1000000"}), stdout=out)
     thread, result = start_in_thread(daemon)
     try:
         n = len(offline)
-        # the file-over-null PCM serves audio far faster than real time, so the first push holds a
-        # backlog of minutes of audio (its first n messages come out when it has all been analysed)
-        assert wait_for(lambda: daemon.messages >= n, 150)
+        # paced like a capture device: unpaced, the file-over-null PCM serves minutes of audio in the
+        # first read, and the test would wait for all of it to be analysed
+        assert wait_for(lambda: daemon.messages >= n, 60)
         assert wait_for(lambda: len(sub.messages("/sources")) >= n, 10)
     finally:
         daemon.request_stop()
-        thread.join(150)  # the stop lands after the push of that backlog
+        thread.join(30)
         notify.close()
         sub.close()
     assert result["rc"] == 0
@@ -251,7 +251,7 @@ def test_bad_configuration_exits_78_at_once(home, args, needle):
 
 
 def test_a_reader_that_leaves_ends_a_stdout_only_daemon_with_0(home):
-    proc = run_cli(["run", "--device", "edgedaemon"], env=alsa_env(home))
+    proc = run_cli(["run", "--device", "edgedaemon", "--set", "device.pace_realtime=true"], env=alsa_env(home))
     try:
         first = [proc.stdout.readline() for _ in range(3)]
         proc.stdout.close()  # like `edge-msl run ... | head -n 3`
@@ -298,7 +298,8 @@ def test_stdout_on_a_full_disk_keeps_the_daemon_and_mqtt_going(home, broker):
     with open("/dev/full", "w") as full:
         proc = subprocess.Popen([sys.executable, "-m", "edge_msl", "run", "--device", "edgedaemon", "--set",
                                  "mqtt.host=127.0.0.1", "--set", f"mqtt.port={broker.port}", "--set",
-                                 "mqtt.node_id=devfull"], stdout=full, stderr=subprocess.PIPE, text=True,
+                                 "mqtt.node_id=devfull", "--set", "device.pace_realtime=true"], stdout=full,
+                                stderr=subprocess.PIPE, text=True,
                                 env=alsa_env(home))
     try:
         assert wait_for(lambda: len(sub.messages("/sources")) >= 20 or proc.poll() is not None, 60)
