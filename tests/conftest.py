@@ -1,6 +1,7 @@
 """Shared fixtures (a tiny real dry-signal bank, a tiny simulated window dataset) and the side of each
 test module: ``device`` (edge_msl: numpy, a TFLite runtime, ALSA, MQTT), ``training`` (train_tf: Keras,
-pyroomacoustics, scipy) or ``convert`` (Keras -> int8 TFLite), as pytest markers (``pytest -m device``).
+pyroomacoustics, scipy) or ``convert`` (Keras -> int8 TFLite), as pytest markers (``pytest -m device``); a
+test marked with a side itself keeps it (an installed wheel's ``calibrate`` is the training side).
 Training and convert modules skip, whole, where the ``[train]`` extra is not installed."""
 
 import importlib.util
@@ -34,6 +35,14 @@ class _NeedsTrainExtra(pytest.Module):
         pytest.skip(f"needs edge-msl[train] ({', '.join(missing)} not installed)", allow_module_level=True)
 
 
+def pytest_ignore_collect(collection_path: Path, config):
+    # -m device: the training and convert modules are not even imported (TensorFlow takes seconds to import)
+    if (config.getoption("markexpr", "").strip() == "device" and collection_path.suffix == ".py"
+            and side_of(collection_path) != "device"):
+        return True
+    return None
+
+
 def pytest_pycollect_makemodule(module_path: Path, parent):
     if side_of(module_path) != "device" and any(importlib.util.find_spec(m) is None for m in TRAIN_EXTRA):
         return _NeedsTrainExtra.from_parent(parent, path=module_path)
@@ -42,7 +51,8 @@ def pytest_pycollect_makemodule(module_path: Path, parent):
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        item.add_marker(getattr(pytest.mark, side_of(item.path)))
+        if not any(item.get_closest_marker(side) for side in ("device", "training", "convert")):  # its own wins
+            item.add_marker(getattr(pytest.mark, side_of(item.path)))
 
 
 @pytest.fixture(scope="session")

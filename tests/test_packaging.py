@@ -251,6 +251,7 @@ def _borrow_site_packages(venv: Path) -> None:
     (own / "zz-borrowed-train.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
 
 
+@pytest.mark.training  # train_tf.calibrate with TensorFlow: the training side, though it runs from the wheel
 def test_installed_calibrate_finetunes_and_converts_the_packaged_float_model(venv, tmp_path):
     pytest.importorskip("tensorflow")
     _borrow_site_packages(venv)
