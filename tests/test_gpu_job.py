@@ -70,7 +70,7 @@ def test_whole_file_is_used_when_carried(tmp_path, bank_xz):
     assert out.read_bytes() == raw
 
 
-PLANS = sorted((Path(__file__).resolve().parents[1] / "train_tf" / "plans").glob("*.json"))
+PLANS = sorted((Path(__file__).resolve().parents[1] / "experiments" / "plans").glob("*.json"))
 
 
 def _run_shape(run: dict):

@@ -9,8 +9,9 @@
 Simulators and trainers run in their own process sessions, so they go on between calls while the
 machine stays warm; every trainer resumes from its run directory, so a lost machine costs only
 the epochs since the last checkpoint. The plan (JSON) names the RIR banks to simulate (one per
-array) and the runs; each run is placed on a GPU round-robin. Needs the Keras/namex/optree/
-pyroomacoustics cp312 wheels in ``.whl/`` and the dry bank as ``.carry/bank-carry.npz.xz``.
+array) and the runs (the plans of past runs are in ``experiments/plans/``); each run is placed on a GPU
+round-robin. Needs the Keras/namex/optree/pyroomacoustics cp312 wheels in ``.whl/`` and the dry bank
+as ``.carry/bank-carry.npz.xz``.
 
 A call carries at most 64 MiB with the tracked tree, so a bigger bank travels in parts:
 ``split`` writes ``.carry/part-I/bank-carry.npz.xz.IofN`` (+ the whole file's sha256); each call
