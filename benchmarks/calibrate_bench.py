@@ -1,12 +1,15 @@
 """Calibration benchmark: before/after on a perturbed-array stand-in room and on the AV16.3 recording.
 
-    taskset -c 0 .venv/bin/python benchmarks/calibrate_bench.py [--standin] [--av16] [--out DIR]
+    taskset -c 0 .venv/bin/python benchmarks/calibrate_bench.py [--standin] [--av16] [--grid 8,12,16] [--out DIR]
 
 Stand-in room: a simulated room the model never saw with a perturbed array (``train_tf.calibrate.
-StandInRoom``); clips at ``--positions`` directions are self-labelled, ~200 real + ~200 simulated
-windows fine-tune the shipped model, and both int8 models are scored on held-out two-source mixtures
-at fresh positions. AV16.3: the first 40 % of the recording calibrates, mixtures of the rest evaluate.
-Prints markdown tables; timing figures are wall-clock seconds on the cores this process may use.
+StandInRoom``); clips at ``--positions`` directions are self-labelled and run through ``calibrate all``
+(a quarter of the positions held out whole for its validation), and both int8 models are scored on
+two-source mixtures at fresh positions of that room. ``--grid`` runs it for several position counts x
+``--seeds`` rooms and prints one table. AV16.3: the first 40 % of the recording is one walk clip of a
+session (labelled window by window along the walk), two-talker sums of the rest evaluate. Recordings,
+test sets and a pool of simulated windows are made once under ``--cache``. Prints markdown tables;
+timing figures are wall-clock seconds on the cores this process may use.
 """
 
 from __future__ import annotations
@@ -175,9 +178,10 @@ def av16(args, work: Path) -> dict:
     audio = load_array(data_dir)
     window = 8000
     first = int(0.4 * len(audio))
+    # holdout_fraction 0: the whole walk trains, since the rest of the recording is the validation here
     settings = cal.CalibrationSettings.from_dict({"n_simulated": args.simulated, "epochs": args.epochs,
                                                   "seed": args.seed, "moving_hop_s": args.av16_hop_s,
-                                                  **_overrides(args)})
+                                                  "holdout_fraction": 0.0, **_overrides(args)})
     session = cal.Session.create(work / "av16", array, 16000, window, args.keras_model, settings)
     # the talker walks: the first 40 % is one walk clip of the session (record --moving), labelled window by
     # window along the walk; evaluation: two-talker sums of the rest, labelled as train_tf.real_av16 does
@@ -209,7 +213,8 @@ def av16(args, work: Path) -> dict:
             "train_single": counts["real_single_train"], "train_mix": counts["real_mixture_train"],
             "simulated": counts["simulated_train"], "tune": int(len(data["tune_audio"])),
             "val_single": int(len(val["single_audio"])), "val_mix": int(len(val["mix_audio"])),
-            "finetune_s": t1 - t0, "convert_s": t2 - t1, "threshold": ft["threshold"],
+            "finetune_s": t1 - t0, "convert_s": t2 - t1,
+            "threshold": json.loads((session.dir / "model" / "params.json").read_text())["decode"]["threshold"],
             "trainable_parameters": ft["trainable_parameters"], "sets": val_res["sets"]}
 
 
@@ -217,27 +222,45 @@ def _pct(before, after):
     return f"{100 * (after / before - 1):+.0f} %" if before and after is not None else "-"
 
 
+GRID_HEADER = ("| positions | seed | fresh: DOA err before → after (°) | change | F1 before → after | "
+               "recall before → after | held-out positions (validation): err change, F1 before → after | "
+               "installed | fine-tune + convert (s) |\n| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |")
+
+
+def _grid_row(r: dict, installed: bool) -> str:
+    b, a = r["heldout"]["before"], r["heldout"]["after"]
+    v = r["validation"]["all"]
+    st = r["steps"]
+    return (f"| {r['positions']} | {r['seed']} | {b['err_mean']:.2f} → {a['err_mean']:.2f} | "
+            f"{_pct(b['err_mean'], a['err_mean'])} | {b['f1']:.3f} → {a['f1']:.3f} | "
+            f"{b['recall']:.3f} → {a['recall']:.3f} | {_pct(v['before']['err_mean'], v['after']['err_mean'])}, "
+            f"{v['before']['f1']:.3f} → {v['after']['f1']:.3f} | {'yes' if installed else 'no'} | "
+            f"{st['finetune']['seconds'] + st['convert']['seconds']:.0f} |")
+
+
 def grid(args, work: Path) -> list:
     """The stand-in over ``--grid`` position counts x ``--seeds`` rooms: one summary table."""
     rows = []
-    print("| positions | seed | fresh: DOA err before → after (°) | change | F1 before → after | recall before → "
-          "after | held-out positions (validation): err change, F1 before → after | installed | fine-tune + "
-          "convert (s) |\n| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |", flush=True)
+    print(GRID_HEADER, flush=True)
     for positions in [int(v) for v in args.grid.split(",")]:
         for seed in [int(v) for v in args.seeds.split(",")]:
             sub = argparse.Namespace(**{**vars(args), "positions": positions, "seed": seed})
             r = standin(sub, work / f"p{positions}-s{seed}")
-            b, a = r["heldout"]["before"], r["heldout"]["after"]
-            v = r["validation"]["all"]
-            st = r["steps"]
             rows.append({"positions": positions, "seed": seed, **r})
-            print(f"| {positions} | {seed} | {b['err_mean']:.2f} → {a['err_mean']:.2f} | "
-                  f"{_pct(b['err_mean'], a['err_mean'])} | {b['f1']:.3f} → {a['f1']:.3f} | "
-                  f"{b['recall']:.3f} → {a['recall']:.3f} | {_pct(v['before']['err_mean'], v['after']['err_mean'])}, "
-                  f"{v['before']['f1']:.3f} → {v['after']['f1']:.3f} | {'yes' if r['installed'] else 'no'} | "
-                  f"{st['finetune']['seconds'] + st['convert']['seconds']:.0f} |", flush=True)
+            print(_grid_row(rows[-1], bool(r["installed"])), flush=True)
             (work / "grid.json").write_text(json.dumps(rows, indent=2, default=str))
     return rows
+
+
+def summarize(dirs: list[str]) -> None:
+    """The ``--grid`` table again from the runs' grid.json, the install decision taken by today's rule
+    (``calibrate.is_better`` with the default tolerances) on each run's own validation."""
+    s = cal.CalibrationSettings()
+    rows = [r for d in dirs for r in json.loads((Path(d) / "grid.json").read_text())]
+    print(GRID_HEADER)
+    for r in sorted(rows, key=lambda r: (r["positions"], r["seed"])):
+        v = r["validation"]["all"]
+        print(_grid_row(r, cal.is_better(v["before"], v["after"], s.f1_tolerance, s.recall_tolerance)[0]))
 
 
 def main(argv=None) -> int:
@@ -271,7 +294,12 @@ def main(argv=None) -> int:
                    help="recordings, test sets and simulated windows made once and reused here")
     p.add_argument("--sim-pool", type=int, default=800,
                    help="simulate a pool of this many windows once (in --cache) and draw from it (0: per session)")
+    p.add_argument("--summarize", nargs="+", default=None, metavar="DIR",
+                   help="print the --grid table of earlier --out DIRs (install decision by today's rule)")
     args = p.parse_args(argv)
+    if args.summarize:
+        summarize(args.summarize)
+        return 0
     if not args.sim_data and args.sim_pool > 0 and args.sim_bank and (args.standin or args.av16
                                                                    or not (args.standin or args.av16)):
         args.sim_data = sim_pool(args, args.sim_pool)
