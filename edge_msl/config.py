@@ -7,19 +7,19 @@ daemon exits with :data:`EX_CONFIG` (78) on it. This module reads files only; it
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import re
 import socket
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 from .arrays import DEFAULT_ARRAY, ArrayConfigError, MicArray, from_dict, get_array
 from .channel_check import CHECK_MODES
-from .settings_check import reject_unknown_keys
-from .temporal import DecodeConfigError, DecodeSettings
+from .settings_check import (SettingError, Settings, boolean, checked_fields, choice, integer, invalid, number, optional,
+                             setting, text)
+from .temporal import DecodeSettings
 
 EX_CONFIG = 78
 """Exit code for a configuration error (sysexits.h EX_CONFIG); the unit's RestartPreventExitStatus."""
@@ -37,120 +37,14 @@ _NODE_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _TOPIC_RE = re.compile(r"^[^#+\x00]{1,128}$")
 
 
-class ConfigError(ValueError):
-    """The configuration is invalid; ``str()`` is one line naming the key, the value and what is allowed."""
+ConfigError = SettingError
+"""The configuration is invalid (the one settings error, :class:`edge_msl.settings_check.SettingError`); ``str()``
+is one line naming the key, the value and what is allowed."""
 
-
-# ----------------------------------------------------------------------------------------------
-# value checks: each returns the (normalized) value or raises ConfigError via _bad
-
-
-def _bad(key: str, value: Any, allowed: str) -> ConfigError:
-    shown = repr(value)
-    if len(shown) > 80:
-        shown = shown[:77] + "..."
-    return ConfigError(f"{key} = {shown} is invalid; allowed: {allowed}")
-
-
-Check = Callable[[str, Any], Any]
-
-
-def _int(lo: int, hi: int) -> Check:
-    def check(key: str, v: Any) -> int:
-        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-            raise _bad(key, v, f"an integer in [{lo}, {hi}]")
-        return v
-    return check
-
-
-def _float(lo: float, hi: float, *, lo_open: bool = False) -> Check:
-    def check(key: str, v: Any) -> float:
-        ok = not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
-        ok = ok and (lo < v if lo_open else lo <= v) and v <= hi
-        if not ok:
-            raise _bad(key, v, f"a number in {'(' if lo_open else '['}{lo:g}, {hi:g}]")
-        return float(v)
-    return check
-
-
-def _bool(key: str, v: Any) -> bool:
-    if not isinstance(v, bool):
-        raise _bad(key, v, "true or false")
-    return v
-
-
-def _choice(*choices: str) -> Check:
-    def check(key: str, v: Any) -> str:
-        if not isinstance(v, str) or v not in choices:
-            raise _bad(key, v, " or ".join(repr(c) for c in choices))
-        return v
-    return check
-
-
-def _text(max_len: int = 4096, pattern: re.Pattern[str] | None = None, what: str = "a string",
-          empty: bool = True) -> Check:
-    def check(key: str, v: Any) -> str:
-        if not isinstance(v, str) or len(v) > max_len or "\x00" in v or (not empty and not v) \
-                or (pattern is not None and v and not pattern.match(v)):
-            raise _bad(key, v, what)
-        return v
-    return check
-
-
-def _optional(inner: Check) -> Check:
-    def check(key: str, v: Any) -> Any:
-        return None if v is None else inner(key, v)
-    return check
-
-
-def _spec(default: Any, check: Check, **kw: Any) -> Any:
-    return field(default=default, metadata={"check": check}, **kw)
-
-
-def _build(cls: type, table: Any, section: str) -> Any:
-    """Validate a TOML table into the dataclass ``cls``; keys are named as ``[section] key``."""
-    if not isinstance(table, Mapping):
-        raise _bad(f"[{section}]", table, f"a table of {', '.join(f.name for f in _config_fields(cls))}")
-    reject_unknown_keys_named(cls, table, section)
-    kwargs = {}
-    for f in _config_fields(cls):
-        if f.name in table:
-            kwargs[f.name] = f.metadata["check"](f"[{section}] {f.name}", table[f.name])
-    return cls(**kwargs)
-
-
-def _config_fields(cls: type) -> list[dataclasses.Field]:
-    return [f for f in dataclasses.fields(cls) if "check" in f.metadata]
-
-
-def reject_unknown_keys_named(cls: type, table: Mapping[str, Any], section: str) -> None:
-    """Refuse keys of ``table`` that are not settable fields of ``cls`` (shared check, config wording)."""
-    settable = dataclasses.make_dataclass(cls.__name__, [f.name for f in _config_fields(cls)])
-    try:
-        reject_unknown_keys(settable, table, f"[{section}] key", ConfigError)
-    except ConfigError as exc:
-        given = ", ".join(f"{k} = {_shown(section, k, table[k])}" for k in sorted(table)
-                          if k not in settable.__dataclass_fields__)
-        raise ConfigError(f"{exc} (given: {given[:200]})") from None
-
-
-_SECRET_NAME_RE = re.compile(r"pas|pw|psw|word|secret|token|cred|auth|key|priv|sig", re.IGNORECASE)
-"""Key names whose value may be a secret (also misspelt: ``pasword``, ``passwd``, ``pwd``, ``api_key``)."""
-
-
-def looks_secret(key: str) -> bool:
-    """True for a key name that may hold a secret, misspellings included (a mistyped password key still holds
-    the password)."""
-    import difflib
-
-    name = str(key).lower()
-    return bool(_SECRET_NAME_RE.search(name)) or any(
-        difflib.SequenceMatcher(None, name, s).ratio() >= 0.6 for s in ("password", "passwd", "secret", "token"))
-
-
-def _shown(section: str, key: str, value: Any) -> str:
-    """A value for an error message, ``<redacted>`` where its key's name looks like a secret's."""
-    return "<redacted>" if looks_secret(key) else repr(value)
+HOP_S = number(0.001, 60.0, noun="seconds")
+"""hop_s, for the config and the pipeline alike."""
+THRESHOLD = optional(number(0.0, 1.0, lo_open=True, noun="a probability"))
+"""threshold (none: the model's), for the config and the pipeline alike."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -158,29 +52,38 @@ def _shown(section: str, key: str, value: Any) -> str:
 
 
 @dataclass(frozen=True)
-class DeviceSettings:
+class DeviceSettings(Settings):
     """The ALSA capture device."""
 
-    name: str = _spec("default", _text(256, what="an ALSA PCM name such as 'hw:CARD=seeed8micvoicec,DEV=0', "
+    KEY = "[device] {}"
+    TABLE = "[device]"
+
+    name: str = setting("default", text(256, what="an ALSA PCM name such as 'hw:CARD=seeed8micvoicec,DEV=0', "
                                                   "'plughw:CARD=ArrayUAC10,DEV=0' or 'default'", empty=False))
     """ALSA PCM name; name the card (``hw:CARD=<id>,DEV=0``), not its index, which changes between boots."""
-    rate_hz: int | None = _spec(None, _optional(_int(8000, 192000)))
+    rate_hz: int | None = setting(None, optional(integer(8000, 192000)))
     """Capture rate; none = the array's native rate (48 kHz for MATRIX and UMA-8). Resampled to the model's."""
-    format: str = _spec("S16_LE", _choice(*SAMPLE_FORMATS))
+    format: str = setting("S16_LE", choice(*SAMPLE_FORMATS))
     """Sample format the device is opened with."""
-    period_frames: int = _spec(800, _int(32, 65536))
+    period_frames: int = setting(800, integer(32, 65536))
     """Frames per ALSA read (800 = 50 ms at 16 kHz)."""
-    periods: int = _spec(4, _int(2, 64))
+    periods: int = setting(4, integer(2, 64))
     """ALSA buffer size in periods; more survive longer stalls before an overrun."""
-    pace_realtime: bool = _spec(False, _bool)
+    pace_realtime: bool = setting(False, boolean)
     """Sleep so reads never run ahead of the clock: for the ALSA ``file`` plugin and tests, never for hardware."""
-    retry_min_delay_s: float = _spec(1.0, _float(0.0, 3600.0, lo_open=True))
+    retry_min_delay_s: float = setting(1.0, number(0.0, 3600.0, lo_open=True))
     """First delay before reopening a missing or busy device; doubles on each failure."""
-    retry_max_delay_s: float = _spec(30.0, _float(0.0, 3600.0, lo_open=True))
+    retry_max_delay_s: float = setting(30.0, number(0.0, 3600.0, lo_open=True))
     """Longest delay between reopening attempts (the daemon retries forever)."""
-    channel_check: str = _spec("warn", _choice(*CHECK_MODES))
+    channel_check: str = setting("warn", choice(*CHECK_MODES))
     """Check the channel order on the first 2 s after each open: "warn" logs a problem and its fix, "remap"
     also follows a clear rotation (the seeed-voicecard driver's), "off" skips it."""
+
+    def check_together(self) -> None:
+        """retry_min_delay_s at most retry_max_delay_s."""
+        if self.retry_min_delay_s > self.retry_max_delay_s:
+            raise invalid("[device] retry_min_delay_s", self.retry_min_delay_s,
+                          f"at most retry_max_delay_s = {self.retry_max_delay_s}")
 
     def capture_key(self, rate_hz: int, n_channels: int) -> tuple:
         """What must stay equal for a reload to keep the open audio stream."""
@@ -188,12 +91,15 @@ class DeviceSettings:
 
 
 @dataclass(frozen=True)
-class StdoutSettings:
+class StdoutSettings(Settings):
     """JSON lines on standard output."""
 
-    enabled: bool = _spec(True, _bool)
+    KEY = "[stdout] {}"
+    TABLE = "[stdout]"
+
+    enabled: bool = setting(True, boolean)
     """Write one JSON line per analysed window on stdout (the journal, under systemd)."""
-    format: str = _spec("json", _choice("json", "odas", "odas-ssl"))
+    format: str = setting("json", choice("json", "odas", "odas-ssl"))
     """json: edge-msl/sources-v2 messages; odas: ODAS sst frames, odas-ssl: ODAS ssl frames (in ODAS's layout)."""
 
 
@@ -203,56 +109,72 @@ def _default_node_id() -> str:
 
 
 @dataclass(frozen=True)
-class MqttSettings:
+class MqttSettings(Settings):
     """Publishing to an MQTT broker (paho-mqtt 2); off while ``host`` is empty."""
 
-    host: str = _spec("", _text(253, re.compile(r"^[A-Za-z0-9_.:\[\]-]+$"), "a host name or IP address "
+    KEY = "[mqtt] {}"
+    TABLE = "[mqtt]"
+
+    host: str = setting("", text(253, re.compile(r"^[A-Za-z0-9_.:\[\]-]+$"), "a host name or IP address "
                                                                             "(empty: MQTT off)"))
     """Broker host name or address; empty turns MQTT off."""
-    port: int | None = _spec(None, _optional(_int(1, 65535)))
+    port: int | None = setting(None, optional(integer(1, 65535)))
     """Broker port; none = 1883, or 8883 with TLS."""
-    node_id: str = _spec("", _text(64, _NODE_ID_RE, "letters, digits, '-' and '_' (up to 64; empty: the host name)"))
+    node_id: str = setting("", text(64, _NODE_ID_RE, "letters, digits, '-' and '_' (up to 64; empty: the host name)"))
     """Names this device in topics (``edge-msl/<node_id>/...``); empty = the host name."""
-    topic_prefix: str = _spec("edge-msl", _text(128, _TOPIC_RE, "a topic without '+', '#' (up to 128 characters)",
+    topic_prefix: str = setting("edge-msl", text(128, _TOPIC_RE, "a topic without '+', '#' (up to 128 characters)",
                                                 empty=False))
     """First level of every topic."""
-    client_id: str = _spec("", _text(128, what="a string (up to 128 characters; empty: edge-msl-<node_id>)"))
+    client_id: str = setting("", text(128, what="a string (up to 128 characters; empty: edge-msl-<node_id>)"))
     """MQTT client id; empty = ``edge-msl-<node_id>``."""
-    qos: int = _spec(1, _int(0, 2))
+    qos: int = setting(1, integer(0, 2))
     """QoS of the sources messages; 1 or 2 needed for the no-loss guarantee across broker outages."""
-    keepalive_s: int = _spec(30, _int(5, 3600))
+    keepalive_s: int = setting(30, integer(5, 3600))
     """MQTT keepalive; a dead broker is noticed after about 1.5 times this."""
-    tls: bool = _spec(False, _bool)
+    tls: bool = setting(False, boolean)
     """Connect with TLS (system CA store unless ca_file is given)."""
-    ca_file: str = _spec("", _text(what="a file path (empty: system CAs)"))
+    ca_file: str = setting("", text(what="a file path (empty: system CAs)"))
     """CA certificate bundle (PEM) for TLS."""
-    cert_file: str = _spec("", _text(what="a file path (empty: no client certificate)"))
+    cert_file: str = setting("", text(what="a file path (empty: no client certificate)"))
     """Client certificate (PEM) for TLS client authentication."""
-    key_file: str = _spec("", _text(what="a file path (empty: no client certificate)"))
+    key_file: str = setting("", text(what="a file path (empty: no client certificate)"))
     """Private key (PEM) of cert_file."""
-    username: str = _spec("", _text(256, what="a string (empty: no authentication)"))
+    username: str = setting("", text(256, what="a string (empty: no authentication)"))
     """User name for the broker; empty = anonymous."""
-    password_file: str = _spec("", _text(what="a file path whose first line is the password"))
+    password_file: str = setting("", text(what="a file path whose first line is the password"))
     """File whose first line is the password (e.g. a systemd credential); the password is never logged."""
-    password_env: str = _spec("", _text(128, re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$"),
+    password_env: str = setting("", text(128, re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$"),
                                         "an environment variable name"))
     """Environment variable holding the password (used when password_file is empty)."""
-    discovery: bool = _spec(False, _bool)
+    discovery: bool = setting(False, boolean)
     """Publish Home Assistant MQTT discovery (retained), again whenever Home Assistant comes online."""
-    discovery_prefix: str = _spec("homeassistant", _text(128, _TOPIC_RE, "a topic without '+', '#'", empty=False))
+    discovery_prefix: str = setting("homeassistant", text(128, _TOPIC_RE, "a topic without '+', '#'", empty=False))
     """Home Assistant's discovery prefix."""
-    queue_max_messages: int = _spec(6000, _int(1, 10_000_000))
+    queue_max_messages: int = setting(6000, integer(1, 10_000_000))
     """Messages kept while the broker is away (newest kept; 6000 = 10 min at a 0.1 s hop)."""
-    reconnect_min_delay_s: int = _spec(1, _int(1, 3600))
+    reconnect_min_delay_s: int = setting(1, integer(1, 3600))
     """First reconnect delay; doubles up to reconnect_max_delay_s."""
-    reconnect_max_delay_s: int = _spec(60, _int(1, 3600))
+    reconnect_max_delay_s: int = setting(60, integer(1, 3600))
     """Longest delay between reconnect attempts (retries forever)."""
-    state_max_rate_hz: float = _spec(2.0, _float(0.0, 50.0, lo_open=True))
+    state_max_rate_hz: float = setting(2.0, number(0.0, 50.0, lo_open=True))
     """Most updates a second of the Home Assistant state topic (``<prefix>/<node>/state``), sent only on a change."""
-    state_min_move_deg: float = _spec(5.0, _float(0.0, 180.0))
+    state_min_move_deg: float = setting(5.0, number(0.0, 180.0))
     """How far a talker's azimuth must move before the state topic reports it again (0: any change)."""
     password: str = field(default="", repr=False, compare=False)
     """The resolved password (from password_file or password_env); not a config key, never printed."""
+
+    def check_together(self) -> None:
+        """Reconnect delays in order, TLS client files in pairs, TLS on where its files are set."""
+        if self.reconnect_min_delay_s > self.reconnect_max_delay_s:
+            raise invalid("[mqtt] reconnect_min_delay_s", self.reconnect_min_delay_s,
+                          f"at most reconnect_max_delay_s = {self.reconnect_max_delay_s}")
+        if bool(self.cert_file) != bool(self.key_file):
+            raise SettingError(f"[mqtt] cert_file = {self.cert_file!r} and key_file = {self.key_file!r} are invalid; "
+                               f"allowed: both set (TLS client certificate) or both empty", key="[mqtt] cert_file",
+                               value=self.cert_file, allowed="both set or both empty")
+        if (self.ca_file or self.cert_file) and not self.tls:
+            raise SettingError("[mqtt] tls = false is invalid with ca_file/cert_file set; allowed: tls = true",
+                               key="[mqtt] tls", value=False, allowed="tls = true")
 
     @property
     def enabled(self) -> bool:
@@ -277,23 +199,26 @@ class MqttSettings:
 def _target(key: str, v: Any) -> str:
     allowed = "'' (off), 'socket:HOST:PORT' (connects to a listener there, as ODAS does) or 'file:PATH'"
     if not isinstance(v, str) or len(v) > 1024 or "\x00" in v:
-        raise _bad(key, v, allowed)
+        raise invalid(key, v, allowed)
     m = re.match(r"^socket:([A-Za-z0-9_.\[\]:-]+):([0-9]{1,5})$", v)
     if v and not (m and 1 <= int(m.group(2)) <= 65535) and not (v.startswith("file:") and len(v) > 5):
-        raise _bad(key, v, allowed)
+        raise invalid(key, v, allowed)
     return v
 
 
 @dataclass(frozen=True)
-class OdasSettings:
+class OdasSettings(Settings):
     """ODAS-compatible frames (sst: tracked sources, ssl: potential sources) in ODAS's own layout, to a socket
     or a file as ODAS's sinks write them (odas_web listens on 9000 for sst and 9001 for ssl)."""
 
-    sst: str = _spec("", _target)
+    KEY = "[odas] {}"
+    TABLE = "[odas]"
+
+    sst: str = setting("", _target)
     """Where sst frames go: '' (off), 'socket:HOST:PORT' (e.g. odas_web's 'socket:127.0.0.1:9000') or 'file:PATH'."""
-    ssl: str = _spec("", _target)
+    ssl: str = setting("", _target)
     """Where ssl frames go, likewise (odas_web: 'socket:127.0.0.1:9001')."""
-    reconnect_delay_s: float = _spec(1.0, _float(0.0, 3600.0, lo_open=True))
+    reconnect_delay_s: float = setting(1.0, number(0.0, 3600.0, lo_open=True))
     """Delay between attempts to connect a socket target (the daemon retries forever)."""
 
     @property
@@ -303,27 +228,33 @@ class OdasSettings:
 
 
 @dataclass(frozen=True)
-class LiveSettings:
+class LiveSettings(Settings):
     """The live view: a web page with a radar of the talkers and a time strip, served while the daemon runs."""
 
-    enabled: bool = _spec(False, _bool)
+    KEY = "[live] {}"
+    TABLE = "[live]"
+
+    enabled: bool = setting(False, boolean)
     """Serve the live view (off by default)."""
-    host: str = _spec("127.0.0.1", _text(253, re.compile(r"^[A-Za-z0-9_.:-]+$"), "an address to listen on "
+    host: str = setting("127.0.0.1", text(253, re.compile(r"^[A-Za-z0-9_.:-]+$"), "an address to listen on "
                                          "('127.0.0.1': this machine only, '0.0.0.0': every interface)", empty=False))
     """Address the page is served on; 127.0.0.1 keeps it on this machine."""
-    port: int = _spec(8077, _int(0, 65535))
+    port: int = setting(8077, integer(0, 65535))
     """TCP port of the page (0: any free port, logged)."""
-    history_s: float = _spec(30.0, _float(1.0, 600.0))
+    history_s: float = setting(30.0, number(1.0, 600.0))
     """Seconds of history a newly opened page starts with (the time strip's width)."""
 
 
 @dataclass(frozen=True)
-class LoggingSettings:
+class LoggingSettings(Settings):
     """Log lines (always on stderr, so stdout stays data)."""
 
-    level: str = _spec("info", _choice(*LOG_LEVELS))
+    KEY = "[logging] {}"
+    TABLE = "[logging]"
+
+    level: str = setting("info", choice(*LOG_LEVELS))
     """Lowest level logged."""
-    status_interval_s: float = _spec(60.0, _float(0.0, 86400.0))
+    status_interval_s: float = setting(60.0, number(0.0, 86400.0))
     """Seconds between one-line summaries (windows, sources, overruns, MQTT queue) in the log; 0 = never."""
 
 
@@ -337,13 +268,13 @@ class Config:
     """array: a built-in array name, or an [array] table describing a custom one."""
     model: Path | None = None
     """model: .tflite path (its .json next to it); none = the packaged model for the array."""
-    hop_s: float = 0.1
+    hop_s: float = setting(0.1, HOP_S)
     """hop_s: seconds between analysed windows."""
-    threshold: float | None = None
+    threshold: float | None = setting(None, THRESHOLD)
     """threshold: region probability at which a new talker is born; none = the model's."""
-    track: bool = True
+    track: bool = setting(True, boolean)
     """track: stable source ids over time (false: raw per-window detections with id null)."""
-    num_threads: int = 1
+    num_threads: int = setting(1, integer(1, 64))
     """num_threads: TFLite interpreter threads."""
     decode: Mapping[str, Any] = field(default_factory=dict)
     """[decode]: temporal decode settings over the model's (keys of edge_msl.temporal.DecodeSettings)."""
@@ -369,14 +300,12 @@ class Config:
             "model": str(self.model) if self.model else None,
             "hop_s": self.hop_s, "threshold": self.threshold, "track": self.track, "num_threads": self.num_threads,
             "array": self.array.to_dict(),
-            "device": {f.name: getattr(self.device, f.name) for f in _config_fields(DeviceSettings)},
+            "device": self.device.to_dict(),
             "decode": dict(self.decode),
-            "stdout": {f.name: getattr(self.stdout, f.name) for f in _config_fields(StdoutSettings)},
-            "mqtt": {f.name: getattr(self.mqtt, f.name) for f in _config_fields(MqttSettings)},
-            "odas": {f.name: getattr(self.odas, f.name) for f in _config_fields(OdasSettings)},
-            "live": {f.name: getattr(self.live, f.name) for f in _config_fields(LiveSettings)},
+            "stdout": self.stdout.to_dict(), "mqtt": self.mqtt.to_dict(), "odas": self.odas.to_dict(),
+            "live": self.live.to_dict(),
             "separate": dict(self.separate),
-            "logging": {f.name: getattr(self.logging, f.name) for f in _config_fields(LoggingSettings)},
+            "logging": self.logging.to_dict(),
         }
         return out
 
@@ -387,13 +316,7 @@ _RETIRED = {"pool_s": "pooling is gone since edge-msl 0.2 (the temporal decode i
                       "remove pool_s",
             "tracking": "[tracking] became [decode] in edge-msl 0.2 (keys in docs/decode.md: birth_threshold, "
                         "keep_threshold, miss_windows, resume_s, ...); rename the table and its keys"}
-_TOP_CHECKS: dict[str, Check] = {
-    "hop_s": _float(0.001, 60.0),
-    "threshold": _optional(_float(0.0, 1.0, lo_open=True)),
-    "track": _bool,
-    "num_threads": _int(1, 64),
-    "model": _text(what="a path to a .tflite file (empty: the packaged model for the array)"),
-}
+_MODEL_PATH = text(what="a path to a .tflite file (empty: the packaged model for the array)")
 
 
 def _resolve_password(m: MqttSettings, env: Mapping[str, str]) -> MqttSettings:
@@ -427,7 +350,8 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path | None = None, sourc
     unknown = sorted(set(data) - set(_TOP_KEYS))
     if unknown:
         raise ConfigError(f"unknown top-level key(s) {unknown}; allowed: {sorted(_TOP_KEYS)}")
-    top = {k: _TOP_CHECKS[k](k, data[k]) for k in _TOP_CHECKS if k in data}
+    top = {f.name: f.metadata["check"](f.name, data[f.name]) for f in checked_fields(Config) if f.name in data}
+    model_text = _MODEL_PATH("model", data["model"]) if "model" in data else ""
 
     raw_array = data.get("array", DEFAULT_ARRAY)
     try:
@@ -436,7 +360,7 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path | None = None, sourc
         elif isinstance(raw_array, Mapping):
             array = from_dict(raw_array)
         else:
-            raise _bad("array", raw_array, "a built-in array name or an [array] table")
+            raise invalid("array", raw_array, "a built-in array name or an [array] table")
     except ArrayConfigError as exc:
         raise ConfigError(f"[array]: {exc}") from None
 
@@ -444,15 +368,7 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path | None = None, sourc
     if isinstance(mqtt_table, Mapping) and "password" in mqtt_table:
         raise ConfigError("[mqtt] password is not read from the config file (it would be world-readable); "
                           "allowed: password_file = \"/path\" or password_env = \"VARIABLE\"")
-    mqtt = _build(MqttSettings, mqtt_table, "mqtt")
-    if mqtt.reconnect_min_delay_s > mqtt.reconnect_max_delay_s:
-        raise _bad("[mqtt] reconnect_min_delay_s", mqtt.reconnect_min_delay_s,
-                   f"at most reconnect_max_delay_s = {mqtt.reconnect_max_delay_s}")
-    if bool(mqtt.cert_file) != bool(mqtt.key_file):
-        raise ConfigError(f"[mqtt] cert_file = {mqtt.cert_file!r} and key_file = {mqtt.key_file!r} are invalid; "
-                          f"allowed: both set (TLS client certificate) or both empty")
-    if (mqtt.ca_file or mqtt.cert_file) and not mqtt.tls:
-        raise ConfigError(f"[mqtt] tls = false is invalid with ca_file/cert_file set; allowed: tls = true")
+    mqtt = MqttSettings.from_dict(mqtt_table)
     for key in ("ca_file", "cert_file", "key_file"):
         # checked here, not first when connecting, so `run --check` (and install.sh) refuses what `run` would
         value = getattr(mqtt, key)
@@ -464,21 +380,14 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path | None = None, sourc
     if mqtt.password and not mqtt.username:
         raise ConfigError("[mqtt] username = '' is invalid with a password set; allowed: the broker user name")
 
-    device = _build(DeviceSettings, data.get("device", {}), "device")
+    device = DeviceSettings.from_dict(data.get("device", {}))
     array, device = _board_defaults(data, array, device)
-    if device.retry_min_delay_s > device.retry_max_delay_s:
-        raise _bad("[device] retry_min_delay_s", device.retry_min_delay_s,
-                   f"at most retry_max_delay_s = {device.retry_max_delay_s}")
 
     decode = data.get("decode", {})
-    try:
-        DecodeSettings.from_dict(decode)
-    except (DecodeConfigError, TypeError) as exc:
-        raise ConfigError(str(exc) if str(exc).startswith("decode") else f"[decode]: {exc}") from None
+    DecodeSettings.from_dict(decode)
 
     separate = _separate_table(data.get("separate", {}), base_dir)
 
-    model_text = top.pop("model", "")
     model = None
     if model_text:
         model = Path(model_text).expanduser()
@@ -486,11 +395,11 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path | None = None, sourc
             model = base_dir / model
     return Config(
         device=device, array=array, model=model, decode=dict(decode),
-        stdout=_build(StdoutSettings, data.get("stdout", {}), "stdout"),
+        stdout=StdoutSettings.from_dict(data.get("stdout", {})),
         mqtt=mqtt,
-        odas=_build(OdasSettings, data.get("odas", {}), "odas"),
-        live=_build(LiveSettings, data.get("live", {}), "live"), separate=separate,
-        logging=_build(LoggingSettings, data.get("logging", {}), "logging"),
+        odas=OdasSettings.from_dict(data.get("odas", {})),
+        live=LiveSettings.from_dict(data.get("live", {})), separate=separate,
+        logging=LoggingSettings.from_dict(data.get("logging", {})),
         source=source, **top,
     )
 
@@ -498,17 +407,15 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path | None = None, sourc
 def _separate_table(table: Any, base_dir: Path | None) -> dict[str, Any]:
     """[separate]: ``dir`` (a directory for the per-track WAVs, '' = off; relative to the config file) and the
     keys of :class:`edge_msl.separate.SeparateSettings`."""
-    from .separate import SeparateConfigError, SeparateSettings
+    from .separate import SeparateSettings
 
-    if not isinstance(table, Mapping):
-        raise _bad("separate", table, "a [separate] table")
-    table = dict(table)
-    directory = _text(what="a directory for per-track WAV files ('' = off)")("[separate] dir", table.pop("dir", ""))
-    try:
-        SeparateSettings.from_dict(table)
-    except (SeparateConfigError, TypeError) as exc:
-        text = str(exc).replace("allowed: loading,", "allowed: dir, loading,")
-        raise ConfigError(f"[separate] {text[9:]}" if text.startswith("separate ") else f"[separate]: {text}") from None
+    @dataclass(frozen=True)
+    class SeparateTable(SeparateSettings):
+        dir: str = setting("", text(what="a directory for per-track WAV files ('' = off)"))
+        """A WAV per track id goes there ('' = off)."""
+
+    directory = SeparateTable.from_dict(table).dir
+    table = {k: v for k, v in table.items() if k != "dir"}
     if directory:
         path = Path(directory).expanduser()
         directory = str(base_dir / path if not path.is_absolute() and base_dir is not None else path)

@@ -15,12 +15,14 @@ from typing import Any, Sequence
 import numpy as np
 
 from .arrays import ArrayConfigError, MicArray
+from .config import HOP_S, THRESHOLD
 from .refine import ElevationTracks, SrpRefiner, hop_segments
 from .regions import Detection, decode
 from .runtime import Model
 from .stream import Resampler, Windower, design, to_float
+from .settings_check import SettingError
 from .symmetry import model_cycle
-from .temporal import DecodeConfigError, DecodeSettings, Talker, TemporalDecoder
+from .temporal import DecodeSettings, Talker, TemporalDecoder
 
 SCHEMA = "edge-msl/sources-v2"
 """Value of every message's ``schema`` field; a change that breaks readers gets a new version
@@ -155,16 +157,17 @@ class Pipeline:
             except ValueError as exc:
                 raise PipelineError(str(exc)) from None
             self.resampler = Resampler(self.input_rate_hz, self.sample_rate_hz, self.array.n_mics)
-        if isinstance(hop_s, bool) or not isinstance(hop_s, (int, float)) or not math.isfinite(hop_s) \
-                or not 1.0 / self.sample_rate_hz <= hop_s <= 60.0:
-            raise PipelineError(f"hop_s = {hop_s!r} is invalid; allowed: seconds in [1/{self.sample_rate_hz}, 60] "
-                                f"(0.1 is the default)")
-        self.hop_s = float(hop_s)
+        # the config's checks, so a value the config accepts is one the pipeline accepts
+        try:
+            self.hop_s = HOP_S("hop_s", hop_s)
+        except SettingError as exc:
+            raise PipelineError(f"{exc} (0.1 is the default)") from None
         self.hop_samples = max(1, int(round(self.hop_s * self.sample_rate_hz)))
-        if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))
-                                      or not 0.0 < threshold < 1.0):
-            raise PipelineError(f"threshold = {threshold!r} is invalid; allowed: a probability in (0, 1) "
-                                f"(the model's is {info.temporal.birth_threshold if track else info.threshold})")
+        try:
+            THRESHOLD("threshold", threshold)
+        except SettingError as exc:
+            raise PipelineError(f"{exc} (the model's is "
+                                f"{info.temporal.birth_threshold if track else info.threshold})") from None
         self.track = bool(track)
         self.decoder: TemporalDecoder | None = None
         if self.track:
@@ -174,7 +177,7 @@ class Pipeline:
                 if threshold is not None:
                     settings = DecodeSettings.from_dict({"birth_threshold": float(threshold), "keep_threshold":
                                                          min(settings.keep_threshold, float(threshold))}, base=settings)
-            except DecodeConfigError as exc:
+            except SettingError as exc:
                 raise PipelineError(str(exc)) from None
             self.decoder = TemporalDecoder(info.layout, settings)
             self.threshold = settings.birth_threshold

@@ -19,6 +19,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .arrays import SPEED_OF_SOUND_M_S
+from .settings_check import Settings, SettingError, boolean, number, setting
 
 NFFT = 512
 """STFT frame (32 ms at 16 kHz); the hop is half of it, square-root Hann analysis and synthesis windows."""
@@ -31,56 +32,39 @@ WEIGHTS_EVERY = 2
 the covariances remember about 1.5 s, so every message would cost twice the CPU for no measured gain)."""
 
 
-class SeparateConfigError(ValueError):
-    """Invalid separation settings; the message names the key, the value and what is allowed."""
+SeparateConfigError = SettingError
+"""Invalid separation settings (the one settings error, under its former name)."""
 
 
 @dataclass(frozen=True)
-class SeparateSettings:
+class SeparateSettings(Settings):
     """How per-talker audio is made (defaults chosen on development scenes, docs/separation.md)."""
 
-    loading: float = 0.02
+    loading: float = setting(0.02, number(1e-4, 10.0))
     """Diagonal loading of the normalized noise covariance (robustness to steering errors and echoes; 0.01-0.3
     measured on development scenes: 0.01-0.03 best, 0.02 kept for margin against real arrays' errors)."""
-    null_min_deg: float = 15.0
+    null_min_deg: float = setting(15.0, number(0.0, 180.0))
     """Another track closer than this (in azimuth) to the target gets no null (it would null the target)."""
-    null_max_coherence: float = 0.8
+    null_max_coherence: float = setting(0.8, number(0.0, 1.0))
     """Per frequency, no null where the two steering vectors are this alike (low frequencies)."""
-    noise_forget: float = 0.98
+    noise_forget: float = setting(0.98, number(0.0, 0.9999))
     """Per STFT frame, the weight of the past in the noise covariance (frames where no talker is listed)."""
-    adapt_forget: float = 0.99
+    adapt_forget: float = setting(0.99, number(0.0, 0.9999))
     """Per frame, the weight of the past in each track's interference covariance, learnt from the bins its
     post-filter finds dominated by others (0 turns this off: the noise covariance serves every track)."""
-    postfilter: bool = True
+    postfilter: bool = setting(True, boolean)
     """Apply the post-filter (each track's output against the other tracks' outputs and the noise floor)."""
-    interference_weight: float = 1.0
+    interference_weight: float = setting(1.0, number(0.0, 10.0))
     """Post-filter: how much of the other tracks' output power counts as leaking into this one."""
-    gain_min: float = 0.1
+    gain_min: float = setting(0.1, number(0.0, 1.0))
     """Post-filter: smallest gain (0.1 = -20 dB)."""
-    backfill_s: float = 0.5
+    backfill_s: float = setting(0.5, number(0.0, 10.0))
     """A new track's audio starts this long before its first message (the decode needs a window to see it)."""
-    hold_s: float = 2.0
+    hold_s: float = setting(2.0, number(0.0, 3600.0))
     """A track's stream ends when its id has not been listed for this long (the decode's resume_s)."""
 
-    def __post_init__(self) -> None:
-        checks = {"loading": (1e-4, 10.0), "null_min_deg": (0.0, 180.0), "null_max_coherence": (0.0, 1.0),
-                  "noise_forget": (0.0, 0.9999), "adapt_forget": (0.0, 0.9999), "interference_weight": (0.0, 10.0), "gain_min": (0.0, 1.0),
-                  "backfill_s": (0.0, 10.0), "hold_s": (0.0, 3600.0)}
-        for key, (lo, hi) in checks.items():
-            v = getattr(self, key)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
-                raise SeparateConfigError(f"separate {key} = {v!r} is invalid; allowed: a number in [{lo:g}, {hi:g}]")
-        if not isinstance(self.postfilter, bool):
-            raise SeparateConfigError(f"separate postfilter = {self.postfilter!r} is invalid; allowed: true, false")
-
-    @classmethod
-    def from_dict(cls, table: Mapping[str, Any]) -> "SeparateSettings":
-        """Settings from a table (TOML ``[separate]`` minus ``dir``); unknown keys are an error."""
-        names = [f.name for f in cls.__dataclass_fields__.values()]
-        unknown = sorted(set(table) - set(names))
-        if unknown:
-            raise SeparateConfigError(f"separate has unknown key(s) {', '.join(unknown)}; allowed: {', '.join(names)}")
-        return cls(**dict(table))
+    KEY = "[separate] {}"
+    TABLE = "[separate]"
 
 
 @dataclass

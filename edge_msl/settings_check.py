@@ -1,18 +1,179 @@
-"""One check for every settings table read from JSON or TOML: unknown keys are refused.
+"""The one way to declare and check a setting: a dataclass field with its default, its check and a docstring.
 
-Shared by the region layout, the simulator and model settings (and later the daemon config),
-so every such error names the keys and the allowed ones the same way.
+Every settings dataclass (the daemon's config sections, the temporal decode, separation) derives from
+:class:`Settings`, reads tables with its one :meth:`Settings.from_dict` and fails with :class:`SettingError`,
+whose one line names the key, the value and what is allowed. Pure Python: it must not read files.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping
+import difflib
+import math
+import re
+from typing import Any, Callable, ClassVar, Mapping
+
+
+class SettingError(ValueError):
+    """A setting is invalid; ``str()`` is one line naming the key, the value and what is allowed."""
+
+    def __init__(self, message: str, *, key: str | None = None, value: Any = None, allowed: str | None = None) -> None:
+        super().__init__(message)
+        self.key, self.value, self.allowed = key, value, allowed
+
+
+def shown(value: Any) -> str:
+    """``repr(value)``, cut to 80 characters (an error message stays one readable line)."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def invalid(key: str, value: Any, allowed: str) -> SettingError:
+    """``<key> = <value> is invalid; allowed: <allowed>``."""
+    return SettingError(f"{key} = {shown(value)} is invalid; allowed: {allowed}", key=key, value=value, allowed=allowed)
+
+
+# ----------------------------------------------------------------------------------------------
+# checks: ``check(key, value)`` returns the (normalized) value or raises SettingError
+
+Check = Callable[[str, Any], Any]
+
+
+def integer(lo: int, hi: int | None = None) -> Check:
+    """An int (not a bool) in [lo, hi] (hi None: no upper bound)."""
+    allowed = f"an integer in [{lo}, {hi}]" if hi is not None else f"an integer >= {lo}"
+
+    def check(key: str, v: Any) -> int:
+        if isinstance(v, bool) or not isinstance(v, int) or v < lo or (hi is not None and v > hi):
+            raise invalid(key, v, allowed)
+        return v
+    return check
+
+
+def number(lo: float, hi: float, *, lo_open: bool = False, hi_open: bool = False, noun: str = "a number") -> Check:
+    """A finite int or float (not a bool) in the interval, returned as a float."""
+    allowed = f"{noun} in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+
+    def check(key: str, v: Any) -> float:
+        ok = not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
+        if not (ok and (lo < v if lo_open else lo <= v) and (v < hi if hi_open else v <= hi)):
+            raise invalid(key, v, allowed)
+        return float(v)
+    return check
+
+
+def boolean(key: str, v: Any) -> bool:
+    """true or false."""
+    if not isinstance(v, bool):
+        raise invalid(key, v, "true or false")
+    return v
+
+
+def choice(*choices: str) -> Check:
+    """One of ``choices``."""
+    def check(key: str, v: Any) -> str:
+        if not isinstance(v, str) or v not in choices:
+            raise invalid(key, v, " or ".join(repr(c) for c in choices))
+        return v
+    return check
+
+
+def text(max_len: int = 4096, pattern: re.Pattern[str] | None = None, what: str = "a string",
+         empty: bool = True) -> Check:
+    """A string of at most ``max_len`` characters without NUL, matching ``pattern`` when not empty."""
+    def check(key: str, v: Any) -> str:
+        if not isinstance(v, str) or len(v) > max_len or "\x00" in v or (not empty and not v) \
+                or (pattern is not None and v and not pattern.match(v)):
+            raise invalid(key, v, what)
+        return v
+    return check
+
+
+def optional(inner: Check) -> Check:
+    """None, or what ``inner`` allows."""
+    def check(key: str, v: Any) -> Any:
+        return None if v is None else inner(key, v)
+    return check
+
+
+def setting(default: Any, check: Check, **kw: Any) -> Any:
+    """A settings field: its default and its check (the docstring goes on the line below it)."""
+    return dataclasses.field(default=default, metadata={"check": check}, **kw)
+
+
+def checked_fields(cls: type) -> list[dataclasses.Field]:
+    """The fields of ``cls`` declared with :func:`setting` (the keys a table may set)."""
+    return [f for f in dataclasses.fields(cls) if "check" in f.metadata]
+
+
+# ----------------------------------------------------------------------------------------------
+# secrets are named, never echoed
+
+_SECRET_NAME_RE = re.compile(r"pas|pw|psw|word|secret|token|cred|auth|key|priv|sig", re.IGNORECASE)
+"""Key names whose value may be a secret (also misspelt: ``pasword``, ``passwd``, ``pwd``, ``api_key``)."""
+
+
+def looks_secret(key: str) -> bool:
+    """True for a key name that may hold a secret, misspellings included (a mistyped password key still holds
+    the password)."""
+    name = str(key).lower()
+    return bool(_SECRET_NAME_RE.search(name)) or any(
+        difflib.SequenceMatcher(None, name, s).ratio() >= 0.6 for s in ("password", "passwd", "secret", "token"))
+
+
+def _tuples(value: Any) -> Any:
+    """Lists (JSON, TOML) as tuples, nested ones too, so frozen settings stay hashable."""
+    if isinstance(value, list):
+        return tuple(_tuples(v) for v in value)
+    return value
+
+
+class Settings:
+    """Base of every settings dataclass: each :func:`setting` field is checked on construction (also by
+    ``dataclasses.replace``), :meth:`check_together` checks what spans fields, one ``from_dict``/``to_dict``."""
+
+    KEY: ClassVar[str] = "{}"
+    """How a key is named in errors, e.g. ``"decode.{}"`` or ``"[mqtt] {}"``."""
+    TABLE: ClassVar[str] = "settings"
+    """How the table is named in errors, e.g. ``"decode"`` or ``"[mqtt]"``."""
+
+    def __post_init__(self) -> None:
+        for f in checked_fields(type(self)):
+            object.__setattr__(self, f.name, f.metadata["check"](self.KEY.format(f.name), getattr(self, f.name)))
+        self.check_together()
+
+    def check_together(self) -> None:
+        """Checks across fields (raise :func:`invalid`); none by default."""
+
+    @classmethod
+    def from_dict(cls, table: Any, base: "Settings | None" = None) -> Any:
+        """Settings from a table (keys not given come from ``base``, else the defaults; lists become tuples);
+        a non-table, an unknown key or a bad value is a :class:`SettingError`."""
+        names = [f.name for f in checked_fields(cls)]
+        if not isinstance(table, Mapping):
+            raise invalid(cls.TABLE, table, f"a table of {', '.join(names)}")
+        unknown = sorted((k for k in table if k not in names), key=str)
+        if unknown:
+            given = ", ".join(f"{k} = {'<redacted>' if looks_secret(k) else shown(table[k])}" for k in unknown)
+            raise SettingError(f"unknown {cls.TABLE} key(s) {unknown}; allowed: {sorted(names)} (given: {given[:200]})",
+                               key=str(unknown[0]), value=table[unknown[0]], allowed=", ".join(sorted(names)))
+        merged = base.to_dict() if base is not None else {}
+        merged.update({k: _tuples(v) for k, v in table.items()})
+        return cls(**merged)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settable fields as a plain dict (TOML/JSON); :meth:`from_dict` reads it back."""
+        return {f.name: getattr(self, f.name) for f in checked_fields(type(self))}
 
 
 def reject_unknown_keys(cls: type, cfg: Mapping[str, Any], what: str, error: type[Exception] = ValueError) -> None:
-    """Raise ``error`` naming the keys of ``cfg`` that are not fields of dataclass ``cls``."""
+    """Raise ``error`` naming the keys of ``cfg`` that are not fields of dataclass ``cls`` (for the training
+    side's dataclasses not yet on :class:`Settings`)."""
     allowed = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(cfg) - allowed)
     if unknown:
         raise error(f"unknown {what}(s) {unknown}; allowed: {sorted(allowed)}")
+
+
+__all__ = ["SettingError", "Settings", "Check", "setting", "checked_fields", "invalid", "shown", "integer", "number",
+           "boolean", "choice", "text", "optional", "looks_secret", "reject_unknown_keys"]

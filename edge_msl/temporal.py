@@ -18,134 +18,93 @@ windows, or one very probable window). The reported azimuth is extrapolated to t
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
-from typing import Any, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Sequence
 
 import numpy as np
 
 from .regions import Detection, RegionLayout, decode, wrap180, wrap360
-from .settings_check import reject_unknown_keys
+from .settings_check import Settings, SettingError, boolean, integer, invalid, number, setting
 
 
-class DecodeConfigError(ValueError):
-    """Temporal decode settings are invalid; the message names the key, the value and what is allowed."""
+DecodeConfigError = SettingError
+"""Temporal decode settings are invalid (the one settings error, under its former name)."""
 
 
 @dataclass(frozen=True)
-class DecodeSettings:
+class DecodeSettings(Settings):
     """How per-window outputs become listed talkers (defaults chosen on validation scenes with
     ``benchmarks/scenes_bench.py``; each model's sidecar may set its own under ``decode.temporal``)."""
 
-    birth_threshold: float = 0.45
+    birth_threshold: float = setting(0.45, number(0.0, 1.0, lo_open=True, hi_open=True, noun="a probability"))
     """A region at least this probable can start a new talker."""
-    seed_threshold: float = 0.15
+    seed_threshold: float = setting(0.15, number(0.0, 1.0, lo_open=True, hi_open=True, noun="a probability"))
     """A region at least this probable starts a tentative talker, listed only if ``confirm_mean`` is met."""
-    keep_threshold: float = 0.15
+    keep_threshold: float = setting(0.15, number(0.0, 1.0, lo_open=True, hi_open=True, noun="a probability"))
     """A listed talker stays listed while a region at its direction is at least this probable."""
-    confirm_hits: int = 2
+    confirm_hits: int = setting(2, integer(1))
     """A new talker is listed once born in this many windows ..."""
-    confirm_windows: int = 3
+    confirm_windows: int = setting(3, integer(1))
     """... of its first this-many windows (otherwise it was a false alarm)."""
-    confirm_confidence: float = 0.6
+    confirm_confidence: float = setting(0.6, number(0.0, 1.0, lo_open=True))
     """A new talker whose first window is at least this probable is listed at once (1: never)."""
-    confirm_mean: float = 0.3
+    confirm_mean: float = setting(0.3, number(0.0, 1.0, lo_open=True))
     """... or once its evidence averaged over ``confirm_mean_windows`` windows (0 where it was
     missed) reaches this: a quiet talker, seldom above the birth threshold, is found from the
     evidence of several windows (1: never)."""
-    confirm_mean_windows: int = 3
+    confirm_mean_windows: int = setting(3, integer(1))
     """Windows over which that average is taken (a tentative talker lives at most this long)."""
-    coast_s: float = 1.0
+    coast_s: float = setting(1.0, number(0.0, 60.0))
     """Internally, a walker who pauses is followed at their last speed this long (never listed)."""
-    gate_open_deg_s: float = 30.0
+    gate_open_deg_s: float = setting(30.0, number(0.0, 1e3))
     """The gate of a talker not heard for a while widens this fast (up to twice ``gate_deg``)."""
-    miss_windows: int = 1
+    miss_windows: int = setting(1, integer(0, 50))
     """Windows without evidence a listed talker survives (0: unlisted in the first such window)."""
-    resume_s: float = 2.0
+    resume_s: float = setting(2.0, number(0.0, 3600.0))
     """An unlisted talker keeps its id this long; evidence at its direction lists it again."""
-    gate_deg: float = 25.0
+    gate_deg: float = setting(25.0, number(0.0, 180.0, lo_open=True, hi_open=True, noun="degrees"))
     """A candidate farther than this from a track's predicted direction cannot continue it."""
-    merge_deg: float = 18.0
+    merge_deg: float = setting(18.0, number(0.0, 180.0, lo_open=True, hi_open=True, noun="degrees"))
     """Two tracks closer than this are one talker: the younger one ends."""
-    azimuth_noise_deg: float = 3.0
+    azimuth_noise_deg: float = setting(3.0, number(0.0, 90.0, lo_open=True))
     """Standard deviation of one window's azimuth at full confidence (grows as confidence falls)."""
-    turn_rate_deg_s2: float = 50.0
+    turn_rate_deg_s2: float = setting(50.0, number(0.0, 1e5))
     """How fast a talker's angular velocity may change (Kalman process noise, deg/s per sqrt s)."""
-    max_rate_deg_s: float = 120.0
+    max_rate_deg_s: float = setting(120.0, number(0.0, 1e4))
     """Cap on a track's angular speed."""
-    drift_deg_s: float = 1.0
+    drift_deg_s: float = setting(1.0, number(0.0, 1e3))
     """How fast a still talker's direction may drift (deg per sqrt s)."""
-    now_needs_walk: bool = True
+    now_needs_walk: bool = setting(True, boolean)
     """... and only while the walking hypothesis is the one reported."""
-    walk_after: int = 3
+    walk_after: int = setting(3, integer(1, 1000))
     """Windows of evidence before a talker can be taken for walking."""
-    model_forget: float = 0.8
+    model_forget: float = setting(0.8, number(0.0, 1.0))
     """Memory of the still/walking choice: weight of the past evidence per window."""
-    lead_s: float = 0.25
+    lead_s: float = setting(0.25, number(0.0, 5.0))
     """The network's direction is where the talker was this long before the window's end (half the
     window): the filter follows a walker to the end of the window, where it reports them."""
-    now_half_deg: float = 16.0
+    now_half_deg: float = setting(16.0, number(0.0, 90.0))
     """A walking talker is reported at the SRP-PHAT peak of the newest hop of audio within this
     many degrees of the filter's direction (0: off; needs the pipeline's ``peak``)."""
-    now_min_rate_deg_s: float = 10.0
+    now_min_rate_deg_s: float = setting(10.0, number(0.0, 1e4))
     """... when the walking hypothesis moves at least this fast (a still talker keeps the
     filter's long average, which the newest hop alone would only make noisier)."""
-    distance_alpha: float = 0.3
+    distance_alpha: float = setting(0.3, number(0.0, 1.0, lo_open=True))
     """Weight of a new window in the smoothed distance."""
-    confidence_alpha: float = 0.6
+    confidence_alpha: float = setting(0.6, number(0.0, 1.0, lo_open=True))
     """Weight of a new window in the published confidence."""
 
-    def __post_init__(self) -> None:
-        def bad(key: str, allowed: str) -> DecodeConfigError:
-            return DecodeConfigError(f"decode.{key} = {getattr(self, key)!r} is invalid; allowed: {allowed}")
+    KEY = "decode.{}"
+    TABLE = "decode"
 
-        def number(v: Any) -> bool:
-            return not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
-
-        for key in ("birth_threshold", "keep_threshold", "seed_threshold"):
-            if not number(getattr(self, key)) or not 0.0 < getattr(self, key) < 1.0:
-                raise bad(key, "a probability in (0, 1)")
+    def check_together(self) -> None:
+        """keep_threshold at most birth_threshold, confirm_hits at most confirm_windows."""
         if self.keep_threshold > self.birth_threshold:
-            raise bad("keep_threshold", f"a probability in (0, birth_threshold = {self.birth_threshold}]")
-        for key in ("confirm_confidence", "confirm_mean", "distance_alpha", "confidence_alpha"):
-            if not number(getattr(self, key)) or not 0.0 < getattr(self, key) <= 1.0:
-                raise bad(key, "a number in (0, 1]")
-        for key in ("confirm_hits", "confirm_windows", "confirm_mean_windows"):
-            v = getattr(self, key)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise bad(key, "an integer >= 1")
+            raise invalid("decode.keep_threshold", self.keep_threshold,
+                          f"a probability in (0, birth_threshold = {self.birth_threshold}]")
         if self.confirm_hits > self.confirm_windows:
-            raise bad("confirm_hits", f"an integer in [1, confirm_windows = {self.confirm_windows}]")
-        v = self.walk_after
-        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 1000:
-            raise bad("walk_after", "an integer in [1, 1000]")
-        v = self.miss_windows
-        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 50:
-            raise bad("miss_windows", "an integer in [0, 50]")
-        for key in ("gate_deg", "merge_deg"):
-            if not number(getattr(self, key)) or not 0.0 < getattr(self, key) < 180.0:
-                raise bad(key, "degrees in (0, 180)")
-        for key, hi in (("resume_s", 3600.0), ("lead_s", 5.0), ("turn_rate_deg_s2", 1e5), ("max_rate_deg_s", 1e4),
-                        ("azimuth_noise_deg", 90.0), ("drift_deg_s", 1e3), ("model_forget", 1.0), ("now_half_deg", 90.0), ("coast_s", 60.0), ("gate_open_deg_s", 1e3),
-                        ("now_min_rate_deg_s", 1e4)):
-            if not number(getattr(self, key)) or not 0.0 <= getattr(self, key) <= hi:
-                raise bad(key, f"a number in [0, {hi:g}]")
-        if self.azimuth_noise_deg <= 0:
-            raise bad("azimuth_noise_deg", "a number of degrees > 0")
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict (TOML/JSON); :meth:`from_dict` reads it back."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, cfg: Mapping[str, Any], base: "DecodeSettings | None" = None) -> "DecodeSettings":
-        """Settings from a table (keys not given come from ``base``, else the defaults); unknown
-        keys and bad values are refused by name."""
-        if not isinstance(cfg, Mapping):
-            raise DecodeConfigError(f"decode settings must be a table, got {type(cfg).__name__}")
-        reject_unknown_keys(cls, cfg, "decode key", DecodeConfigError)
-        merged = (base or cls()).to_dict()
-        merged.update(cfg)
-        return cls(**merged)
+            raise invalid("decode.confirm_hits", self.confirm_hits,
+                          f"an integer in [1, confirm_windows = {self.confirm_windows}]")
 
 
 @dataclass(frozen=True)

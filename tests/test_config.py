@@ -62,7 +62,7 @@ def test_custom_array_table():
     ([("mqtt.hots", "x")], ["hots", "'x'", "host"]),
     ([("device.rate_hz", 1000)], ["[device] rate_hz", "1000", "[8000, 192000]"]),
     ([("device.period_frames", True)], ["period_frames", "True", "integer"]),
-    ([("hop_s", "fast")], ["hop_s", "'fast'", "number"]),
+    ([("hop_s", "fast")], ["hop_s", "'fast'", "seconds in [0.001, 60]"]),
     ([("threshold", 1.5)], ["threshold", "1.5", "(0, 1]"]),
     ([("pool_s", 1.0)], ["pool_s", "edge-msl 0.2", "remove pool_s"]),
     ([("tracking.gate_deg", 30.0)], ["[tracking] became [decode]", "docs/decode.md"]),

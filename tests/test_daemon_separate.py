@@ -89,7 +89,7 @@ def test_the_daemon_writes_what_locate_separate_writes(home, audio, tmp_path):
 def test_separate_settings_are_validated_like_the_rest():
     with pytest.raises(ConfigError, match=r"\[separate\] loading = -1 is invalid"):
         load_config(None, [("separate.loading", -1)])
-    with pytest.raises(ConfigError, match=r"\[separate\] has unknown key.*bogus.*allowed: dir"):
+    with pytest.raises(ConfigError, match=r"unknown \[separate\] key.*bogus.*allowed: .*'dir'"):
         load_config(None, [("separate.bogus", 1)])
     assert load_config(None, [("separate.dir", "/tmp/x")]).separate == {"dir": "/tmp/x"}
 

@@ -221,7 +221,7 @@ def test_validator_rejects_a_bad_message(validator, example_messages):
     ({"input_rate_hz": 8000}, None, r"8000 Hz is below the model's 16000 Hz"),
     ({"input_rate_hz": 16001}, None, r"record at a standard rate"),
     ({"hop_s": 0}, None, r"hop_s = 0 is invalid; allowed: seconds in"),
-    ({"threshold": 1.5}, None, r"threshold = 1.5 is invalid; allowed: a probability in \(0, 1\)"),
+    ({"threshold": 1.5}, None, r"threshold = 1.5 is invalid; allowed: a probability in \(0, 1\]"),
     ({"array": get_array("respeaker-4mic")}, None, r"another geometry than the model's 'uca8-r10'"),
 ])
 def test_inputs_that_cannot_fit_are_one_line_errors(model, kwargs, frames, match):
