@@ -302,3 +302,29 @@ def test_falls_back_to_tensorflow_lite_with_the_same_outputs(model, tmp_path):
     assert name == "tensorflow.lite"
     # same flatbuffer, same kernels: within one int8 output step of ai_edge_litert
     np.testing.assert_allclose(np.array(json.loads(outputs)), model.outputs(window), atol=1 / 256 + 1e-6)
+
+
+@pytest.mark.parametrize("array", runtime.available_models())
+def test_sidecar_decode_is_the_one_in_params_json(array):
+    """models/<array>/params.json's ``decode`` is the source, ``python -m convert`` copies it (with ``data``
+    as ``training.data``): both files agree, ``chosen_on`` is a pointer to the model card, no lab notes or
+    temporary paths ship (issue 31, point 4)."""
+    params = json.loads((REPO / "models" / array / "params.json").read_text())
+    sidecar = json.loads((REPO / "edge_msl" / "models" / f"{array}.json").read_text())
+    assert sidecar["decode"] == params["decode"]
+    assert sidecar["training"] == {"data": params.get("data"), "train": params.get("train")}
+    card, _, anchor = sidecar["decode"]["chosen_on"].partition("#")
+    assert card == f"docs/models/{array}.md" and f"\n## {anchor.capitalize()}\n" in (REPO / card).read_text()
+    strings = []
+
+    def walk(v):
+        if isinstance(v, dict):
+            for x in v.values():
+                walk(x)
+        elif isinstance(v, list):
+            for x in v:
+                walk(x)
+        elif isinstance(v, str):
+            strings.append(v)
+    walk({k: v for k, v in sidecar.items() if k != "array"})  # the array's source cites its datasheet
+    assert max(map(len, strings)) <= 120 and not any("/tmp/" in s for s in strings)

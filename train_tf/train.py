@@ -158,7 +158,9 @@ class MixSource:
         self.summary = {"source": "rir-bank", "dir": str(rir_dir), "rir_bank_seed": self.meta["seed"],
                         "val_windows": settings.val_windows, "bank": str(bank_path), "bank_hash": bank.content_hash,
                         "bank_summary": bank.summary(), "n_sources_p": list(self.train_mix.n_sources_p),
-                        "simulation": self.train_mix.settings.to_dict(), "mix_overrides": mix_overrides or {}}
+                        # the bank's own region layout is left out: the mixer labels with the model's (``layout``)
+                        "simulation": {k: v for k, v in self.train_mix.settings.to_dict().items() if k != "regions"},
+                        "mix_overrides": mix_overrides or {}}
 
     def train_batches(self):
         import queue
