@@ -36,13 +36,17 @@ def encode(msg: dict[str, Any]) -> str:
 
 class StdoutSink:
     """JSON lines on stdout, flushed per line; a closed pipe (``| head``) closes only this sink, and any other
-    write error (a full disk, ``> /dev/full``, EIO) drops lines until writes work again, never the daemon."""
+    write error (a full disk, ``> /dev/full``, EIO) drops lines until writes work again, never the daemon
+    (``tolerant``), or closes the sink with :attr:`error` set (``edge-msl locate``, which then exits)."""
 
     name = "stdout"
 
-    def __init__(self, settings: StdoutSettings, stream: IO[str] | None = None) -> None:
+    def __init__(self, settings: StdoutSettings, stream: IO[str] | None = None, *, tolerant: bool = True) -> None:
         self.settings = settings
         self.stream = stream
+        self.tolerant = tolerant
+        self.error: str | None = None
+        """Why the last write failed (other than a closed pipe)."""
         self.closed = False
         self.written = 0
         self.lost = 0
@@ -95,17 +99,17 @@ class StdoutSink:
         except BrokenPipeError:
             self.closed = True
             log.info("stdout closed by its reader after %d lines; no more JSON lines", self.written)
-            if self.stream is None:
-                # the interpreter flushes stdout at exit; point it at /dev/null so that is silent
-                devnull = os.open(os.devnull, os.O_WRONLY)
-                os.dup2(devnull, sys.stdout.fileno())
-                os.close(devnull)
+            self._silence()
             return
         except (OSError, ValueError) as exc:
             self.lost += 1
             self._lost_in_outage += 1
+            why = self.error = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+            if not self.tolerant:
+                self.closed = True
+                self._silence()
+                return
             if self._lost_in_outage == 1:
-                why = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
                 log.error("stdout: cannot write JSON lines (%s): dropping them until it works again (counted); "
                           "other sinks go on", why)
             return
@@ -113,6 +117,17 @@ class StdoutSink:
         if self._lost_in_outage:
             log.warning("stdout writable again: %d JSON lines were lost", self._lost_in_outage)
             self._lost_in_outage = 0
+
+    def _silence(self) -> None:
+        """The interpreter flushes stdout at exit; point it at /dev/null so that is silent."""
+        if self.stream is None:
+            try:
+                fd = sys.stdout.fileno()
+            except (OSError, ValueError, AttributeError):
+                return
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, fd)
+            os.close(devnull)
 
     def summary(self) -> str:
         """Counters for the status line."""

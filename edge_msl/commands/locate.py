@@ -22,7 +22,6 @@ DIR/track-<id>-<start>s.wav, with DIR/tracks.json listing id, file, start_s and 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -33,50 +32,33 @@ log = logging.getLogger("edge_msl.locate")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``edge-msl locate``."""
+    """Options of ``edge-msl locate`` (the knobs it shares with ``run`` from :data:`options.SHARED`)."""
+    from ..config import Config, StdoutSettings
+    from .options import SHARED, add_options
+
     parser.add_argument("file", metavar="FILE", help="recording (WAV, or FLAC with ffmpeg), - for a WAV on stdin, "
                                                      "or 'example' for the bundled one")
-    parser.add_argument("--array", default=None,
-                        help="built-in array name, or a TOML file with an [array] table (default: the board the "
-                             "recording's channels and sound show; refused when they do not single one out)")
-    parser.add_argument("--model", default=None, help="int8 .tflite with its .json (default: the packaged model "
-                                                      "for --array, uca8-r10)")
-    parser.add_argument("--hop-s", type=float, default=0.1, help="seconds between analysed windows (default 0.1)")
-    parser.add_argument("--threshold", type=float, default=None,
-                        help="region probability at which a new talker is born (default: the model's)")
-    parser.add_argument("--decode", action="append", default=[], metavar="KEY=VALUE",
-                        help="a temporal decode setting over the model's, e.g. keep_threshold=0.3 or miss_windows=0 "
-                             "(repeatable; keys in docs/decode.md)")
+    defaults = {"hop_s": Config.hop_s, "num_threads": Config.num_threads, "stdout.format": StdoutSettings.format}
+    add_options(parser, SHARED, defaults, aliases={"stdout.format": ("--format",)}, helps={
+        "array": "built-in array name, or a TOML file with an [array] table (default: the board the recording's "
+                 "channels and sound show; refused when they do not single one out)"})
     parser.add_argument("--pool-s", type=float, default=None, help=argparse.SUPPRESS)  # retired in 0.2: one message
-    parser.add_argument("--no-track", action="store_true", help="raw per-window detections (id null), no tracking")
-    parser.add_argument("--format", choices=("json", "odas", "odas-ssl"), default="json",
-                        help="json: edge-msl/sources-v2 lines; odas: ODAS sst frames (id, tag, x/y/z, activity), "
-                             "odas-ssl: ODAS ssl frames (x/y/z, E), both in ODAS's own multi-line layout")
     parser.add_argument("--live", metavar="[HOST:]PORT",
                         help="serve the live view there (a bare port: 127.0.0.1 only) and play the file in real "
                              "time; after its end the page stays up until Ctrl-C")
     parser.add_argument("--plot", metavar="PNG", help="draw azimuth over time per track id (needs matplotlib)")
     parser.add_argument("--truth", metavar="JSON", help="ground truth: drawn on --plot and scored on stderr "
                                                         "('example': the bundled recording's)")
-    parser.add_argument("--threads", type=int, default=1, help="TFLite interpreter threads (default 1)")
     parser.add_argument("--separate", metavar="DIR", default=None,
                         help="write one WAV per track id (its audio, beamformed) into DIR, with DIR/tracks.json")
 
 
-def parse_decode(items: list[str]) -> dict:
-    """``KEY=VALUE`` strings -> a table of temporal decode settings (values as JSON numbers)."""
-    from ..pipeline import PipelineError
+def parse_decode(args: argparse.Namespace) -> dict:
+    """``--decode KEY=VALUE`` options -> a table of temporal decode settings (values read as TOML, as ``run``
+    reads them)."""
+    from .options import SHARED, overrides
 
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise PipelineError(f"--decode {item!r} is not KEY=VALUE; e.g. --decode keep_threshold=0.3")
-        try:
-            out[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            raise PipelineError(f"--decode {item!r}: {value!r} is not a number; e.g. --decode miss_windows=0") from None
-    return out
+    return {key.partition(".")[2]: value for key, value in overrides(args, [o for o in SHARED if o.key == "decode"])}
 
 
 EXAMPLE = "example"
@@ -111,34 +93,6 @@ def load_array(spec: str):
     return get_array(spec)
 
 
-class _Out:
-    """stdout for data only; a closed pipe (``| head``) ends the run quietly, any other write error (a full
-    disk, ``> /dev/full``) ends it with :attr:`error` set."""
-
-    def __init__(self) -> None:
-        self.closed = False
-        self.error: str | None = None
-
-    def write_lines(self, lines: list[str]) -> None:
-        if self.closed or not lines:
-            return
-        try:
-            sys.stdout.write("".join(lines))
-            sys.stdout.flush()
-        except OSError as exc:
-            self.closed = True
-            if not isinstance(exc, BrokenPipeError):
-                self.error = exc.strerror or str(exc)
-            # point stdout at /dev/null so the interpreter's final flush of what is left is silent
-            try:
-                fd = sys.stdout.fileno()
-            except (OSError, ValueError):
-                return
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, fd)
-            os.close(devnull)
-
-
 def main(args: argparse.Namespace) -> int:
     """Run the pipeline over the file and print JSON lines."""
     import itertools
@@ -148,8 +102,10 @@ def main(args: argparse.Namespace) -> int:
     from ..arrays import ArrayConfigError
     from ..audio_io import AudioFileError, open_audio
     from ..channel_check import array_for_recording
+    from ..config import StdoutSettings
     from ..pipeline import Pipeline, PipelineError
     from ..runtime import ModelError, load_model
+    from ..settings_check import SettingError
     from ..truth import TruthError, load_truth, plot, score
 
     t0 = time.perf_counter()
@@ -159,6 +115,7 @@ def main(args: argparse.Namespace) -> int:
     if args.truth == EXAMPLE and not os.path.exists(args.truth):
         args.truth = example_path(".truth.json")
     try:
+        stdout = StdoutSettings(format=args.stdout_format)
         truth = load_truth(args.truth)[0] if args.truth else []
         if args.plot:
             try:
@@ -197,10 +154,9 @@ def main(args: argparse.Namespace) -> int:
             print(f"{name}: {exc}", file=sys.stderr)
             return 2
         print(f"{name}: live view at {live.url} (playing the file in real time)", file=sys.stderr)
-    from ..odas import frames_for
+    from ..sinks import StdoutSink
 
-    odas = frames_for(args.format) if args.format != "json" else None
-    out = _Out()
+    out = StdoutSink(stdout, tolerant=False)
     messages = []
     keep = bool(args.plot or truth)
     n_lines = 0
@@ -212,7 +168,7 @@ def main(args: argparse.Namespace) -> int:
                 raise PipelineError("--pool-s is gone since edge-msl 0.2: the temporal decode integrates evidence per "
                                     "talker (docs/decode.md); drop it, or tune it with --decode KEY=VALUE")
             pipe = Pipeline(model, hop_s=args.hop_s, threshold=args.threshold, track=not args.no_track,
-                            decode=parse_decode(args.decode), input_rate_hz=info.sample_rate_hz, array=array)
+                            decode=parse_decode(args), input_rate_hz=info.sample_rate_hz, array=array)
             pipe.check_input(info.n_channels, info.sample_rate_hz, what=args.file)
             if args.separate:
                 from ..separate import SeparatedAudio, Separator, TrackWriter
@@ -225,7 +181,7 @@ def main(args: argparse.Namespace) -> int:
                     raise PipelineError(f"--separate {args.separate}: cannot create it ({exc.strerror or exc})") \
                         from None
                 pipe.audio_listener = SeparatedAudio(Separator(pipe.array.positions(), pipe.sample_rate_hz), writer)
-        except PipelineError as exc:
+        except (PipelineError, SettingError) as exc:
             print(f"{name}: {exc}", file=sys.stderr)
             return 2
         log.info("%s: %d channels at %d Hz (%s, %s), %s", args.file, info.n_channels, info.sample_rate_hz,
@@ -244,11 +200,8 @@ def main(args: argparse.Namespace) -> int:
                         live.publish(m)
                 if not msgs:
                     continue
-                if odas is not None:
-                    lines = [odas.frame(m) for m in msgs]  # ODAS's multi-line frames, timeStamp from 1
-                else:
-                    lines = [json.dumps(m, separators=(",", ":")) + "\n" for m in msgs]
-                out.write_lines(lines)
+                for m in msgs:
+                    out.publish(m)
                 if out.error is not None:
                     print(f"{name}: cannot write to stdout ({out.error}) after {n_lines} lines; free space or "
                           "redirect the output elsewhere", file=sys.stderr)

@@ -23,40 +23,33 @@ import sys
 from pathlib import Path
 from typing import Any
 
-# option dest -> config key; each is a shortcut for --set KEY=VALUE
-_SHORTCUTS: list[tuple[str, str, str, Any, str]] = [
-    # flag, dest, config key, type, help
-    ("--device", "device", "device.name", str, "ALSA PCM name, e.g. hw:CARD=seeed8micvoicec,DEV=0"),
-    ("--rate", "rate", "device.rate_hz", int, "capture rate in Hz (default: the model's)"),
-    ("--format", "sample_format", "device.format", str, "S16_LE or S32_LE"),
-    ("--period-frames", "period_frames", "device.period_frames", int, "frames per ALSA read"),
-    ("--array", "array", "array", str, "built-in array name (edge-msl arrays lists them)"),
-    ("--model", "model", "model", str, "int8 .tflite (its .json next to it); default: the packaged one"),
-    ("--hop-s", "hop_s", "hop_s", float, "seconds between analysed windows"),
-    ("--threshold", "threshold", "threshold", float, "region probability at which a new talker is born"),
-    ("--threads", "threads", "num_threads", int, "TFLite interpreter threads"),
-    ("--mqtt-host", "mqtt_host", "mqtt.host", str, "MQTT broker host (turns MQTT on)"),
-    ("--mqtt-port", "mqtt_port", "mqtt.port", int, "MQTT broker port"),
-    ("--node-id", "node_id", "mqtt.node_id", str, "topic level naming this device (default: host name)"),
-    ("--qos", "qos", "mqtt.qos", int, "MQTT QoS of the sources messages (0, 1, 2)"),
-    ("--mqtt-username", "mqtt_username", "mqtt.username", str, "MQTT user name"),
-    ("--mqtt-password-file", "mqtt_password_file", "mqtt.password_file", str,
-     "file whose first line is the MQTT password"),
-    ("--stdout-format", "stdout_format", "stdout.format", str, "json, odas (ODAS sst frames) or odas-ssl"),
-    ("--odas-sst", "odas_sst", "odas.sst", str, "ODAS sst frames to socket:HOST:PORT (e.g. odas_web's "
-     "socket:127.0.0.1:9000) or file:PATH"),
-    ("--odas-ssl", "odas_ssl", "odas.ssl", str, "ODAS ssl frames likewise (odas_web: socket:127.0.0.1:9001)"),
-    ("--log-level", "log_level", "logging.level", str, "debug, info, warning or error"),
-]
-_FLAGS: list[tuple[str, str, str, bool, str]] = [
-    ("--no-track", "no_track", "track", False, "raw per-window detections (id null), no tracking"),
-    ("--mqtt-tls", "mqtt_tls", "mqtt.tls", True, "connect to the broker with TLS"),
-    ("--discovery", "discovery", "mqtt.discovery", True, "publish Home Assistant MQTT discovery"),
-    ("--no-stdout", "no_stdout", "stdout.enabled", False, "no JSON lines on stdout"),
-    ("--live", "live", "live.enabled", True, "serve the live view ([live] host:port, default 127.0.0.1:8077)"),
-    ("--pace-realtime", "pace_realtime", "device.pace_realtime", True,
-     "pace reads to the clock (ALSA file plugin, tests)"),
-]
+from .options import SHARED, Option, add_options, overrides
+
+OPTIONS: tuple[Option, ...] = (
+    Option("--device", "device.name", str, "ALSA PCM name, e.g. hw:CARD=seeed8micvoicec,DEV=0"),
+    Option("--rate", "device.rate_hz", int, "capture rate in Hz (default: the model's)"),
+    Option("--format", "device.format", str, "S16_LE or S32_LE"),
+    Option("--period-frames", "device.period_frames", int, "frames per ALSA read"),
+    *SHARED,
+    Option("--mqtt-host", "mqtt.host", str, "MQTT broker host (turns MQTT on)"),
+    Option("--mqtt-port", "mqtt.port", int, "MQTT broker port"),
+    Option("--node-id", "mqtt.node_id", str, "topic level naming this device (default: host name)"),
+    Option("--qos", "mqtt.qos", int, "MQTT QoS of the sources messages (0, 1, 2)"),
+    Option("--mqtt-username", "mqtt.username", str, "MQTT user name"),
+    Option("--mqtt-password-file", "mqtt.password_file", str, "file whose first line is the MQTT password"),
+    Option("--odas-sst", "odas.sst", str, "ODAS sst frames to socket:HOST:PORT (e.g. odas_web's "
+           "socket:127.0.0.1:9000) or file:PATH"),
+    Option("--odas-ssl", "odas.ssl", str, "ODAS ssl frames likewise (odas_web: socket:127.0.0.1:9001)"),
+    Option("--log-level", "logging.level", str, "debug, info, warning or error"),
+    Option("--mqtt-tls", "mqtt.tls", None, "connect to the broker with TLS", value=True),
+    Option("--discovery", "mqtt.discovery", None, "publish Home Assistant MQTT discovery", value=True),
+    Option("--no-stdout", "stdout.enabled", None, "no JSON lines on stdout", value=False),
+    Option("--live", "live.enabled", None, "serve the live view ([live] host:port, default 127.0.0.1:8077)",
+           value=True),
+    Option("--pace-realtime", "device.pace_realtime", None, "pace reads to the clock (ALSA file plugin, tests)",
+           value=True),
+)
+"""Each a shortcut for ``--set KEY=VALUE``; the knobs shared with ``locate`` come from :data:`SHARED`."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -65,10 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="TOML configuration (default: /etc/edge-msl/config.toml if it exists)")
     parser.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="assignments",
                         help="set any config key, e.g. --set mqtt.queue_max_messages=20000 (repeatable)")
-    for flag, dest, _, kind, text in _SHORTCUTS:
-        parser.add_argument(flag, dest=dest, type=kind, default=None, help=text)
-    for flag, dest, _, _, text in _FLAGS:
-        parser.add_argument(flag, dest=dest, action="store_true", help=text)
+    add_options(parser, OPTIONS)
     parser.add_argument("--check", action="store_true",
                         help="validate the configuration and load the model, print the effective configuration "
                              "as JSON, exit (0, or 78 on an error)")
@@ -78,15 +68,7 @@ def overrides_from_args(args: argparse.Namespace) -> list[tuple[str, Any]]:
     """``(key, value)`` pairs from --set and the shortcut options, in that order."""
     from ..config import parse_assignment
 
-    out = [parse_assignment(a) for a in args.assignments]
-    for _, dest, key, _, _ in _SHORTCUTS:
-        value = getattr(args, dest, None)
-        if value is not None:
-            out.append((key, value))
-    for _, dest, key, value, _ in _FLAGS:
-        if getattr(args, dest, False):
-            out.append((key, value))
-    return out
+    return [parse_assignment(a) for a in args.assignments] + overrides(args, OPTIONS)
 
 
 class _JournalFormatter(logging.Formatter):
