@@ -21,74 +21,63 @@ azimuth. Rules (see docs/training.md, "Region coding"):
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from typing import Any, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
-from .settings_check import reject_unknown_keys
+from .settings_check import Settings, SettingError, boolean, integer, invalid, number, setting
 
 ACTIVE, DISTANCE, AZIMUTH = 0, 1, 2
 """Column order of a target / output array of shape (n_regions, 3)."""
 
 
-class RegionConfigError(ValueError):
-    """A region layout is invalid; the message names the field and the allowed values."""
+RegionConfigError = SettingError
+"""A region layout is invalid (the one settings error, under its former name)."""
 
 
 @dataclass(frozen=True)
-class RegionLayout:
+class RegionLayout(Settings):
     """How space around the array is split into regions and how fine outputs are normalized."""
 
-    n_regions: int = 8
+    n_regions: int = setting(8, integer(1, 360))
     """Number of equal azimuth sectors (the paper uses 8)."""
-    d_min_m: float = 0.2
+    d_min_m: float = setting(0.2, number(0.0, math.inf))
     """Horizontal distance mapped to normalized distance 0."""
-    d_max_m: float = 4.0
+    d_max_m: float = setting(4.0, number(0.0, math.inf))
     """Horizontal distance mapped to normalized distance 1 (farther sources are clipped to it)."""
-    offset_deg: float = 0.0
+    offset_deg: float = setting(0.0, number(-math.inf, math.inf))
     """Azimuth where sector 0 starts (counter-clockwise from the array's x axis)."""
-    margin_deg: float = 0.0
+    margin_deg: float = setting(0.0, number(0.0, 180.0))
     """Overlap: each sector's fine azimuth spans its width plus this margin on both sides."""
-    min_separation_deg: float = 10.0
+    min_separation_deg: float = setting(10.0, number(0.0, 180.0, hi_open=True))
     """Detections closer than this are one source (duplicate suppression on decode)."""
-    label_overlap: bool = False
+    label_overlap: bool = setting(False, boolean)
     """A source within ``margin_deg`` of its sector's border is also labelled in the neighbouring
     sector (when that one holds no source of its own), so neither sector's fine azimuth is cut off
     at the border; decode merges the two estimates. Needs ``margin_deg`` > 0."""
-    fine_stretch: float = 1.0
+    fine_stretch: float = setting(1.0, number(0.5, 2.0))
     """Decode only: a fine azimuth output ``p`` is read as ``0.5 + fine_stretch * (p - 0.5)`` of
     the sector. A sigmoid output regressed on [0, 1] shrinks toward the sector's centre (the
     shipped network's outputs span about 0.1-0.9), which pulls estimates near a border inward;
     the factor is fitted on validation hits (``python -m train_tf.evaluate --fit-stretch``)."""
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.n_regions, int) or isinstance(self.n_regions, bool) or not 1 <= self.n_regions <= 360:
-            raise RegionConfigError(f"n_regions must be an integer in [1, 360], got {self.n_regions!r}")
-        if not (0.0 <= self.d_min_m < self.d_max_m) or not math.isfinite(self.d_max_m):
-            raise RegionConfigError(
-                f"distance range must satisfy 0 <= d_min_m < d_max_m, got [{self.d_min_m}, {self.d_max_m}]"
-            )
-        if not 0.0 <= self.margin_deg <= self.width_deg / 2:
-            raise RegionConfigError(
-                f"margin_deg must be in [0, {self.width_deg / 2:g}] (half a sector), got {self.margin_deg}"
-            )
-        if not 0.0 <= self.min_separation_deg < 180.0:
-            raise RegionConfigError(f"min_separation_deg must be in [0, 180), got {self.min_separation_deg}")
-        if not math.isfinite(self.offset_deg):
-            raise RegionConfigError(f"offset_deg must be finite, got {self.offset_deg}")
-        if isinstance(self.fine_stretch, bool) or not isinstance(self.fine_stretch, (int, float)) \
-                or not 0.5 <= self.fine_stretch <= 2.0:
-            raise RegionConfigError(f"fine_stretch must be a number in [0.5, 2], got {self.fine_stretch!r}")
-        if not isinstance(self.label_overlap, bool):
-            raise RegionConfigError(f"label_overlap must be true or false, got {self.label_overlap!r}")
+    KEY = "regions.{}"
+    TABLE = "region"
+
+    def check_together(self) -> None:
+        """The distance range in order, the margin within half a sector, label_overlap's needs."""
+        if not self.d_min_m < self.d_max_m:
+            raise invalid("regions.d_min_m", self.d_min_m, f"0 <= d_min_m < d_max_m = {self.d_max_m}")
+        if self.margin_deg > self.width_deg / 2:
+            raise invalid("regions.margin_deg", self.margin_deg, f"a number in [0, {self.width_deg / 2:g}] (half a sector)")
         if self.label_overlap and self.margin_deg <= 0:
-            raise RegionConfigError("label_overlap needs margin_deg > 0 (the overlap is the margin)")
+            raise invalid("regions.label_overlap", True, "false while margin_deg = 0 (label_overlap needs margin_deg "
+                                                         "> 0: the overlap is the margin)")
         if self.label_overlap and self.min_separation_deg < 2 * self.margin_deg:
-            raise RegionConfigError(
-                f"label_overlap needs min_separation_deg >= 2 * margin_deg ({2 * self.margin_deg:g}), got "
-                f"{self.min_separation_deg}: two talkers inside one overlap could not be told apart"
-            )
+            raise invalid("regions.min_separation_deg", self.min_separation_deg,
+                          f"at least 2 * margin_deg = {2 * self.margin_deg:g} with label_overlap (label_overlap needs "
+                          "it: two talkers inside one overlap could not be told apart)")
 
     @property
     def width_deg(self) -> float:
@@ -116,16 +105,6 @@ class RegionLayout:
     def normalize_distance(self, distance_m: float | np.ndarray) -> np.ndarray:
         """Distance mapped linearly to [0, 1] (clipped) over [d_min_m, d_max_m]."""
         return np.clip((np.asarray(distance_m, dtype=np.float64) - self.d_min_m) / (self.d_max_m - self.d_min_m), 0, 1)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict for JSON model parameters; :meth:`from_dict` reads it back."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, cfg: Mapping[str, Any]) -> "RegionLayout":
-        """Layout from a dict, refusing unknown keys with the list of allowed ones."""
-        reject_unknown_keys(cls, cfg, "region key", RegionConfigError)
-        return cls(**dict(cfg))
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,9 @@ from .arrays import ArrayConfigError, MicArray
 from .features import normalize_window, parse_scaling
 from .refine import RefineConfigError, check_settings
 from .regions import Detection, RegionConfigError, RegionLayout, decode
+from .settings_check import SettingError, integer, number
 from .symmetry import symmetry_mode
-from .temporal import DecodeConfigError, DecodeSettings
+from .temporal import DecodeSettings
 
 log = logging.getLogger("edge_msl.runtime")
 
@@ -191,6 +192,10 @@ def _describe(array: MicArray) -> str:
     return f"{array.name!r} ({array.n_mics} mics, aperture {array.aperture_m() * 1000:.1f} mm)"
 
 
+_PROBABILITY = number(0.0, 1.0, lo_open=True, hi_open=True, noun="a probability")
+_POSITIVE = integer(1)
+
+
 def read_info(path: str | Path) -> ModelInfo:
     """Check a .tflite file against its sidecar and return the model's parameters.
 
@@ -249,19 +254,22 @@ def read_info(path: str | Path) -> ModelInfo:
     except (KeyError, TypeError, ValueError, ArrayConfigError, RegionConfigError) as exc:
         raise ModelError(path, f"sidecar {sidecar.name} has an invalid array or region layout ({exc})",
                          "reconvert the model with python -m convert") from None
-    threshold = float(_get(side, "decode.threshold", (int, float), path, sidecar))
-    if not 0.0 < threshold < 1.0:
-        raise ModelError(path, f"decode threshold {threshold} is outside (0, 1)", "fix decode.threshold in the sidecar")
+    # the settings' own checks (edge_msl.settings_check), each error naming key, value and what is allowed
+    try:
+        threshold = _PROBABILITY("decode.threshold", _get(side, "decode.threshold", (int, float), path, sidecar))
+    except SettingError as exc:
+        raise ModelError(path, f"sidecar {sidecar.name}: {exc}", "fix decode.threshold in the sidecar") from None
     try:
         temporal = DecodeSettings.from_dict(side["decode"].get("temporal", {}))
-    except DecodeConfigError as exc:
+    except SettingError as exc:
         raise ModelError(path, f"sidecar {sidecar.name}: {exc}", "fix decode.temporal in the sidecar or remove it "
                          "(the defaults then apply)") from None
-    rate = _get(side, "sample_rate_hz", int, path, sidecar)
-    window = _get(side, "window_samples", int, path, sidecar)
-    if rate <= 0 or window <= 0:
-        raise ModelError(path, f"sample_rate_hz {rate} / window_samples {window} must be positive",
-                         "reconvert the model with python -m convert")
+    try:
+        rate = _POSITIVE("sample_rate_hz", _get(side, "sample_rate_hz", int, path, sidecar))
+        window = _POSITIVE("window_samples", _get(side, "window_samples", int, path, sidecar))
+    except SettingError as exc:
+        raise ModelError(path, f"sidecar {sidecar.name}: {exc}", "reconvert the model with python -m convert") \
+            from None
     try:
         symmetry = symmetry_mode(side["decode"])
     except ValueError as exc:

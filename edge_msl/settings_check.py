@@ -52,7 +52,8 @@ def integer(lo: int, hi: int | None = None) -> Check:
 
 def number(lo: float, hi: float, *, lo_open: bool = False, hi_open: bool = False, noun: str = "a number") -> Check:
     """A finite int or float (not a bool) in the interval, returned as a float."""
-    allowed = f"{noun} in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+    allowed = f"{noun} in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}" \
+        if math.isfinite(lo) or math.isfinite(hi) else f"a finite {noun.split()[-1]}"
 
     def check(key: str, v: Any) -> float:
         ok = not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
@@ -166,6 +167,20 @@ class Settings:
         return {f.name: getattr(self, f.name) for f in checked_fields(type(self))}
 
 
+def plain_from_dict(cls: type, cfg: Mapping[str, Any], what: str, error: type[Exception] = ValueError) -> Any:
+    """A dataclass without :func:`setting` checks (the training side's) from a table: unknown keys refused by
+    name, lists as tuples, as :meth:`Settings.from_dict` reads them."""
+    reject_unknown_keys(cls, cfg, what, error)
+    return cls(**{k: _tuples(v) for k, v in cfg.items()})
+
+
+def plain_to_dict(obj: Any) -> dict[str, Any]:
+    """A dataclass as JSON-friendly data (tuples become lists): what :func:`plain_from_dict` reads back."""
+    import json
+
+    return json.loads(json.dumps(dataclasses.asdict(obj)))
+
+
 def reject_unknown_keys(cls: type, cfg: Mapping[str, Any], what: str, error: type[Exception] = ValueError) -> None:
     """Raise ``error`` naming the keys of ``cfg`` that are not fields of dataclass ``cls`` (for the training
     side's dataclasses not yet on :class:`Settings`)."""
@@ -176,4 +191,4 @@ def reject_unknown_keys(cls: type, cfg: Mapping[str, Any], what: str, error: typ
 
 
 __all__ = ["SettingError", "Settings", "Check", "setting", "checked_fields", "invalid", "shown", "integer", "number",
-           "boolean", "choice", "text", "optional", "looks_secret", "reject_unknown_keys"]
+           "boolean", "choice", "text", "optional", "looks_secret", "plain_from_dict", "plain_to_dict", "reject_unknown_keys"]

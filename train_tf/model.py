@@ -9,7 +9,6 @@ all sigmoids, in the column order of ``edge_msl.regions``. Training-only: never 
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +16,7 @@ import keras
 from keras import layers, ops
 
 from edge_msl.regions import ACTIVE, AZIMUTH, DISTANCE
-from edge_msl.settings_check import reject_unknown_keys
+from edge_msl.settings_check import plain_from_dict, plain_to_dict
 
 
 @dataclass(frozen=True)
@@ -50,16 +49,12 @@ class ModelConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly dict."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
+        return plain_to_dict(self)
 
     @classmethod
     def from_dict(cls, cfg: dict[str, Any]) -> "ModelConfig":
         """Config from :meth:`to_dict` output; unknown keys are refused."""
-        reject_unknown_keys(cls, cfg, "model setting")
-        cfg = dict(cfg)
-        if "block_filters" in cfg:
-            cfg["block_filters"] = tuple(cfg["block_filters"])
-        return cls(**cfg)
+        return plain_from_dict(cls, cfg, "model setting")
 
 
 def layer_shapes(cfg: ModelConfig) -> list[tuple[str, int, int, int, int]]:

@@ -26,7 +26,7 @@ from scipy.signal import fftconvolve
 
 from edge_msl.arrays import SPEED_OF_SOUND_M_S, MicArray, get_array
 from edge_msl.regions import RegionLayout, encode_batch
-from edge_msl.settings_check import reject_unknown_keys
+from edge_msl.settings_check import plain_from_dict, plain_to_dict, reject_unknown_keys
 
 log = logging.getLogger("train_tf.simulate")
 
@@ -157,25 +157,18 @@ class SimSettings:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly dict (tuples become lists)."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
+        return plain_to_dict(self)
 
     @classmethod
     def from_dict(cls, cfg: dict[str, Any]) -> "SimSettings":
         """Settings from :meth:`to_dict` output; unknown keys are refused."""
         reject_unknown_keys(cls, cfg, "simulation setting")
-        kw: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):
-            if f.name not in cfg:
-                continue
-            v = cfg[f.name]
-            if f.name == "regions":
-                v = RegionLayout.from_dict(v)
-            elif f.name == "kind_weights":
-                v = tuple((str(k), float(w)) for k, w in v)
-            elif isinstance(v, list):
-                v = tuple(v)
-            kw[f.name] = v
-        return cls(**kw)
+        cfg = dict(cfg)
+        if "regions" in cfg:
+            cfg["regions"] = RegionLayout.from_dict(cfg["regions"])
+        if "kind_weights" in cfg:
+            cfg["kind_weights"] = tuple((str(k), float(w)) for k, w in cfg["kind_weights"])
+        return plain_from_dict(cls, cfg, "simulation setting")
 
     def replace(self, **changes: Any) -> "SimSettings":
         """A copy with some fields changed."""
