@@ -1,6 +1,6 @@
 """Calibration benchmark: before/after on a perturbed-array stand-in room and on the AV16.3 recording.
 
-    taskset -c 0 .venv/bin/python benchmarks/calibrate_bench.py [--standin] [--av16] [--grid 8,12,16] [--out DIR]
+    taskset -c 0 .venv/bin/python -m benchmarks.calibrate_bench [--standin] [--av16] [--grid 8,12,16] [--out DIR]
 
 Stand-in room: a simulated room the model never saw with a perturbed array (``train_tf.calibrate.
 StandInRoom``); clips at ``--positions`` directions are self-labelled and run through ``calibrate all``
@@ -27,11 +27,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
 from edge_msl.arrays import get_array  # noqa: E402
 from train_tf import calibrate as cal  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _score(tflite, array, audio, az):

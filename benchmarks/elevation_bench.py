@@ -23,8 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from separation_bench import BANK, FS, MATCH_DEG, REPO, render_scene  # noqa: E402
+from benchmarks.separation_bench import BANK, FS, MATCH_DEG, REPO, render_scene
 
 BANDS = ((0.0, 20.0), (20.0, 40.0), (40.0, 60.0))
 SKIP_S = 1.5

@@ -4,7 +4,7 @@ Scores what users get (``edge_msl.truth.score_parts``): per window F1 / recall /
 20 degrees, error on all and on moving talkers, duplicates; per turn pick-up, linger beyond the
 window and id switches. Scenes come from ``python -m train_tf.scenes`` (see docs/decode.md).
 
-    .venv/bin/python benchmarks/scenes_bench.py data/scenes/test-turns data/scenes/test-walk \
+    .venv/bin/python -m benchmarks.scenes_bench data/scenes/test-turns data/scenes/test-walk \
         --variants shipped,previous,no-track --previous /tmp/prev --png docs/figures/decode-turns.png
 
 ``shipped`` is the decode of the model's sidecar as ``edge-msl locate`` runs it (the real
@@ -26,14 +26,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from edge_msl.audio_io import open_audio  # noqa: E402
-from edge_msl.pipeline import Pipeline  # noqa: E402
-from edge_msl.runtime import load_model  # noqa: E402
-from edge_msl.temporal import DecodeSettings, TemporalDecoder  # noqa: E402
-from edge_msl.truth import load_truth, score_parts, summarize  # noqa: E402
+from edge_msl.audio_io import open_audio
+from edge_msl.pipeline import Pipeline
+from edge_msl.runtime import load_model
+from edge_msl.temporal import DecodeSettings, TemporalDecoder
+from edge_msl.truth import load_truth, score_parts, summarize
 
 HOP_S = 0.1
 

@@ -33,8 +33,6 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from edge_msl.arrays import get_array  # noqa: E402
 
@@ -279,7 +277,7 @@ def score(streams: np.ndarray, scene: Scene, max_lag: int = 0) -> list[dict]:
 def run_odas(scene: Scene, odaslive: str, work: Path) -> tuple[dict[str, np.ndarray], list]:
     """odaslive on the scene (SSL + SST + SSS, delay-and-sum + its post-filter): per slot streams
     ('separated', 'postfiltered': (4, n)) and (t_s, {slot: azimuth}) from its tracked JSON."""
-    from odas_cpu import ODAS_HOP, odas_config
+    from benchmarks.odas_cpu import ODAS_HOP, odas_config
 
     arr = get_array(scene.array)
     raw = work / f"in-{scene.seed}.raw"
