@@ -18,12 +18,13 @@ import time
 from pathlib import Path
 from typing import IO, Any, Callable
 
+from . import model_store
 from .capture import AlsaMissingError, Capture
 from .channel_check import StartupCheck
 from .config import EX_CONFIG, Config, ConfigError
 from .notify import Notifier
 from .pipeline import Pipeline, PipelineError
-from .runtime import Model, ModelError, default_model_path, load_model
+from .runtime import Model, ModelError, load_model
 from .separate import SeparatedAudio, SeparateSettings, Separator, TrackWriter
 from .sinks import MqttSink, StdoutSink, make_sinks, reload_extra_sinks
 
@@ -43,18 +44,13 @@ class _Engine:
     model_sha256: str
 
 
-DEFAULT_STATE_DIR = "/var/lib/edge-msl"
-"""Where ``edge-msl calibrate install`` puts calibrated models (systemd's StateDirectory=edge-msl)."""
-
-
 def model_path(config: Config) -> Path:
-    """The model the daemon runs: the configured one; else a calibrated model that ``edge-msl
-    calibrate`` installed for this array in the state directory ($STATE_DIRECTORY); else the packaged one."""
+    """The model the daemon runs: the configured one; else the model store's (``edge_msl.model_store``): a
+    calibrated model that ``edge-msl calibrate`` installed for this array in the state directory
+    ($STATE_DIRECTORY), else the packaged one."""
     if config.model:
         return Path(config.model)
-    state = Path(os.environ.get("STATE_DIRECTORY", DEFAULT_STATE_DIR).split(":")[0])
-    calibrated = state / "models" / f"{config.array.name}.tflite"
-    return calibrated if calibrated.exists() else default_model_path(config.array.name)
+    return model_store.installed_model(model_store.state_dir(), config.array.name)
 
 
 def build_engine(config: Config) -> _Engine:

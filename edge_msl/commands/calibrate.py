@@ -13,8 +13,9 @@ it is better there.
   edge-msl calibrate build|finetune|convert|validate|install|report   (one step at a time)
   edge-msl calibrate --rollback                     (put the previously installed model back)
 
-The daemon runs the calibrated model when its config says model = "<state-dir>/models/<array>.tflite";
-after an install it is told to reload (SIGHUP to --pid-file's process, else to edge-msl.service).
+The daemon runs the installed model (<state-dir>/models/<array>.tflite, edge_msl.model_store) when its
+config names no model; after an install it is told to reload (SIGHUP to --pid-file's process, else to
+edge-msl.service).
 stdout: one JSON object per step; progress and errors on stderr.
 """
 
@@ -28,8 +29,8 @@ import sys
 from pathlib import Path
 
 from ..config import DEFAULT_CONFIG_PATH
+from ..model_store import DEFAULT_STATE_DIR
 
-DEFAULT_STATE_DIR = Path("/var/lib/edge-msl")
 STEP_NAMES = ("record", "label", "build", "finetune", "convert", "validate", "install", "report", "all")
 _NEEDS_TF = ("finetune", "convert", "all")
 
