@@ -1,6 +1,6 @@
 """No silent wrong answers (issue 28, point 3): one capture layout per board (arrays.to_capture), the
 board picked from a recording's channels and sound when that is unambiguous and refused with the fix
-when not (channel_check.identify_array, `edge-msl locate` without --array), the daemon's board from the
+when not (board_id.identify_array, `edge-msl locate` without --array), the daemon's board from the
 ALSA card id and its native rate. Recordings are pyroomacoustics rooms (one talker of noise), laid out
 as each board delivers them."""
 
@@ -13,7 +13,7 @@ import pytest
 from edge_msl.arrays import (boards_for_device, capture_layout, get_array, list_arrays, spare_channels,
                              to_capture)
 from edge_msl.audio_io import write_wav
-from edge_msl.channel_check import identify_array
+from edge_msl.board_id import identify_array
 from edge_msl.config import ConfigError, load_config
 
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from edge_msl.arrays import get_array, far_field_delays_s
-from edge_msl.channel_check import (check_channels, check_orientation, mirrored_map, planar_isometries,
-                                    probe_azimuths_deg)
+from edge_msl.channel_check import check_channels
+from edge_msl.orientation import check_orientation, mirrored_map, planar_isometries, probe_azimuths_deg
 
 FS = 48000
 UMA8 = get_array("minidsp-uma8")
