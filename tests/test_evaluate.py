@@ -258,10 +258,9 @@ def test_windows_longer_than_the_model_run_the_devices_temporal_decode():
     assert evaluate.temporal_settings(params, 0.7).birth_threshold == 0.7
 
 
-def test_symmetric_images_cycle_over_the_pooled_windows_and_their_mean_is_equivariant():
+def test_symmetric_images_cycle_over_the_pooled_windows():
     """symmetry "cycle": sub-window j of window i runs on image (i + j) mod 16 of the array, its
-    outputs mapped back (checked against the network run by hand); "full": the mean over all 16
-    images, which for a permuted window is exactly the permuted mean (the images form a group)."""
+    outputs mapped back (checked against the network run by hand)."""
     from edge_msl.symmetry import model_cycle
 
     model_dir, weights, x = _shipped_model_and_example_windows()
@@ -279,12 +278,6 @@ def test_symmetric_images_cycle_over_the_pooled_windows_and_their_mean_is_equiva
     single, _ = evaluate.window_outputs(model_dir, x[:, :8000], weights, symmetry="cycle")  # not pooled: as they are
     np.testing.assert_allclose(single, evaluate.window_outputs(model_dir, x[:, :8000], weights, symmetry="none")[0],
                                atol=1e-6)
-    sub = np.ascontiguousarray(x[:2, :8000])
-    full, _ = evaluate.window_outputs(model_dir, sub, weights, symmetry="full")
-    g = cycle[5]
-    full_g, _ = evaluate.window_outputs(model_dir, g.permute(sub), weights, symmetry="full")
-    np.testing.assert_allclose(g.restore(full_g), full, atol=1e-4)
-    assert not np.allclose(full, plain[:2, :1], atol=1e-3)
 
 
 def test_decode_all_takes_the_models_fine_stretch_unless_given():

@@ -88,9 +88,8 @@ def window_outputs(run_dir: str | Path, audio: np.ndarray, weights: str, batch: 
     ``symmetry`` (default: the model's ``decode.symmetry``): "cycle" runs sub-window j of window i
     on its image under the ((i + j) mod n)-th of the array's n symmetries
     (:func:`edge_msl.symmetry.model_cycle`), as the daemon's running count does (windows of the
-    model's length are not pooled, and run as they are, as in the daemon); "full" averages the
-    outputs of all n images of every (sub-)window (n times the cost: a measure of the ceiling);
-    "none" runs the windows as they are."""
+    model's length are not pooled, and run as they are, as in the daemon); "none" runs the windows
+    as they are."""
     from edge_msl.symmetry import model_cycle
 
     model, params = load_model(run_dir, weights)
@@ -106,8 +105,6 @@ def window_outputs(run_dir: str | Path, audio: np.ndarray, weights: str, batch: 
     def run(x: np.ndarray, j: int) -> np.ndarray:
         if mode == "none":
             return net(x)
-        if mode == "full":
-            return np.mean([s.restore(net(s.permute(x))) for s in cycle], axis=0)
         which = (np.arange(len(x)) + j) % len(cycle)
         out = np.zeros((len(x), params["regions"]["n_regions"], 3), dtype=np.float32)
         for k in np.unique(which):
@@ -488,9 +485,7 @@ def _pooling_note(results: dict[str, Any]) -> str:
             f"{a['pooled_windows']} per window, run through the device's temporal decode as a stream; the talkers it "
             f"lists after the last one are the window's detections; "
             + ("each sub-window on the next of the array's symmetric images (decode.symmetry cycle); "
-               if results.get("symmetry") == "cycle" else
-               "each sub-window's outputs the mean over all the array's symmetric images; "
-               if results.get("symmetry") == "full" else "")
+               if results.get("symmetry") == "cycle" else "")
             + f"the baselines see the whole {a['window_s']:g} s)")
 
 
@@ -748,9 +743,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fit-stretch", metavar="LIST",
                         help="instead of evaluating, print the DOA error of the model's decode for each fine_stretch, "
                              "e.g. 1,1.05,1.1,1.15,1.2,1.25 (use a validation set)")
-    parser.add_argument("--symmetry", choices=("none", "cycle", "full"), default=None,
+    parser.add_argument("--symmetry", choices=("none", "cycle"), default=None,
                         help="use of the array's symmetries (default: the model's decode.symmetry): cycle = each "
-                             "pooled sub-window on the next image, as the daemon does; full = the mean over all images")
+                             "pooled sub-window on the next image, as the daemon does")
     args = parser.parse_args(argv)
     baselines = [] if args.baselines.lower() == "none" else [b.strip() for b in args.baselines.split(",") if b.strip()]
     bad = [b for b in baselines if b not in BASELINES]
