@@ -102,8 +102,11 @@ class SstFrames:
 
 
 class SslFrames:
-    """edge-msl messages -> ssl frames: the window's talkers as potential sources, strongest first, ``E`` their
-    confidence, the remaining slots zero (ODAS always prints ``nPots`` lines)."""
+    """edge-msl messages -> ssl frames: as ODAS's SSL module gives them before tracking, the window's candidates
+    (the pipeline's :class:`~edge_msl.pipeline.Message` ``candidates``: regions above the decode's lowest
+    threshold, at their refined fine azimuth) as potential sources, strongest first, ``E`` the region's activity,
+    the remaining slots zero (ODAS always prints ``nPots`` lines). A plain message (e.g. read back from JSON
+    lines) has no candidates: its talkers stand in, ``E`` their confidence."""
 
     kind = "ssl"
 
@@ -114,8 +117,13 @@ class SslFrames:
     def frame(self, msg: dict[str, Any]) -> str:
         """The next frame, for one message."""
         self.time_stamp += 1
-        srcs = sorted(msg["sources"], key=lambda s: -s["confidence"])[:self.slots]
-        pots = [(*unit_vector(s), s["confidence"]) for s in srcs]
+        cands = getattr(msg, "candidates", None)
+        if cands is not None:
+            pots = [(*unit_vector({"azimuth_deg": d.azimuth_deg}), d.confidence)
+                    for d in sorted(cands, key=lambda d: (-d.confidence, d.region))[:self.slots]]
+        else:
+            srcs = sorted(msg["sources"], key=lambda s: -s["confidence"])[:self.slots]
+            pots = [(*unit_vector(s), s["confidence"]) for s in srcs]
         pots += [(0.0, 0.0, 0.0, 0.0)] * (self.slots - len(pots))
         return ssl_text(self.time_stamp, pots)
 

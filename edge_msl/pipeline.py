@@ -98,13 +98,26 @@ def add_hop_crosses(refiner: SrpRefiner, crosses: deque, window: np.ndarray, hop
         crosses.append(refiner.cross(piece))
 
 
+class Message(dict):
+    """One message: a plain dict to every writer, with the window's ``candidates`` beside it (not in the
+    JSON): its detections before the temporal decode, refined as the decode saw them (ODAS ssl frames)."""
+
+    candidates: tuple[Detection, ...] = ()
+
+
 def decode_window(decoder: TemporalDecoder, outputs: np.ndarray, window: np.ndarray, t_s: float,
-                  refiner: SrpRefiner | None, crosses: deque, hop_samples: int) -> list[Talker]:
+                  refiner: SrpRefiner | None, crosses: deque, hop_samples: int,
+                  candidates: list[Detection] | None = None) -> list[Talker]:
     """One step of the temporal decode for a window and its network outputs, with the model's SRP
     refinement (candidates on the window's hops, a walking talker at the newest hop's peak): the
-    step the pipeline takes per window and ``train_tf.evaluate`` per sub-window."""
+    step the pipeline takes per window and ``train_tf.evaluate`` per sub-window. ``candidates``, if
+    given, receives the window's candidates as the decode takes them (refined)."""
+    def seen(dets: list[Detection]) -> list[Detection]:
+        candidates.extend(dets)
+        return dets
+
     if refiner is None:
-        return decoder.update(outputs, t_s)
+        return decoder.update(outputs, t_s, seen if candidates is not None else None)
     add_hop_crosses(refiner, crosses, window, hop_samples)
     newest: list[np.ndarray] = []  # the newest hop's GCC, computed only if a walker asks for it
 
@@ -113,7 +126,11 @@ def decode_window(decoder: TemporalDecoder, outputs: np.ndarray, window: np.ndar
             newest.append(refiner.gcc(crosses[-1]))
         return refiner.peak(newest[0], azimuth_deg, half_deg)
 
-    return decoder.update(outputs, t_s, lambda dets: refiner.refine(dets, np.mean(crosses, axis=0)), peak)
+    def refine(dets: list[Detection]) -> list[Detection]:
+        dets = refiner.refine(dets, np.mean(crosses, axis=0))
+        return seen(dets) if candidates is not None else dets
+
+    return decoder.update(outputs, t_s, refine, peak)
 
 
 class Pipeline:
@@ -276,13 +293,19 @@ class Pipeline:
                                              for s in sources])
 
     def analyse(self, window: np.ndarray, t_s: float) -> dict[str, Any]:
-        """Run the model on one window (mic order, model rate) that ends at ``t_s``; returns its message."""
+        """Run the model on one window (mic order, model rate) that ends at ``t_s``; returns its message
+        (a :class:`Message`, with the window's candidates)."""
         if self.decoder is None:
             dets = self.detections(window)
-            return message(t_s, dets, self._elevations_of(dets))
+            msg = Message(message(t_s, dets, self._elevations_of(dets)))
+            msg.candidates = tuple(dets)
+            return msg
+        candidates: list[Detection] = []
         talkers = decode_window(self.decoder, self.outputs(window), window, t_s, self._refiner, self._crosses,
-                                self.hop_samples)
-        return message(t_s, talkers, self._elevations_of(talkers))
+                                self.hop_samples, candidates)
+        msg = Message(message(t_s, talkers, self._elevations_of(talkers)))
+        msg.candidates = tuple(candidates)
+        return msg
 
     def reset(self, gap_s: float = 0.0) -> None:
         """After a capture gap: drop buffered audio and tracks; ids keep increasing, t_s keeps counting
@@ -300,5 +323,5 @@ class Pipeline:
             self.decoder.reset()
 
 
-__all__ = ["SCHEMA", "SCHEMA_FILE", "PipelineError", "Pipeline", "message", "to_odas", "schema_path", "ODAS_SLOTS",
-           "add_hop_crosses", "decode_window"]
+__all__ = ["SCHEMA", "SCHEMA_FILE", "PipelineError", "Pipeline", "Message", "message", "to_odas", "schema_path",
+           "ODAS_SLOTS", "add_hop_crosses", "decode_window"]

@@ -152,6 +152,28 @@ def test_locate_live_plays_in_real_time_and_stops_on_sigterm():
     assert p.returncode == 0 and len(out.splitlines()) == 44
 
 
+def test_ctrl_c_while_locate_live_plays_is_one_line_and_exit_130():
+    # SIGINT as the terminal sends it (its default action restored: a shell's background job ignores it)
+    p = subprocess.Popen([sys.executable, "-m", "edge_msl", "locate", "example", "--live", "127.0.0.1:0"],
+                         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        line = ""
+        while "live view at" not in line:
+            line = p.stderr.readline()
+            assert line, "locate ended without serving the page"
+        time.sleep(1.0)  # mid-file: it plays in real time
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=10)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 130
+    assert err.strip().splitlines() == ["edge-msl locate: interrupted"] and "Traceback" not in err
+    assert 0 < len(out.splitlines()) < 44  # the lines written before Ctrl-C, each whole
+    assert all(json.loads(line)["schema"] == "edge-msl/sources-v2" for line in out.splitlines())
+
+
 def test_locate_live_bad_address_is_one_line(capsys):
     from edge_msl import cli
 

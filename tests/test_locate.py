@@ -238,3 +238,35 @@ def test_stdout_on_a_full_disk_is_one_line_and_exit_1():
     assert "Traceback" not in r.stderr and "Exception ignored" not in r.stderr
     lines = [x for x in r.stderr.splitlines() if x.startswith("edge-msl locate")]
     assert len(lines) == 1 and "No space left on device" in lines[0]
+
+
+def test_odas_targets_take_the_frames_the_daemon_sends(tmp_path):
+    """--odas-sst/--odas-ssl as [odas] has them: a TCP listener (locate connects as ODAS does) and files get the
+    frames byte for byte as --format odas/odas-ssl prints them on stdout."""
+    import socket
+    import threading
+
+    server = socket.create_server(("127.0.0.1", 0))
+    got = bytearray()
+
+    def listen():
+        conn, _ = server.accept()
+        with conn:
+            while data := conn.recv(65536):
+                got.extend(data)
+
+    t = threading.Thread(target=listen, daemon=True)
+    t.start()
+    try:
+        sst = run("locate", str(EXAMPLE), "--format", "odas", "--odas-sst",
+                  f"socket:127.0.0.1:{server.getsockname()[1]}", "--odas-ssl", f"file:{tmp_path}/ssl.json")
+        t.join(10)
+    finally:
+        server.close()
+    ssl = run("locate", str(EXAMPLE), "--format", "odas-ssl", "--odas-sst", f"file:{tmp_path}/sst.json")
+    assert sst.returncode == ssl.returncode == 0, sst.stderr.decode() + ssl.stderr.decode()
+    assert sst.stdout.count(b'"timeStamp"') == ssl.stdout.count(b'"timeStamp"') == N_WINDOWS
+    assert bytes(got) == (tmp_path / "sst.json").read_bytes() == sst.stdout
+    assert (tmp_path / "ssl.json").read_bytes() == ssl.stdout
+    bad = run("locate", str(EXAMPLE), "--odas-ssl", "tcp://host:1")
+    assert bad.returncode == 2 and b"[odas] ssl" in bad.stderr and len(bad.stderr.decode().strip().splitlines()) == 1

@@ -296,3 +296,44 @@ def test_bad_targets_are_one_line_config_errors(value):
         load_config(None, [("odas.sst", value)])
     text = str(e.value)
     assert "[odas] sst" in text and "socket:HOST:PORT" in text and "\n" not in text
+
+
+@pytest.mark.parametrize("srp_refine", [False, True])
+def test_ssl_frames_carry_the_windows_candidates_before_the_temporal_decode(srp_refine):
+    """ssl frames are ODAS's potential sources: the network's per-window candidates (refined as the decode takes
+    them), E the region's activity; a quiet second talker below the birth threshold is in ssl, never in sst."""
+    import numpy as np
+
+    from edge_msl.pipeline import Pipeline
+    from edge_msl.regions import decode
+    from edge_msl.runtime import load_model
+    from edge_msl.audio_io import open_audio
+    from edge_msl.commands.locate import example_path
+    from edge_msl.sinks import encode
+
+    model = load_model()
+    info, t = model.info, model.info.temporal
+    quiet = (min(t.seed_threshold, t.keep_threshold) + min(t.birth_threshold, t.confirm_mean)) / 2  # never listed
+    y = np.zeros((info.layout.n_regions, 3))
+    y[0] = (0.95, 0.5, 0.5)
+    y[info.layout.n_regions // 4] = (quiet, 0.5, 0.25)
+    want = sorted(decode(info.layout, y, min(t.seed_threshold, t.keep_threshold)), key=lambda d: -d.confidence)
+    assert len(want) == 2 and want[1].confidence == quiet < min(t.birth_threshold, t.confirm_mean)
+    p = Pipeline(model, srp_refine=srp_refine)
+    p.outputs = lambda window: y  # the network's outputs, fixed: one loud region, one quiet
+    with open_audio(example_path(".wav")) as r:
+        msgs = p.push(np.concatenate(list(r.blocks(16000)))[:32000])
+    assert len(msgs) > 10
+    sst, ssl = SstFrames(), SslFrames()
+    for m in msgs:
+        tracks = [s for s in json.loads(sst.frame(m))["src"] if s["id"]]
+        pots = json.loads(ssl.frame(m))["src"]
+        assert len(tracks) <= 1 and len(pots) == 4 and pots[2]["E"] == pots[3]["E"] == 0.0
+        assert [p["E"] for p in pots[:2]] == [0.95, round(quiet, 3)]
+        for pot, d in zip(pots, want):
+            az = math.degrees(math.atan2(pot["y"], pot["x"])) % 360
+            tol = info.srp_refine["half_deg"] + 0.1 if srp_refine else 0.1
+            assert abs((az - d.azimuth_deg + 180) % 360 - 180) <= tol and pot["z"] == 0.0
+        assert "candidates" not in encode(m) and json.loads(encode(m)) == dict(m)  # the JSON is as it was
+    heard = [s for m in msgs for s in m["sources"]]
+    assert heard and all(s["region"] == 0 for s in heard)  # the quiet one never becomes a track

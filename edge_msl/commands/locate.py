@@ -15,6 +15,9 @@ geometry, and refused when that is ambiguous. Sample rates above the model's are
 t_s is the end of the window in seconds from the start of the file; azimuth is counter-clockwise
 from the array's x axis. Logs and the --truth summary go to stderr. Exit 2 on bad input.
 
+--odas-sst/--odas-ssl TARGET send ODAS frames (socket:HOST:PORT, as ODAS connects, or file:PATH) as the
+daemon's [odas] does, beside stdout. Ctrl-C stops with one line and exit 130.
+
 --separate DIR writes each track's audio (a beamformer steered at it, docs/separation.md) to
 DIR/track-<id>-<start>s.wav, with DIR/tracks.json listing id, file, start_s and end_s.
 """
@@ -34,7 +37,7 @@ log = logging.getLogger("edge_msl.locate")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``edge-msl locate`` (the knobs it shares with ``run`` from :data:`options.SHARED`)."""
     from ..config import Config, StdoutSettings
-    from .options import SHARED, add_options
+    from .options import ODAS_TARGETS, SHARED, add_options
 
     parser.add_argument("file", metavar="FILE", help="recording (WAV, or FLAC with ffmpeg), - for a WAV on stdin, "
                                                      "or 'example' for the bundled one")
@@ -42,6 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_options(parser, SHARED, defaults, aliases={"stdout.format": ("--format",)}, helps={
         "array": "built-in array name, or a TOML file with an [array] table (default: the board the recording's "
                  "channels and sound show; refused when they do not single one out)"})
+    add_options(parser, ODAS_TARGETS)
     parser.add_argument("--pool-s", type=float, default=None, help=argparse.SUPPRESS)  # retired in 0.2: one message
     parser.add_argument("--live", metavar="[HOST:]PORT",
                         help="serve the live view there (a bare port: 127.0.0.1 only) and play the file in real "
@@ -93,8 +97,24 @@ def load_array(spec: str):
     return get_array(spec)
 
 
+ODAS_CONNECT_S = 5.0
+"""How long locate waits for its ODAS sockets before the first frame (a file is over in a moment)."""
+
+
 def main(args: argparse.Namespace) -> int:
-    """Run the pipeline over the file and print JSON lines."""
+    """Run the pipeline over the file and print JSON lines; Ctrl-C ends it with one line and exit 130."""
+    closing: list = []  # outputs to close however the run ends
+    try:
+        return _main(args, closing)
+    except KeyboardInterrupt:
+        print("edge-msl locate: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        for output in closing:
+            output.close()
+
+
+def _main(args: argparse.Namespace, closing: list) -> int:
     import itertools
 
     import numpy as np
@@ -102,7 +122,7 @@ def main(args: argparse.Namespace) -> int:
     from ..arrays import ArrayConfigError
     from ..audio_io import AudioFileError, open_audio
     from ..channel_check import array_for_recording
-    from ..config import StdoutSettings
+    from ..config import OdasSettings, StdoutSettings
     from ..pipeline import Pipeline, PipelineError
     from ..runtime import ModelError, load_model
     from ..settings_check import SettingError
@@ -116,6 +136,7 @@ def main(args: argparse.Namespace) -> int:
         args.truth = example_path(".truth.json")
     try:
         stdout = StdoutSettings(format=args.stdout_format)
+        odas = OdasSettings(sst=args.odas_sst or "", ssl=args.odas_ssl or "")
         truth = load_truth(args.truth)[0] if args.truth else []
         if args.plot:
             try:
@@ -150,6 +171,7 @@ def main(args: argparse.Namespace) -> int:
             host, port = parse_listen(args.live)
             live = LiveServer(LiveSettings(enabled=True, host=host, port=port), title=f"edge-msl {Path(args.file).name}")
             live.start(retry=False)
+            closing.append(live)
         except (ValueError, OSError) as exc:
             print(f"{name}: {exc}", file=sys.stderr)
             return 2
@@ -157,6 +179,18 @@ def main(args: argparse.Namespace) -> int:
     from ..sinks import StdoutSink
 
     out = StdoutSink(stdout, tolerant=False)
+    sinks = [out]
+    if odas.enabled:
+        from ..odas import OdasSink, SocketTarget
+
+        sink = OdasSink(odas)
+        sink.start()
+        closing.append(sink)
+        sinks.append(sink)
+        deadline = time.monotonic() + ODAS_CONNECT_S
+        for _, target in sink.outputs:
+            while isinstance(target, SocketTarget) and not target.connected and time.monotonic() < deadline:
+                time.sleep(0.02)
     messages = []
     keep = bool(args.plot or truth)
     n_lines = 0
@@ -201,7 +235,8 @@ def main(args: argparse.Namespace) -> int:
                 if not msgs:
                     continue
                 for m in msgs:
-                    out.publish(m)
+                    for output in sinks:
+                        output.publish(m)
                 if out.error is not None:
                     print(f"{name}: cannot write to stdout ({out.error}) after {n_lines} lines; free space or "
                           "redirect the output elsewhere", file=sys.stderr)
@@ -234,8 +269,14 @@ def main(args: argparse.Namespace) -> int:
             print(f"{name}: {exc}", file=sys.stderr)
             return 2
         print(f"{name}: plot written to {args.plot}", file=sys.stderr)
+    if odas.enabled:
+        closing.remove(sinks[1])
+        sinks[1].close()
+        log.info("%s", sinks[1].summary())
     if live is not None:
         from ..live import serve_until_stopped
+
+        closing.remove(live)
 
         print(f"{name}: end of {args.file}; the live view stays at {live.url} until Ctrl-C", file=sys.stderr)
         serve_until_stopped(live)

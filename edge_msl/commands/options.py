@@ -48,6 +48,13 @@ SHARED: tuple[Option, ...] = (
 )
 """The knobs ``run`` and ``locate`` share."""
 
+ODAS_TARGETS: tuple[Option, ...] = (
+    Option("--odas-sst", "odas.sst", str, "ODAS sst frames to socket:HOST:PORT (e.g. odas_web's "
+           "socket:127.0.0.1:9000) or file:PATH"),
+    Option("--odas-ssl", "odas.ssl", str, "ODAS ssl frames likewise (odas_web: socket:127.0.0.1:9001)"),
+)
+"""Where ODAS frames go ([odas] sst/ssl): ``locate`` takes them from here (``run`` still lists its own copy)."""
+
 
 def add_options(parser: argparse.ArgumentParser, options: tuple[Option, ...] | list[Option],
                 defaults: dict[str, Any] | None = None, aliases: dict[str, tuple[str, ...]] | None = None,
@@ -90,4 +97,4 @@ def overrides(args: argparse.Namespace, options: tuple[Option, ...] | list[Optio
     return out
 
 
-__all__ = ["Option", "SHARED", "add_options", "overrides"]
+__all__ = ["Option", "SHARED", "ODAS_TARGETS", "add_options", "overrides"]
