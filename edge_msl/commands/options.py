@@ -53,7 +53,7 @@ ODAS_TARGETS: tuple[Option, ...] = (
            "socket:127.0.0.1:9000) or file:PATH"),
     Option("--odas-ssl", "odas.ssl", str, "ODAS ssl frames likewise (odas_web: socket:127.0.0.1:9001)"),
 )
-"""Where ODAS frames go ([odas] sst/ssl): ``locate`` takes them from here (``run`` still lists its own copy)."""
+"""Where ODAS frames go ([odas] sst/ssl), for ``locate`` and ``run`` alike."""
 
 
 def add_options(parser: argparse.ArgumentParser, options: tuple[Option, ...] | list[Option],

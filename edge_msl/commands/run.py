@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .options import SHARED, Option, add_options, overrides
+from .options import ODAS_TARGETS, SHARED, Option, add_options, overrides
 
 OPTIONS: tuple[Option, ...] = (
     Option("--device", "device.name", str, "ALSA PCM name, e.g. hw:CARD=seeed8micvoicec,DEV=0"),
@@ -37,9 +37,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("--qos", "mqtt.qos", int, "MQTT QoS of the sources messages (0, 1, 2)"),
     Option("--mqtt-username", "mqtt.username", str, "MQTT user name"),
     Option("--mqtt-password-file", "mqtt.password_file", str, "file whose first line is the MQTT password"),
-    Option("--odas-sst", "odas.sst", str, "ODAS sst frames to socket:HOST:PORT (e.g. odas_web's "
-           "socket:127.0.0.1:9000) or file:PATH"),
-    Option("--odas-ssl", "odas.ssl", str, "ODAS ssl frames likewise (odas_web: socket:127.0.0.1:9001)"),
+    *ODAS_TARGETS,
     Option("--log-level", "logging.level", str, "debug, info, warning or error"),
     Option("--mqtt-tls", "mqtt.tls", None, "connect to the broker with TLS", value=True),
     Option("--discovery", "mqtt.discovery", None, "publish Home Assistant MQTT discovery", value=True),
