@@ -11,22 +11,23 @@ azimuth. Rules (see docs/training.md, "Region coding"):
   encoded once; on decode, detections closer than ``min_separation_deg`` are merged (the more
   confident one is kept), so a border source that fires in both neighbours comes out once.
 * Two sources in one sector: the stronger one (larger ``weight``; by default the nearer one)
-  keeps the sector. The weaker one moves to the neighbouring sector on its side if that sector
-  is free and the source lies within ``margin_deg`` of the shared border (only when
-  ``margin_deg`` > 0, which widens every sector's fine-azimuth range by the margin on both
-  sides); otherwise it is dropped and reported as such. Sources closer than
+  keeps the sector; the weaker one is dropped and reported as such. Sources closer than
   ``min_separation_deg`` to a stronger kept source are dropped too, as decode would merge them.
+
+(Overlapping sectors, ``margin_deg`` > 0 with ``label_overlap``, were an experiment no shipped
+model used; removed 2026-12-06. Older sidecars' ``margin_deg = 0`` / ``label_overlap = false``
+are still read.)
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .settings_check import Settings, SettingError, boolean, integer, invalid, number, setting
+from .settings_check import Settings, SettingError, integer, invalid, number, setting
 
 ACTIVE, DISTANCE, AZIMUTH = 0, 1, 2
 """Column order of a target / output array of shape (n_regions, 3)."""
@@ -34,6 +35,10 @@ ACTIVE, DISTANCE, AZIMUTH = 0, 1, 2
 
 RegionConfigError = SettingError
 """A region layout is invalid (the one settings error, under its former name)."""
+
+_RETIRED = {"margin_deg": 0.0, "label_overlap": False}
+"""Keys of the removed overlapping sectors that sidecars and data sets written before 2026-12-06 carry:
+read when they have these values (every shipped model does), refused otherwise."""
 
 
 @dataclass(frozen=True)
@@ -48,14 +53,8 @@ class RegionLayout(Settings):
     """Horizontal distance mapped to normalized distance 1 (farther sources are clipped to it)."""
     offset_deg: float = setting(0.0, number(-math.inf, math.inf))
     """Azimuth where sector 0 starts (counter-clockwise from the array's x axis)."""
-    margin_deg: float = setting(0.0, number(0.0, 180.0))
-    """Overlap: each sector's fine azimuth spans its width plus this margin on both sides."""
     min_separation_deg: float = setting(10.0, number(0.0, 180.0, hi_open=True))
     """Detections closer than this are one source (duplicate suppression on decode)."""
-    label_overlap: bool = setting(False, boolean)
-    """A source within ``margin_deg`` of its sector's border is also labelled in the neighbouring
-    sector (when that one holds no source of its own), so neither sector's fine azimuth is cut off
-    at the border; decode merges the two estimates. Needs ``margin_deg`` > 0."""
     fine_stretch: float = setting(1.0, number(0.5, 2.0))
     """Decode only: a fine azimuth output ``p`` is read as ``0.5 + fine_stretch * (p - 0.5)`` of
     the sector. A sigmoid output regressed on [0, 1] shrinks toward the sector's centre (the
@@ -65,19 +64,22 @@ class RegionLayout(Settings):
     KEY = "regions.{}"
     TABLE = "region"
 
+    @classmethod
+    def from_dict(cls, table: Any, base: "Settings | None" = None) -> Any:
+        """:meth:`Settings.from_dict`, reading an older sidecar's retired overlap keys at their inert values."""
+        if isinstance(table, Mapping) and any(k in table for k in _RETIRED):
+            table = dict(table)
+            for key, inert in _RETIRED.items():
+                value = table.pop(key, inert)
+                if value != inert or isinstance(value, bool) != isinstance(inert, bool):
+                    raise invalid(f"regions.{key}", value, f"{str(inert).lower()} or absent (overlapping sectors were "
+                                  "an experiment, removed)")
+        return super().from_dict(table, base)
+
     def check_together(self) -> None:
-        """The distance range in order, the margin within half a sector, label_overlap's needs."""
+        """The distance range in order."""
         if not self.d_min_m < self.d_max_m:
             raise invalid("regions.d_min_m", self.d_min_m, f"0 <= d_min_m < d_max_m = {self.d_max_m}")
-        if self.margin_deg > self.width_deg / 2:
-            raise invalid("regions.margin_deg", self.margin_deg, f"a number in [0, {self.width_deg / 2:g}] (half a sector)")
-        if self.label_overlap and self.margin_deg <= 0:
-            raise invalid("regions.label_overlap", True, "false while margin_deg = 0 (label_overlap needs margin_deg "
-                                                         "> 0: the overlap is the margin)")
-        if self.label_overlap and self.min_separation_deg < 2 * self.margin_deg:
-            raise invalid("regions.min_separation_deg", self.min_separation_deg,
-                          f"at least 2 * margin_deg = {2 * self.margin_deg:g} with label_overlap (label_overlap needs "
-                          "it: two talkers inside one overlap could not be told apart)")
 
     @property
     def width_deg(self) -> float:
@@ -91,8 +93,8 @@ class RegionLayout(Settings):
 
     def fine_range_deg(self, region: int) -> tuple[float, float]:
         """(low, high) azimuth mapped to normalized azimuth 0 and 1 for ``region`` (not wrapped)."""
-        lo = self.offset_deg + region * self.width_deg - self.margin_deg
-        return lo, lo + self.width_deg + 2 * self.margin_deg
+        lo = self.offset_deg + region * self.width_deg
+        return lo, lo + self.width_deg
 
     def normalize_azimuth(self, region: int, azimuth_deg: float) -> float:
         """Position of ``azimuth_deg`` inside ``region``'s fine range, in [0, 1]."""
@@ -180,81 +182,14 @@ def encode(
             continue
         region = int(layout.region_of(az[i]))
         if occupied[region]:
-            region = _free_neighbour(layout, az[i], region, occupied)
-            if region < 0:
-                continue
+            continue
         occupied[region] = True
         assigned[i] = region
         kept_az.append(float(az[i]))
         target[region, ACTIVE] = 1.0
         target[region, DISTANCE] = layout.normalize_distance(dist[i])
         target[region, AZIMUTH] = layout.normalize_azimuth(region, az[i])
-    if layout.label_overlap and layout.n_regions > 1:
-        # after every source has its own sector: near-border sources also in a free neighbour
-        for i in order:
-            if assigned[i] < 0:
-                continue
-            other = _margin_neighbour(layout, float(az[i]), int(assigned[i]), inclusive=False)
-            if other >= 0 and not occupied[other]:
-                occupied[other] = True
-                target[other, ACTIVE] = 1.0
-                target[other, DISTANCE] = layout.normalize_distance(dist[i])
-                target[other, AZIMUTH] = layout.normalize_azimuth(other, az[i])
     return Encoding(target=target, assigned_region=assigned)
-
-
-def _merge_overlap(layout: RegionLayout, candidates: list[Detection]) -> list[Detection]:
-    """One detection per source seen by two neighbouring sectors (``label_overlap``): two
-    detections of adjacent sectors that both lie within ``margin_deg`` of their shared border are
-    replaced by the confidence-weighted mean, with the stronger one's confidence and region."""
-    merged: list[Detection] = []
-    used = [False] * len(candidates)
-    for i, a in enumerate(candidates):  # strongest first
-        if used[i]:
-            continue
-        used[i] = True
-        for j in range(i + 1, len(candidates)):
-            b = candidates[j]
-            step = (b.region - a.region) % layout.n_regions
-            if used[j] or step not in (1, layout.n_regions - 1):
-                continue
-            upper = a.region if step == layout.n_regions - 1 else b.region  # the sector above the border
-            border = _sector_start(layout, upper)
-            if layout.n_regions == 2 and angular_distance_deg(a.azimuth_deg, border) >= layout.margin_deg:
-                border += 180.0  # two sectors share two borders
-            if angular_distance_deg(a.azimuth_deg, border) >= layout.margin_deg or \
-                    angular_distance_deg(b.azimuth_deg, border) >= layout.margin_deg:
-                continue
-            used[j] = True
-            w = b.confidence / (a.confidence + b.confidence)
-            az = float(wrap360(a.azimuth_deg + w * wrap180(b.azimuth_deg - a.azimuth_deg)))
-            a = Detection(az, (1 - w) * a.distance_m + w * b.distance_m, a.confidence, a.region)
-            break
-        merged.append(a)
-    return merged
-
-
-def _sector_start(layout: RegionLayout, region: int) -> float:
-    """Azimuth of ``region``'s lower border (not wrapped)."""
-    return layout.offset_deg + region * layout.width_deg
-
-
-def _margin_neighbour(layout: RegionLayout, az: float, region: int, inclusive: bool = True) -> int:
-    """The sector across the border of ``region`` that ``az`` lies within ``margin_deg`` of
-    (``inclusive``: at exactly the margin counts), or -1."""
-    lo = _sector_start(layout, region)
-    for border, step in ((lo, -1), (lo + layout.width_deg, 1)):
-        d = angular_distance_deg(az, border)
-        if d < layout.margin_deg or (inclusive and d == layout.margin_deg):
-            return (region + step) % layout.n_regions
-    return -1
-
-
-def _free_neighbour(layout: RegionLayout, az: float, home: int, occupied: np.ndarray) -> int:
-    if layout.margin_deg <= 0 or layout.n_regions < 2:
-        return -1
-    cand = _margin_neighbour(layout, az, home)
-    return -1 if cand < 0 or occupied[cand] else cand
 
 
 def encode_batch(
@@ -291,8 +226,6 @@ def decode(layout: RegionLayout, outputs: np.ndarray, threshold: float = 0.5) ->
         dist = layout.d_min_m + float(np.clip(out[region, DISTANCE], 0, 1)) * (layout.d_max_m - layout.d_min_m)
         candidates.append(Detection(az, dist, float(out[region, ACTIVE]), int(region)))
     candidates.sort(key=lambda d: (-d.confidence, d.region))
-    if layout.label_overlap:
-        candidates = _merge_overlap(layout, candidates)
     kept: list[Detection] = []
     for det in candidates:
         if all(angular_distance_deg(det.azimuth_deg, k.azimuth_deg) >= layout.min_separation_deg for k in kept):

@@ -76,7 +76,7 @@ def array_symmetries(positions_m: Sequence[Sequence[float]], layout: RegionLayou
     ident = Symmetry(tuple(range(n)), 0, False)
     if pos.ndim != 2 or pos.shape[1] < 2 or n < 2:
         return [ident]
-    if (pos.shape[1] > 2 and np.ptp(pos[:, 2]) > tol_m) or layout.margin_deg:
+    if pos.shape[1] > 2 and np.ptp(pos[:, 2]) > tol_m:
         return [ident]
     xy = pos[:, :2] - pos[:, :2].mean(axis=0)
     w, o = layout.width_deg, layout.offset_deg

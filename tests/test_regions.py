@@ -21,10 +21,6 @@ layouts = st.builds(
 @st.composite
 def layout_and_sources(draw, max_sources=6):
     layout = draw(layouts)
-    margin = draw(st.floats(0.0, layout.width_deg / 2))
-    overlap = 0 < 2 * margin <= layout.min_separation_deg and draw(st.booleans())
-    layout = RegionLayout(layout.n_regions, layout.d_min_m, layout.d_max_m, layout.offset_deg, margin,
-                          layout.min_separation_deg, overlap)
     k = draw(st.integers(0, min(max_sources, layout.n_regions)))
     regions = draw(st.lists(st.integers(0, layout.n_regions - 1), min_size=k, max_size=k, unique=True))
     # strictly inside each sector: offset + r * width computed in floats can land a hair on the
@@ -45,11 +41,7 @@ def test_decode_recovers_every_encoded_source(case):
         assume(sep.min() >= layout.min_separation_deg + 1e-3)
     enc = encode(layout, az, dist)
     assert np.all(enc.assigned_region >= 0)
-    # with label_overlap a near-border source is also labelled in a free neighbouring sector
-    if layout.label_overlap:
-        assert len(az) <= enc.target[:, ACTIVE].sum() <= 2 * len(az)
-    else:
-        assert enc.target[:, ACTIVE].sum() == len(az)
+    assert enc.target[:, ACTIVE].sum() == len(az)
     dets = decode(layout, enc.target, threshold=0.5)
     assert len(dets) == len(az)
     for a, d in zip(az, dist):
@@ -99,16 +91,12 @@ def test_two_sources_in_one_region_keep_the_stronger():
     assert list(enc.assigned_region) == [0, -1]
 
 
-def test_margin_moves_the_weaker_source_to_a_free_neighbour():
-    layout = RegionLayout(n_regions=8, margin_deg=10.0)
-    enc = encode(layout, [20.0, 40.0], [1.0, 2.0])
-    assert list(enc.assigned_region) == [0, 1]
-    dets = decode(layout, enc.target)
-    np.testing.assert_allclose(sorted(d.azimuth_deg for d in dets), [20.0, 40.0], atol=1e-4)
-    # too far from the border for the margin: dropped
-    assert list(encode(layout, [5.0, 25.0], [1.0, 2.0]).assigned_region) == [0, -1]
-    # neighbour taken: dropped
-    assert list(encode(layout, [20.0, 40.0, 60.0], [1.0, 3.0, 0.5]).assigned_region) == [0, -1, 1]
+def test_the_weaker_source_in_a_taken_sector_is_dropped():
+    layout = RegionLayout(n_regions=8)
+    enc = encode(layout, [20.0, 40.0], [1.0, 2.0])  # both in sector 0 (0-45 deg): the nearer keeps it
+    assert list(enc.assigned_region) == [0, -1]
+    (det,) = decode(layout, enc.target)
+    assert det.azimuth_deg == pytest.approx(20.0, abs=1e-4)
 
 
 def test_sources_closer_than_the_separation_are_one():
@@ -146,7 +134,6 @@ def test_encode_batch_skips_padding():
 @pytest.mark.parametrize("kwargs,message", [
     ({"n_regions": 0}, "n_regions"),
     ({"d_min_m": 3.0, "d_max_m": 2.0}, "d_min_m < d_max_m"),
-    ({"n_regions": 8, "margin_deg": 30.0}, "margin_deg"),
     ({"min_separation_deg": 200.0}, "min_separation_deg"),
 ])
 def test_layout_validation(kwargs, message):
@@ -155,56 +142,21 @@ def test_layout_validation(kwargs, message):
 
 
 def test_layout_dict_roundtrip_and_unknown_keys():
-    layout = RegionLayout(n_regions=16, margin_deg=5.0)
+    layout = RegionLayout(n_regions=16, min_separation_deg=20.0)
     assert RegionLayout.from_dict(layout.to_dict()) == layout
     with pytest.raises(RegionConfigError, match="unknown region key"):
         RegionLayout.from_dict({"n_regions": 8, "sectors": 8})
 
 
-def test_overlap_labels_a_near_border_source_in_both_sectors_and_decodes_it_once():
-    layout = RegionLayout(n_regions=16, margin_deg=5.625, min_separation_deg=20.0, label_overlap=True)
-    # 22.5 deg is the border of sectors 0 and 1; 21.0 is 1.5 deg inside sector 0
-    enc = encode(layout, [21.0], [1.5])
-    assert list(enc.assigned_region) == [0]
-    assert list(np.flatnonzero(enc.target[:, ACTIVE])) == [0, 1]
-    for r in (0, 1):
-        lo, hi = layout.fine_range_deg(r)
-        # each sector's fine value is inside (0, 1): no sector is cut off at the border
-        assert 0.05 < enc.target[r, AZIMUTH] < 0.95
-        assert lo + enc.target[r, AZIMUTH] * (hi - lo) == pytest.approx(21.0, abs=1e-4)
-    dets = decode(layout, enc.target, threshold=0.5)
-    assert len(dets) == 1 and dets[0].azimuth_deg == pytest.approx(21.0, abs=1e-4)
-    # unequal confidences and estimates: the weighted mean of the two sectors' estimates
-    out = enc.target.copy()
-    out[0, ACTIVE], out[1, ACTIVE] = 0.9, 0.6
-    out[1, AZIMUTH] += 1.0 / (layout.width_deg + 2 * layout.margin_deg)  # sector 1 says 22.0
-    (det,) = decode(layout, out, threshold=0.5)
-    assert det.azimuth_deg == pytest.approx(21.0 + 0.6 / 1.5 * 1.0, abs=1e-4) and det.region == 0
-    # a source in the middle of its sector is labelled once
-    assert enc_count(layout, [11.25]) == 1
-
-
-def enc_count(layout, az):
-    return int(encode(layout, az, [1.0] * len(az)).target[:, ACTIVE].sum())
-
-
-def test_overlap_never_takes_a_sector_from_a_source_of_its_own():
-    layout = RegionLayout(n_regions=16, margin_deg=5.625, min_separation_deg=20.0, label_overlap=True)
-    # the stronger (nearer) talker at 21 deg is near sector 1; the weaker one at 44 deg lives in sector 1
-    enc = encode(layout, [21.0, 44.0], [0.5, 3.0])
-    assert list(enc.assigned_region) == [0, 1]
-    lo, hi = layout.fine_range_deg(1)
-    assert lo + enc.target[1, AZIMUTH] * (hi - lo) == pytest.approx(44.0, abs=1e-4)
-    # but it borrows sector 2, its own free neighbour (44 is 1 deg from the 45 deg border)
-    assert list(np.flatnonzero(enc.target[:, ACTIVE])) == [0, 1, 2]
-    dets = decode(layout, enc.target)
-    np.testing.assert_allclose(sorted(d.azimuth_deg for d in dets), [21.0, 44.0], atol=1e-4)
-    with pytest.raises(RegionConfigError, match="label_overlap needs margin_deg"):
-        RegionLayout(n_regions=16, label_overlap=True)
-    assert RegionLayout.from_dict(layout.to_dict()) == layout
-    # parameter files written before the option existed read as no overlap
-    old = {k: v for k, v in layout.to_dict().items() if k != "label_overlap"}
-    assert RegionLayout.from_dict(old).label_overlap is False
+def test_older_sidecars_retired_overlap_keys_are_read_only_at_their_inert_values():
+    """Overlapping sectors (margin_deg > 0, label_overlap) were removed; every shipped sidecar carries
+    margin_deg = 0 and label_overlap = false, which still read, and any other value is refused."""
+    layout = RegionLayout(n_regions=16, min_separation_deg=20.0)
+    old = {**layout.to_dict(), "margin_deg": 0.0, "label_overlap": False}
+    assert RegionLayout.from_dict(old) == layout
+    for key, value in (("margin_deg", 5.625), ("label_overlap", True)):
+        with pytest.raises(RegionConfigError, match=rf"regions\.{key} = .* or absent \(overlapping sectors"):
+            RegionLayout.from_dict({**old, key: value})
 
 
 def test_fine_stretch_reads_the_fine_azimuth_away_from_the_centre():

@@ -140,27 +140,6 @@ def test_window_override_sizes_the_model_and_overlapping_first_layer(rir_bank, b
     assert model.get_layer("conv0").strides == (4,)
 
 
-def test_overlap_labels_reach_the_training_targets(rir_bank, bank_path, tmp_path, capsys):
-    out = tmp_path / "overlap"
-    base = ["--rir-bank", str(rir_bank), "--bank", str(bank_path), *MIX, *TINY, "--epochs", "1", "--regions", "16"]
-    assert train.main([*base, "--out", str(out), "--margin-deg", "5.625", "--label-overlap",
-                       "--min-separation-deg", "20"]) == 0
-    regions = json.loads((out / "params.json").read_text())["regions"]
-    assert regions["label_overlap"] is True and regions["margin_deg"] == 5.625
-    layout = RegionLayout.from_dict(regions)
-    bank = DryBank.load(bank_path)
-    mixer = Mixer(rir_bank, bank, layout, "train", settings=SimSettings(window_s=0.25, rir_bank_samples=2048), seed=1)
-    plan = mixer.plan(64)
-    # the same sources without overlap: the overlap adds labels (near-border talkers count twice)
-    from edge_msl.regions import encode_batch
-
-    plain = RegionLayout(n_regions=16, margin_deg=5.625, min_separation_deg=20.0)
-    single = encode_batch(plain, plan["azimuth_deg"], plan["distance_m"])[..., 0].sum()
-    assert single < plan["targets"][..., 0].sum() <= 2 * single
-    with pytest.raises(SystemExit, match="label_overlap needs min_separation_deg"):
-        train.main([*base, "--out", str(tmp_path / "bad"), "--margin-deg", "5.625", "--label-overlap"])
-
-
 def test_init_weights_from_shorter_first_frames(rir_bank, bank_path, tmp_path, capsys):
     """--init-weights from a kernel-3 run into a kernel-6 stride-6 network over twice the window
     (the trained network's params.json beside its weights tells its shape)."""

@@ -353,10 +353,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, help="run directory (params.json, weights, log.csv); resumes")
     parser.add_argument("--regions", type=int, default=8)
     parser.add_argument("--min-separation-deg", type=float, default=10.0)
-    parser.add_argument("--margin-deg", type=float, default=0.0,
-                        help="each region's fine azimuth spans this much beyond its borders")
-    parser.add_argument("--label-overlap", action="store_true",
-                        help="label a source within --margin-deg of a border in both regions (decode merges them)")
     parser.add_argument("--block-filters", default="32,48,96,128,256,256,256")
     parser.add_argument("--first-filters", type=int, default=32)
     parser.add_argument("--first-kernel", type=int, default=3,
@@ -425,8 +421,7 @@ def main(argv: list[str] | None = None) -> int:
     window = int(round(float(overrides.get("window_s", sim["window_s"])) * sim["sample_rate_hz"]))
     model_cfg = model_config(args, window, len(meta["array"]["positions_m"]))
     try:
-        layout = RegionLayout(n_regions=args.regions, min_separation_deg=args.min_separation_deg,
-                              margin_deg=args.margin_deg, label_overlap=args.label_overlap)
+        layout = RegionLayout(n_regions=args.regions, min_separation_deg=args.min_separation_deg)
     except ValueError as exc:
         raise SystemExit(f"region layout: {exc}") from None
     settings = TrainSettings(batch_size=args.batch_size, epochs=args.epochs, learning_rate=args.lr,
