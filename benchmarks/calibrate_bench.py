@@ -29,6 +29,7 @@ import numpy as np  # noqa: E402
 
 from edge_msl.arrays import get_array  # noqa: E402
 from train_tf import calibrate as cal  # noqa: E402
+from train_tf.calibrate.validate import decision_sets  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -164,7 +165,7 @@ def standin(args, work: Path) -> dict:
             "counts": res["counts"], "steps": steps, "validation": res["validation"], "installed": res["installed"],
             "why": res["why"], "threshold": json.loads((session.dir / "model" / "params.json").read_text())
             .get("decode", {}).get("threshold"),
-            "heldout": {"before": before, "after": after}, "simulate_clips_s": sim_seconds}
+            "heldout": {"before": before, "after": after}, "simulate_clips_s": sim_seconds, "seed": args.seed}
 
 
 def av16(args, work: Path) -> dict:
@@ -222,18 +223,28 @@ def _pct(before, after):
 
 
 GRID_HEADER = ("| positions | seed | fresh: DOA err before → after (°) | change | F1 before → after | "
-               "recall before → after | held-out positions (validation): err change, F1 before → after | "
-               "installed | fine-tune + convert (s) |\n| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |")
+               "recall before → after | validation: held-out positions' err before → after (margin) | "
+               "validation: F1, recall (pooled) before → after | installed | fine-tune + convert (s) |\n"
+               "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |")
 
 
-def _grid_row(r: dict, installed: bool) -> str:
+def _decision(v: dict) -> tuple[dict, bool, str]:
+    """Today's install rule on a session's validation.json: ``decision_sets`` and ``is_better``."""
+    s = cal.CalibrationSettings()
+    d = decision_sets(v["sets"], v.get("per_position", {}) if v.get("heldout_positions") else {}, s)
+    ok, why = cal.is_better(d["before"], d["after"], s.f1_tolerance, s.recall_tolerance, d["error_margin_deg"])
+    return d, ok, why
+
+
+def _grid_row(r: dict, d: dict, installed: bool) -> str:
     b, a = r["heldout"]["before"], r["heldout"]["after"]
-    v = r["validation"]["all"]
+    db, da = d["before"], d["after"]
     st = r["steps"]
     return (f"| {r['positions']} | {r['seed']} | {b['err_mean']:.2f} → {a['err_mean']:.2f} | "
             f"{_pct(b['err_mean'], a['err_mean'])} | {b['f1']:.3f} → {a['f1']:.3f} | "
-            f"{b['recall']:.3f} → {a['recall']:.3f} | {_pct(v['before']['err_mean'], v['after']['err_mean'])}, "
-            f"{v['before']['f1']:.3f} → {v['after']['f1']:.3f} | {'yes' if installed else 'no'} | "
+            f"{b['recall']:.3f} → {a['recall']:.3f} | {db['err_mean']:.2f} → {da['err_mean']:.2f} "
+            f"(±{d['error_margin_deg']:.2f}) | {db['f1']:.3f} → {da['f1']:.3f}, {db['recall']:.3f} → "
+            f"{da['recall']:.3f} | {'yes' if installed else 'no'} | "
             f"{st['finetune']['seconds'] + st['convert']['seconds']:.0f} |")
 
 
@@ -246,20 +257,28 @@ def grid(args, work: Path) -> list:
             sub = argparse.Namespace(**{**vars(args), "positions": positions, "seed": seed})
             r = standin(sub, work / f"p{positions}-s{seed}")
             rows.append({"positions": positions, "seed": seed, **r})
-            print(_grid_row(rows[-1], bool(r["installed"])), flush=True)
+            v = json.loads((work / f"p{positions}-s{seed}" / "session" / "validation.json").read_text())
+            print(_grid_row(rows[-1], _decision(v)[0], bool(r["installed"])), flush=True)
             (work / "grid.json").write_text(json.dumps(rows, indent=2, default=str))
     return rows
 
 
 def summarize(dirs: list[str]) -> None:
-    """The ``--grid`` table again from the runs' grid.json, the install decision taken by today's rule
-    (``calibrate.is_better`` with the default tolerances) on each run's own validation."""
-    s = cal.CalibrationSettings()
-    rows = [r for d in dirs for r in json.loads((Path(d) / "grid.json").read_text())]
+    """The ``--grid`` table again from the runs' grid.json (or a single run's results.json), the install
+    decision taken by today's rule (``decision_sets`` + ``is_better``, default settings) on each run's own
+    session validation.json."""
+    rows = []
+    for d in dirs:
+        g = Path(d) / "grid.json"
+        if g.exists():
+            rows += [(Path(d) / f"p{r['positions']}-s{r['seed']}", r) for r in json.loads(g.read_text())]
+        else:  # one --standin run: results.json
+            r = json.loads((Path(d) / "results.json").read_text())["standin"]
+            rows.append((Path(d), {**r, "seed": r.get("seed", "-")}))
     print(GRID_HEADER)
-    for r in sorted(rows, key=lambda r: (r["positions"], r["seed"])):
-        v = r["validation"]["all"]
-        print(_grid_row(r, cal.is_better(v["before"], v["after"], s.f1_tolerance, s.recall_tolerance)[0]))
+    for where, r in rows:
+        d, ok, _ = _decision(json.loads((where / "session" / "validation.json").read_text()))
+        print(_grid_row(r, d, ok))
 
 
 def main(argv=None) -> int:

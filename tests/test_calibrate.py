@@ -201,11 +201,18 @@ def test_calibration_lowers_the_doa_error_on_heldout_mixtures(alsa_home, bank_pa
     out = json.loads(capsys.readouterr().out)
     val = json.loads((session / "validation.json").read_text())
     sets = val["sets"]
-    # the decision is the rule applied to the positions held out whole, and installed exactly when better
+    # the decision is the rule applied to the positions held out whole (error, with the margin from their
+    # per-position spread) and to those pooled with the recorded positions' tails (F1, recall), and the model
+    # is installed exactly when better
     assert val["heldout_positions"] == ["pos-02", "pos-06"]
     settings = cal.CalibrationSettings()
-    assert out["better"] == cal.is_better(sets["all"]["before"], sets["all"]["after"], settings.f1_tolerance,
-                                          settings.recall_tolerance)[0]
+    from train_tf.calibrate.validate import decision_sets
+
+    dec = decision_sets(sets, val["per_position"], settings)
+    assert dec == val["decision"] and dec["before"]["err_mean"] == sets["all"]["before"]["err_mean"]
+    assert 0.0 <= dec["error_margin_deg"] <= settings.max_error_margin_deg
+    assert out["better"] == cal.is_better(dec["before"], dec["after"], settings.f1_tolerance,
+                                          settings.recall_tolerance, dec["error_margin_deg"])[0]
     assert out["installed"] == (str(state / "models" / "uca8-r10.tflite") if out["better"] else None)
     report = (session / "report.md").read_text()
     assert "pos-02, pos-06" in report and (session / "report.png").stat().st_size > 1000

@@ -98,10 +98,18 @@ class CalibrationSettings:
     calib_windows: int = 100
     """Windows of the fine-tuning set used for int8 calibration."""
     f1_tolerance: float = 0.01
-    """Install only when the F1 after is not lower than before minus this (a validation of 2-4 held-out
-    positions cannot tell F1 apart more finely)."""
+    """Install only when the F1 after is not lower than before minus this (on the held-out positions' and the
+    recorded positions' later windows pooled: 2-4 held-out positions alone cannot tell F1 apart this finely)."""
     recall_tolerance: float = 0.01
-    """Install only when the recall after is not lower than before minus this."""
+    """Install only when the recall after (pooled as for F1) is not lower than before minus this."""
+    error_margin_se: float = 1.0
+    """The held-out positions' mean DOA error after may exceed the one before by up to this many standard
+    errors of the per-position change (its spread over the 2-4 held-out positions), capped at
+    ``max_error_margin_deg``: one held-out direction where the model is locally off, or whose self-label is,
+    must not decide alone, while a worsening shared by the held-out positions still refuses. 0: strictly lower."""
+    max_error_margin_deg: float = 0.5
+    """Cap of that margin: about half the self-labels' typical error (0.7-1.3 deg measured), the finest change
+    that held-out positions scored against self-labels resolve; a model worse by more is never installed."""
     seed: int = 0
     """Seed of every random choice (mixtures, shuffles)."""
 
