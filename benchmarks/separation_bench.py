@@ -10,6 +10,7 @@ the same rule for ODAS's tracks. Reference: the talker's direct sound and first 
 
     .venv/bin/python -m benchmarks.separation_bench                       # edge-msl only
     .venv/bin/python -m benchmarks.separation_bench --odaslive /tmp/odas-build/bin/odaslive
+    .venv/bin/python -m benchmarks.separation_bench --beams-mask --no-postfilter   # with the variants
 
 Prints markdown tables on stdout; --json writes every scene's numbers.
 """
@@ -106,7 +107,11 @@ def render_scene(bank, array_name: str, seed: int, n_talkers: int, rt60_s: tuple
     room.add_microphone_array(mics.T)
     for p in pts:
         room.add_source(p)
-    np.random.seed(seed % 2 ** 32)  # pyroomacoustics' randomized image sources draw from the global state
+    # the randomized image sources: pyroomacoustics (0.10 here) draws them from its own generators (numpy's and
+    # libroom's C++ one), older versions from numpy's global state; seed both, or every run is other scenes
+    if hasattr(getattr(pra, "random", None), "seed"):
+        pra.random.seed(numpy=seed % 2 ** 32, libroom=seed % 2 ** 32)
+    np.random.seed(seed % 2 ** 32)
     room.compute_rir()
     names = voices(bank)
     order = rng.permutation(len(names))
@@ -331,6 +336,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--duration-s", type=float, default=6.0)
     ap.add_argument("--odaslive", default=None, help="path of an odaslive binary: add ODAS's SSS output as the peer")
     ap.add_argument("--no-postfilter", action="store_true", help="also score edge-msl without its post-filter")
+    ap.add_argument("--beams-mask", action="store_true",
+                    help="also score edge-msl with the former post-filter mask (mask = 'beams')")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
 
@@ -349,6 +356,8 @@ def main(argv: list[str] | None = None) -> int:
             variants = {"edge-msl": None}
             if args.no_postfilter:
                 variants["edge-msl, no post-filter"] = SeparateSettings(postfilter=False)
+            if args.beams_mask:
+                variants["edge-msl, beams mask"] = SeparateSettings(mask="beams")
             for name, st in variants.items():
                 tracks, dirs, cpu, n_tr, starts = run_edge(scene, model, st)
                 if st is None:

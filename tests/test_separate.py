@@ -75,8 +75,9 @@ def _run(array, mix: np.ndarray, sources: list[dict], settings=None, start_s: fl
     return streams
 
 
-@pytest.mark.parametrize("postfilter,min_db", [(False, 15.0), (True, 8.0)])  # white noise is not sparse:
-def test_two_plane_waves_are_separated(postfilter, min_db):  # the post-filter's gain floor costs SI-SDR there
+@pytest.mark.parametrize("postfilter,mask,min_db", [(False, "spatial", 15.0), (True, "beams", 8.0),
+                                                    (True, "spatial", 8.0)])  # white noise is not sparse:
+def test_two_plane_waves_are_separated(postfilter, mask, min_db):  # a post-filter's mask costs SI-SDR there
     rng = np.random.default_rng(1)
     array = get_array("uca8-r10")
     n = 3 * FS
@@ -87,7 +88,7 @@ def test_two_plane_waves_are_separated(postfilter, min_db):  # the post-filter's
     images = [arrival(array, s, az, el) for s, (az, el) in zip(sig, dirs)]
     mix = images[0] + images[1] + 1e-3 * rng.standard_normal((n, 8))
     sources = [{"id": k + 1, "azimuth_deg": az, "elevation_deg": el} for k, (az, el) in enumerate(dirs)]
-    streams = _run(array, mix, sources, SeparateSettings(postfilter=postfilter))
+    streams = _run(array, mix, sources, SeparateSettings(postfilter=postfilter, mask=mask))
     assert sorted(streams) == [1, 2]
     for k in range(2):
         y, chunks = streams[k + 1]
@@ -96,6 +97,31 @@ def test_two_plane_waves_are_separated(postfilter, min_db):  # the post-filter's
         gain = si_sdr(y[part], ref[part]) - si_sdr(mix[part, 0], ref[part])
         assert gain > min_db, (k, gain)
         assert chunks[-1].last and chunks[0].start_s == pytest.approx(0.0, abs=0.1)
+
+
+def test_spatial_mask_on_sparse_talkers():
+    """Talkers who pause (noise gated in 64 ms blocks, overlapping part of the time): the spatial mixture's
+    masks separate them better than the beams' powers do."""
+    rng = np.random.default_rng(4)
+    array = get_array("uca8-r10")
+    n = 3 * FS
+    sig = []
+    for _ in range(2):
+        s = rng.standard_normal(n) * np.repeat(rng.uniform(size=n // 1024 + 1) < 0.6, 1024)[:n]
+        s[:FS // 2] = 0.0
+        sig.append(s)
+    dirs = [(40.0, 25.0), (170.0, 10.0)]
+    images = [arrival(array, s, az, el) for s, (az, el) in zip(sig, dirs)]
+    mix = images[0] + images[1] + 1e-3 * rng.standard_normal((n, 8))
+    sources = [{"id": k + 1, "azimuth_deg": az, "elevation_deg": el} for k, (az, el) in enumerate(dirs)]
+    part = slice(FS, n - FS // 4)
+    gains = {}
+    for mask in ("spatial", "beams"):
+        streams = _run(array, mix, sources, SeparateSettings(mask=mask))
+        gains[mask] = [si_sdr(streams[k + 1][0][part], images[k][part, 0]) - si_sdr(mix[part, 0], images[k][part, 0])
+                       for k in range(2)]
+    assert min(gains["spatial"]) > 10.0, gains
+    assert np.mean(gains["spatial"]) > np.mean(gains["beams"]) + 0.5, gains
 
 
 def test_new_track_is_back_filled():
@@ -129,6 +155,8 @@ def test_bad_settings_name_the_key():
         SeparateSettings(loading=-1.0)
     with pytest.raises(SeparateConfigError, match="unknown .*key.*bogus"):
         SeparateSettings.from_dict({"bogus": 1})
+    with pytest.raises(SeparateConfigError, match="mask"):
+        SeparateSettings(mask="clusters")
 
 
 def test_locate_separate_writes_a_wav_per_track(tmp_path):
