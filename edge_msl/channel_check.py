@@ -393,15 +393,3 @@ class StartupCheck:
         out = np.concatenate(self._held) if self._held else np.zeros((0, self.configured.n_channels), np.int16)
         self._held, self._n_held = [], 0
         return out
-
-
-_IN_BOARD_ID = ("identify_array", "array_for_recording", "Identification")
-
-
-def __getattr__(name: str):
-    """Which board a recording is moved to :mod:`edge_msl.board_id`; its names stay reachable here."""
-    if name in _IN_BOARD_ID:
-        from . import board_id
-
-        return getattr(board_id, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

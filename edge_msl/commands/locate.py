@@ -121,7 +121,7 @@ def _main(args: argparse.Namespace, closing: list) -> int:
 
     from ..arrays import ArrayConfigError
     from ..audio_io import AudioFileError, open_audio
-    from ..channel_check import array_for_recording
+    from ..board_id import array_for_recording
     from ..config import OdasSettings, StdoutSettings
     from ..pipeline import Pipeline, PipelineError
     from ..runtime import ModelError, load_model
