@@ -2,7 +2,7 @@
 talkers as compact attributes, the strongest talker's azimuth and distance) and the rate-limited state they
 read, so Home Assistant records a row when something changes, not every window.
 
-It builds payloads only; :class:`edge_msl.sinks.MqttSink` publishes them.
+It builds payloads only; :class:`edge_msl.mqtt_sink.MqttSink` publishes them.
 """
 
 from __future__ import annotations
