@@ -28,9 +28,15 @@ log = logging.getLogger("edge_msl.separate")
 ADAPT_PRIOR_FRAMES = 20.0
 """Weight (in frames) of the noise model in a track's interference covariance."""
 WEIGHTS_EVERY = 3
-"""With no track born or moved, the weights follow the learnt covariances every this many messages (0.3 s;
+"""With no track born or moved, the weights follow the learnt covariances every this many messages (one per
+analysis hop of the audio, 0.3 s;
 the covariances remember about 1.5 s: every message costs three times the CPU, every second one measured
 the same SI-SDR on development scenes)."""
+BLOCK_FRAMES = 32
+"""With no message for this many STFT frames (0.5 s; the pipeline sends one every 0.1 s), the frames are
+analysed anyway. Frames are analysed in blocks cut only by the audio itself (a message's window end, or
+this many frames after the last cut), never where a push ends: the output does not depend on how the audio
+was cut into pushes (the spatial mixture's priors, the noise floor and the single E-step are per block)."""
 SPATIAL_EVERY = 3
 """The spatial mixture's classes are remade every this many weight updates (0.9 s) or when the tracks change
 (each remake inverts a matrix per class and bin; every 0.2 s measured no better on development scenes)."""
@@ -201,7 +207,7 @@ class Separator:
         pos = 0
         for idx, msg in sorted(events, key=lambda e: e[0]):
             idx = int(min(max(idx, pos), len(x)))
-            self._append(x[pos:idx], out)
+            self._append(x[pos:idx], out, cut=True)
             pos = idx
             self._message(msg, out)
         self._append(x[pos:], out)
@@ -210,6 +216,7 @@ class Separator:
     def close(self) -> list[Chunk]:
         """End of stream: the rest of every track's audio, each stream closed."""
         out: list[Chunk] = []
+        self._append(np.zeros((0, self.n_mics)), out, cut=True)  # the frames after the last message
         for tr in list(self._tracks.values()):
             self._emit_tail(tr, out)
             self._drop(tr, out)
@@ -219,13 +226,21 @@ class Separator:
     def _time(self, sample: int) -> float:
         return self._t0_s + sample / self.sample_rate_hz
 
-    def _append(self, x: np.ndarray, out: list[Chunk]) -> None:
+    def _append(self, x: np.ndarray, out: list[Chunk], cut: bool = False) -> None:
+        """Buffer ``x``; analyse whole blocks of frames (BLOCK_FRAMES), and with ``cut`` (a message's window
+        ends here, or the stream does) every complete frame."""
         if len(x):
             self._buf = np.concatenate([self._buf, x])
             self._n += len(x)
-        n_frames = (self._n - NFFT) // HOP + 1 - self._frame if self._n >= NFFT else 0
-        if n_frames <= 0:
-            return
+        avail = (self._n - NFFT) // HOP + 1 - self._frame if self._n >= NFFT else 0
+        while avail >= BLOCK_FRAMES:
+            self._analyse(BLOCK_FRAMES, out)
+            avail -= BLOCK_FRAMES
+        if cut and avail > 0:
+            self._analyse(avail, out)
+
+    def _analyse(self, n_frames: int, out: list[Chunk]) -> None:
+        """STFT of the next ``n_frames`` frames; learn the noise; render every track."""
         first = self._frame
         starts = (first + np.arange(n_frames)) * HOP - self._buf_start
         frames = self._buf[starts[:, None] + np.arange(NFFT)[None, :]]  # (T, NFFT, M)
