@@ -170,12 +170,7 @@ class FileTarget:
                       "the [odas] %s path and its directory", self.what, self.path, why, self.what)
             self._failing = why
         self._next_try = time.monotonic() + self.retry_delay_s
-        if self._f is not None:
-            try:
-                self._f.close()
-            except OSError:
-                pass
-            self._f = None
+        self.close()
 
     def write(self, text: str) -> None:
         """Append one frame; never raises."""
@@ -195,6 +190,7 @@ class FileTarget:
             self._failing = ""
 
     def close(self, timeout_s: float = 0.0) -> None:
+        """Close the file (a close error is ignored: the frames are already flushed or counted)."""
         if self._f is not None:
             try:
                 self._f.close()
