@@ -163,7 +163,7 @@ class _Kalman:
 
 class _Track:
     __slots__ = ("still", "moving", "updates", "is_walking", "evidence_sum", "distance_m", "confidence", "region",
-                 "id", "windows", "hits", "misses", "last_t_s", "listed", "evidence")
+                 "id", "number", "windows", "hits", "misses", "last_t_s", "listed", "evidence")
 
     def __init__(self, det: Detection, t_s: float, s: DecodeSettings) -> None:
         var = s.azimuth_noise_deg ** 2
@@ -179,7 +179,8 @@ class _Track:
         self.distance_m = float(det.distance_m)
         self.confidence = float(det.confidence)
         self.region = int(det.region)
-        self.id: int | None = None
+        self.id: int | None = None  # seniority, given at confirmation; None while tentative
+        self.number: int | None = None  # the id users see, given when first listed
         self.windows = 1
         self.hits = 1 if det.confidence >= s.birth_threshold else 0
         self.misses = 0
@@ -246,11 +247,11 @@ class _Track:
         self.evidence = False
 
     def report(self, s: DecodeSettings) -> Talker:
-        assert self.id is not None
+        assert self.number is not None
         # the two hypotheses blended by how much better each explains the recent evidence
         w = self.walk_weight(s)
         az = self.still.az + w * wrap180(self.moving.az - self.still.az)
-        return Talker(self.id, float(wrap360(az)), self.distance_m, self.confidence, self.region, self.evidence,
+        return Talker(self.number, float(wrap360(az)), self.distance_m, self.confidence, self.region, self.evidence,
                       w * self.moving.rate)
 
 
@@ -266,6 +267,7 @@ class TemporalDecoder:
         self.settings = settings or DecodeSettings()
         self._tracks: list[_Track] = []
         self._next_id = 1
+        self._next_rank = 1
         self._last_t_s: float | None = None
 
     @property
@@ -349,8 +351,8 @@ class TemporalDecoder:
                     tr.evidence_sum / tr.windows >= s.confirm_mean and tr.evidence
                 if (tr.hits >= s.confirm_hits and tr.windows <= s.confirm_windows) or by_mean or \
                         (tr.windows == 1 and tr.confidence >= s.confirm_confidence):
-                    tr.id = self._next_id
-                    self._next_id += 1
+                    tr.id = self._next_rank
+                    self._next_rank += 1
                 elif tr.hits + max(0, s.confirm_windows - tr.windows) < s.confirm_hits and \
                         (tr.windows >= s.confirm_mean_windows or s.confirm_mean >= 1.0):
                     continue  # can reach neither k births in n windows nor the mean: a false alarm
@@ -366,6 +368,9 @@ class TemporalDecoder:
         for tr in self._tracks:
             if tr.id is None or not tr.listed:
                 continue
+            if tr.number is None:  # ids follow the order in which talkers are first listed
+                tr.number = self._next_id
+                self._next_id += 1
             talker = tr.report(s)
             if peak is not None and s.now_half_deg > 0 and talker.active and tr.updates >= s.walk_after and \
                     (tr.is_walking or not s.now_needs_walk) and abs(tr.moving.rate) >= s.now_min_rate_deg_s:
