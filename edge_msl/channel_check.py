@@ -147,15 +147,21 @@ def join_channels(values: Sequence[int]) -> str:
 
 
 
+def capture_frames(array: MicArray, frames: np.ndarray, what: str) -> np.ndarray:
+    """``frames`` as an array of shape (n, array.n_channels), or ArrayConfigError naming ``what`` checked them."""
+    frames = np.asarray(frames)
+    if frames.ndim != 2 or frames.shape[1] != array.n_channels:
+        found = frames.shape[1] if frames.ndim == 2 else f"shape {frames.shape}"
+        raise ArrayConfigError(f"{what}: array {array.name!r} has {array.n_channels} capture channels, "
+                               f"the frames have {found}; capture all {array.n_channels} channels of the device")
+    return frames
+
+
 def check_channels(array: MicArray, frames: np.ndarray, *, sample_rate_hz: int | None = None) -> ChannelReport:
     """Check captured ``frames`` (n, array.n_channels) of int16/int32/float against ``array``'s channel map.
 
     ``sample_rate_hz`` defaults to the array's native rate; pass the capture rate when it differs."""
-    frames = np.asarray(frames)
-    if frames.ndim != 2 or frames.shape[1] != array.n_channels:
-        found = frames.shape[1] if frames.ndim == 2 else f"shape {frames.shape}"
-        raise ArrayConfigError(f"channel check: array {array.name!r} has {array.n_channels} capture channels, "
-                               f"the frames have {found}; capture all {array.n_channels} channels of the device")
+    frames = capture_frames(array, frames, "channel check")
     fs = int(sample_rate_hz or array.native_rate_hz)
     seconds = len(frames) / fs
     n_ch, n_mics = array.n_channels, array.n_mics

@@ -12,8 +12,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .arrays import SPEED_OF_SOUND_M_S, ArrayConfigError, MicArray
-from .channel_check import MIN_SECONDS
+from .arrays import SPEED_OF_SOUND_M_S, MicArray
+from .channel_check import MIN_SECONDS, capture_frames
 from .coherence import cross_spectra, pair_indices, segment_length
 
 log = logging.getLogger("edge_msl.channel_check")  # one name in logs for the whole start-up check
@@ -200,11 +200,7 @@ def check_orientation(array: MicArray, frames: np.ndarray, talker_azimuth_deg: f
     right ring hears one at the mirror image of a. Here the configured order's steered response peaks
     at some azimuth; the right order puts it at the talker, a ring mirrored about axis b at 2b - a, one
     turned by t at a - t. The talker must be off the mirror axis (a != b, b + 180)."""
-    frames = np.asarray(frames)
-    if frames.ndim != 2 or frames.shape[1] != array.n_channels:
-        found = frames.shape[1] if frames.ndim == 2 else f"shape {frames.shape}"
-        raise ArrayConfigError(f"orientation check: array {array.name!r} has {array.n_channels} capture channels, "
-                               f"the frames have {found}; capture all {array.n_channels} channels of the device")
+    frames = capture_frames(array, frames, "orientation check")
     fs = int(sample_rate_hz or array.native_rate_hz)
     theta = float(talker_azimuth_deg) % 360.0
     base = dict(array_name=array.name, talker_azimuth_deg=theta)
