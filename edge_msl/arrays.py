@@ -7,13 +7,14 @@ This module only describes arrays; it must not import TensorFlow or touch audio 
 
 from __future__ import annotations
 
-import dataclasses
-
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
+
+from .settings_check import Settings, SettingError, integer, invalid, required, setting, text
 
 SPEED_OF_SOUND_M_S = 343.0
 """Speed of sound used for delays everywhere in the project (dry air at about 20 degC)."""
@@ -22,31 +23,80 @@ _MIN_MIC_SPACING_M = 1e-3
 _MAX_APERTURE_M = 2.0
 
 
-class ArrayConfigError(ValueError):
-    """A microphone array description is invalid; the message names the field and the fix."""
+ArrayConfigError = SettingError
+"""A microphone array description is invalid, or captured audio does not fit the array (the one settings
+error, under its former name)."""
+
+
+def _positions(key: str, v: Any) -> tuple[tuple[float, float, float], ...]:
+    """At least 2 microphones, each [x, y, z] finite numbers in metres, at least 1 mm apart, at most 2 m."""
+    try:
+        ok = not isinstance(v, (str, bytes, Mapping)) and all(
+            not isinstance(p, (str, bytes, Mapping)) and len(p) == 3 and all(
+                isinstance(c, numbers.Real) and not isinstance(c, bool) for c in p) for p in v)
+    except TypeError:
+        ok = False
+    if not ok:
+        raise invalid(key, v, "a list of [x, y, z] in metres (3 numbers per microphone)")
+    pos = np.array(v, dtype=np.float64).reshape(-1, 3)
+    if len(pos) < 2:
+        raise invalid(key, v, "at least 2 microphones, [x, y, z] in metres each")
+    if not np.all(np.isfinite(pos)):
+        raise invalid(key, v, "finite numbers (no nan or inf), [x, y, z] in metres")
+    dist = np.linalg.norm(pos[:, None, :] - pos[None, :, :], axis=-1) + np.eye(len(pos)) * 1e9
+    i, j = np.unravel_index(np.argmin(dist), dist.shape)
+    if dist[i, j] < _MIN_MIC_SPACING_M:
+        raise invalid(key, v, f"microphones at least {_MIN_MIC_SPACING_M * 1000:g} mm apart (microphones {i} and {j} "
+                      f"are {dist[i, j] * 1000:.2f} mm apart: positions are in metres, not millimetres, and two "
+                      "microphones cannot share a place)")
+    aperture = float(np.max(dist[dist < 1e8]))
+    if aperture > _MAX_APERTURE_M:
+        raise invalid(key, v, f"an aperture of at most {_MAX_APERTURE_M:g} m (this one is {aperture:.2f} m: "
+                      "positions are in metres)")
+    return tuple(tuple(float(c) for c in p) for p in v)
+
+
+def _channels(key: str, v: Any) -> tuple[int, ...]:
+    """A list of capture channel indices (integers), one per microphone; their range is checked with
+    ``n_channels``."""
+    if isinstance(v, (str, bytes, Mapping)) or not isinstance(v, (Sequence, np.ndarray)) or not all(
+            isinstance(c, numbers.Integral) and not isinstance(c, bool) for c in v):
+        raise invalid(key, v, "a list of capture channel indices, one per microphone")
+    return tuple(int(c) for c in v)
 
 
 @dataclass(frozen=True)
-class MicArray:
+class MicArray(Settings):
     """A microphone array: where each microphone is and which capture channel carries it."""
 
-    name: str
+    name: str = required(text(what="a non-empty name", empty=False))
     """Identifier used on the command line, in configs and inside models (e.g. ``uca8-r10``)."""
-    positions_m: tuple[tuple[float, float, float], ...]
+    positions_m: tuple[tuple[float, float, float], ...] = required(_positions)
     """Microphone positions (x, y, z) in metres in the array frame, one per microphone."""
-    channel_map: tuple[int, ...]
+    channel_map: tuple[int, ...] = required(_channels)
     """For microphone i, the 0-based index of the capture channel that carries it."""
-    n_channels: int
+    n_channels: int = required(integer(1))
     """Number of channels the capture device delivers (may exceed the number of microphones)."""
-    native_rate_hz: int = 16000
+    native_rate_hz: int = setting(16000, integer(8000, 192000))
     """Sample rate the board captures at by default."""
-    source: str = "user configuration"
+    source: str = setting("user configuration", text())
     """Where the geometry comes from (vendor document, driver, measurement)."""
-    notes: str = ""
+    notes: str = setting("", text())
     """Anything a user should know about the channels (loopback channels, firmware)."""
 
-    def __post_init__(self) -> None:
-        validate(self)
+    KEY = "array.{}"
+    TABLE = "array"
+
+    def check_together(self) -> None:
+        """One capture channel per microphone, each a channel of the device, none twice."""
+        cmap, n = self.channel_map, self.n_channels
+        if len(cmap) != self.n_mics:
+            raise invalid("array.channel_map", cmap, f"one capture channel per microphone ({self.n_mics} microphones)")
+        if any(not 0 <= c < n for c in cmap):
+            raise invalid("array.channel_map", cmap, f"a channel index in [0, {n - 1}] per microphone "
+                          f"(n_channels = {n})")
+        if len(set(cmap)) != len(cmap):
+            raise invalid("array.channel_map", cmap, "distinct channels (this one uses a channel twice)")
 
     @property
     def n_mics(self) -> int:
@@ -99,52 +149,6 @@ class MicArray:
         if self.n_mics != other.n_mics:
             return False
         return bool(np.all(np.abs(self.positions() - other.positions()) <= tol_m))
-
-
-def validate(array: MicArray) -> None:
-    """Raise :class:`ArrayConfigError` naming the first problem found in ``array``."""
-    where = f"array {array.name!r}"
-    if not array.name or not isinstance(array.name, str):
-        raise ArrayConfigError("array name must be a non-empty string")
-    try:
-        pos = np.asarray(array.positions_m, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ArrayConfigError(f"{where}: positions_m must be a list of [x, y, z] numbers ({exc})") from None
-    if pos.ndim != 2 or pos.shape[1] != 3:
-        raise ArrayConfigError(f"{where}: positions_m must be a list of [x, y, z] in metres, got shape {pos.shape}")
-    if pos.shape[0] < 2:
-        raise ArrayConfigError(f"{where}: at least 2 microphones are needed, got {pos.shape[0]}")
-    if not np.all(np.isfinite(pos)):
-        raise ArrayConfigError(f"{where}: positions_m contains a non-finite number")
-    dist = np.linalg.norm(pos[:, None, :] - pos[None, :, :], axis=-1) + np.eye(len(pos)) * 1e9
-    i, j = np.unravel_index(np.argmin(dist), dist.shape)
-    if dist[i, j] < _MIN_MIC_SPACING_M:
-        raise ArrayConfigError(
-            f"{where}: microphones {i} and {j} are {dist[i, j] * 1000:.2f} mm apart; positions are in metres, "
-            f"not millimetres, and two microphones cannot share a place"
-        )
-    aperture = float(np.max(dist[dist < 1e8]))
-    if aperture > _MAX_APERTURE_M:
-        raise ArrayConfigError(
-            f"{where}: aperture {aperture:.2f} m exceeds {_MAX_APERTURE_M} m; positions must be in metres"
-        )
-    if not isinstance(array.n_channels, int) or array.n_channels < 1:
-        raise ArrayConfigError(f"{where}: n_channels must be a positive integer, got {array.n_channels!r}")
-    cmap = list(array.channel_map)
-    if len(cmap) != pos.shape[0]:
-        raise ArrayConfigError(
-            f"{where}: channel_map has {len(cmap)} entries but there are {pos.shape[0]} microphones; "
-            f"give one capture channel per microphone"
-        )
-    for c in cmap:
-        if not isinstance(c, (int, np.integer)) or isinstance(c, bool) or not 0 <= c < array.n_channels:
-            raise ArrayConfigError(
-                f"{where}: channel_map entry {c!r} is not a channel index in [0, {array.n_channels - 1}]"
-            )
-    if len(set(cmap)) != len(cmap):
-        raise ArrayConfigError(f"{where}: channel_map {cmap} uses a channel twice")
-    if not isinstance(array.native_rate_hz, int) or not 8000 <= array.native_rate_hz <= 192000:
-        raise ArrayConfigError(f"{where}: native_rate_hz must be an integer in [8000, 192000]")
 
 
 def circular_positions(n_mics: int, radius_m: float, first_deg: float = 0.0) -> tuple[tuple[float, float, float], ...]:
@@ -252,18 +256,16 @@ def get_array(name: str) -> MicArray:
     """The built-in array called ``name``; unknown names raise with the list of known ones."""
     try:
         return _BUILTIN[name]
-    except KeyError:
+    except (KeyError, TypeError):
         raise ArrayConfigError(
             f"unknown array {name!r}; known arrays: {', '.join(list_arrays())}, or describe a custom one "
-            f"with positions_m and channel_map"
+            f"with positions_m and channel_map", key="array", value=name,
+            allowed=f"a built-in array ({', '.join(list_arrays())}) or a custom one with positions_m and channel_map"
         ) from None
 
 
-_CUSTOM_KEYS = {"name", "positions_m", "channel_map", "n_channels", "native_rate_hz", "source", "notes"}
-
-
 def from_dict(cfg: Mapping[str, Any]) -> MicArray:
-    """Build an array from a config table.
+    """Build an array from a config table (the keys of :class:`MicArray`).
 
     ``{"name": "uca8-r10"}`` alone picks a built-in array; a built-in name with ``channel_map``
     and/or ``n_channels`` keeps the built-in geometry (and so its packaged model) with the
@@ -271,52 +273,30 @@ def from_dict(cfg: Mapping[str, Any]) -> MicArray:
     gives ``positions_m`` (list of [x, y, z] in metres) and optionally ``channel_map`` (default
     0..n-1) and ``n_channels`` (default: one past the largest channel used).
     """
-    if not isinstance(cfg, Mapping):
-        raise ArrayConfigError(f"array must be a table (name, positions_m, channel_map), got {type(cfg).__name__}")
-    unknown = sorted(set(cfg) - _CUSTOM_KEYS)
-    if unknown:
-        raise ArrayConfigError(f"unknown array key(s) {unknown}; allowed: {sorted(_CUSTOM_KEYS)}")
+    MicArray.check_keys(cfg)
     if "positions_m" not in cfg:
         if "name" not in cfg:
-            raise ArrayConfigError("array needs a name (one of the built-in arrays) or positions_m")
-        base = get_array(str(cfg["name"]))
-        other = sorted(set(cfg) - {"name", "channel_map", "n_channels"})
-        if other:
-            raise ArrayConfigError(f"array {base.name!r} is built in: only channel_map and n_channels can be "
-                                   f"changed, not {other}; give positions_m and another name for a custom array")
+            raise invalid("array", dict(cfg), "a built-in array's name, or positions_m for a custom array")
+        base = get_array(cfg["name"])
+        fixed = sorted(set(cfg) - {"name", "channel_map", "n_channels"})
+        if fixed:
+            raise invalid(f"array.{fixed[0]}", cfg[fixed[0]], f"only channel_map and n_channels can be changed for "
+                          f"the built-in array {base.name!r}; give positions_m and another name for a custom array")
         if "channel_map" not in cfg and "n_channels" not in cfg:
             return base
-        cmap = cfg.get("channel_map", base.channel_map)
-        if not isinstance(cmap, (list, tuple)):
-            raise ArrayConfigError("channel_map must be a list of channel indices, one per microphone")
-        return dataclasses.replace(base, channel_map=tuple(cmap), n_channels=cfg.get("n_channels", base.n_channels),
-                                   notes=(base.notes + " " if base.notes else "") + "channel map set in the configuration")
-    positions = cfg["positions_m"]
-    try:
-        pos = tuple(tuple(float(v) for v in p) for p in positions)
-    except (TypeError, ValueError):
-        raise ArrayConfigError("positions_m must be a list of [x, y, z] numbers in metres") from None
-    for p in pos:
-        if len(p) != 3:
-            raise ArrayConfigError(f"positions_m entry {list(p)} must have 3 numbers [x, y, z]")
-    cmap_raw = cfg.get("channel_map", list(range(len(pos))))
-    if not isinstance(cmap_raw, (list, tuple)):
-        raise ArrayConfigError("channel_map must be a list of channel indices, one per microphone")
-    cmap = tuple(cmap_raw)
-    default_channels = (max(c for c in cmap if isinstance(c, int)) + 1) if cmap and all(
-        isinstance(c, int) for c in cmap) else len(pos)
-    name = cfg.get("name", "custom")
-    if name in _BUILTIN:
-        raise ArrayConfigError(f"custom array name {name!r} is a built-in array; choose another name")
-    return MicArray(
-        name=str(name),
-        positions_m=pos,
-        channel_map=cmap,
-        n_channels=cfg.get("n_channels", default_channels),
-        native_rate_hz=cfg.get("native_rate_hz", 16000),
-        source=str(cfg.get("source", "user configuration")),
-        notes=str(cfg.get("notes", "")),
-    )
+        notes = (base.notes + " " if base.notes else "") + "channel map set in the configuration"
+        return MicArray.from_dict({**cfg, "notes": notes}, base=base)
+    table = {"name": "custom", **cfg}
+    if isinstance(table["name"], str) and table["name"] in _BUILTIN:
+        raise invalid("array.name", table["name"], "a name no built-in array has (for a custom array; without "
+                      "positions_m the built-in one is used)")
+    positions = table["positions_m"]
+    n_mics = len(positions) if isinstance(positions, (list, tuple)) else 0
+    cmap = table.setdefault("channel_map", list(range(n_mics)))
+    if "n_channels" not in table:
+        ints = isinstance(cmap, (list, tuple)) and cmap and all(isinstance(c, int) for c in cmap)
+        table["n_channels"] = max(cmap) + 1 if ints else n_mics
+    return MicArray.from_dict(table)
 
 
 SPARE_KINDS = ("loopback", "processed", "unused")
@@ -413,6 +393,6 @@ def far_field_delays_s(array: MicArray, azimuth_deg_: float, elevation_deg: floa
 
 __all__ = [
     "ArrayConfigError", "MicArray", "SPEED_OF_SOUND_M_S", "DEFAULT_ARRAY", "get_array", "list_arrays",
-    "from_dict", "validate", "circular_positions", "azimuth_deg", "direction_vector", "far_field_delays_s",
+    "from_dict", "circular_positions", "azimuth_deg", "direction_vector", "far_field_delays_s",
     "SPARE_KINDS", "BOARD_CARD_IDS", "spare_channels", "to_capture", "boards_for_device", "capture_layout",
 ]

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from .arrays import DEFAULT_ARRAY, ArrayConfigError, MicArray, from_dict, get_array
+from .arrays import DEFAULT_ARRAY, MicArray, from_dict, get_array
 from .channel_check import CHECK_MODES
 from .settings_check import (SettingError, Settings, boolean, checked_fields, choice, integer, invalid, number, optional,
                              setting, text)
@@ -354,15 +354,12 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path | None = None, sourc
     model_text = _MODEL_PATH("model", data["model"]) if "model" in data else ""
 
     raw_array = data.get("array", DEFAULT_ARRAY)
-    try:
-        if isinstance(raw_array, str):
-            array = get_array(raw_array)
-        elif isinstance(raw_array, Mapping):
-            array = from_dict(raw_array)
-        else:
-            raise invalid("array", raw_array, "a built-in array name or an [array] table")
-    except ArrayConfigError as exc:
-        raise ConfigError(f"[array]: {exc}") from None
+    if isinstance(raw_array, str):
+        array = get_array(raw_array)
+    elif isinstance(raw_array, Mapping):
+        array = from_dict(raw_array)
+    else:
+        raise invalid("array", raw_array, "a built-in array name or an [array] table")
 
     mqtt_table = data.get("mqtt", {})
     if isinstance(mqtt_table, Mapping) and "password" in mqtt_table:

@@ -19,6 +19,7 @@ response on a grid of elevations around the decoded azimuth, read only; it never
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -26,6 +27,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from .arrays import SPEED_OF_SOUND_M_S
 from .regions import Detection
+from .settings_check import Settings, SettingError, checked_fields, number, required
 
 NFFT = 512
 FMIN_HZ = 300.0
@@ -38,37 +40,39 @@ EL_AZ_HALF_DEG = 4.0
 is read; the azimuth stays the decoded one), so a small azimuth error does not bend the elevation."""
 EL_FORGET = 0.7
 """Per window, a track's accumulated elevation response is multiplied by this before the new one is added."""
-KEYS = ("fmax_hz", "half_deg", "weight")
 
 
-class RefineConfigError(ValueError):
-    """Invalid ``decode.srp_refine`` settings."""
+RefineConfigError = SettingError
+"""Invalid ``decode.srp_refine`` settings (the one settings error, under its former name)."""
+
+_MAX_FMAX_HZ = 96000.0
+"""Half the highest sample rate a board captures at; :func:`check_settings` narrows it to the model's."""
+
+
+@dataclass(frozen=True)
+class RefineSettings(Settings):
+    """``decode.srp_refine`` of a model's sidecar: the local SRP-PHAT search (every key must be given)."""
+
+    fmax_hz: float = required(number(FMIN_HZ, _MAX_FMAX_HZ, lo_open=True, noun="Hz"))
+    """Highest frequency of the cross-spectra searched (from ``FMIN_HZ``); at most half the sample rate."""
+    half_deg: float = required(number(STEP_DEG, 45.0, lo_open=True, noun="degrees"))
+    """The search covers this far either side of the decoded azimuth."""
+    weight: float = required(number(0.0, 1.0))
+    """How far a detection moves towards the response's peak (0 = not at all, 1 = onto it)."""
+
+    KEY = "srp_refine.{}"
+    TABLE = "srp_refine"
+
+
+KEYS = tuple(f.name for f in checked_fields(RefineSettings))
 
 
 def check_settings(settings: Mapping[str, Any], sample_rate_hz: int) -> dict[str, float]:
-    """Validated ``{"fmax_hz", "half_deg", "weight"}``; raises :class:`RefineConfigError` naming the fix."""
-    if not isinstance(settings, Mapping):
-        raise RefineConfigError(f"srp_refine must be a table with keys {', '.join(KEYS)}, got {settings!r}")
-    unknown = sorted(set(settings) - set(KEYS))
-    if unknown:
-        raise RefineConfigError(f"srp_refine has unknown key(s) {', '.join(unknown)}; allowed: {', '.join(KEYS)}")
-    missing = [k for k in KEYS if k not in settings]
-    if missing:
-        raise RefineConfigError(f"srp_refine lacks {', '.join(missing)}")
-    out = {}
-    for key in KEYS:
-        v = settings[key]
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v):
-            raise RefineConfigError(f"srp_refine {key} = {v!r} is not a number")
-        out[key] = float(v)
-    if not FMIN_HZ < out["fmax_hz"] <= sample_rate_hz / 2:
-        raise RefineConfigError(f"srp_refine fmax_hz = {out['fmax_hz']:g} is outside ({FMIN_HZ:g}, "
-                                f"{sample_rate_hz / 2:g}] Hz")
-    if not STEP_DEG < out["half_deg"] <= 45.0:
-        raise RefineConfigError(f"srp_refine half_deg = {out['half_deg']:g} is outside ({STEP_DEG:g}, 45] degrees")
-    if not 0.0 <= out["weight"] <= 1.0:
-        raise RefineConfigError(f"srp_refine weight = {out['weight']:g} is outside [0, 1]")
-    return out
+    """Validated ``{"fmax_hz", "half_deg", "weight"}`` (floats); a :class:`SettingError` names key, value and what
+    is allowed."""
+    if isinstance(settings, Mapping) and "fmax_hz" in settings:  # the model's rate narrows the field's range
+        number(FMIN_HZ, sample_rate_hz / 2, lo_open=True, noun="Hz")("srp_refine.fmax_hz", settings["fmax_hz"])
+    return RefineSettings.from_dict(settings).to_dict()
 
 
 def hop_segments(x: np.ndarray, hop: int) -> list[np.ndarray]:
@@ -240,4 +244,4 @@ class ElevationTracks:
         self._sum.clear()
 
 
-__all__ = ["SrpRefiner", "ElevationTracks", "RefineConfigError", "check_settings", "hop_segments", "pair_lags", "KEYS"]
+__all__ = ["SrpRefiner", "ElevationTracks", "RefineSettings", "RefineConfigError", "check_settings", "hop_segments", "pair_lags", "KEYS"]

@@ -1,8 +1,9 @@
 """The one way to declare and check a setting: a dataclass field with its default, its check and a docstring.
 
-Every settings dataclass (the daemon's config sections, the temporal decode, separation) derives from
-:class:`Settings`, reads tables with its one :meth:`Settings.from_dict` and fails with :class:`SettingError`,
-whose one line names the key, the value and what is allowed. Pure Python: it must not read files.
+Every settings dataclass (the daemon's config sections, the array geometry, the region layout, the temporal
+decode, the SRP refinement, separation, calibration) derives from :class:`Settings`, reads tables with its one
+:meth:`Settings.from_dict` and fails with :class:`SettingError`, whose one line names the key, the value and
+what is allowed. Pure Python: it must not read files.
 """
 
 from __future__ import annotations
@@ -102,8 +103,13 @@ def setting(default: Any, check: Check, **kw: Any) -> Any:
     return dataclasses.field(default=default, metadata={"check": check}, **kw)
 
 
+def required(check: Check) -> Any:
+    """A settings field without a default (a table must give it): its check (the docstring goes below it)."""
+    return dataclasses.field(metadata={"check": check})
+
+
 def checked_fields(cls: type) -> list[dataclasses.Field]:
-    """The fields of ``cls`` declared with :func:`setting` (the keys a table may set)."""
+    """The fields of ``cls`` declared with :func:`setting` or :func:`required` (the keys a table may set)."""
     return [f for f in dataclasses.fields(cls) if "check" in f.metadata]
 
 
@@ -150,6 +156,18 @@ class Settings:
     def from_dict(cls, table: Any, base: "Settings | None" = None) -> Any:
         """Settings from a table (keys not given come from ``base``, else the defaults; lists become tuples);
         a non-table, an unknown key or a bad value is a :class:`SettingError`."""
+        cls.check_keys(table)
+        merged = base.to_dict() if base is not None else {}
+        merged.update({k: _tuples(v) for k, v in table.items()})
+        missing = [f.name for f in checked_fields(cls) if f.name not in merged
+                   and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        if missing:
+            raise SettingError(f"{cls.TABLE} needs key(s) {missing}", key=missing[0], allowed=", ".join(missing))
+        return cls(**merged)
+
+    @classmethod
+    def check_keys(cls, table: Any) -> None:
+        """A :class:`SettingError` for a non-table or a key that is no setting of ``cls``."""
         names = [f.name for f in checked_fields(cls)]
         if not isinstance(table, Mapping):
             raise invalid(cls.TABLE, table, f"a table of {', '.join(names)}")
@@ -158,9 +176,6 @@ class Settings:
             given = ", ".join(f"{k} = {'<redacted>' if looks_secret(k) else shown(table[k])}" for k in unknown)
             raise SettingError(f"unknown {cls.TABLE} key(s) {unknown}; allowed: {sorted(names)} (given: {given[:200]})",
                                key=str(unknown[0]), value=table[unknown[0]], allowed=", ".join(sorted(names)))
-        merged = base.to_dict() if base is not None else {}
-        merged.update({k: _tuples(v) for k, v in table.items()})
-        return cls(**merged)
 
     def to_dict(self) -> dict[str, Any]:
         """The settable fields as a plain dict (TOML/JSON); :meth:`from_dict` reads it back."""
@@ -190,5 +205,5 @@ def reject_unknown_keys(cls: type, cfg: Mapping[str, Any], what: str, error: typ
         raise error(f"unknown {what}(s) {unknown}; allowed: {sorted(allowed)}")
 
 
-__all__ = ["SettingError", "Settings", "Check", "setting", "checked_fields", "invalid", "shown", "integer", "number",
-           "boolean", "choice", "text", "optional", "looks_secret", "plain_from_dict", "plain_to_dict", "reject_unknown_keys"]
+__all__ = ["SettingError", "Settings", "Check", "setting", "required", "checked_fields", "invalid", "shown", "integer",
+           "number", "boolean", "choice", "text", "optional", "looks_secret", "plain_from_dict", "plain_to_dict", "reject_unknown_keys"]

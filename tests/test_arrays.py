@@ -91,13 +91,30 @@ def test_builtin_by_name_from_config():
     ({"positions_m": [[0, 0, 0], [0.1, 0, 0]], "channel_map": [0, 0], "n_channels": 2}, "uses a channel twice"),
     ({"positions_m": [[0, 0, 0], [0.1, 0, 0]], "channel_map": [0, 5], "n_channels": 2}, r"\[0, 1\]"),
     ({"positions_m": [[0, 0, 0], [0.1, 0, 0]], "colour": "red"}, "unknown array key"),
-    ({"positions_m": [[0, 0, float("nan")], [0.1, 0, 0]]}, "non-finite"),
-    ({"name": "uca8-r10", "positions_m": [[0, 0, 0], [0.1, 0, 0]]}, "is a built-in array"),
+    ({"positions_m": [[0, 0, float("nan")], [0.1, 0, 0]]}, "finite numbers"),
+    ({"name": "uca8-r10", "positions_m": [[0, 0, 0], [0.1, 0, 0]]}, "a name no built-in array has"),
     ({"positions_m": "abc"}, "list of"),
 ])
 def test_custom_array_validation(cfg, message):
     with pytest.raises(ArrayConfigError, match=message):
         from_dict(cfg)
+
+
+@pytest.mark.parametrize("cfg,key,value,allowed", [
+    ({"positions_m": [[0, 0, 0], [0.1, 0, 0]], "native_rate_hz": 1000}, "array.native_rate_hz", 1000, "[8000, 192000]"),
+    ({"positions_m": [[0, 0, 0], [0.1, 0, 0]], "channel_map": [0, 5], "n_channels": 2}, "array.channel_map", (0, 5),
+     "[0, 1]"),
+    ({"name": "respeaker-6mic", "n_channels": 0}, "array.n_channels", 0, ">= 1"),
+])
+def test_a_bad_array_value_is_the_one_settings_error_naming_key_value_and_allowed(cfg, key, value, allowed):
+    """The [array] table is read by the one settings mechanism (edge_msl.settings_check), like every other."""
+    from edge_msl.settings_check import SettingError
+
+    with pytest.raises(SettingError) as e:
+        from_dict(cfg)
+    assert (e.value.key, e.value.value) == (key, value) and allowed in e.value.allowed
+    assert str(e.value).startswith(f"{key} = {value!r} is invalid; allowed: ") and allowed in str(e.value)
+    assert ArrayConfigError is SettingError
 
 
 def test_far_field_delays_follow_the_frame_convention():

@@ -169,6 +169,28 @@ def test_errors_are_one_line_with_the_fix(tmp_path):
     assert r.returncode == 1 and "pip install 'edge-msl[train]'" in r.stderr
 
 
+def test_a_bad_setting_is_the_one_settings_error_naming_key_value_and_allowed(tmp_path):
+    """CalibrationSettings are read by the one settings mechanism (edge_msl.settings_check); a session.json
+    with a bad setting is a CalibrationError naming the file, the key, the value and what is allowed."""
+    from edge_msl.settings_check import SettingError
+
+    with pytest.raises(SettingError) as e:
+        cal.CalibrationSettings.from_dict({"decode_threshold": 1.5})
+    assert (e.value.key, e.value.value, e.value.allowed) == ("settings.decode_threshold", 1.5, "a number in (0, 1)")
+    with pytest.raises(SettingError, match=r"settings.epochs = 0 is invalid; allowed: an integer >= 1"):
+        cal.CalibrationSettings(epochs=0)
+    with pytest.raises(SettingError, match="unknown calibration settings key"):
+        cal.CalibrationSettings.from_dict({"epoch": 3})
+    s = cal.CalibrationSettings(train_layers=("heads",))
+    assert cal.CalibrationSettings.from_dict(json.loads(json.dumps(s.to_dict()))) == s
+    session = cal.Session.create(tmp_path / "s", ARRAY, FS, 8000)
+    session.data["settings"]["train_layers"] = []
+    session.path.write_text(json.dumps(session.data))
+    with pytest.raises(cal.CalibrationError, match=r"session.json: settings.train_layers = \(\) is invalid; allowed: "
+                                                   "a non-empty list"):
+        cal.Session(session.dir)
+
+
 @pytest.mark.slow
 def test_calibration_lowers_the_doa_error_on_heldout_mixtures(alsa_home, bank_path, tmp_path, capsys):
     """The stand-in room (perturbed gains, phases, positions, a board under the array), recorded through

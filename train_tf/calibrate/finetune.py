@@ -130,9 +130,7 @@ def finetune(session: Session, keras_model: str | Path | None = None, progress: 
                                  float(params.get("decode", {}).get("threshold", 0.5)),
                                  base_recall=None if base_recall is None else base_recall - s.recall_tolerance)
         new_params["decode"] = {**params.get("decode", {}), "threshold": tuned["threshold"]}
-    elif s.decode_threshold is not None:
-        if not 0.0 < s.decode_threshold < 1.0:
-            raise CalibrationError(f"decode_threshold {s.decode_threshold} is outside (0, 1)")
+    elif s.decode_threshold is not None:  # in (0, 1): CalibrationSettings checks it
         new_params["decode"] = {**params.get("decode", {}), "threshold": float(s.decode_threshold)}
     new_params["calibrated"] = {
         "from": str(src), "session": str(session.dir), "train_layers": list(s.train_layers),

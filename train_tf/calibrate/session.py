@@ -5,7 +5,6 @@ It must not train, convert or install; the other steps read and write through it
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import json
 import os
@@ -16,6 +15,8 @@ from typing import Any
 import numpy as np
 
 from edge_msl.arrays import MicArray, from_dict as array_from_dict
+from edge_msl.settings_check import (Settings, SettingError, boolean, integer, invalid, number, optional,
+                                     setting)
 
 
 SESSION_FORMAT = "edge-msl-calibration"
@@ -28,105 +29,101 @@ class CalibrationError(RuntimeError):
     """A step cannot run; ``str()`` is one line naming the cause and the fix."""
 
 
+def _layer_names(key: str, v: Any) -> tuple[str, ...]:
+    """A non-empty list of layer names."""
+    if isinstance(v, str) or not isinstance(v, (list, tuple)) or not v or not all(
+            isinstance(n, str) and n for n in v):
+        raise invalid(key, v, "a non-empty list of the model's layer names")
+    return tuple(v)
+
+
 @dataclass(frozen=True)
-class CalibrationSettings:
+class CalibrationSettings(Settings):
     """How a session turns clips into a fine-tuned model (stored in session.json)."""
 
-    window_hop_s: float = 0.25
+    window_hop_s: float = setting(0.25, number(0.0, 10.0, lo_open=True, noun="seconds"))
     """Hop between windows cut from a clip."""
-    min_window_level_db: float = -20.0
+    min_window_level_db: float = setting(-20.0, number(-120.0, 0.0, noun="dB"))
     """A window is kept when its level is within this of the clip's loudest window (drops pauses)."""
-    holdout_fraction: float = 0.3
+    holdout_fraction: float = setting(0.3, number(0.0, 1.0, hi_open=True))
     """Last part of every training position's clip kept out of training (threshold tuning, the report's
     "recorded positions" rows; the validation itself when no position is held out)."""
-    validation_positions: float = 0.25
+    validation_positions: float = setting(0.25, number(0.0, 1.0, hi_open=True))
     """Fraction of the accepted positions held out whole (never trained on): every k-th in azimuth order,
     so each lies between recorded ones. The install decision and the report are made on them, since that
     is what predicts the error at places never recorded. 0, or fewer than 4 positions: clip tails only."""
-    symmetry_copies: int = 2
+    symmetry_copies: int = setting(2, integer(0))
     """Turned/mirrored copies of each real single window by the array's own symmetries (its estimated mic
     errors undone first and given back after), so a few recorded directions cover the whole circle;
     real two-source windows are summed from such turned windows too. 0: real windows as recorded only."""
-    heldout_clearance_deg: float = 5.0
+    heldout_clearance_deg: float = setting(5.0, number(0.0, 180.0, noun="degrees"))
     """Turned training windows are kept at least this far from every held-out position's direction, so the
     held-out positions stay as fresh as a place never recorded (the array's symmetry could otherwise turn a
     recorded direction onto one of them)."""
-    moving_hop_s: float = 0.0625
+    moving_hop_s: float = setting(0.0625, number(0.0, 10.0, lo_open=True, noun="seconds"))
     """Hop between the windows labelled along a clip of a talker who walks (``record --moving``)."""
-    min_moving_windows: int = 10
+    min_moving_windows: int = setting(10, integer(1))
     """A walking clip is accepted when at least this many of its windows could be labelled."""
-    decode_threshold: float | None = 0.25
+    decode_threshold: float | None = setting(0.25, optional(number(0.0, 1.0, lo_open=True, hi_open=True)))
     """Decode threshold written into the calibrated model's sidecar (the shipped model's is 0.4): fine-tuning
     makes the activity outputs more confident, and 0.25 keeps recall where it was at every measured position
     count and room (docs/experiments/calibration-generalization.md). None: keep the model's own."""
-    tune_threshold: bool = False
+    tune_threshold: bool = setting(False, boolean)
     """Instead choose the threshold on the recorded positions' held-out tails (the best F1 keeping their
     recall within ``recall_tolerance``); measured noisier than the fixed value: off by default."""
-    min_mix_separation_deg: float = 30.0
+    min_mix_separation_deg: float = setting(30.0, number(0.0, 180.0, noun="degrees"))
     """Two clips are summed into a two-source window only when this far apart."""
-    mix_level_db: float = 3.0
+    mix_level_db: float = setting(3.0, number(0.0, 40.0, noun="dB"))
     """Each clip of a mixture is scaled by a random gain within +/- this."""
-    n_mixtures: int = 200
+    n_mixtures: int = setting(200, integer(0))
     """Real two-source windows (sums of clips) for training."""
-    n_val_mixtures: int = 100
+    n_val_mixtures: int = setting(100, integer(0))
     """Real two-source windows for validation (from the held-out parts)."""
-    max_singles: int = 200
+    max_singles: int = setting(200, integer(0))
     """Most real single-source training windows (evenly over positions)."""
-    n_simulated: int = 400
+    n_simulated: int = setting(400, integer(0))
     """Simulated windows for the user's array, given its estimated mic errors: they keep every direction and
     other rooms covered (so the model does not forget them). Half as many when the mics' errors could not be
     estimated (the simulated mics are then ideal, unlike the user's)."""
-    min_confidence: float = 0.6
+    min_confidence: float = setting(0.6, number(0.0, 1.0))
     """Self-labels below this confidence are rejected (fraction of the clip agreeing with the direction)."""
-    max_second_peak: float = 0.75
+    max_second_peak: float = setting(0.75, number(0.0, 1.0))
     """A clip whose SRP map has a second peak (>= 25 deg away) this high relative to the first is rejected."""
-    front_end_iterations: int = 3
+    front_end_iterations: int = setting(3, integer(0))
     """Rounds of estimating each mic's gain/delay/phase error from the labelled clips and self-labelling again
     with it undone (0: nominal geometry only). Needs at least ``min_front_end_positions`` accepted positions."""
-    min_front_end_positions: int = 6
+    min_front_end_positions: int = setting(6, integer(1))
     """Fewest accepted positions (from different directions) to estimate the mics' errors from."""
-    simulate_front_end: bool = True
+    simulate_front_end: bool = setting(True, boolean)
     """Give the simulated windows the estimated mic errors, so they sound like the user's array."""
-    epochs: int = 6
+    epochs: int = setting(6, integer(1))
     """Fine-tuning epochs over the set."""
-    batch_size: int = 32
+    batch_size: int = setting(32, integer(1))
     """Fine-tuning batch (real and simulated windows shuffled together)."""
-    learning_rate: float = 2e-4
+    learning_rate: float = setting(2e-4, number(0.0, 1.0, lo_open=True))
     """Adam learning rate (small: the model is adapted, not retrained)."""
-    train_layers: tuple[str, ...] = ("conv0", "conv6", "conv7", "dense", "heads")
+    train_layers: tuple[str, ...] = setting(("conv0", "conv6", "conv7", "dense", "heads"), _layer_names)
     """Layers whose weights are trained; every other layer and all batch-norm statistics are frozen."""
-    calib_windows: int = 100
+    calib_windows: int = setting(100, integer(1))
     """Windows of the fine-tuning set used for int8 calibration."""
-    f1_tolerance: float = 0.01
+    f1_tolerance: float = setting(0.01, number(0.0, 1.0))
     """Install only when the F1 after is not lower than before minus this (on the held-out positions' and the
     recorded positions' later windows pooled: 2-4 held-out positions alone cannot tell F1 apart this finely)."""
-    recall_tolerance: float = 0.01
+    recall_tolerance: float = setting(0.01, number(0.0, 1.0))
     """Install only when the recall after (pooled as for F1) is not lower than before minus this."""
-    error_margin_se: float = 1.0
+    error_margin_se: float = setting(1.0, number(0.0, 10.0))
     """The held-out positions' mean DOA error after may exceed the one before by up to this many standard
     errors of the per-position change (its spread over the 2-4 held-out positions), capped at
     ``max_error_margin_deg``: one held-out direction where the model is locally off, or whose self-label is,
     must not decide alone, while a worsening shared by the held-out positions still refuses. 0: strictly lower."""
-    max_error_margin_deg: float = 0.5
+    max_error_margin_deg: float = setting(0.5, number(0.0, 180.0, noun="degrees"))
     """Cap of that margin: about half the self-labels' typical error (0.7-1.3 deg measured), the finest change
     that held-out positions scored against self-labels resolve; a model worse by more is never installed."""
-    seed: int = 0
+    seed: int = setting(0, integer(0))
     """Seed of every random choice (mixtures, shuffles)."""
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly dict."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
-
-    @classmethod
-    def from_dict(cls, cfg: dict[str, Any]) -> "CalibrationSettings":
-        """Settings from :meth:`to_dict`; unknown keys are refused with the allowed ones."""
-        from edge_msl.settings_check import reject_unknown_keys
-
-        reject_unknown_keys(cls, cfg, "calibration setting")
-        cfg = dict(cfg)
-        if "train_layers" in cfg:
-            cfg["train_layers"] = tuple(cfg["train_layers"])
-        return cls(**cfg)
+    KEY = "settings.{}"
+    TABLE = "calibration settings"
 
 
 # --------------------------------------------------------------------------- the session
@@ -149,7 +146,10 @@ class Session:
         if self.data.get("format") != SESSION_FORMAT:
             raise CalibrationError(f"{self.path}: not an edge-msl calibration session; use another --session")
         self.array = _array_of(self.data["array"])
-        self.settings = CalibrationSettings.from_dict(self.data.get("settings", {}))
+        try:
+            self.settings = CalibrationSettings.from_dict(self.data.get("settings", {}))
+        except SettingError as exc:
+            raise CalibrationError(f"{self.path}: {exc}; fix it or start another session") from None
 
     @classmethod
     def create(cls, directory: str | Path, array: MicArray, sample_rate_hz: int, window_samples: int,
