@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # issue 28.1 round 2, last call (warm, nothing carried): wait up to $1 s for the trainers, export each run's
 # best weights (crosscheck export, JAX on the CPU, in parallel), tar each into $OUT.
+R=$PWD
 cd /tmp/src
-python3 train_tf/gpu_job.py wait /tmp/runs "$1"
+python3 $R/experiments/boards_round2/wait.py /tmp/runs "$1"
 export PYTHONPATH=/tmp/site:/tmp/src KERAS_BACKEND=jax JAX_PLATFORMS=cpu PYTHONUNBUFFERED=1
 RUNS="R4b R6b RUb MVb UMb MCb"
 mkdir -p /tmp/exp
