@@ -140,8 +140,10 @@ def test_missing_device_is_waited_for_and_ready_comes_only_when_it_opens(home, t
     wait_raw = home / "wait.raw"
     wait_raw.unlink(missing_ok=True)
     notify = NotifyListener(tmp_path / "notify.sock")
+    # no start-up channel check: it would hold the first seconds back, analysed as fast as the unpaced PCM
+    # serves them, before the first message this test waits for
     overrides = [("device.name", "edgewait"), ("device.retry_min_delay_s", 0.05),
-                 ("device.retry_max_delay_s", 0.2)]
+                 ("device.retry_max_delay_s", 0.2), ("device.channel_check", "off")]
     out = io.StringIO()
     daemon = Daemon(lambda: load_config(None, overrides), notifier=Notifier({"NOTIFY_SOCKET": notify.path}),
                     stdout=out)
