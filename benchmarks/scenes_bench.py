@@ -117,7 +117,7 @@ def cached_outputs(model, stem: Path) -> dict[str, np.ndarray]:
 def decode_cached(model, c: dict[str, np.ndarray], settings: DecodeSettings, images: str = "plain",
                   refine: bool = True) -> list[dict]:
     """The temporal decode on cached outputs: what ``Pipeline`` does with these settings."""
-    from edge_msl.pipeline import message
+    from edge_msl.pipeline import message, newest_peak
     from edge_msl.refine import SrpRefiner
 
     info = model.info
@@ -129,8 +129,9 @@ def decode_cached(model, c: dict[str, np.ndarray], settings: DecodeSettings, ima
         fn = peak = None
         if refiner is not None:  # as edge_msl.pipeline.decode_window does with the audio
             fn = lambda d, k=k: refiner.refine(d, c["cross"][k])  # noqa: E731
-            gcc = refiner.gcc(c["hop_cross"][k])
-            peak = lambda az, half, g=gcc: refiner.peak(g, az, half)  # noqa: E731
+            n = min(settings.now_hops, k + 1)  # the pipeline's newest hops: this window's last n
+            peak = newest_peak(refiner, c["hop_cross"][k] if n == 1 else
+                               np.mean(c["hop_cross"][k - n + 1:k + 1], axis=0))
         msgs.append(message(float(t), dec.update(c[images][k], float(t), fn, peak)))
     return msgs
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from .arrays import ArrayConfigError, MicArray
 from .config import HOP_S, THRESHOLD
-from .refine import ElevationTracks, SrpRefiner, hop_segments
+from .refine import NFFT, UPSAMPLE, ElevationTracks, SrpRefiner, hop_segments
 from .regions import Detection, decode
 from .runtime import Model
 from .stream import Resampler, Windower, design, to_float
@@ -105,11 +105,31 @@ class Message(dict):
     candidates: tuple[Detection, ...] = ()
 
 
+def newest_peak(refiner: SrpRefiner, cross: np.ndarray) -> Any:
+    """``(azimuth_deg, half_deg) -> (peak_deg, strength) | None``: the SRP-PHAT peak of ``cross`` (the
+    newest hops' mean cross-spectra) within ``half_deg`` of an azimuth (None at the search's edge),
+    and its strength, the response there as a share of a single plane wave's (0-1: how clearly the
+    newest audio comes from there). The GCC is computed once, at the first call."""
+    gcc: list[np.ndarray] = []
+    # a plane wave's GCC-PHAT peaks at 2 n_bins / n_lags on every pair
+    unit = cross.shape[0] * 2.0 * cross.shape[1] / (NFFT * UPSAMPLE)
+
+    def peak(azimuth_deg: float, half_deg: float) -> tuple[float, float] | None:
+        if not gcc:
+            gcc.append(refiner.gcc(cross))
+        found = refiner.peak(gcc[0], azimuth_deg, half_deg)
+        if found is None:
+            return None
+        return found, float(refiner.response(gcc[0], np.array([found]))[0]) / unit
+
+    return peak
+
+
 def decode_window(decoder: TemporalDecoder, outputs: np.ndarray, window: np.ndarray, t_s: float,
                   refiner: SrpRefiner | None, crosses: deque, hop_samples: int,
                   candidates: list[Detection] | None = None) -> list[Talker]:
     """One step of the temporal decode for a window and its network outputs, with the model's SRP
-    refinement (candidates on the window's hops, a walking talker at the newest hop's peak): the
+    refinement (candidates on the window's hops, talkers measured at the newest hops' peak): the
     step the pipeline takes per window and ``train_tf.evaluate`` per sub-window. ``candidates``, if
     given, receives the window's candidates as the decode takes them (refined)."""
     def seen(dets: list[Detection]) -> list[Detection]:
@@ -119,12 +139,8 @@ def decode_window(decoder: TemporalDecoder, outputs: np.ndarray, window: np.ndar
     if refiner is None:
         return decoder.update(outputs, t_s, seen if candidates is not None else None)
     add_hop_crosses(refiner, crosses, window, hop_samples)
-    newest: list[np.ndarray] = []  # the newest hop's GCC, computed only if a walker asks for it
-
-    def peak(azimuth_deg: float, half_deg: float) -> float | None:
-        if not newest:
-            newest.append(refiner.gcc(crosses[-1]))
-        return refiner.peak(newest[0], azimuth_deg, half_deg)
+    n = min(decoder.settings.now_hops, len(crosses))
+    peak = newest_peak(refiner, crosses[-1] if n == 1 else np.mean([crosses[-1 - j] for j in range(n)], axis=0))
 
     def refine(dets: list[Detection]) -> list[Detection]:
         dets = refiner.refine(dets, np.mean(crosses, axis=0))
@@ -203,7 +219,7 @@ class Pipeline:
         self.windower = Windower(info.window_samples, self.hop_samples, self.array.n_mics)
         self._layout = info.layout
         # decode.srp_refine: candidates' azimuths refined on the cross-spectra of the window's hops;
-        # a walking talker is reported at the SRP peak of the newest hop (DecodeSettings.now_half_deg)
+        # talkers are measured, and walkers reported, at the SRP peak of the newest hops (DecodeSettings.now_*)
         self._refiner = SrpRefiner(info.array.positions(), info.sample_rate_hz, info.srp_refine) \
             if info.srp_refine and srp_refine else None
         self._elevations = ElevationTracks(self._refiner) if self._refiner is not None and elevation else None

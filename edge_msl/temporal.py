@@ -89,6 +89,19 @@ class DecodeSettings(Settings):
     now_min_rate_deg_s: float = setting(10.0, number(0.0, 1e4))
     """... when the walking hypothesis moves at least this fast (a still talker keeps the
     filter's long average, which the newest hop alone would only make noisier)."""
+    now_hops: int = setting(1, integer(1, 50))
+    """Hops of the newest audio (the last ``now_hops`` of the window) whose SRP-PHAT peak says where a
+    talker is now."""
+    now_lag_s: float = setting(0.0, number(0.0, 1.0))
+    """... where the talker was this long before the window's end (half of that audio's length); the
+    reported direction adds the talker's angular velocity times this."""
+    now_sd_deg: float = setting(0.0, number(0.0, 90.0))
+    """That peak, within ``now_half_deg`` of a heard talker's direction, is also a measurement of
+    the talker's track, this noisy (degrees; 0: only reported for walkers, never measured): the
+    network's windows tell where a talker was on average, the newest audio how they move."""
+    now_min_strength: float = setting(0.0, number(0.0, 1.0))
+    """That peak is used only where its SRP-PHAT response is at least this share of a single plane
+    wave's (the newest audio may hold only reverberation or another talker)."""
     distance_alpha: float = setting(0.3, number(0.0, 1.0, lo_open=True))
     """Weight of a new window in the smoothed distance."""
     confidence_alpha: float = setting(0.6, number(0.0, 1.0, lo_open=True))
@@ -240,6 +253,20 @@ class _Track:
         self.last_t_s = t_s
         self.evidence = True
 
+    def measure_now(self, peak: Any, s: DecodeSettings) -> None:
+        """The newest audio's SRP-PHAT peak near where this talker was ``now_lag_s`` before the
+        window's end, as a measurement of both hypotheses (not of which one is better)."""
+        if self.updates < s.walk_after:
+            return
+        w = self.walk_weight(s)
+        was = self.still.az + w * wrap180(self.moving.az - self.still.az) - s.now_lag_s * w * self.moving.rate
+        found = peak(float(wrap360(was)), s.now_half_deg)
+        if found is None or found[1] < s.now_min_strength:
+            return
+        az = was + wrap180(found[0] - was)
+        for f in (self.still, self.moving):
+            f.update(az, s.now_sd_deg ** 2, s.now_lag_s, s.max_rate_deg_s, None)
+
     def miss(self, s: DecodeSettings) -> None:
         self.confidence *= 1.0 - s.confidence_alpha
         self.windows += 1
@@ -290,8 +317,9 @@ class TemporalDecoder:
 
         ``refine``: None, or a callable taking and returning a list of :class:`Detection` (the
         candidates), applied before association. ``peak``: None, or a callable ``(azimuth_deg,
-        half_deg) -> azimuth_deg | None`` giving the newest audio's local SRP-PHAT peak (None where
-        the search finds none inside): where a walking talker is reported."""
+        half_deg) -> (azimuth_deg, strength) | None`` giving the newest audio's local SRP-PHAT peak
+        and its strength (None where the search finds none inside; :func:`edge_msl.pipeline.newest_peak`):
+        a measurement of where talkers are now, and where a walking talker is reported."""
         dets = self.candidates(outputs)
         if refine is not None and dets:
             dets = refine(dets)
@@ -344,6 +372,9 @@ class TemporalDecoder:
             if di not in used_d and (det.confidence >= s.birth_threshold or
                                      (s.confirm_mean < 1.0 and det.confidence >= s.seed_threshold)):
                 self._tracks.append(_Track(det, t_s, s))
+        if peak is not None and s.now_sd_deg > 0 and s.now_half_deg > 0:
+            for ti in sorted(used_t):
+                self._tracks[ti].measure_now(peak, s)
         kept: list[_Track] = []
         for tr in self._merge(self._tracks):
             if tr.id is None:
@@ -374,9 +405,9 @@ class TemporalDecoder:
             talker = tr.report(s)
             if peak is not None and s.now_half_deg > 0 and talker.active and tr.updates >= s.walk_after and \
                     (tr.is_walking or not s.now_needs_walk) and abs(tr.moving.rate) >= s.now_min_rate_deg_s:
-                now = peak(talker.azimuth_deg, s.now_half_deg)
-                if now is not None:
-                    talker = replace(talker, azimuth_deg=float(wrap360(now)))
+                now = peak(float(wrap360(talker.azimuth_deg - s.now_lag_s * talker.rate_deg_s)), s.now_half_deg)
+                if now is not None and now[1] >= s.now_min_strength:
+                    talker = replace(talker, azimuth_deg=float(wrap360(now[0] + s.now_lag_s * talker.rate_deg_s)))
             out.append(talker)
         return sorted(out, key=lambda r: r.id)
 

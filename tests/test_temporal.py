@@ -89,6 +89,41 @@ def test_a_walker_is_reported_where_they_are_at_the_windows_end():
     assert float(angular_distance_deg(lag[-1][0].azimuth_deg, truth[-1])) >= 0.8 * rate * 0.25
 
 
+def test_the_newest_audio_sharpens_a_walker_seen_through_noisy_windows():
+    """Windows place a walker where they were half a window ago, 4 deg noisy; the newest two hops'
+    SRP-PHAT peak places them where they were 0.1 s ago, 1 deg noisy. With that peak as a
+    measurement (``now_sd_deg``) the reported azimuth is nearer the truth; a peak weaker than
+    ``now_min_strength`` (only reverberation in the newest hops) changes nothing."""
+    rate = 30.0
+    now = dict(now_hops=2, now_lag_s=0.1, now_sd_deg=6.0, now_half_deg=12.0, now_min_rate_deg_s=0.0,
+               now_min_strength=0.1)
+
+    def track(settings, strength):
+        rng = np.random.default_rng(3)
+        dec = TemporalDecoder(LAYOUT, settings)
+        reported, errs = [], []
+        for k in range(60):
+            t = 0.5 + k * HOP
+            hop_az = 100.0 + rate * (t - 0.1) + rng.normal(0.0, 1.0)
+
+            def peak(az, half, hop_az=hop_az):
+                off = ((hop_az - az + 180.0) % 360.0) - 180.0
+                return (hop_az % 360.0, strength) if abs(off) < half else None
+
+            win_az = 100.0 + rate * (t - 0.25) + rng.normal(0.0, 4.0)
+            out = dec.update(outputs([(win_az % 360.0, 0.95)]), t, peak=peak)
+            reported.append(out[0].azimuth_deg)
+            if k >= 15:
+                errs.append(float(angular_distance_deg(out[0].azimuth_deg, (100.0 + rate * t) % 360.0)))
+        return float(np.mean(errs)), reported
+
+    windows_only, plain = track(DecodeSettings(now_half_deg=0.0), 1.0)
+    followed, _ = track(DecodeSettings(**now), 0.5)
+    assert followed <= 0.6 * windows_only, (followed, windows_only)
+    _, weak = track(DecodeSettings(**now), 0.05)
+    assert weak == plain  # too weak a peak is not used at all
+
+
 def test_a_still_talker_keeps_a_long_average():
     rng = np.random.default_rng(0)
     frames = [[((50.0 + rng.normal(0, 3.0)) % 360.0, 0.95)] for _ in range(60)]
