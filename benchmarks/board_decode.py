@@ -5,6 +5,10 @@ walking sets (``benchmarks/scenes_bench.py``'s scoring), the best printed as a s
     .venv/bin/python -m train_tf.scenes --kind turns --n 12 --seed 8200 --array respeaker-4mic \
         --bank data/dry/bank-train.npz --out data/scenes/val-turns-respeaker-4mic   (walk: seed 8250)
     .venv/bin/python -m benchmarks.board_decode respeaker-4mic
+    .venv/bin/python -m benchmarks.board_decode respeaker-4mic --newest   # the newest audio, on vs off
+
+``--newest`` keeps the board's own decode and adds the newest-audio keys of ``uca8-r10``'s sidecar
+(``now_*``: docs/experiments/newest-audio.md), at two measurement noises.
 
 Seeds per board: 8200 + 100 i (turns) and 8250 + 100 i (walk), i the board's index in BOARDS.
 """
@@ -20,12 +24,23 @@ from edge_msl.arrays import get_array
 
 BOARDS = ("respeaker-4mic", "respeaker-6mic", "respeaker-usb-v2", "matrix-voice", "matrix-creator", "minidsp-uma8")
 GRID = {"birth_threshold": (0.35, 0.45), "keep_threshold": (0.15, 0.2), "confirm_confidence": (0.5, 0.6)}
+NEWEST = ("now_hops", "now_lag_s", "now_half_deg", "now_min_rate_deg_s", "now_min_strength", "now_sd_deg")
+
+
+def newest_variants(board_settings: DecodeSettings) -> dict[str, DecodeSettings]:
+    """The board's decode as shipped, and with ``uca8-r10``'s newest-audio keys (its ``now_sd_deg``, and 10)."""
+    ref = load_model(array=get_array("uca8-r10")).info.raw["decode"]["temporal"]
+    on = dc.replace(board_settings, **{k: ref[k] for k in NEWEST})
+    return {"shipped": board_settings, f"newest audio, sd {on.now_sd_deg:g}": on,
+            "newest audio, sd 10": dc.replace(on, now_sd_deg=10.0)}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    newest = "--newest" in args
+    args = [a for a in args if a != "--newest"]
     if len(args) != 1 or args[0] not in BOARDS:
-        raise SystemExit(f"usage: python -m benchmarks.board_decode BOARD (one of {', '.join(BOARDS)})")
+        raise SystemExit(f"usage: python -m benchmarks.board_decode BOARD [--newest] (BOARD one of {', '.join(BOARDS)})")
     board = args[0]
     model = load_model(array=get_array(board))
     info = model.info
@@ -33,6 +48,16 @@ def main(argv: list[str] | None = None) -> int:
     stems = {d: scenes([str(d)]) for d in sets}
     cached = {st: cached_outputs(model, st) for d in sets for st in stems[d]}
     images = "cycle" if info.symmetry == "cycle" else "plain"
+    if newest:
+        print(f"| {board} | mean F1 | turns F1 / precision / linger s | walk F1 / precision / error ° / moving error ° |\n"
+              "| --- | ---: | --- | --- |")
+        for name, st in newest_variants(DecodeSettings.from_dict(info.raw["decode"].get("temporal", {}))).items():
+            turns, walk = (score_set(stems[d], lambda s: decode_cached(model, cached[s], st, images), info.window_s)
+                           for d in sets)
+            print(f"| {name} | {round((turns['f1'] + walk['f1']) / 2, 4)} | {turns['f1']} / {turns['precision']} / "
+                  f"{turns['linger_mean_s']} | {walk['f1']} / {walk['precision']} / {walk['doa_error_mean_deg']} / "
+                  f"{walk['doa_error_moving_deg']} |", flush=True)
+        return 0
     print(f"| {board}: birth / keep / one-window confirm | mean F1 | turns F1 / precision / linger s | "
           f"walk F1 / precision / moving error ° |\n| --- | ---: | --- | --- |")
     best = None

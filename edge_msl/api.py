@@ -62,7 +62,7 @@ class Localizer:
         >>> sorted({s["id"] for m in messages for s in m["sources"]})
         [1, 2, 3]
         >>> [round(s["azimuth_deg"]) for s in messages[10]["sources"]]
-        [319, 82]
+        [320, 82]
 
     Streaming, as captured (``(n, n_channels)`` int16/int32/float32 frames at ``input_rate_hz``)::
 

@@ -12,7 +12,11 @@ within a gate; a track is *listed* while its own evidence holds (a candidate at 
 dropped from the list as soon as it falls (it keeps its id, unlisted, for ``resume_s`` in case
 the talker resumes there). New talkers are born from candidates at ``birth_threshold`` (k of n
 windows, or one very probable window). The reported azimuth is extrapolated to the window's end
-(``lead_s``): the network sees the talker where they were on average over the window.
+(``lead_s``): the network sees the talker where they were on average over the window. The newest
+hops of audio say where a talker is now better than a whole window: their SRP-PHAT peak near each
+heard talker (``peak``, from the pipeline) is a second measurement of the talker's filters and
+where a walker is reported (``now_*`` settings; off without them, as for a model whose sidecar
+lacks them).
 """
 
 from __future__ import annotations

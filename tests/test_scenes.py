@@ -88,17 +88,17 @@ def test_turn_taking_talkers_leave_the_list_when_they_stop(model, bank):
     assert s["linger_p90_s"] <= 0.25, s
     assert s["precision"] >= 0.95 and s["recall"] >= 0.9, s
     assert s["id_switches_per_turn"] == 0 and s["turns_missed"] == 0, s
-    # the slowest of this scene's six turns: 0.34 s with the decode of 0.2, 0.44 s with today's,
+    # the slowest of this scene's six turns: 0.34 s with the first temporal decode (d3f61f8), 0.44 s with today's,
     # which picks turns up sooner over the benchmark's scenes (docs/decode.md)
     assert s["pickup_p90_s"] <= 0.45, s
 
 
 @pytest.mark.parametrize("seed,bounds", [
     # 1 s pooling + tracker (0.1): F1 0.86, precision 0.81, moving error 7.9 deg, linger p90 0.75 s;
-    # the temporal decode of 0.2 (walkers at the newest hop's peak only): moving error 4.25 deg;
-    # today's (the newest two hops measure every talker): 3.6 deg, linger p90 0.25 s
+    # the first temporal decode, d3f61f8 (walkers at the newest hop's peak only): moving error 4.25 deg;
+    # today's (the newest two hops measure every talker): 3.5 deg, linger p90 0.25 s
     (22, {"f1": 0.9, "precision": 0.93, "moving": 4.0, "linger": 0.3, "switches": 0.0}),
-    # 0.1: F1 0.42, 6 id switches; 0.2: moving error 6.7 deg; today's: 4.3 deg
+    # 0.1: F1 0.42, 6 id switches; d3f61f8: moving error 6.7 deg; today's: 3.6 deg
     (21, {"f1": 0.8, "precision": 0.8, "moving": 5.0, "linger": None, "switches": 1.0}),
 ])
 def test_a_walking_talker_is_followed_with_one_id(model, bank, seed, bounds):
