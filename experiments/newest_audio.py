@@ -15,8 +15,8 @@ Three reports on the validation scenes (cached network outputs of ``benchmarks.s
     .venv/bin/python -m experiments.newest_audio strength
     .venv/bin/python -m experiments.newest_audio sweep '{"now_sd_deg": 0}' '{"keep_threshold": 0.15}'
 
-``sweep`` computes the float network's outputs of the static set's sub-windows once and keeps them
-in ``--static-cache``.
+``sweep`` computes the float network's outputs of the static sets' sub-windows once and keeps them
+in ``--cache-dir``.
 """
 
 from __future__ import annotations
@@ -161,25 +161,28 @@ def static_outputs(data_dir: str, cache: Path) -> tuple[dict, np.ndarray, dict]:
     return data, per, params_of("models/uca8-r10")
 
 
-def sweep(sc: Scenes, overrides: list[str], static_dir: str, static_cache: Path) -> None:
+def sweep(sc: Scenes, overrides: list[str], static_dirs: list[str], cache_dir: Path) -> None:
     from train_tf.evaluate.device_decode import temporal_decode_all
     from train_tf.evaluate.scoring import score_detections, summarize
 
-    data, per, params = static_outputs(static_dir, static_cache)
+    static = [static_outputs(d, cache_dir / f"{Path(d).name}-outputs.npz") for d in static_dirs]
     print("| decode | turns F1 / P | pick-up p90 s | turns error ° | walk F1 / P | walk error ° | moving error ° | "
-          "id sw./turn (walk) | static F1 / error ° |")
-    print("| --- | --- | ---: | ---: | --- | ---: | ---: | ---: | --- |")
+          "id sw./turn (walk) | " + " | ".join(f"{Path(d).name} F1 / error °" for d in static_dirs) + " |")
+    print("| --- | --- | ---: | ---: | --- | ---: | ---: | ---: |" + " --- |" * len(static_dirs))
     for text in ["{}", *overrides]:
         st = dataclasses.replace(sc.base, **json.loads(text))
         r = {name: sb.score_set(stems, lambda stem: sc.decode(stem, st), sc.info.window_s)
              for name, stems in sc.sets.items()}
-        dets, _, _ = temporal_decode_all(per, data["audio"], params, settings=st)
-        s = summarize(score_detections(dets, data["azimuth_deg"], data["distance_m"], 20.0))
+        cells = []
+        for data, per, params in static:
+            dets, _, _ = temporal_decode_all(per, data["audio"], params, settings=st)
+            s = summarize(score_detections(dets, data["azimuth_deg"], data["distance_m"], 20.0))
+            cells.append(f"{s['f1']:.4f} / {s['err_mean']:.3f}")
         t, w = r["turns"], r["walk"]
         print(f"| {'shipped' if text == '{}' else '`' + text + '`'} | {t['f1']:.3f} / {t['precision']:.3f} | "
               f"{t['pickup_p90_s']:.2f} | {t['doa_error_mean_deg']:.2f} | {w['f1']:.3f} / {w['precision']:.3f} | "
               f"{w['doa_error_mean_deg']:.2f} | {w['doa_error_moving_deg']:.2f} | {w['id_switches_per_turn']:.3f} | "
-              f"{s['f1']:.4f} / {s['err_mean']:.3f} |", flush=True)
+              + " | ".join(cells) + " |", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -188,8 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("overrides", nargs="*", help="sweep: JSON objects of decode.temporal keys")
     ap.add_argument("--turns", default="data/scenes/val-turns")
     ap.add_argument("--walk", default="data/scenes/val-walk")
-    ap.add_argument("--static", default="data/val-speech-1s", help="static 1 s windows (sweep)")
-    ap.add_argument("--static-cache", default="out/newest-audio/val-speech-1s-outputs.npz")
+    ap.add_argument("--static", action="append", help="static window sets (sweep; default data/val-speech-1s; "
+                    "repeatable)")
+    ap.add_argument("--cache-dir", default="out/newest-audio", help="where the static sets' network outputs are kept")
     ap.add_argument("--decode", default="{}", help="JSON overrides of the model's decode.temporal for every report")
     args = ap.parse_args(argv)
     sc = Scenes(args.turns, args.walk)
@@ -199,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.report == "strength":
         strength_report(sc)
     else:
-        sweep(sc, args.overrides, args.static, Path(args.static_cache))
+        sweep(sc, args.overrides, args.static or ["data/val-speech-1s"], Path(args.cache_dir))
     return 0
 
 
