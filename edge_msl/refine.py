@@ -60,8 +60,8 @@ class RefineSettings(Settings):
     weight: float = required(number(0.0, 1.0))
     """How far a detection moves towards the response's peak (0 = not at all, 1 = onto it)."""
 
-    KEY = "srp_refine.{}"
-    TABLE = "srp_refine"
+    KEY = "decode.srp_refine.{}"
+    TABLE = "decode.srp_refine"
 
 
 KEYS = tuple(f.name for f in checked_fields(RefineSettings))
@@ -71,7 +71,7 @@ def check_settings(settings: Mapping[str, Any], sample_rate_hz: int) -> dict[str
     """Validated ``{"fmax_hz", "half_deg", "weight"}`` (floats); a :class:`SettingError` names key, value and what
     is allowed."""
     if isinstance(settings, Mapping) and "fmax_hz" in settings:  # the model's rate narrows the field's range
-        number(FMIN_HZ, sample_rate_hz / 2, lo_open=True, noun="Hz")("srp_refine.fmax_hz", settings["fmax_hz"])
+        number(FMIN_HZ, sample_rate_hz / 2, lo_open=True, noun="Hz")("decode.srp_refine.fmax_hz", settings["fmax_hz"])
     return RefineSettings.from_dict(settings).to_dict()
 
 

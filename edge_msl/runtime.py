@@ -279,7 +279,7 @@ def read_info(path: str | Path) -> ModelInfo:
         try:
             srp_refine = check_settings(srp_refine, rate)
         except RefineConfigError as exc:
-            raise ModelError(path, f"decode {exc}", "fix decode.srp_refine in the sidecar or remove it") from None
+            raise ModelError(path, str(exc), "fix decode.srp_refine in the sidecar or remove it") from None
     return ModelInfo(path=path, sidecar_path=sidecar, sha256=sha, sample_rate_hz=rate, window_samples=window,
                      array=array, layout=layout, threshold=threshold, temporal=temporal, raw=side,
                      srp_refine=srp_refine, symmetry=symmetry)

@@ -26,7 +26,7 @@ def example():
 
 @pytest.mark.parametrize("bad, match", [
     ({"fmax_hz": 8000, "half_deg": 8}, r"needs key\(s\) \['weight'\]"),
-    ({**SETTINGS, "step": 1}, "unknown srp_refine key"),
+    ({**SETTINGS, "step": 1}, "unknown decode.srp_refine key"),
     ({**SETTINGS, "weight": 1.5}, r"weight = 1.5 is invalid; allowed: a number in \[0, 1\]"),
     ({**SETTINGS, "fmax_hz": 9000}, r"fmax_hz = 9000 is invalid; allowed: Hz in \(300, 8000\]"),
     ({**SETTINGS, "fmax_hz": 200}, r"fmax_hz = 200 is invalid; allowed: Hz in \(300, 8000\]"),
@@ -45,8 +45,8 @@ def test_a_bad_value_is_the_one_settings_error_naming_key_value_and_allowed():
 
     with pytest.raises(SettingError) as e:
         check_settings({**SETTINGS, "half_deg": 60}, 16000)
-    assert (e.value.key, e.value.value, e.value.allowed) == ("srp_refine.half_deg", 60, "degrees in (0.5, 45]")
-    assert str(e.value) == "srp_refine.half_deg = 60 is invalid; allowed: degrees in (0.5, 45]"
+    assert (e.value.key, e.value.value, e.value.allowed) == ("decode.srp_refine.half_deg", 60, "degrees in (0.5, 45]")
+    assert str(e.value) == "decode.srp_refine.half_deg = 60 is invalid; allowed: degrees in (0.5, 45]"
     assert RefineConfigError is SettingError and RefineSettings(**SETTINGS).to_dict() == check_settings(SETTINGS, 16000)
 
 
@@ -96,6 +96,6 @@ def test_a_bad_sidecar_setting_is_a_model_error(tmp_path):
     side = json.loads(src.sidecar_path.read_text())
     side["decode"]["srp_refine"]["weight"] = 2
     (tmp_path / "m.json").write_text(json.dumps(side))
-    with pytest.raises(ModelError, match=r"srp_refine.weight = 2 is invalid; allowed: a number in \[0, 1\].*fix "
+    with pytest.raises(ModelError, match=r"decode\.srp_refine\.weight = 2 is invalid; allowed: a number in \[0, 1\].*fix "
                                          "decode.srp_refine"):
         load_model(tmp_path / "m.tflite")
