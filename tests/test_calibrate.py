@@ -191,6 +191,19 @@ def test_a_bad_setting_is_the_one_settings_error_naming_key_value_and_allowed(tm
         cal.Session(session.dir)
 
 
+def test_a_bad_override_flag_is_refused_by_the_settings_check_naming_the_flag(tmp_path, capsys):
+    """``--epochs 0`` (or a negative ``--simulated``) is refused before anything runs, by the session's own
+    settings check: one line naming the flag, the value and what is allowed; the session is unchanged."""
+    session = cal.Session.create(tmp_path / "s", ARRAY, FS, 8000)
+    before = session.path.read_text()
+    for flags, said in ((["--epochs", "0"], "--epochs 0: allowed: an integer >= 1"),
+                        (["--simulated", "-3"], "--simulated -3: allowed: an integer >= 0")):
+        with pytest.raises(SystemExit) as e:
+            cli.main(["calibrate", "finetune", "--session", str(session.dir), *flags])
+        assert e.value.code == 2 and said in capsys.readouterr().err
+    assert session.path.read_text() == before
+
+
 @pytest.mark.slow
 def test_calibration_lowers_the_doa_error_on_heldout_mixtures(alsa_home, bank_path, tmp_path, capsys):
     """The stand-in room (perturbed gains, phases, positions, a board under the array), recorded through

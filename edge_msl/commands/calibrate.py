@@ -149,15 +149,17 @@ def _open_session(args, cal, state: Path, create: bool = False):
 
 
 def _apply_overrides(args, session) -> None:
-    import dataclasses
+    from ..settings_check import SettingError
 
-    changes = {k: v for k, v in (("n_simulated", args.simulated), ("n_mixtures", args.mixtures),
-                                 ("epochs", args.epochs)) if v is not None}
+    flags = {"n_simulated": "--simulated", "n_mixtures": "--mixtures", "epochs": "--epochs"}
+    changes = {k: getattr(args, f[2:]) for k, f in flags.items() if getattr(args, f[2:]) is not None}
     if changes:
-        bad = [f"--{k.replace('n_', '')} {v}" for k, v in changes.items() if v < 0 or (k == "epochs" and v < 1)]
-        if bad:
-            raise SystemExit(_fail(f"{', '.join(bad)}: must be >= 0 (epochs >= 1)", 2))
-        session.settings = dataclasses.replace(session.settings, **changes)
+        try:  # the session's own settings check (train_tf.calibrate.CalibrationSettings), once
+            settings = type(session.settings).from_dict(changes, base=session.settings)
+        except SettingError as exc:
+            key = str(exc.key).rsplit(".", 1)[-1]
+            raise SystemExit(_fail(f"{flags.get(key, key)} {exc.value}: allowed: {exc.allowed}", 2)) from None
+        session.settings = settings
         session.data["settings"] = session.settings.to_dict()
         session.save()
     if args.keras_model:
