@@ -33,8 +33,10 @@ NFFT = 512
 FMIN_HZ = 300.0
 STEP_DEG = 0.5
 UPSAMPLE = 8
-EL_STEP_DEG = 1.0
-"""Grid step of the elevation search (and of the azimuths searched with it)."""
+EL_STEP_DEG = 2.0
+"""Grid step of the elevation search."""
+EL_AZ_STEP_DEG = 2.0
+"""Grid step of the azimuths searched with it."""
 EL_AZ_HALF_DEG = 4.0
 """The elevation search also tries azimuths this far either side of the decoded one (the peak's elevation
 is read; the azimuth stays the decoded one), so a small azimuth error does not bend the elevation."""
@@ -121,7 +123,7 @@ class SrpRefiner:
         # a planar array hears a source at +e and -e alike: search above the plane only
         self.planar = bool(np.ptp(xyz[:, 2]) < 1e-6)
         self.elevation_grid_deg = np.arange(0.0 if self.planar else -90.0, 90.0 + EL_STEP_DEG / 2, EL_STEP_DEG)
-        self._el_az = np.arange(-EL_AZ_HALF_DEG, EL_AZ_HALF_DEG + EL_STEP_DEG / 2, EL_STEP_DEG)
+        self._el_az = np.arange(-EL_AZ_HALF_DEG, EL_AZ_HALF_DEG + EL_AZ_STEP_DEG / 2, EL_AZ_STEP_DEG)
         self._last_gccs: list[tuple[np.ndarray, np.ndarray]] = []  # newest last, at most two
 
     def cross(self, window: np.ndarray) -> np.ndarray:
