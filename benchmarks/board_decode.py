@@ -48,13 +48,19 @@ def main(argv: list[str] | None = None) -> int:
     stems = {d: scenes([str(d)]) for d in sets}
     cached = {st: cached_outputs(model, st) for d in sets for st in stems[d]}
     images = "cycle" if info.symmetry == "cycle" else "plain"
+
+    def scored(st: DecodeSettings) -> tuple[float, dict, dict]:
+        """Mean F1 of the two sets, and the turns and walk scores, with these settings."""
+        turns, walk = (score_set(stems[d], lambda s: decode_cached(model, cached[s], st, images), info.window_s)
+                       for d in sets)
+        return round((turns["f1"] + walk["f1"]) / 2, 4), turns, walk
+
     if newest:
         print(f"| {board} | mean F1 | turns F1 / precision / linger s | walk F1 / precision / error ° / moving error ° |\n"
               "| --- | ---: | --- | --- |")
         for name, st in newest_variants(DecodeSettings.from_dict(info.raw["decode"].get("temporal", {}))).items():
-            turns, walk = (score_set(stems[d], lambda s: decode_cached(model, cached[s], st, images), info.window_s)
-                           for d in sets)
-            print(f"| {name} | {round((turns['f1'] + walk['f1']) / 2, 4)} | {turns['f1']} / {turns['precision']} / "
+            mean, turns, walk = scored(st)
+            print(f"| {name} | {mean} | {turns['f1']} / {turns['precision']} / "
                   f"{turns['linger_mean_s']} | {walk['f1']} / {walk['precision']} / {walk['doa_error_mean_deg']} / "
                   f"{walk['doa_error_moving_deg']} |", flush=True)
         return 0
@@ -64,9 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     for birth, keep, cc in itertools.product(*GRID.values()):
         st = dc.replace(DecodeSettings(), birth_threshold=birth, keep_threshold=keep,
                         seed_threshold=min(DecodeSettings().seed_threshold, keep), confirm_confidence=cc)
-        turns, walk = (score_set(stems[d], lambda s: decode_cached(model, cached[s], st, images), info.window_s)
-                       for d in sets)
-        mean = round((turns["f1"] + walk["f1"]) / 2, 4)
+        mean, turns, walk = scored(st)
         print(f"| {birth} / {keep} / {cc} | {mean} | {turns['f1']} / {turns['precision']} / {turns['linger_mean_s']} | "
               f"{walk['f1']} / {walk['precision']} / {walk['doa_error_moving_deg']} |", flush=True)
         if best is None or mean > best[0]:

@@ -129,9 +129,8 @@ def decode_cached(model, c: dict[str, np.ndarray], settings: DecodeSettings, ima
         fn = peak = None
         if refiner is not None:  # as edge_msl.pipeline.decode_window does with the audio
             fn = lambda d, k=k: refiner.refine(d, c["cross"][k])  # noqa: E731
-            n = min(settings.now_hops, k + 1)  # the pipeline's newest hops: this window's last n
-            peak = newest_peak(refiner, c["hop_cross"][k] if n == 1 else
-                               np.mean(c["hop_cross"][k - n + 1:k + 1], axis=0))
+            # the pipeline's newest hops: this window's last now_hops
+            peak = newest_peak(refiner, c["hop_cross"][max(0, k + 1 - settings.now_hops):k + 1])
         msgs.append(message(float(t), dec.update(c[images][k], float(t), fn, peak)))
     return msgs
 

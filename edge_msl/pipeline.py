@@ -16,7 +16,7 @@ import numpy as np
 
 from .arrays import ArrayConfigError, MicArray
 from .config import HOP_S, THRESHOLD
-from .refine import NFFT, UPSAMPLE, ElevationTracks, SrpRefiner, hop_segments
+from .refine import ElevationTracks, SrpRefiner, hop_segments
 from .regions import Detection, decode
 from .runtime import Model
 from .stream import Resampler, Windower, design, to_float
@@ -105,21 +105,23 @@ class Message(dict):
     candidates: tuple[Detection, ...] = ()
 
 
-def newest_peak(refiner: SrpRefiner, cross: np.ndarray) -> Any:
-    """``(azimuth_deg, half_deg) -> (peak_deg, strength) | None``: the SRP-PHAT peak of ``cross`` (the
-    newest hops' mean cross-spectra) within ``half_deg`` of an azimuth (None at the search's edge),
-    and its strength, the response there as a share of a single plane wave's (0-1: how clearly the
-    newest audio comes from there). The GCC is computed once, at the first call."""
+def newest_peak(refiner: SrpRefiner, hops: Sequence[np.ndarray]) -> Any:
+    """``(azimuth_deg, half_deg) -> (peak_deg, strength) | None``: the SRP-PHAT peak of the newest hops'
+    mean cross-spectra (``hops``, :meth:`SrpRefiner.cross` of each) within ``half_deg`` of an azimuth
+    (None at the search's edge), and its strength, the response there as a share of a single plane
+    wave's (0-1: how clearly the newest audio comes from there). Mean and GCC are computed at the
+    first call, if any."""
     gcc: list[np.ndarray] = []
-    # a plane wave's GCC-PHAT peaks at 2 n_bins / n_lags on every pair
-    unit = cross.shape[0] * 2.0 * cross.shape[1] / (NFFT * UPSAMPLE)
 
     def peak(azimuth_deg: float, half_deg: float) -> tuple[float, float] | None:
         if not gcc:
-            gcc.append(refiner.gcc(cross))
+            gcc.append(refiner.gcc(np.mean(hops, axis=0)))
         found = refiner.peak(gcc[0], azimuth_deg, half_deg)
         if found is None:
             return None
+        # a plane wave's GCC-PHAT peaks at 2 n_bins / n_lags on every pair
+        n_pairs, n_bins = np.shape(hops[0])
+        unit = n_pairs * 2.0 * n_bins / gcc[0].shape[1]
         return found, float(refiner.response(gcc[0], np.array([found]))[0]) / unit
 
     return peak
@@ -139,8 +141,7 @@ def decode_window(decoder: TemporalDecoder, outputs: np.ndarray, window: np.ndar
     if refiner is None:
         return decoder.update(outputs, t_s, seen if candidates is not None else None)
     add_hop_crosses(refiner, crosses, window, hop_samples)
-    n = min(decoder.settings.now_hops, len(crosses))
-    peak = newest_peak(refiner, crosses[-1] if n == 1 else np.mean([crosses[-1 - j] for j in range(n)], axis=0))
+    peak = newest_peak(refiner, list(crosses)[-decoder.settings.now_hops:])
 
     def refine(dets: list[Detection]) -> list[Detection]:
         dets = refiner.refine(dets, np.mean(crosses, axis=0))

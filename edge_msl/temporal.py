@@ -88,8 +88,9 @@ class DecodeSettings(Settings):
     """The network's direction is where the talker was this long before the window's end (half the
     window): the filter follows a walker to the end of the window, where it reports them."""
     now_half_deg: float = setting(16.0, number(0.0, 90.0))
-    """A walking talker is reported at the SRP-PHAT peak of the newest hop of audio within this
-    many degrees of the filter's direction (0: off; needs the pipeline's ``peak``)."""
+    """The SRP-PHAT peak of the newest audio (see ``now_hops``) is searched this many degrees either
+    side of where a talker was; a walking talker is reported there (0: off; needs the pipeline's
+    ``peak``)."""
     now_min_rate_deg_s: float = setting(10.0, number(0.0, 1e4))
     """... when the walking hypothesis moves at least this fast (a still talker keeps the
     filter's long average, which the newest hop alone would only make noisier)."""
@@ -257,19 +258,31 @@ class _Track:
         self.last_t_s = t_s
         self.evidence = True
 
-    def measure_now(self, peak: Any, s: DecodeSettings) -> None:
-        """The newest audio's SRP-PHAT peak near where this talker was ``now_lag_s`` before the
-        window's end, as a measurement of both hypotheses (not of which one is better)."""
-        if self.updates < s.walk_after:
-            return
+    def blended(self, s: DecodeSettings) -> tuple[float, float]:
+        """The two hypotheses blended by how much better each explains the recent evidence: the
+        azimuth (unwrapped) and the walking hypothesis' weight."""
         w = self.walk_weight(s)
-        was = self.still.az + w * wrap180(self.moving.az - self.still.az) - s.now_lag_s * w * self.moving.rate
+        return self.still.az + w * wrap180(self.moving.az - self.still.az), w
+
+    def heard_now(self, peak: Any, s: DecodeSettings) -> float | None:
+        """The newest audio's SRP-PHAT peak (``peak``) near where this talker was ``now_lag_s`` before
+        the window's end, unwrapped next to it; None where the search finds none or it is weaker
+        than ``now_min_strength``."""
+        az, w = self.blended(s)
+        was = az - s.now_lag_s * w * self.moving.rate
         found = peak(float(wrap360(was)), s.now_half_deg)
         if found is None or found[1] < s.now_min_strength:
+            return None
+        return was + wrap180(found[0] - was)
+
+    def measure_now(self, peak: Any, s: DecodeSettings) -> None:
+        """:meth:`heard_now` as a measurement of both hypotheses (not of which one is better)."""
+        if self.updates < s.walk_after:
             return
-        az = was + wrap180(found[0] - was)
-        for f in (self.still, self.moving):
-            f.update(az, s.now_sd_deg ** 2, s.now_lag_s, s.max_rate_deg_s, None)
+        az = self.heard_now(peak, s)
+        if az is not None:
+            for f in (self.still, self.moving):
+                f.update(az, s.now_sd_deg ** 2, s.now_lag_s, s.max_rate_deg_s, None)
 
     def miss(self, s: DecodeSettings) -> None:
         self.confidence *= 1.0 - s.confidence_alpha
@@ -279,9 +292,7 @@ class _Track:
 
     def report(self, s: DecodeSettings) -> Talker:
         assert self.number is not None
-        # the two hypotheses blended by how much better each explains the recent evidence
-        w = self.walk_weight(s)
-        az = self.still.az + w * wrap180(self.moving.az - self.still.az)
+        az, w = self.blended(s)
         return Talker(self.number, float(wrap360(az)), self.distance_m, self.confidence, self.region, self.evidence,
                       w * self.moving.rate)
 
@@ -409,9 +420,9 @@ class TemporalDecoder:
             talker = tr.report(s)
             if peak is not None and s.now_half_deg > 0 and talker.active and tr.updates >= s.walk_after and \
                     (tr.is_walking or not s.now_needs_walk) and abs(tr.moving.rate) >= s.now_min_rate_deg_s:
-                now = peak(float(wrap360(talker.azimuth_deg - s.now_lag_s * talker.rate_deg_s)), s.now_half_deg)
-                if now is not None and now[1] >= s.now_min_strength:
-                    talker = replace(talker, azimuth_deg=float(wrap360(now[0] + s.now_lag_s * talker.rate_deg_s)))
+                now = tr.heard_now(peak, s)
+                if now is not None:
+                    talker = replace(talker, azimuth_deg=float(wrap360(now + s.now_lag_s * talker.rate_deg_s)))
             out.append(talker)
         return sorted(out, key=lambda r: r.id)
 

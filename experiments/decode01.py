@@ -11,7 +11,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from edge_msl.regions import ACTIVE, AZIMUTH, DISTANCE, RegionLayout, decode
+from edge_msl.regions import ACTIVE, AZIMUTH, DISTANCE
 from train_tf.evaluate import POOL_HOP_S, window_outputs
 
 
@@ -113,13 +113,9 @@ def decode_all(outputs: np.ndarray, params: dict, threshold: float | None = None
     """Detections per window; unset decode settings come from params.json (``decode``), else 0.5:
     ``threshold`` for single windows, ``onset_threshold`` (if set) for pooled outputs;
     ``fine_stretch`` (default: the model's ``regions.fine_stretch``, else 1)."""
+    from train_tf.evaluate.device_decode import decode_all as decode_windows
+
     if threshold is None:
         dec = params.get("decode", {})
         threshold = float(pooled_thresholds(dec)[0] if pooled else dec.get("threshold", 0.5))
-    layout_cfg = dict(params["regions"])
-    if min_separation_deg is not None:
-        layout_cfg["min_separation_deg"] = min_separation_deg
-    if fine_stretch is not None:
-        layout_cfg["fine_stretch"] = fine_stretch
-    layout = RegionLayout.from_dict(layout_cfg)
-    return [decode(layout, o, threshold) for o in outputs], threshold, layout.min_separation_deg
+    return decode_windows(outputs, params, threshold, min_separation_deg, fine_stretch)
