@@ -13,7 +13,8 @@ import pytest
 from edge_msl.arrays import (boards_for_device, capture_layout, get_array, list_arrays, spare_channels,
                              to_capture)
 from edge_msl.audio_io import write_wav
-from edge_msl.board_id import identify_array
+from edge_msl.board_id import identify_array, room_coherence
+from edge_msl.channel_check import check_channels
 from edge_msl.config import ConfigError, load_config
 
 
@@ -75,6 +76,22 @@ def test_a_board_s_mics_alone_are_recognized_as_such():
     found = identify_array(6, 16000, room_mics(six, 16000))
     # 6 channels is also the ReSpeaker USB's capture, but its loopback channel 5 would not sound like a mic
     assert found.mics_only and found.array_name == "respeaker-6mic", found
+
+
+def test_room_coherence_is_the_channel_check_s():
+    """The identification's room coherence is the channel check's, without the rest of the check."""
+    six, usb = get_array("respeaker-6mic"), get_array("respeaker-usb-v2")
+    for a, fs, cap in [(six, 16000, to_capture(six, room_mics(six, 16000))),
+                       (usb, 16000, to_capture(usb, room_mics(usb, 16000, seed=1))),
+                       (six, 16000, to_capture(six, room_mics(six, 16000, seconds=0.4)))]:
+        cap = cap.copy()
+        cap[:, 2] //= 100  # a channel far below the others
+        want = check_channels(a, cap, sample_rate_hz=fs).room_coherence
+        assert np.array_equal(room_coherence(a, cap, fs), np.asarray(want))
+    eight = get_array("uca8-r10")
+    loud = room_mics(eight, 16000)  # 8 mics: a mic on each of the 6-mic board's loopback channels
+    assert np.array_equal(room_coherence(six, loud, 16000),
+                          np.asarray(check_channels(six, loud, sample_rate_hz=16000).room_coherence))
 
 
 def locate(*args):
