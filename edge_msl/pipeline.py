@@ -119,10 +119,7 @@ def newest_peak(refiner: SrpRefiner, hops: Sequence[np.ndarray]) -> Any:
         found = refiner.peak(gcc[0], azimuth_deg, half_deg)
         if found is None:
             return None
-        # a plane wave's GCC-PHAT peaks at 2 n_bins / n_lags on every pair
-        n_pairs, n_bins = np.shape(hops[0])
-        unit = n_pairs * 2.0 * n_bins / gcc[0].shape[1]
-        return found, float(refiner.response(gcc[0], np.array([found]))[0]) / unit
+        return found, float(refiner.response(gcc[0], np.array([found]))[0]) / refiner.plane_wave_gcc
 
     return peak
 

@@ -92,12 +92,17 @@ def pair_lags(dxy: np.ndarray, azimuth_deg: np.ndarray | Sequence[float], lag_ra
     each azimuth in the array's plane, as indices into circular GCC lags sampled at ``lag_rate``
     (n_lags of them): (lower lag, next lag, fraction of the way to it), each (P, A), for linear
     interpolation. The delay is the arrival time at mic i minus mic j."""
-    th = np.radians(np.asarray(azimuth_deg, dtype=np.float64))
-    lag = -(dxy @ np.stack([np.cos(th), np.sin(th)])) / SPEED_OF_SOUND_M_S * lag_rate
+    lag = _plane_lags(dxy, azimuth_deg, lag_rate)
     lo = np.floor(lag)
     frac = lag - lo
     lo = lo.astype(np.int64) % n_lags
     return lo, (lo + 1) % n_lags, frac
+
+
+def _plane_lags(dxy: np.ndarray, azimuth_deg: np.ndarray | Sequence[float], lag_rate: float) -> np.ndarray:
+    """(P, A) far-field delays in lags of ``lag_rate`` (see :func:`pair_lags`)."""
+    th = np.radians(np.asarray(azimuth_deg, dtype=np.float64))
+    return -(dxy @ np.stack([np.cos(th), np.sin(th)])) / SPEED_OF_SOUND_M_S * lag_rate
 
 
 class SrpRefiner:
@@ -124,6 +129,20 @@ class SrpRefiner:
         self.planar = bool(np.ptp(xyz[:, 2]) < 1e-6)
         self.elevation_grid_deg = np.arange(0.0 if self.planar else -90.0, 90.0 + EL_STEP_DEG / 2, EL_STEP_DEG)
         self._el_az = np.arange(-EL_AZ_HALF_DEG, EL_AZ_HALF_DEG + EL_AZ_STEP_DEG / 2, EL_AZ_STEP_DEG)
+        # The GCC is needed only at lags the array's delays reach (+-76 of 4096 for a 20 cm array): an inverse
+        # DFT at those lags alone, a matrix product, is 7x cheaper than the whole inverse transform.
+        self.n_lags = NFFT * UPSAMPLE
+        reach = float(np.max(np.linalg.norm(self._dxyz, axis=1))) / SPEED_OF_SOUND_M_S * self._lag_rate
+        self._lag0 = int(np.ceil(reach)) + 1
+        bins = np.nonzero(self._band)[0]
+        phase = 2.0 * np.pi * np.outer(bins, np.arange(-self._lag0, self._lag0 + 1)) / self.n_lags
+        # rows interleaved as a complex64 row viewed as float32: Re, Im of each bin; 2 / n: both signs of frequency
+        idft = np.empty((2 * len(bins), phase.shape[1]))
+        idft[0::2], idft[1::2] = np.cos(phase), -np.sin(phase)
+        self._idft = (idft * 2.0 / self.n_lags).astype(np.float32)
+        self.plane_wave_gcc = len(i) * 2.0 * len(bins) / self.n_lags
+        """The SRP-PHAT response (:meth:`response`) of a single plane wave at its direction: a GCC-PHAT
+        peaks at 2 n_bins / n_lags on every pair."""
         self._last_gccs: list[tuple[np.ndarray, np.ndarray]] = []  # newest last, at most two
 
     def cross(self, window: np.ndarray) -> np.ndarray:
@@ -141,13 +160,21 @@ class SrpRefiner:
     def response(self, gcc: np.ndarray, azimuth_deg: np.ndarray) -> np.ndarray:
         """SRP-PHAT steered to each azimuth (far field, in the array's plane): the sum over pairs of
         each pair's GCC-PHAT (:meth:`gcc`), interpolated at the pair's delay (``UPSAMPLE`` x)."""
-        lo, hi, frac = pair_lags(self._dxy, azimuth_deg, self._lag_rate, gcc.shape[1])
+        return self._steer(gcc, _plane_lags(self._dxy, azimuth_deg, self._lag_rate))
+
+    def _steer(self, gcc: np.ndarray, lag: np.ndarray) -> np.ndarray:
+        """Sum over pairs of the GCC (:meth:`gcc`) interpolated linearly at each pair's delay ``lag`` (P, A)."""
+        lo = np.floor(lag)
+        frac = lag - lo
+        col = lo.astype(np.int64) + self._lag0
         rows = np.arange(len(gcc))[:, None]
-        vals = gcc[rows, lo] * (1 - frac) + gcc[rows, hi] * frac
+        vals = gcc[rows, col] * (1 - frac) + gcc[rows, col + 1] * frac
         return vals.sum(axis=0)
 
     def gcc(self, cross: np.ndarray) -> np.ndarray:
-        """(n_pairs, n_lags) GCC-PHAT of each pair, lag k = k / (UPSAMPLE * fs) seconds (circular).
+        """(n_pairs, 2 L + 1) GCC-PHAT of each pair at lags -L .. L, lag k = k / (UPSAMPLE * fs) seconds: the
+        inverse transform (``n_lags`` points, circular) of the band's cross-spectra where the array's delays
+        reach, L just beyond them.
 
         The last two results are kept: a window's refinement and elevation ask for the GCC of the same
         cross-spectra, the temporal decode for that of the newest hops in between, and comparing them
@@ -155,10 +182,8 @@ class SrpRefiner:
         for known, out in self._last_gccs:
             if known.shape == np.shape(cross) and np.array_equal(known, cross):
                 return out
-        full = np.zeros((len(cross), NFFT // 2 + 1), dtype=np.complex64)  # single precision: 35 % faster
-        full[:, self._band] = cross
         # X_i X_j^* has phase -2 pi f (t_i - t_j): its inverse transform peaks at lag t_i - t_j
-        out = np.fft.irfft(full, n=NFFT * UPSAMPLE, axis=1)
+        out = np.ascontiguousarray(cross, dtype=np.complex64).view(np.float32) @ self._idft
         out.flags.writeable = False  # shared by the callers of one window
         self._last_gccs = [*self._last_gccs[-1:], (np.array(cross, copy=True), out)]
         return out
@@ -178,12 +203,7 @@ class SrpRefiner:
         el = np.radians(self.elevation_grid_deg)[None, :]
         u = np.stack(np.broadcast_arrays(np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)), axis=-1)
         lag = -(u.reshape(-1, 3) @ self._dxyz.T).T / SPEED_OF_SOUND_M_S * self._lag_rate  # (P, A*E)
-        lo = np.floor(lag)
-        frac = lag - lo
-        lo = lo.astype(np.int64) % gcc.shape[1]
-        rows = np.arange(len(gcc))[:, None]
-        vals = gcc[rows, lo] * (1 - frac) + gcc[rows, (lo + 1) % gcc.shape[1]] * frac
-        return vals.sum(axis=0).reshape(len(self._el_az), -1).max(axis=0)
+        return self._steer(gcc, lag).reshape(len(self._el_az), -1).max(axis=0)
 
     def elevation_peak(self, response: np.ndarray) -> float:
         """Elevation (degrees) of the maximum of an :meth:`elevation_response`, refined by a parabola

@@ -7,7 +7,7 @@ import pytest
 from edge_msl.arrays import get_array
 from edge_msl.audio_io import open_audio
 from edge_msl.pipeline import Pipeline
-from edge_msl.refine import RefineConfigError, SrpRefiner, check_settings
+from edge_msl.refine import RefineConfigError, SrpRefiner, check_settings, pair_lags
 from edge_msl.regions import Detection, angular_distance_deg
 from edge_msl.runtime import ModelError, load_model
 from edge_msl.stream import to_float
@@ -99,3 +99,30 @@ def test_a_bad_sidecar_setting_is_a_model_error(tmp_path):
     with pytest.raises(ModelError, match=r"decode\.srp_refine\.weight = 2 is invalid; allowed: a number in \[0, 1\].*fix "
                                          "decode.srp_refine"):
         load_model(tmp_path / "m.tflite")
+
+
+def test_the_gcc_at_the_array_s_lags_is_the_whole_inverse_transform_s(example):
+    """SrpRefiner.gcc computes only the lags the array's delays reach: the same values as the whole
+    (n_lags-point, circular) inverse transform there, and the same steered response."""
+    from edge_msl.refine import NFFT, SPEED_OF_SOUND_M_S
+
+    for name in ("uca8-r10", "respeaker-4mic"):
+        array = get_array(name)
+        r = SrpRefiner(array.positions(), 16000, SETTINGS)
+        x = example[16000:17600] if name == "uca8-r10" else example[16000:17600, :4]
+        cross = r.cross(x)
+        full = np.zeros((len(cross), NFFT // 2 + 1), dtype=np.complex128)
+        full[:, r._band] = cross
+        whole = np.fft.irfft(full, n=r.n_lags, axis=1)
+        g = r.gcc(cross)
+        lags = np.arange(-(g.shape[1] // 2), g.shape[1] // 2 + 1)
+        assert np.allclose(g, whole[:, lags % r.n_lags], rtol=0, atol=1e-6 * np.abs(whole).max())
+        reach = np.max(np.linalg.norm(r._dxyz, axis=1)) / SPEED_OF_SOUND_M_S * 16000 * 8
+        assert g.shape[1] // 2 >= reach + 1
+        az = np.arange(0.0, 360.0, 0.5)
+        lo, hi, frac = pair_lags(r._dxy, az, 16000.0 * 8, r.n_lags)
+        rows = np.arange(len(whole))[:, None]
+        want = (whole[rows, lo] * (1 - frac) + whole[rows, hi] * frac).sum(axis=0)
+        assert np.allclose(r.response(g, az), want, rtol=0, atol=1e-5 * np.abs(want).max())
+        # a single plane wave's response at its direction, the unit of the newest audio's strength
+        assert r.plane_wave_gcc == pytest.approx(len(cross) * 2.0 * cross.shape[1] / r.n_lags)
