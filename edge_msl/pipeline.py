@@ -124,13 +124,28 @@ def newest_peak(refiner: SrpRefiner, hops: Sequence[np.ndarray]) -> Any:
     return peak
 
 
+class WindowCross:
+    """The mean cross-spectra of the hops in ``crosses`` (:func:`add_hop_crosses`), computed at the first
+    call and kept: the refinement and the elevation of one window read the same."""
+
+    def __init__(self, crosses: deque) -> None:
+        self.crosses = crosses
+        self._mean: np.ndarray | None = None
+
+    def __call__(self) -> np.ndarray:
+        if self._mean is None:
+            self._mean = np.mean(self.crosses, axis=0)
+        return self._mean
+
+
 def decode_window(decoder: TemporalDecoder, outputs: np.ndarray, window: np.ndarray, t_s: float,
                   refiner: SrpRefiner | None, crosses: deque, hop_samples: int,
-                  candidates: list[Detection] | None = None) -> list[Talker]:
+                  candidates: list[Detection] | None = None, window_cross: WindowCross | None = None) -> list[Talker]:
     """One step of the temporal decode for a window and its network outputs, with the model's SRP
     refinement (candidates on the window's hops, talkers measured at the newest hops' peak): the
     step the pipeline takes per window and ``train_tf.evaluate`` per sub-window. ``candidates``, if
-    given, receives the window's candidates as the decode takes them (refined)."""
+    given, receives the window's candidates as the decode takes them (refined); ``window_cross`` (of
+    ``crosses``), if given, keeps their mean cross-spectra for the caller once the hops are in."""
     def seen(dets: list[Detection]) -> list[Detection]:
         candidates.extend(dets)
         return dets
@@ -139,9 +154,10 @@ def decode_window(decoder: TemporalDecoder, outputs: np.ndarray, window: np.ndar
         return decoder.update(outputs, t_s, seen if candidates is not None else None)
     add_hop_crosses(refiner, crosses, window, hop_samples)
     peak = newest_peak(refiner, list(crosses)[-decoder.settings.now_hops:])
+    mean_cross = window_cross or WindowCross(crosses)
 
     def refine(dets: list[Detection]) -> list[Detection]:
-        dets = refiner.refine(dets, np.mean(crosses, axis=0))
+        dets = refiner.refine(dets, mean_cross())
         return seen(dets) if candidates is not None else dets
 
     return decoder.update(outputs, t_s, refine, peak)
@@ -291,33 +307,35 @@ class Pipeline:
     def _hop_crosses(self, window: np.ndarray) -> None:
         add_hop_crosses(self._refiner, self._crosses, window, self.hop_samples)
 
-    def detections(self, window: np.ndarray) -> list[Detection]:
-        """The next window decoded alone at ``threshold`` (refined), untracked."""
+    def detections(self, window: np.ndarray, window_cross: WindowCross | None = None) -> list[Detection]:
+        """The next window decoded alone at ``threshold`` (refined), untracked; ``window_cross`` as
+        :func:`decode_window`'s."""
         dets = decode(self._layout, self.outputs(window), self.threshold)
         if self._refiner is None:
             return dets
         self._hop_crosses(window)
-        return self._refiner.refine(dets, np.mean(self._crosses, axis=0)) if dets else dets
+        return self._refiner.refine(dets, (window_cross or WindowCross(self._crosses))()) if dets else dets
 
-    def _elevations_of(self, sources: Sequence[Talker | Detection]) -> list[float] | None:
+    def _elevations_of(self, sources: Sequence[Talker | Detection], window_cross: WindowCross) -> list[float] | None:
         if self._elevations is None or not sources:
             return None
-        gcc = self._refiner.gcc(np.mean(self._crosses, axis=0))
+        gcc = self._refiner.gcc(window_cross())
         return self._elevations.update(gcc, [(getattr(s, "id", None), s.azimuth_deg, getattr(s, "active", True))
                                              for s in sources])
 
     def analyse(self, window: np.ndarray, t_s: float) -> dict[str, Any]:
         """Run the model on one window (mic order, model rate) that ends at ``t_s``; returns its message
         (a :class:`Message`, with the window's candidates)."""
+        window_cross = WindowCross(self._crosses)  # read once the window's hops are in
         if self.decoder is None:
-            dets = self.detections(window)
-            msg = Message(message(t_s, dets, self._elevations_of(dets)))
+            dets = self.detections(window, window_cross)
+            msg = Message(message(t_s, dets, self._elevations_of(dets, window_cross)))
             msg.candidates = tuple(dets)
             return msg
         candidates: list[Detection] = []
         talkers = decode_window(self.decoder, self.outputs(window), window, t_s, self._refiner, self._crosses,
-                                self.hop_samples, candidates)
-        msg = Message(message(t_s, talkers, self._elevations_of(talkers)))
+                                self.hop_samples, candidates, window_cross)
+        msg = Message(message(t_s, talkers, self._elevations_of(talkers, window_cross)))
         msg.candidates = tuple(candidates)
         return msg
 
@@ -338,4 +356,4 @@ class Pipeline:
 
 
 __all__ = ["SCHEMA", "SCHEMA_FILE", "PipelineError", "Pipeline", "Message", "message", "to_odas", "schema_path",
-           "ODAS_SLOTS", "add_hop_crosses", "decode_window"]
+           "ODAS_SLOTS", "add_hop_crosses", "decode_window", "WindowCross"]

@@ -120,6 +120,8 @@ class SrpRefiner:
         f = np.fft.rfftfreq(NFFT, 1.0 / sample_rate_hz)
         self._band = (f >= FMIN_HZ) & (f <= self.fmax_hz)
         self._f = f[self._band]
+        bins = np.nonzero(self._band)[0]
+        self._band_bins = slice(int(bins[0]), int(bins[-1]) + 1)  # the same bins, as a view
         self._window = np.hanning(NFFT).astype(np.float32)
         self._lag_rate = float(sample_rate_hz) * UPSAMPLE
         self._grid = np.arange(-self.half_deg, self.half_deg + STEP_DEG / 2, STEP_DEG)
@@ -129,17 +131,20 @@ class SrpRefiner:
         self.planar = bool(np.ptp(xyz[:, 2]) < 1e-6)
         self.elevation_grid_deg = np.arange(0.0 if self.planar else -90.0, 90.0 + EL_STEP_DEG / 2, EL_STEP_DEG)
         self._el_az = np.arange(-EL_AZ_HALF_DEG, EL_AZ_HALF_DEG + EL_AZ_STEP_DEG / 2, EL_AZ_STEP_DEG)
+        el = np.radians(self.elevation_grid_deg)[None, :]
+        self._el_cos, self._el_sin = np.cos(el), np.sin(el)
         # The GCC is needed only at lags the array's delays reach (+-76 of 4096 for a 20 cm array): an inverse
         # DFT at those lags alone, a matrix product, is 7x cheaper than the whole inverse transform.
         self.n_lags = NFFT * UPSAMPLE
         reach = float(np.max(np.linalg.norm(self._dxyz, axis=1))) / SPEED_OF_SOUND_M_S * self._lag_rate
         self._lag0 = int(np.ceil(reach)) + 1
-        bins = np.nonzero(self._band)[0]
         phase = 2.0 * np.pi * np.outer(bins, np.arange(-self._lag0, self._lag0 + 1)) / self.n_lags
         # rows interleaved as a complex64 row viewed as float32: Re, Im of each bin; 2 / n: both signs of frequency
         idft = np.empty((2 * len(bins), phase.shape[1]))
         idft[0::2], idft[1::2] = np.cos(phase), -np.sin(phase)
         self._idft = (idft * 2.0 / self.n_lags).astype(np.float32)
+        # index of lag 0 of each pair in a GCC's flattened (n_pairs, 2 L + 1) array
+        self._lag0_flat = (np.arange(len(i)) * phase.shape[1] + self._lag0)[:, None]
         self.plane_wave_gcc = len(i) * 2.0 * len(bins) / self.n_lags
         """The SRP-PHAT response (:meth:`response`) of a single plane wave at its direction: a GCC-PHAT
         peaks at 2 n_bins / n_lags on every pair."""
@@ -150,12 +155,12 @@ class SrpRefiner:
         x = np.asarray(window, dtype=np.float32)
         if x.ndim != 2 or x.shape[1] != self.n_mics or x.shape[0] < NFFT:
             raise ValueError(f"window must be (n >= {NFFT}, {self.n_mics}), got {x.shape}")
-        frames = sliding_window_view(x.T, NFFT, axis=1)[:, ::NFFT // 2] * self._window
-        spec = np.fft.rfft(frames, axis=-1)[:, :, self._band]
+        frames = sliding_window_view(np.ascontiguousarray(x.T), NFFT, axis=1)[:, ::NFFT // 2] * self._window
+        spec = np.fft.rfft(frames, axis=-1)[:, :, self._band_bins]
         spec /= np.abs(spec) + 1e-12
         # the pair products dominate the cost: single precision (numpy < 2 transforms in double)
         spec = spec.astype(np.complex64, copy=False)
-        return np.einsum("ptf,ptf->pf", spec[self._i], np.conj(spec[self._j])) / spec.shape[1]
+        return np.einsum("ptf,ptf->pf", spec[self._i], np.conj(spec)[self._j]) / spec.shape[1]
 
     def response(self, gcc: np.ndarray, azimuth_deg: np.ndarray) -> np.ndarray:
         """SRP-PHAT steered to each azimuth (far field, in the array's plane): the sum over pairs of
@@ -166,9 +171,10 @@ class SrpRefiner:
         """Sum over pairs of the GCC (:meth:`gcc`) interpolated linearly at each pair's delay ``lag`` (P, A)."""
         lo = np.floor(lag)
         frac = lag - lo
-        col = lo.astype(np.int64) + self._lag0
-        rows = np.arange(len(gcc))[:, None]
-        vals = gcc[rows, col] * (1 - frac) + gcc[rows, col + 1] * frac
+        at = lo.astype(np.int64)
+        at += self._lag0_flat
+        flat = np.ravel(gcc)
+        vals = flat.take(at) * (1 - frac) + flat.take(at + 1) * frac
         return vals.sum(axis=0)
 
     def gcc(self, cross: np.ndarray) -> np.ndarray:
@@ -200,8 +206,7 @@ class SrpRefiner:
         """SRP-PHAT on (azimuths within ``EL_AZ_HALF_DEG`` of ``azimuth_deg``) x ``elevation_grid_deg``,
         the best azimuth's value per elevation: (n_elevations,). Far field, full 3-D delays."""
         az = np.radians(azimuth_deg + self._el_az)[:, None]
-        el = np.radians(self.elevation_grid_deg)[None, :]
-        u = np.stack(np.broadcast_arrays(np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)), axis=-1)
+        u = np.stack(np.broadcast_arrays(self._el_cos * np.cos(az), self._el_cos * np.sin(az), self._el_sin), axis=-1)
         lag = -(u.reshape(-1, 3) @ self._dxyz.T).T / SPEED_OF_SOUND_M_S * self._lag_rate  # (P, A*E)
         return self._steer(gcc, lag).reshape(len(self._el_az), -1).max(axis=0)
 
