@@ -107,6 +107,20 @@ class DecodeSettings(Settings):
     now_min_strength: float = setting(0.0, number(0.0, 1.0))
     """That peak is used only where its SRP-PHAT response is at least this share of a single plane
     wave's (the newest audio may hold only reverberation or another talker)."""
+    now_sd_strength: float = setting(0.0, number(0.0, 1.0))
+    """Where set, that noise is ``now_sd_deg`` for a peak this strong and scales with one over the
+    peak's strength (half to three times ``now_sd_deg``): the peak's error falls as its strength rises."""
+    now_confirm_strength: float = setting(0.0, number(0.0, 1.0))
+    """A tentative talker is listed at once where the newest audio's SRP-PHAT peak near it is at
+    least this strong (share of a plane wave's) and its window at least ``now_confirm_min``
+    probable: a talker who has just started fills the newest hops before the network's window
+    (0: off; needs the pipeline's ``peak``)."""
+    now_confirm_min: float = setting(0.3, number(0.0, 1.0))
+    """... the probability that confirmation needs."""
+    now_birth_strength: float = setting(0.0, number(0.0, 1.0))
+    """A tentative talker is listed only where the newest audio's SRP-PHAT peak near it is at least
+    this strong: an echo or a room mode the network takes for a talker has no direct sound of its own
+    (0: off; needs the pipeline's ``peak``)."""
     distance_alpha: float = setting(0.3, number(0.0, 1.0, lo_open=True))
     """Weight of a new window in the smoothed distance."""
     confidence_alpha: float = setting(0.6, number(0.0, 1.0, lo_open=True))
@@ -181,7 +195,7 @@ class _Kalman:
 
 class _Track:
     __slots__ = ("still", "moving", "updates", "is_walking", "evidence_sum", "distance_m", "confidence", "region",
-                 "id", "number", "windows", "hits", "misses", "last_t_s", "listed", "evidence")
+                 "id", "number", "windows", "hits", "misses", "last_t_s", "listed", "evidence", "heard")
 
     def __init__(self, det: Detection, t_s: float, s: DecodeSettings) -> None:
         var = s.azimuth_noise_deg ** 2
@@ -205,6 +219,7 @@ class _Track:
         self.last_t_s = t_s
         self.listed = False
         self.evidence = True
+        self.heard = False  # a peak near this talker at least now_birth_strength strong, ever
 
     updates: int
 
@@ -268,21 +283,28 @@ class _Track:
         """The newest audio's SRP-PHAT peak (``peak``) near where this talker was ``now_lag_s`` before
         the window's end, unwrapped next to it; None where the search finds none or it is weaker
         than ``now_min_strength``."""
+        found = self._peak_now(peak, s)
+        return None if found is None else found[0]
+
+    def _peak_now(self, peak: Any, s: DecodeSettings) -> tuple[float, float] | None:
         az, w = self.blended(s)
         was = az - s.now_lag_s * w * self.moving.rate
         found = peak(float(wrap360(was)), s.now_half_deg)
         if found is None or found[1] < s.now_min_strength:
             return None
-        return was + wrap180(found[0] - was)
+        return was + wrap180(found[0] - was), found[1]
 
     def measure_now(self, peak: Any, s: DecodeSettings) -> None:
         """:meth:`heard_now` as a measurement of both hypotheses (not of which one is better)."""
         if self.updates < s.walk_after:
             return
-        az = self.heard_now(peak, s)
-        if az is not None:
+        found = self._peak_now(peak, s)
+        if found is not None:
+            sd = s.now_sd_deg
+            if s.now_sd_strength > 0:  # a weak peak is a noisier one
+                sd *= min(3.0, max(0.5, s.now_sd_strength / max(found[1], 1e-6)))
             for f in (self.still, self.moving):
-                f.update(az, s.now_sd_deg ** 2, s.now_lag_s, s.max_rate_deg_s, None)
+                f.update(found[0], sd * sd, s.now_lag_s, s.max_rate_deg_s, None)
 
     def miss(self, s: DecodeSettings) -> None:
         self.confidence *= 1.0 - s.confidence_alpha
@@ -393,14 +415,17 @@ class TemporalDecoder:
         kept: list[_Track] = []
         for tr in self._merge(self._tracks):
             if tr.id is None:
+                heard = self._heard_at_all(tr, peak) or tr.heard
                 by_mean = tr.windows >= s.confirm_mean_windows and \
                     tr.evidence_sum / tr.windows >= s.confirm_mean and tr.evidence
-                if (tr.hits >= s.confirm_hits and tr.windows <= s.confirm_windows) or by_mean or \
-                        (tr.windows == 1 and tr.confidence >= s.confirm_confidence):
+                if ((tr.hits >= s.confirm_hits and tr.windows <= s.confirm_windows) or by_mean or
+                        (tr.windows == 1 and tr.confidence >= s.confirm_confidence) or
+                        self._heard_starting(tr, peak)) and heard:
                     tr.id = self._next_rank
                     self._next_rank += 1
-                elif tr.hits + max(0, s.confirm_windows - tr.windows) < s.confirm_hits and \
-                        (tr.windows >= s.confirm_mean_windows or s.confirm_mean >= 1.0):
+                elif (tr.hits + max(0, s.confirm_windows - tr.windows) < s.confirm_hits and
+                        (tr.windows >= s.confirm_mean_windows or s.confirm_mean >= 1.0)) or \
+                        (s.now_birth_strength > 0 and tr.windows > max(s.confirm_windows, s.confirm_mean_windows)):
                     continue  # can reach neither k births in n windows nor the mean: a false alarm
                 else:
                     kept.append(tr)
@@ -425,6 +450,26 @@ class TemporalDecoder:
                     talker = replace(talker, azimuth_deg=float(wrap360(now + s.now_lag_s * talker.rate_deg_s)))
             out.append(talker)
         return sorted(out, key=lambda r: r.id)
+
+    def _heard_at_all(self, tr: _Track, peak: Any) -> bool:
+        """True unless ``now_birth_strength`` is set and the newest audio holds no peak that strong
+        near ``tr`` (remembered in ``tr.heard``: once heard, a tentative talker stays heard)."""
+        s = self.settings
+        if peak is None or s.now_birth_strength <= 0:
+            return True
+        found = peak(float(wrap360(tr.az)), s.now_half_deg)
+        now = found is not None and found[1] >= s.now_birth_strength
+        tr.heard = tr.heard or now
+        return now
+
+    def _heard_starting(self, tr: _Track, peak: Any) -> bool:
+        """A tentative talker with evidence now, ``now_confirm_min`` probable, whose newest audio
+        holds a peak at least ``now_confirm_strength`` strong near it."""
+        s = self.settings
+        if peak is None or s.now_confirm_strength <= 0 or not tr.evidence or tr.confidence < s.now_confirm_min:
+            return False
+        found = peak(float(wrap360(tr.az)), s.now_half_deg)
+        return found is not None and found[1] >= s.now_confirm_strength
 
     def _merge(self, tracks: list[_Track]) -> list[_Track]:
         # seniority: listed tracks by id, then unlisted by id, then tentative ones by age

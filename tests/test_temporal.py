@@ -3,6 +3,7 @@ the list at once, a quiet talker is found from several windows, a walker is foll
 are at the window's end, a paused talker keeps the id, settings are checked by name; and random
 outputs never break its invariants."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -122,6 +123,57 @@ def test_the_newest_audio_sharpens_a_walker_seen_through_noisy_windows():
     assert followed <= 0.6 * windows_only, (followed, windows_only)
     _, weak = track(DecodeSettings(**now), 0.05)
     assert weak == plain  # too weak a peak is not used at all
+
+
+def fixed_peak(az_deg, strength):
+    """The newest audio's SRP-PHAT peak as :func:`edge_msl.pipeline.newest_peak` gives it: one
+    source at ``az_deg`` of this strength, found only by a search that reaches it."""
+    def peak(az, half):
+        return (az_deg, strength) if angular_distance_deg(az, az_deg) < half else None
+    return peak
+
+
+def test_a_talker_heard_starting_in_the_newest_audio_is_listed_at_once():
+    """A talker who has just started: the network's window holds only a little of the voice (0.3,
+    under the birth threshold), the newest hops a strong peak. With ``now_confirm_strength`` the
+    talker is listed in that first window; a weak peak, or none, leaves the confirmation to the
+    mean of several windows."""
+    on = DecodeSettings(now_half_deg=12.0, now_confirm_strength=0.08, now_confirm_min=0.25)
+    s = DecodeSettings()
+    assert s.seed_threshold <= 0.3 < s.birth_threshold
+
+    def first_listed(settings, strength):
+        dec = TemporalDecoder(LAYOUT, settings)
+        for k, p in enumerate([0.3, 0.5, 0.9, 0.9]):
+            if dec.update(outputs([(150.0, p)]), 0.5 + k * HOP, peak=fixed_peak(150.0, strength)):
+                return k
+        return None
+
+    assert first_listed(on, 0.12) == 0
+    assert first_listed(on, 0.05) == first_listed(s, 0.12) > 0
+    assert first_listed(dataclasses.replace(on, now_confirm_min=0.35), 0.12) > 0
+
+
+def test_with_now_birth_strength_a_talker_without_sound_of_its_own_is_never_listed():
+    """An echo the network takes for a talker (confident windows, no SRP-PHAT peak of its own in
+    the newest audio) is never listed where ``now_birth_strength`` is set; once its peak is heard it is."""
+    gated = DecodeSettings(now_half_deg=12.0, now_birth_strength=0.03)
+    frames = [[(60.0, 0.9), (240.0, 0.9)]] * 6
+
+    def listed(settings, peaks):
+        dec = TemporalDecoder(LAYOUT, settings)
+        out = []
+        for k, f in enumerate(frames):
+            def peak(az, half, k=k):
+                return next((p for p in (pk(az, half) for pk in peaks(k)) if p is not None), None)
+            out.append(sorted(round(t.azimuth_deg) for t in dec.update(outputs(f), 0.5 + k * HOP, peak=peak)))
+        return out
+
+    echo_silent = listed(gated, lambda k: [fixed_peak(60.0, 0.2)])
+    assert all(len(o) == 1 and angular_distance_deg(o[0], 60.0) < 5 for o in echo_silent)
+    assert all(len(o) == 2 for o in listed(DecodeSettings(), lambda k: [fixed_peak(60.0, 0.2)]))
+    late = listed(gated, lambda k: [fixed_peak(60.0, 0.2)] + ([fixed_peak(240.0, 0.2)] if k == 3 else []))
+    assert [len(o) for o in late] == [1, 1, 1, 2, 2, 2]
 
 
 def test_a_still_talker_keeps_a_long_average():
