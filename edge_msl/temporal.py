@@ -66,6 +66,11 @@ class DecodeSettings(Settings):
     """Windows without evidence a listed talker survives (0: unlisted in the first such window)."""
     resume_s: float = setting(2.0, number(0.0, 3600.0))
     """An unlisted talker keeps its id this long; evidence at its direction lists it again."""
+    resume_by_birth: bool = setting(False, boolean)
+    """A new talker confirmed within the gate of a paused one (unlisted, still holding an id) is
+    that talker resuming: it takes their id. Otherwise only a candidate at ``birth_threshold``
+    brings a paused talker back, and a quieter return, or one a few degrees on after a walk,
+    gets a new id."""
     gate_deg: float = setting(25.0, number(0.0, 180.0, lo_open=True, hi_open=True, noun="degrees"))
     """A candidate farther than this from a track's predicted direction cannot continue it."""
     merge_deg: float = setting(18.0, number(0.0, 180.0, lo_open=True, hi_open=True, noun="degrees"))
@@ -117,10 +122,6 @@ class DecodeSettings(Settings):
     (0: off; needs the pipeline's ``peak``)."""
     now_confirm_min: float = setting(0.3, number(0.0, 1.0))
     """... the probability that confirmation needs."""
-    now_birth_strength: float = setting(0.0, number(0.0, 1.0))
-    """A tentative talker is listed only where the newest audio's SRP-PHAT peak near it is at least
-    this strong: an echo or a room mode the network takes for a talker has no direct sound of its own
-    (0: off; needs the pipeline's ``peak``)."""
     distance_alpha: float = setting(0.3, number(0.0, 1.0, lo_open=True))
     """Weight of a new window in the smoothed distance."""
     confidence_alpha: float = setting(0.6, number(0.0, 1.0, lo_open=True))
@@ -195,7 +196,7 @@ class _Kalman:
 
 class _Track:
     __slots__ = ("still", "moving", "updates", "is_walking", "evidence_sum", "distance_m", "confidence", "region",
-                 "id", "number", "windows", "hits", "misses", "last_t_s", "listed", "evidence", "heard")
+                 "id", "number", "windows", "hits", "misses", "last_t_s", "listed", "evidence")
 
     def __init__(self, det: Detection, t_s: float, s: DecodeSettings) -> None:
         var = s.azimuth_noise_deg ** 2
@@ -219,7 +220,6 @@ class _Track:
         self.last_t_s = t_s
         self.listed = False
         self.evidence = True
-        self.heard = False  # a peak near this talker at least now_birth_strength strong, ever
 
     updates: int
 
@@ -413,19 +413,24 @@ class TemporalDecoder:
             for ti in sorted(used_t):
                 self._tracks[ti].measure_now(peak, s)
         kept: list[_Track] = []
-        for tr in self._merge(self._tracks):
+        resumed: set[int] = set()  # paused talkers whose id a new track took
+        merged = self._merge(self._tracks)
+        for tr in merged:
             if tr.id is None:
-                heard = self._heard_at_all(tr, peak) or tr.heard
                 by_mean = tr.windows >= s.confirm_mean_windows and \
                     tr.evidence_sum / tr.windows >= s.confirm_mean and tr.evidence
                 if ((tr.hits >= s.confirm_hits and tr.windows <= s.confirm_windows) or by_mean or
                         (tr.windows == 1 and tr.confidence >= s.confirm_confidence) or
-                        self._heard_starting(tr, peak)) and heard:
-                    tr.id = self._next_rank
-                    self._next_rank += 1
-                elif (tr.hits + max(0, s.confirm_windows - tr.windows) < s.confirm_hits and
-                        (tr.windows >= s.confirm_mean_windows or s.confirm_mean >= 1.0)) or \
-                        (s.now_birth_strength > 0 and tr.windows > max(s.confirm_windows, s.confirm_mean_windows)):
+                        self._heard_starting(tr, peak)):
+                    paused = self._paused_near(tr, merged, t_s) if s.resume_by_birth else None
+                    if paused is not None:
+                        tr.id, tr.number = paused.id, paused.number
+                        resumed.add(id(paused))
+                    else:
+                        tr.id = self._next_rank
+                        self._next_rank += 1
+                elif tr.hits + max(0, s.confirm_windows - tr.windows) < s.confirm_hits and \
+                        (tr.windows >= s.confirm_mean_windows or s.confirm_mean >= 1.0):
                     continue  # can reach neither k births in n windows nor the mean: a false alarm
                 else:
                     kept.append(tr)
@@ -434,7 +439,7 @@ class TemporalDecoder:
                 continue
             tr.listed = tr.misses <= s.miss_windows and (tr.listed or tr.evidence)
             kept.append(tr)
-        self._tracks = kept
+        self._tracks = [tr for tr in kept if id(tr) not in resumed]
         out = []
         for tr in self._tracks:
             if tr.id is None or not tr.listed:
@@ -451,16 +456,18 @@ class TemporalDecoder:
             out.append(talker)
         return sorted(out, key=lambda r: r.id)
 
-    def _heard_at_all(self, tr: _Track, peak: Any) -> bool:
-        """True unless ``now_birth_strength`` is set and the newest audio holds no peak that strong
-        near ``tr`` (remembered in ``tr.heard``: once heard, a tentative talker stays heard)."""
+    def _paused_near(self, tr: _Track, tracks: list[_Track], t_s: float) -> _Track | None:
+        """The paused talker (unlisted, holding an id) nearest ``tr`` within its opened gate, if any."""
         s = self.settings
-        if peak is None or s.now_birth_strength <= 0:
-            return True
-        found = peak(float(wrap360(tr.az)), s.now_half_deg)
-        now = found is not None and found[1] >= s.now_birth_strength
-        tr.heard = tr.heard or now
-        return now
+        best, best_d = None, math.inf
+        for old in tracks:
+            if old is tr or old.listed or old.number is None:
+                continue
+            d = old.distance(tr.az, s)
+            gate = s.gate_deg + min(s.gate_deg, s.gate_open_deg_s * max(0.0, t_s - old.last_t_s))
+            if d <= gate and d < best_d:
+                best, best_d = old, d
+        return best
 
     def _heard_starting(self, tr: _Track, peak: Any) -> bool:
         """A tentative talker with evidence now, ``now_confirm_min`` probable, whose newest audio
@@ -481,6 +488,8 @@ class TemporalDecoder:
             for younger in order[i + 1:]:
                 if id(younger) in dropped:
                     continue
+                if self.settings.resume_by_birth and not older.listed and older.id is not None and younger.id is None:
+                    continue  # a paused talker resuming quietly: the new track takes their id when confirmed
                 if abs(wrap180(older.az - younger.az)) < self.settings.merge_deg:
                     dropped.add(id(younger))
                     # the survivor takes the latest evidence of a talker, not that of a tentative
