@@ -7,8 +7,9 @@ walking sets (``benchmarks/scenes_bench.py``'s scoring), the best printed as a s
     .venv/bin/python -m benchmarks.board_decode respeaker-4mic
     .venv/bin/python -m benchmarks.board_decode respeaker-4mic --newest   # the newest audio, on vs off
 
-``--newest`` keeps the board's own decode and adds the newest-audio keys of ``uca8-r10``'s sidecar
-(``now_*``: docs/experiments/newest-audio.md), at two measurement noises.
+``--newest`` keeps the board's own decode and adds the second-round keys of ``uca8-r10``'s sidecar
+(``ROUND2``), then all of its newest-audio keys (``now_*``, ``resume_by_birth``:
+docs/experiments/newest-audio.md) at two measurement noises.
 
 Seeds per board: 8200 + 100 i (turns) and 8250 + 100 i (walk), i the board's index in BOARDS.
 """
@@ -25,13 +26,17 @@ from edge_msl.arrays import get_array
 BOARDS = ("respeaker-4mic", "respeaker-6mic", "respeaker-usb-v2", "matrix-voice", "matrix-creator", "minidsp-uma8")
 GRID = {"birth_threshold": (0.35, 0.45), "keep_threshold": (0.15, 0.2), "confirm_confidence": (0.5, 0.6)}
 NEWEST = ("now_hops", "now_lag_s", "now_half_deg", "now_min_rate_deg_s", "now_min_strength", "now_sd_deg")
+ROUND2 = ("now_confirm_strength", "now_confirm_min", "now_sd_strength", "resume_by_birth")
+"""The keys of the newest audio's second round (docs/experiments/newest-audio.md)."""
 
 
 def newest_variants(board_settings: DecodeSettings) -> dict[str, DecodeSettings]:
-    """The board's decode as shipped, and with ``uca8-r10``'s newest-audio keys (its ``now_sd_deg``, and 10)."""
+    """The board's decode as shipped; with ``uca8-r10``'s second-round keys alone; and with all of
+    ``uca8-r10``'s newest-audio keys (its ``now_sd_deg``, and 10)."""
     ref = load_model(array=get_array("uca8-r10")).info.raw["decode"]["temporal"]
-    on = dc.replace(board_settings, **{k: ref[k] for k in NEWEST})
-    return {"shipped": board_settings, f"newest audio, sd {on.now_sd_deg:g}": on,
+    round2 = dc.replace(board_settings, **{k: ref[k] for k in ROUND2 if k in ref})
+    on = dc.replace(round2, **{k: ref[k] for k in NEWEST})
+    return {"shipped": board_settings, "+ round 2 keys": round2, f"newest audio, sd {on.now_sd_deg:g}": on,
             "newest audio, sd 10": dc.replace(on, now_sd_deg=10.0)}
 
 
