@@ -73,6 +73,10 @@ class DecodeSettings(Settings):
     gets a new id."""
     gate_deg: float = setting(25.0, number(0.0, 180.0, lo_open=True, hi_open=True, noun="degrees"))
     """A candidate farther than this from a track's predicted direction cannot continue it."""
+    gate_opens_walking: bool = setting(False, boolean)
+    """The gate opens (``gate_open_deg_s``) only around where the walking hypothesis puts a talker
+    unheard for a while, not around where they stopped: a walker who went quiet is looked for ahead,
+    and an echo on the other side of where they were is not taken for them."""
     merge_deg: float = setting(18.0, number(0.0, 180.0, lo_open=True, hi_open=True, noun="degrees"))
     """Two tracks closer than this are one talker: the younger one ends."""
     azimuth_noise_deg: float = setting(3.0, number(0.0, 90.0, lo_open=True))
@@ -238,11 +242,22 @@ class _Track:
     def az(self) -> float:
         return self.best.az
 
-    def distance(self, az: float, s: DecodeSettings) -> float:
+    def distance(self, az: float, s: DecodeSettings, walking: bool = False) -> float:
         """How far ``az`` is from where this window's network output should put the talker
-        (``lead_s`` behind the window's end) under either hypothesis: the walking one can keep a
-        talker whom the still one has lost."""
-        return min(abs(wrap180(az - (f.az - s.lead_s * f.rate))) for f in (self.still, self.moving))
+        (``lead_s`` behind the window's end) under either hypothesis (``walking``: the walking one
+        alone): the walking one can keep a talker whom the still one has lost."""
+        fs = (self.moving,) if walking else (self.still, self.moving)
+        return min(abs(wrap180(az - (f.az - s.lead_s * f.rate))) for f in fs)
+
+    def reaches(self, az: float, unheard_s: float, s: DecodeSettings) -> float | None:
+        """:meth:`distance` to ``az`` where it is inside this talker's gate, else None. The gate opens
+        with the time unheard (a talker may have moved), around the walking hypothesis alone where
+        ``gate_opens_walking`` is set."""
+        d = self.distance(az, s)
+        gate = s.gate_deg + min(s.gate_deg, s.gate_open_deg_s * max(0.0, unheard_s))
+        if d > gate or (s.gate_opens_walking and d > s.gate_deg and self.distance(az, s, walking=True) > gate):
+            return None
+        return d
 
     def predict(self, dt: float, t_s: float, s: DecodeSettings) -> None:
         # a walker keeps walking through a pause of up to coast_s (internally: an unlisted talker
@@ -379,10 +394,8 @@ class TemporalDecoder:
         for ti, tr in enumerate(self._tracks):
             rank = 0 if tr.listed else (1 if tr.id is not None else 2)
             for di, det in enumerate(dets):
-                d = tr.distance(det.azimuth_deg, s)
-                # a talker unheard for a while may have moved: the gate opens with the time unheard
-                gate = s.gate_deg + min(s.gate_deg, s.gate_open_deg_s * max(0.0, t_s - tr.last_t_s - dt))
-                if d <= gate:
+                d = tr.reaches(det.azimuth_deg, t_s - tr.last_t_s - dt, s)
+                if d is not None:
                     pairs.append((rank, d, ti, di))
         pairs.sort()
         used_t: set[int] = set()
@@ -463,9 +476,8 @@ class TemporalDecoder:
         for old in tracks:
             if old is tr or old.listed or old.number is None:
                 continue
-            d = old.distance(tr.az, s)
-            gate = s.gate_deg + min(s.gate_deg, s.gate_open_deg_s * max(0.0, t_s - old.last_t_s))
-            if d <= gate and d < best_d:
+            d = old.reaches(tr.az, t_s - old.last_t_s, s)
+            if d is not None and d < best_d:
                 best, best_d = old, d
         return best
 

@@ -192,6 +192,28 @@ def test_a_paused_talker_who_resumes_quietly_keeps_the_id_with_resume_by_birth()
     assert [t.id for t in out[-1]] == [2]
 
 
+def test_with_gate_opens_walking_an_echo_behind_a_quiet_walker_does_not_take_their_id():
+    """A walker at 40 deg/s goes quiet for 0.4 s; an echo then shows 60 deg behind where they stopped,
+    and the walker comes back ahead. With the gate opened around both hypotheses the echo, nearer the
+    still one, takes the walker's id; opened only around the walking one, the walker keeps it."""
+    walk = [[((100.0 + 40.0 * (k * HOP - 0.25)) % 360.0, 0.95)] for k in range(12)]
+    stop = 100.0 + 40.0 * (11 * HOP)
+    frames = walk + [[]] * 4 + [[((stop - 60.0) % 360.0, 0.9)]] + \
+        [[((stop - 60.0) % 360.0, 0.9), ((stop + 40.0 * (0.5 + k * HOP) - 10.0) % 360.0, 0.95)] for k in range(4)]
+
+    def walker_id(settings):
+        _, out = run(frames, TemporalDecoder(LAYOUT, settings))
+        first = out[11][0].id
+        ahead = [t.id for t in out[-1] if angular_distance_deg(t.azimuth_deg, stop + 40.0 * 0.8) < 20.0]
+        behind = [t.id for t in out[-1] if angular_distance_deg(t.azimuth_deg, stop - 60.0) < 20.0]
+        return first, ahead, behind
+
+    first, ahead, behind = walker_id(DecodeSettings(gate_opens_walking=True))
+    assert ahead == [first] and behind and behind[0] != first
+    first, ahead, behind = walker_id(DecodeSettings())
+    assert behind == [first]
+
+
 def test_two_talkers_are_two_and_one_talker_is_never_two():
     _, out = run([[(30.0, 0.95), (150.0, 0.9)]] * 10)
     assert [sorted(t.id for t in o) for o in out[-3:]] == [[1, 2]] * 3
