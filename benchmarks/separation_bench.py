@@ -2,8 +2,9 @@
 stream over the reference microphone, CPU per audio second per talker, and ODAS's SSS output as the peer.
 
 Scenes: pyroomacoustics shoebox rooms (RT60 0.2-0.6 s), 2-3 talkers of the test bank's real voices
-(data/dry/bank-test.npz) talking over each other, 0.8-3 m from the array and 0-60 deg above or below its
-plane (an array low on a table, or high on a wall), pink diffuse noise at 20-30 dB SNR, sensor noise.
+(data/dry/bank-test.npz; validation: --bank data/dry/bank-train.npz --seed 43000) talking over each other,
+0.8-3 m from the array and 0-60 deg above or below its plane (an array low on a table, or high on a wall),
+pink diffuse noise at 20-30 dB SNR, sensor noise.
 The whole edge-msl pipeline runs on each scene (int8 model, temporal decode, elevation, separation);
 each talker's stream is the track nearest to it in azimuth per 0.1 s (within 20 deg, else silence),
 the same rule for ODAS's tracks. Reference: the talker's direct sound and first 50 ms of echoes at mic 0.
@@ -11,6 +12,9 @@ the same rule for ODAS's tracks. Reference: the talker's direct sound and first 
     .venv/bin/python -m benchmarks.separation_bench                       # edge-msl only
     .venv/bin/python -m benchmarks.separation_bench --odaslive /tmp/odas-build/bin/odaslive
     .venv/bin/python -m benchmarks.separation_bench --beams-mask --no-postfilter   # with the variants
+    # validation scenes (choose settings here, never on the held-out ones): training-bank voices, seeds 43000+
+    .venv/bin/python -m benchmarks.separation_bench --bank data/dry/bank-train.npz --seed 43000 --scenes 8 \
+        --variant mwf:beamformer=mwf --variant "nfft 1024:nfft=1024"
 
 Prints markdown tables on stdout; --json writes every scene's numbers.
 """
@@ -321,8 +325,11 @@ def run_odas(scene: Scene, odaslive: str, work: Path) -> tuple[dict[str, np.ndar
 
 # --------------------------------------------------------------------------- main
 
+DECIMALS = [1]
+
+
 def _fmt(v: float) -> str:
-    return f"{v:+.1f}" if np.isfinite(v) else "n/a"
+    return f"{v:+.{DECIMALS[0]}f}" if np.isfinite(v) else "n/a"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -332,21 +339,41 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--scenes", type=int, default=6, help="scenes per row (default 6)")
-    ap.add_argument("--seed", type=int, default=33000, help="first scene seed (held-out: 33000+)")
+    ap.add_argument("--seed", type=int, default=33000,
+                    help="first scene seed (held-out: 33000+; validation: 43000+ with --bank data/dry/bank-train.npz)")
+    ap.add_argument("--bank", default=str(BANK.relative_to(REPO)),
+                    help="voice bank, relative to the repository (default: the held-out test bank)")
     ap.add_argument("--duration-s", type=float, default=6.0)
     ap.add_argument("--odaslive", default=None, help="path of an odaslive binary: add ODAS's SSS output as the peer")
     ap.add_argument("--no-postfilter", action="store_true", help="also score edge-msl without its post-filter")
     ap.add_argument("--beams-mask", action="store_true",
                     help="also score edge-msl with the former post-filter mask (mask = 'beams')")
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VALUE[,KEY=VALUE]",
+                    help="also score edge-msl with these SeparateSettings (repeatable), e.g. mwf:beamformer=mwf")
+    ap.add_argument("--decimals", type=int, default=1, help="decimals of the tables' dB figures")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
 
-    bank = DryBank.load(BANK)
+    extra = {}
+    for v in args.variant:
+        name, _, kv = v.partition(":")
+        cfg = {}
+        for item in filter(None, kv.split(",")):
+            key, _, val = item.partition("=")
+            try:
+                cfg[key.strip()] = json.loads(val)  # numbers, true/false
+            except ValueError:
+                cfg[key.strip()] = val.strip()
+        extra[f"edge-msl, {name.strip()}"] = SeparateSettings.from_dict(cfg)
+    bank_path = Path(args.bank) if Path(args.bank).is_absolute() else REPO / args.bank
+    bank = DryBank.load(bank_path)
     model = load_model(None)
     rows_spec = [(2, (0.2, 0.4)), (2, (0.4, 0.6)), (3, (0.2, 0.4)), (3, (0.4, 0.6))]
     results = []
     table = []
+    DECIMALS[0] = args.decimals
     cpu_s = audio_talker_s = 0.0
+    cpu_by: dict[str, list[float]] = {}
     for r, (k, rt) in enumerate(rows_spec):
         acc: dict[str, list[float]] = {}
         for i in range(args.scenes):
@@ -358,11 +385,15 @@ def main(argv: list[str] | None = None) -> int:
                 variants["edge-msl, no post-filter"] = SeparateSettings(postfilter=False)
             if args.beams_mask:
                 variants["edge-msl, beams mask"] = SeparateSettings(mask="beams")
+            variants.update(extra)
             for name, st in variants.items():
                 tracks, dirs, cpu, n_tr, starts = run_edge(scene, model, st)
                 if st is None:
                     cpu_s += cpu
                     audio_talker_s += n / FS * max(n_tr, 1e-9)
+                c = cpu_by.setdefault(name, [0.0, 0.0])
+                c[0] += cpu
+                c[1] += n / FS * max(n_tr, 1e-9)
                 sc = score(talker_streams(tracks, dirs, scene.azimuth_deg, n, starts), scene)
                 acc.setdefault(name, []).extend(s["improvement_db"] for s in sc)
                 acc.setdefault(name + " [direct]", []).extend(s["improvement_db_direct"] for s in sc)
@@ -393,6 +424,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{_fmt(float(np.mean(acc[n])))} ({_fmt(float(np.median(acc[n])))})" for n in names) + " |")
     print(f"\nSeparation CPU: {cpu_s / max(audio_talker_s, 1e-9):.4f} s per audio second per talker "
           f"(one thread; {cpu_s:.2f} s over {audio_talker_s:.1f} talker-seconds)")
+    if len(cpu_by) > 1:
+        print("  per variant: " + "; ".join(f"{name} {c / max(a, 1e-9):.4f}" for name, (c, a) in cpu_by.items()))
     if args.json:
         Path(args.json).write_text(json.dumps({"scenes": results}, indent=1))
     return 0

@@ -1,5 +1,7 @@
 """Per-talker audio: one beamformer per published track, steered at its direction, with nulls towards
 the other tracks (LCMV), a noise covariance learnt where nobody talks, and a post-filter; streaming.
+Options (not the default, docs/separation.md): a mask-based multichannel Wiener filter or MVDR per track
+(``beamformer``), 1,024-sample frames (``nfft``).
 
 Fed by :class:`edge_msl.pipeline.Pipeline` (its ``audio_listener`` hook) with the audio it analysed and
 the messages of the windows ending in it; hands out chunks of audio keyed by track id. numpy only; it
@@ -10,17 +12,18 @@ otherwise).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from .arrays import SPEED_OF_SOUND_M_S
-from .settings_check import Settings, SettingError, boolean, choice, number, setting
+from .settings_check import Settings, SettingError, boolean, choice, invalid, number, setting
 from .track_writer import TrackWriter  # re-exported: its former place
 
 NFFT = 512
-"""STFT frame (32 ms at 16 kHz); the hop is half of it, square-root Hann analysis and synthesis windows."""
+"""STFT frame by default (32 ms at 16 kHz; ``SeparateSettings.nfft``); the hop is half of it, square-root Hann
+analysis and synthesis windows."""
 HOP = NFFT // 2
 ADAPT_PRIOR_FRAMES = 20.0
 """Weight (in frames) of the noise model in a track's interference covariance."""
@@ -34,9 +37,23 @@ BLOCK_FRAMES = 32
 analysed anyway. Frames are analysed in blocks cut only by the audio itself (a message's window end, or
 this many frames after the last cut), never where a push ends: the output does not depend on how the audio
 was cut into pushes (the spatial mixture's priors, the noise floor and the single E-step are per block)."""
+MOVE_DEG = (2.0, 3.0)
+"""A track whose azimuth (elevation) moved more than this many degrees since the last message gets new weights
+at once, else at the next periodic update (0.5/1.0 before: weights at 65 % of messages instead of 46 %, the
+same SI-SDR within 0.01 dB on the validation scenes)."""
+MASK_TRUST_FRAMES = 30.0
+"""beamformer = 'mwf' / 'mvdr': a bin's mask-based weights are trusted fully once the track's mask summed over
+this many frames (fewer: blended with the LCMV's; 100 gave a third less early-image gain, 10 lost 0.4 dB
+against the direct sound on the validation scenes)."""
 SPATIAL_EVERY = 3
 """The spatial mixture's classes are remade every this many weight updates (0.9 s) or when the tracks change
 (each remake inverts a matrix per class and bin; every 0.2 s measured no better on development scenes)."""
+
+
+def _frame_size(key: str, v: Any) -> int:
+    if isinstance(v, bool) or v not in (512, 1024):
+        raise invalid(key, v, "512 or 1024")
+    return int(v)
 
 
 SeparateConfigError = SettingError
@@ -74,6 +91,22 @@ class SeparateSettings(Settings):
     gain_min: float = setting(0.2, number(0.0, 1.0))
     """Post-filter: smallest gain (0.2 = -14 dB; 0.1-0.2 alike on development scenes, 0.2 distorts a source
     that is not sparse less)."""
+    beamformer: str = setting("lcmv", choice("lcmv", "mwf", "mvdr"))
+    """'lcmv': unit gain towards the track's direction, nulls towards the others (above); 'mwf' / 'mvdr':
+    mask-based, per frequency from the track's and the rest's spatial covariances, learnt (power-weighted,
+    forgetting ``adapt_forget``) from the post-filter's masks: a multichannel Wiener filter
+    (Phi_s + mu Phi_n)^-1 Phi_s e_0, or Souden's MVDR Phi_n^-1 Phi_s e_0 / tr(Phi_n^-1 Phi_s); both estimate
+    the talker's (reverberant) image at mic 0, blended with the LCMV while a track's covariance is young."""
+    mwf_mu: float = setting(0.5, number(0.01, 100.0))
+    """beamformer = 'mwf': weight of the noise + interference against speech distortion (validation scenes:
+    0.25-0.5 best against the early image, docs/experiments/separation-mask-beamforming.md)."""
+    mask_share: float = setting(1.0, number(0.0, 1.0))
+    """beamformer = 'mwf' / 'mvdr': the mask-based weights' share once trusted (the rest: the LCMV's; 0.5 halves
+    the early-image gain and loses a third as much against the direct sound)."""
+    nfft: int = setting(512, _frame_size)
+    """STFT frame in samples, 512 or 1024 (hop: half of it); the per-frame constants (forgetting, priors in
+    frames, blocks) are scaled to the same time spans. 1024: +0.1-0.3 dB on the validation scenes at 1.5 times
+    the CPU (over the 0.02 s per audio second per talker target)."""
     backfill_s: float = setting(0.5, number(0.0, 10.0))
     """A new track's audio starts this long before its first message (the decode needs a window to see it)."""
     hold_s: float = setting(2.0, number(0.0, 3600.0))
@@ -140,7 +173,7 @@ class _Track:
     start_s: float
     last_seen: int  # sample count when last listed
     w: np.ndarray | None = None
-    tail: np.ndarray = field(default_factory=lambda: np.zeros(NFFT - HOP, dtype=np.float64))
+    tail: np.ndarray | None = None  # the overlap-add's pending samples
     next_frame: int = 0  # first frame not yet added to its output
     cov: np.ndarray | None = None  # (F, M, M) interference covariance, weighted sum
     cov_weight: np.ndarray | None = None  # (F,) sum of the weights
@@ -150,6 +183,9 @@ class _Track:
     acg: np.ndarray | None = None  # (F, M, M) spatial class scatter learnt online, weighted sum
     acg_weight: np.ndarray | None = None  # (F,)
     prior: np.ndarray | None = None  # (F,) mixture weight of the class
+    scov: np.ndarray | None = None  # (F, M, M) mask-weighted target covariance, power-weighted sum (mwf/mvdr)
+    scov_weight: np.ndarray | None = None  # (F,) sum of the target mask
+    ncov: np.ndarray | None = None  # (F, M, M) (1 - mask)-weighted covariance, power-weighted sum
 
 
 class Separator:
@@ -161,12 +197,18 @@ class Separator:
         self.positions = np.asarray(positions_m, dtype=np.float64)
         self.n_mics = len(self.positions)
         self.sample_rate_hz = int(sample_rate_hz)
-        self.freqs_hz = np.fft.rfftfreq(NFFT, 1.0 / self.sample_rate_hz)
-        self._win = np.sqrt(np.hanning(NFFT + 1)[:NFFT])  # periodic: squares sum to 1 at half overlap
+        self._nfft = int(self.settings.nfft)
+        self._hop = self._nfft // 2
+        self._r = self._hop / HOP  # per-frame constants were chosen at HOP: scale them to the same time spans
+        self._block = max(1, int(round(BLOCK_FRAMES / self._r)))
+        self._min_seg = max(1, int(round(24 / self._r)))
+        self._a = (0.8, 0.2) if self._r == 1 else (0.8 ** self._r, 1 - 0.8 ** self._r)  # noise floor smoothing
+        self.freqs_hz = np.fft.rfftfreq(self._nfft, 1.0 / self.sample_rate_hz)
+        self._win = np.sqrt(np.hanning(self._nfft + 1)[:self._nfft])  # periodic: squares sum to 1 at half overlap
         s = self.settings
         self._gamma = diffuse_coherence(self.positions, self.freqs_hz)
         self._eye = np.eye(self.n_mics)
-        self._backfill_frames = int(math.ceil(s.backfill_s * self.sample_rate_hz / HOP))
+        self._backfill_frames = int(math.ceil(s.backfill_s * self.sample_rate_hz / self._hop))
         self.reset()
 
     def reset(self) -> None:
@@ -174,7 +216,7 @@ class Separator:
         self._buf = np.zeros((0, self.n_mics), dtype=np.float64)
         self._buf_start = 0  # sample index of _buf[0]
         self._n = 0  # samples received
-        self._frame = 0  # next frame to analyse: samples [frame*HOP, frame*HOP + NFFT)
+        self._frame = 0  # next frame to analyse: samples [frame*hop, frame*hop + nfft)
         self._spec: list[np.ndarray] = []  # recent (F, M) spectra, for a new track's back-fill
         self._spec_first = 0
         self._t0_s = 0.0  # stream time of sample 0
@@ -224,26 +266,26 @@ class Separator:
         return self._t0_s + sample / self.sample_rate_hz
 
     def _append(self, x: np.ndarray, out: list[Chunk], cut: bool = False) -> None:
-        """Buffer ``x``; analyse whole blocks of frames (BLOCK_FRAMES), and with ``cut`` (a message's window
+        """Buffer ``x``; analyse whole blocks of frames (BLOCK_FRAMES at 512), and with ``cut`` (a message's window
         ends here, or the stream does) every complete frame."""
         if len(x):
             self._buf = np.concatenate([self._buf, x])
             self._n += len(x)
-        avail = (self._n - NFFT) // HOP + 1 - self._frame if self._n >= NFFT else 0
-        while avail >= BLOCK_FRAMES:
-            self._analyse(BLOCK_FRAMES, out)
-            avail -= BLOCK_FRAMES
+        avail = (self._n - self._nfft) // self._hop + 1 - self._frame if self._n >= self._nfft else 0
+        while avail >= self._block:
+            self._analyse(self._block, out)
+            avail -= self._block
         if cut and avail > 0:
             self._analyse(avail, out)
 
     def _analyse(self, n_frames: int, out: list[Chunk]) -> None:
         """STFT of the next ``n_frames`` frames; learn the noise; render every track."""
         first = self._frame
-        starts = (first + np.arange(n_frames)) * HOP - self._buf_start
-        frames = self._buf[starts[:, None] + np.arange(NFFT)[None, :]]  # (T, NFFT, M)
+        starts = (first + np.arange(n_frames)) * self._hop - self._buf_start
+        frames = self._buf[starts[:, None] + np.arange(self._nfft)[None, :]]  # (T, nfft, M)
         spec = np.fft.rfft(frames * self._win[None, :, None], axis=1)  # (T, F, M)
         self._frame += n_frames
-        keep_from = self._frame * HOP - self._buf_start
+        keep_from = self._frame * self._hop - self._buf_start
         self._buf = self._buf[keep_from:]
         self._buf_start += keep_from
         self._learn_noise(spec)
@@ -258,8 +300,8 @@ class Separator:
     def _learn_noise(self, spec: np.ndarray) -> None:
         p = np.mean(np.abs(spec) ** 2, axis=2)  # (T, F)
         for row in p:  # minimum statistics: noise floor per bin over about 1.5 s
-            self._smooth = row if self._smooth is None else 0.8 * self._smooth + 0.2 * row
-            if not self._mins or self._frame_count % 24 == 0:
+            self._smooth = row if self._smooth is None else self._a[0] * self._smooth + self._a[1] * row
+            if not self._mins or self._frame_count % self._min_seg == 0:
                 self._mins.append(self._smooth.copy())
                 self._mins = self._mins[-4:]
             else:
@@ -267,7 +309,7 @@ class Separator:
             self._frame_count += 1
         self._psd = 1.5 * np.min(self._mins, axis=0)
         if not self._listed:
-            lam = self.settings.noise_forget
+            lam = self.settings.noise_forget ** self._r
             for xf in spec:
                 cov = xf[:, :, None] * xf[:, None, :].conj()
                 self._noise = lam * self._noise + (1 - lam) * self._normalized(cov)
@@ -292,13 +334,13 @@ class Separator:
             tr = self._tracks.get(s["id"])
             if tr is None:
                 first = max(self._spec_first, self._frame - self._backfill_frames)
-                tr = _Track(s["id"], float(s["azimuth_deg"]), float(el), first, self._time(first * HOP), now,
-                            next_frame=first)
+                tr = _Track(s["id"], float(s["azimuth_deg"]), float(el), first, self._time(first * self._hop), now,
+                            next_frame=first, tail=np.zeros(self._nfft - self._hop))
                 self._tracks[tr.id] = tr
                 changed = True
             else:
-                changed |= abs(((tr.azimuth_deg - s["azimuth_deg"] + 180) % 360) - 180) > 0.5 \
-                    or abs(tr.elevation_deg - el) > 1.0
+                changed |= abs(((tr.azimuth_deg - s["azimuth_deg"] + 180) % 360) - 180) > MOVE_DEG[0] \
+                    or abs(tr.elevation_deg - el) > MOVE_DEG[1]
                 tr.azimuth_deg, tr.elevation_deg, tr.last_seen = float(s["azimuth_deg"]), float(el), now
         hold = int(self.settings.hold_s * self.sample_rate_hz)
         for tr in [t for t in self._tracks.values() if now - t.last_seen > hold]:
@@ -330,10 +372,12 @@ class Separator:
             own = loaded
             if t.cov is not None:
                 # what this track's post-filter called interference, with the noise model as a prior
-                prior = ADAPT_PRIOR_FRAMES
+                prior = ADAPT_PRIOR_FRAMES / self._r
                 cov = (t.cov + prior * model) / (t.cov_weight + prior)[:, None, None]
                 own = self._normalized(cov) + s.loading * self._eye
             t.w = lcmv_weights(None, steer[k], others, s.null_max_coherence, noise=own)
+            if s.beamformer != "lcmv" and t.scov is not None:
+                t.w = self._mask_weights(t, t.w)
             if s.mask == "beams":
                 t.noise_gain = np.einsum("fm,fmn,fn->f", t.w.conj(), self._gamma, t.w).real
             if s.mask == "spatial" and (t.model_dir is None or abs(((t.model_dir[0] - t.azimuth_deg + 180) % 360)
@@ -346,10 +390,29 @@ class Separator:
                                     or self._messages % (SPATIAL_EVERY * WEIGHTS_EVERY) == 0):
             self._spatial_classes(model + s.loading * self._eye)
 
+    def _mask_weights(self, t: _Track, w_lcmv: np.ndarray) -> np.ndarray:
+        """(F, M) mask-based weights for track ``t`` (settings.beamformer), blended per bin with ``w_lcmv``
+        by how much of the track's mask has been seen (MASK_TRUST_FRAMES)."""
+        s = self.settings
+        m = self.n_mics
+        floor = self._psd if self._psd is not None else np.full(len(self.freqs_hz), 1e-12)
+        prior = ADAPT_PRIOR_FRAMES / self._r * floor[:, None, None] * self._noise_model()
+        phi_n = t.ncov + prior
+        phi_n = phi_n + s.loading * (np.einsum("fmm->f", phi_n).real / m)[:, None, None] * self._eye
+        phi_s = t.scov
+        if s.beamformer == "mwf":
+            w = np.linalg.solve(phi_s + s.mwf_mu * phi_n, phi_s[:, :, :1])[:, :, 0]
+        else:
+            num = np.linalg.solve(phi_n, phi_s)  # (F, M, M)
+            tr = np.einsum("fmm->f", num)
+            w = num[:, :, 0] / (tr[:, None] + 1e-20)
+        trust = s.mask_share * np.clip(t.scov_weight / MASK_TRUST_FRAMES / self._r, 0.0, 1.0)[:, None]
+        return trust * w + (1.0 - trust) * w_lcmv
+
     def _spatial_classes(self, noise_model: np.ndarray) -> None:
         """The spatial mixture's classes (tracks, then noise): complex angular central Gaussians, each the
         steering-vector model (noise: the noise model) blended with what the class learnt online."""
-        prior = self.settings.spatial_prior_frames
+        prior = self.settings.spatial_prior_frames / self._r
         ids = list(self._tracks)
         models = [(self._tracks[k].model, self._tracks[k].acg, self._tracks[k].acg_weight) for k in ids]
         models.append((self._normalized(self._normalized(noise_model) + self.settings.spatial_spread * self._gamma),
@@ -380,7 +443,7 @@ class Separator:
         ll -= ll.max(axis=0, keepdims=True)
         g = np.exp(ll)
         g /= g.sum(axis=0, keepdims=True)
-        lam = self.settings.adapt_forget
+        lam = self.settings.adapt_forget ** self._r
         if learn and lam > 0:
             t_n = len(spec)
             decay = lam ** np.arange(t_n - 1, -1, -1)  # (T,)
@@ -401,23 +464,42 @@ class Separator:
         return g[:-1].transpose(0, 2, 1)  # (K, T, F)
 
     def _noise_model(self) -> np.ndarray:
-        trust = min(1.0, self._noise_frames / 62.0)
+        trust = min(1.0, self._noise_frames / (62.0 / self._r))
         return trust * self._normalized(self._noise) + (1 - trust) * self._gamma
 
-    def _adapt(self, ids: list[int], spec: np.ndarray, gains: np.ndarray) -> None:
-        """Each track's interference covariance from the frames just rendered, weighted by 1 - its gain."""
-        lam = self.settings.adapt_forget
+    def _adapt(self, ids: list[int], spec: np.ndarray, gains: np.ndarray, masks: np.ndarray) -> None:
+        """Each track's interference covariance from the frames just rendered, weighted by 1 - its gain (for the
+        mask-based beamformers instead: its power-weighted target and rest covariances, weighted by ``masks``)."""
+        lam = self.settings.adapt_forget ** self._r
         if lam <= 0:
             return
         t_n = len(spec)
         decay = lam ** np.arange(t_n - 1, -1, -1)  # (T,)
+        if self.settings.beamformer != "lcmv":
+            xf = spec.transpose(1, 2, 0).astype(np.complex64)  # (F, M, T)
+            xh = xf.conj().transpose(0, 2, 1)
+            keep = lam ** t_n
+            cx = (xf * decay.astype(np.float32)[None, None, :]) @ xh  # (F, M, M): every frame
+            for ki, k in enumerate(ids):
+                tr = self._tracks[k]
+                ws = (masks[ki] * decay[:, None]).astype(np.float32)  # (T, F)
+                cs = (xf * ws.T[:, None, :]) @ xh
+                cn = cx - cs  # weighted by 1 - mask
+                if tr.scov is None:
+                    tr.scov, tr.ncov = cs.astype(complex), cn.astype(complex)
+                    tr.scov_weight = ws.sum(axis=0).astype(float)
+                else:
+                    tr.scov = keep * tr.scov + cs
+                    tr.scov_weight = keep * tr.scov_weight + ws.sum(axis=0)
+                    tr.ncov = keep * tr.ncov + cn
+            return  # their LCMV (young tracks) keeps the noise model: its learnt interference measured the same
         xn = spec / (np.sqrt(np.mean(np.abs(spec) ** 2, axis=2, keepdims=True)) + 1e-20)  # level-free frames
-        xf = xn.transpose(1, 2, 0)  # (F, M, T)
+        xf = xn.transpose(1, 2, 0).astype(np.complex64)  # (F, M, T); single: the same SI-SDR (within 0.01 dB), less CPU
         xh = xf.conj().transpose(0, 2, 1)  # (F, T, M)
         for ki, k in enumerate(ids):
             tr = self._tracks[k]
             wgt = (1.0 - gains[ki]) * decay[:, None]  # (T, F)
-            c = (xf * wgt.T[:, None, :]) @ xh  # (F, M, M): sum over frames of wgt x x^H
+            c = (xf * wgt.T[:, None, :].astype(np.float32)) @ xh  # (F, M, M): sum over frames of wgt x x^H
             if tr.cov is None:
                 tr.cov, tr.cov_weight = c, wgt.sum(axis=0)
             else:
@@ -430,14 +512,16 @@ class Separator:
         w = np.stack([self._tracks[k].w for k in ids])  # (K, F, M)
         y = np.einsum("kfm,tfm->ktf", w.conj(), spec)  # (K, T, F)
         if self.settings.mask == "spatial":
-            gains = np.maximum(self._spatial_masks(ids, spec, only is None), self.settings.gain_min)
+            masks = self._spatial_masks(ids, spec, only is None)
+            gains = np.maximum(masks, self.settings.gain_min)
         else:
             gains = self._postfilter(y, ids)
+            masks = gains
         if only is None:
-            self._adapt(ids, spec, gains)
+            self._adapt(ids, spec, gains, masks)
         if self.settings.postfilter:
             y = y * gains
-        frames = np.fft.irfft(y, n=NFFT, axis=2) * self._win  # (K, T, NFFT)
+        frames = np.fft.irfft(y, n=self._nfft, axis=2) * self._win  # (K, T, nfft)
         for ki, k in enumerate(ids):
             tr = self._tracks[k]
             if only is not None and k not in only:
@@ -448,13 +532,13 @@ class Separator:
                 continue
             t_first = first + skip
             n = len(f)
-            acc = np.zeros((n + 1) * HOP)
-            acc[:NFFT - HOP] += tr.tail
+            acc = np.zeros((n + 1) * self._hop)
+            acc[:self._nfft - self._hop] += tr.tail
             for i in range(n):
-                acc[i * HOP:i * HOP + NFFT] += f[i]
-            tr.tail = acc[n * HOP:].copy()
+                acc[i * self._hop:i * self._hop + self._nfft] += f[i]
+            tr.tail = acc[n * self._hop:].copy()
             tr.next_frame = t_first + n
-            out.append(Chunk(k, tr.start_s, self._time(t_first * HOP), acc[:n * HOP].astype(np.float32)))
+            out.append(Chunk(k, tr.start_s, self._time(t_first * self._hop), acc[:n * self._hop].astype(np.float32)))
 
     def _postfilter(self, y: np.ndarray, ids: list[int]) -> np.ndarray:
         s = self.settings
@@ -470,10 +554,12 @@ class Separator:
         return np.maximum(g, s.gain_min)
 
     def _emit_tail(self, tr: _Track, out: list[Chunk]) -> None:
-        out.append(Chunk(tr.id, tr.start_s, self._time(tr.next_frame * HOP), tr.tail[:HOP].astype(np.float32)))
+        out.append(Chunk(tr.id, tr.start_s, self._time(tr.next_frame * self._hop),
+                         tr.tail[:self._hop].astype(np.float32)))
 
     def _drop(self, tr: _Track, out: list[Chunk]) -> None:
-        out.append(Chunk(tr.id, tr.start_s, self._time(tr.next_frame * HOP + HOP), np.zeros(0, np.float32), True))
+        out.append(Chunk(tr.id, tr.start_s, self._time((tr.next_frame + 1) * self._hop), np.zeros(0, np.float32),
+                         True))
         del self._tracks[tr.id]
         if self._tracks:
             self._weights()

@@ -157,6 +157,40 @@ def test_bad_settings_name_the_key():
         SeparateSettings.from_dict({"bogus": 1})
     with pytest.raises(SeparateConfigError, match="mask"):
         SeparateSettings(mask="clusters")
+    with pytest.raises(SeparateConfigError, match="beamformer"):
+        SeparateSettings(beamformer="gsc")
+    with pytest.raises(SeparateConfigError, match="nfft.*512 or 1024"):
+        SeparateSettings(nfft=2048)
+    with pytest.raises(SeparateConfigError, match="nfft"):
+        SeparateSettings(nfft=True)
+    assert SeparateSettings.from_dict({"nfft": 1024, "beamformer": "mwf"}).nfft == 1024
+
+
+@pytest.mark.parametrize("settings,min_db", [(dict(beamformer="mwf"), 8.0), (dict(beamformer="mvdr"), 8.0),
+                                             (dict(nfft=1024), 8.0), (dict(nfft=1024, postfilter=False), 15.0)])
+def test_mask_beamformers_and_long_frames_separate_sparse_talkers(settings, min_db):
+    """The mask-based beamformers (MWF, Souden's MVDR) and the 1024-sample STFT on the sparse talkers of
+    test_spatial_mask_on_sparse_talkers: the target image at mic 0 comes through, the other is suppressed."""
+    rng = np.random.default_rng(4)
+    array = get_array("uca8-r10")
+    n = 3 * FS
+    sig = []
+    for _ in range(2):
+        s = rng.standard_normal(n) * np.repeat(rng.uniform(size=n // 1024 + 1) < 0.6, 1024)[:n]
+        s[:FS // 2] = 0.0
+        sig.append(s)
+    dirs = [(40.0, 25.0), (170.0, 10.0)]
+    images = [arrival(array, s, az, el) for s, (az, el) in zip(sig, dirs)]
+    mix = images[0] + images[1] + 1e-3 * rng.standard_normal((n, 8))
+    sources = [{"id": k + 1, "azimuth_deg": az, "elevation_deg": el} for k, (az, el) in enumerate(dirs)]
+    part = slice(FS, n - FS // 4)
+    streams = _run(array, mix, sources, SeparateSettings(**settings))
+    assert sorted(streams) == [1, 2]
+    for k in range(2):
+        y, chunks = streams[k + 1]
+        gain = si_sdr(y[part], images[k][part, 0]) - si_sdr(mix[part, 0], images[k][part, 0])
+        assert gain > min_db, (settings, k, gain)
+        assert chunks[-1].last
 
 
 def test_locate_separate_writes_a_wav_per_track(tmp_path):
@@ -202,7 +236,7 @@ def _pushed(array, mix: np.ndarray, messages: list[tuple[int, dict]], sizes, set
     return {t: np.clip(np.round(np.concatenate(s) * 32767.0), -32768, 32767).astype("<i2") for t, s in out.items()}
 
 
-@pytest.mark.parametrize("mask", ["spatial", "beams"])
+@pytest.mark.parametrize("mask", ["spatial", "beams", "mwf", "nfft1024"])
 def test_samples_do_not_depend_on_how_the_audio_is_cut(mask):
     """The same recording and messages pushed in 1-frame, 800-frame, 1600-frame and random chunks: the
     same samples (every update is keyed to the audio's frames and messages, never to push calls)."""
@@ -222,7 +256,8 @@ def test_samples_do_not_depend_on_how_the_audio_is_cut(mask):
         srcs = [{"id": k + 1, "azimuth_deg": az, "elevation_deg": el} for k, (az, el) in enumerate(dirs)
                 if (k == 0 and t > 0.7) or (k == 1 and 1.2 < t < 2.0)]  # track 2 is born late and ends
         messages.append((end, {"t_s": t, "sources": srcs}))
-    settings = SeparateSettings(mask=mask, hold_s=0.3)
+    settings = SeparateSettings(hold_s=0.3, **({"mwf": {"beamformer": "mwf"}, "nfft1024": {"nfft": 1024}}.get(mask)
+                                                 or {"mask": mask}))
     ref = _pushed(array, mix, messages, [1600], settings)
     assert sorted(ref) == [1, 2] and all(np.any(v) for v in ref.values())
     for sizes in ([1], [800], rng.integers(1, 3000, size=50)):
