@@ -435,7 +435,8 @@ class TemporalDecoder:
                 if ((tr.hits >= s.confirm_hits and tr.windows <= s.confirm_windows) or by_mean or
                         (tr.windows == 1 and tr.confidence >= s.confirm_confidence) or
                         self._heard_starting(tr, peak)):
-                    paused = self._paused_near(tr, merged, t_s) if s.resume_by_birth else None
+                    paused = self._paused_near(tr, [t for t in merged if id(t) not in resumed], t_s) \
+                        if s.resume_by_birth else None
                     if paused is not None:
                         tr.id, tr.number = paused.id, paused.number
                         resumed.add(id(paused))

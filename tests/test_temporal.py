@@ -190,6 +190,10 @@ def test_a_paused_talker_who_resumes_quietly_keeps_the_id_with_resume_by_birth()
     long_pause = [[(120.0, 0.95)]] * 5 + [[]] * int(round(1.5 * s.resume_s / HOP)) + [[(130.0, quiet)]] * 4
     _, out = run(long_pause, TemporalDecoder(LAYOUT, DecodeSettings(resume_by_birth=True)))
     assert [t.id for t in out[-1]] == [2]
+    # two new talkers confirmed in the same window near one paused talker: one takes the id, not both
+    two = [[(120.0, 0.95)]] * 5 + [[]] * 5 + [[(100.0, quiet), (140.0, quiet)]] * 4
+    _, out = run(two, TemporalDecoder(LAYOUT, DecodeSettings(resume_by_birth=True)))
+    assert sorted(t.id for t in out[-1]) == [1, 2]
 
 
 def test_with_gate_opens_walking_an_echo_behind_a_quiet_walker_does_not_take_their_id():
