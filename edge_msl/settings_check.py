@@ -1,9 +1,10 @@
 """The one way to declare and check a setting: a dataclass field with its default, its check and a docstring.
 
 Every settings dataclass (the daemon's config sections, the array geometry, the region layout, the temporal
-decode, the SRP refinement, separation, calibration) derives from :class:`Settings`, reads tables with its one
-:meth:`Settings.from_dict` and fails with :class:`SettingError`, whose one line names the key, the value and
-what is allowed. Pure Python: it must not read files.
+decode, the SRP refinement, separation, calibration, the training side's simulation, network shape and loss
+weights) derives from :class:`Settings`, reads tables with its one :meth:`Settings.from_dict` and fails with
+:class:`SettingError`, whose one line names the key, the value and what is allowed. Pure Python: it must not
+read files.
 """
 
 from __future__ import annotations
@@ -51,8 +52,10 @@ def integer(lo: int, hi: int | None = None) -> Check:
     return check
 
 
-def number(lo: float, hi: float, *, lo_open: bool = False, hi_open: bool = False, noun: str = "a number") -> Check:
-    """A finite int or float (not a bool) in the interval, returned as a float."""
+def number(lo: float, hi: float, *, lo_open: bool = False, hi_open: bool = False, noun: str = "a number",
+           as_given: bool = False) -> Check:
+    """A finite int or float (not a bool) in the interval, returned as a float (``as_given``: as it was given, an
+    int staying an int, so that a stored file reads back and writes out byte-identical)."""
     allowed = f"{noun} in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}" \
         if math.isfinite(lo) or math.isfinite(hi) else f"a finite {noun.split()[-1]}"
 
@@ -60,7 +63,7 @@ def number(lo: float, hi: float, *, lo_open: bool = False, hi_open: bool = False
         ok = not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
         if not (ok and (lo < v if lo_open else lo <= v) and (v < hi if hi_open else v <= hi)):
             raise invalid(key, v, allowed)
-        return float(v)
+        return v if as_given else float(v)
     return check
 
 
@@ -88,6 +91,45 @@ def text(max_len: int = 4096, pattern: re.Pattern[str] | None = None, what: str 
                 or (pattern is not None and v and not pattern.match(v)):
             raise invalid(key, v, what)
         return v
+    return check
+
+
+def pair(inner: Check) -> Check:
+    """A range ``[low, high]`` (a list or tuple of two), each what ``inner`` allows, low <= high; as a tuple."""
+    def check(key: str, v: Any) -> tuple[Any, Any]:
+        if isinstance(v, (str, bytes, Mapping)) or not isinstance(v, (list, tuple)) or len(v) != 2:
+            raise invalid(key, v, "a range [low, high]")
+        try:
+            lo, hi = inner(key, v[0]), inner(key, v[1])
+        except SettingError as exc:
+            raise invalid(key, v, f"a range [low, high], each {exc.allowed}") from None
+        if lo > hi:
+            raise invalid(key, v, "a range [low, high] with low <= high")
+        return lo, hi
+    return check
+
+
+def items(inner: Check, min_len: int = 0) -> Check:
+    """A list or tuple of at least ``min_len`` values, each what ``inner`` allows; as a tuple."""
+    def check(key: str, v: Any) -> tuple[Any, ...]:
+        if isinstance(v, (str, bytes, Mapping)) or not isinstance(v, (list, tuple)) or len(v) < min_len:
+            raise invalid(key, v, f"a list of at least {min_len} value(s)")
+        try:
+            return tuple(inner(key, x) for x in v)
+        except SettingError as exc:
+            raise invalid(key, v, f"a list, each value {exc.allowed}") from None
+    return check
+
+
+def table_of(cls: type) -> Check:
+    """Settings of ``cls`` (a :class:`Settings` subclass): an instance, or a table its ``from_dict`` reads (whose
+    own errors name its own keys)."""
+    def check(key: str, v: Any) -> Any:
+        if isinstance(v, cls):
+            return v
+        if not isinstance(v, Mapping):
+            raise invalid(key, v, f"a {cls.TABLE} table")
+        return cls.from_dict(v)
     return check
 
 
@@ -143,6 +185,9 @@ class Settings:
     """How a key is named in errors, e.g. ``"decode.{}"`` or ``"[mqtt] {}"``."""
     TABLE: ClassVar[str] = "settings"
     """How the table is named in errors, e.g. ``"decode"`` or ``"[mqtt]"``."""
+    PLAIN_DATA: ClassVar[bool] = False
+    """True: :meth:`to_dict` gives JSON data (tuples as lists, nested settings as tables), as the training side's
+    files (params.json, a data set's meta.json) store it."""
 
     def __post_init__(self) -> None:
         for f in checked_fields(type(self)):
@@ -178,32 +223,27 @@ class Settings:
                                key=str(unknown[0]), value=table[unknown[0]], allowed=", ".join(sorted(names)))
 
     def to_dict(self) -> dict[str, Any]:
-        """The settable fields as a plain dict (TOML/JSON); :meth:`from_dict` reads it back."""
-        return {f.name: getattr(self, f.name) for f in checked_fields(type(self))}
+        """The settable fields as a plain dict (TOML/JSON); :meth:`from_dict` reads it back. With
+        :attr:`PLAIN_DATA`, JSON data: tuples as lists, nested settings as their own ``to_dict``."""
+        out = {f.name: getattr(self, f.name) for f in checked_fields(type(self))}
+        return _plain(out) if self.PLAIN_DATA else out
 
 
-def plain_from_dict(cls: type, cfg: Mapping[str, Any], what: str, error: type[Exception] = ValueError) -> Any:
-    """A dataclass without :func:`setting` checks (the training side's) from a table: unknown keys refused by
-    name, lists as tuples, as :meth:`Settings.from_dict` reads them."""
-    reject_unknown_keys(cls, cfg, what, error)
-    return cls(**{k: _tuples(v) for k, v in cfg.items()})
-
-
-def plain_to_dict(obj: Any) -> dict[str, Any]:
-    """A dataclass as JSON-friendly data (tuples become lists): what :func:`plain_from_dict` reads back."""
+def _plain(value: Any) -> Any:
+    """``value`` as JSON data: nested settings as their ``to_dict``, tuples as lists (through JSON, so the data
+    is what a file written from it reads back)."""
     import json
 
-    return json.loads(json.dumps(dataclasses.asdict(obj)))
-
-
-def reject_unknown_keys(cls: type, cfg: Mapping[str, Any], what: str, error: type[Exception] = ValueError) -> None:
-    """Raise ``error`` naming the keys of ``cfg`` that are not fields of dataclass ``cls`` (for the training
-    side's dataclasses not yet on :class:`Settings`)."""
-    allowed = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(cfg) - allowed)
-    if unknown:
-        raise error(f"unknown {what}(s) {unknown}; allowed: {sorted(allowed)}")
+    def nested(v: Any) -> Any:
+        if isinstance(v, Settings):
+            return nested(v.to_dict())
+        if isinstance(v, Mapping):
+            return {k: nested(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [nested(x) for x in v]
+        return v
+    return json.loads(json.dumps(nested(value)))
 
 
 __all__ = ["SettingError", "Settings", "Check", "setting", "required", "checked_fields", "invalid", "shown", "integer",
-           "number", "boolean", "choice", "text", "optional", "looks_secret", "plain_from_dict", "plain_to_dict", "reject_unknown_keys"]
+           "number", "boolean", "choice", "text", "pair", "items", "table_of", "optional", "looks_secret"]

@@ -173,3 +173,38 @@ def test_transfer_to_longer_frames_is_the_trained_network_on_half_rate_audio():
     with pytest.raises(ValueError, match="integer multiple"):
         frame_ratio(src_cfg, ModelConfig(**{**dst_cfg.to_dict(), "block_filters": (8, 16, 16), "first_kernel": 7,
                                             "first_stride": 7}))
+
+
+@pytest.mark.parametrize("cls, key, value, key_named, allowed", [
+    (ModelConfig, "dropout", 1.0, "model.dropout", "a number in [0, 1)"),
+    (ModelConfig, "block_filters", [32, 0], "model.block_filters", "a list, each value an integer >= 1"),
+    (ModelConfig, "n_mics", 0, "model.n_mics", "an integer in [1, 256]"),
+    (ModelConfig, "first_stride", -1, "model.first_stride", "an integer >= 0"),
+    (LossWeights, "positive", 0, "loss_weights.positive", "a number in (0, 1000]"),
+    (LossWeights, "azimuth", -1.0, "loss_weights.azimuth", "a number in [0, 1000]"),
+])
+def test_a_bad_setting_is_one_error_naming_key_value_and_allowed(cls, key, value, key_named, allowed):
+    from edge_msl.settings_check import SettingError
+
+    with pytest.raises(SettingError) as err:
+        cls.from_dict({key: value})
+    given = tuple(value) if isinstance(value, list) else value  # a table's lists are read as tuples
+    assert str(err.value) == f"{key_named} = {given!r} is invalid; allowed: {allowed}"
+    assert (err.value.key, err.value.value) == (key_named, given)
+    with pytest.raises(SettingError, match=r"unknown model key\(s\) \['filters'\]"):
+        ModelConfig.from_dict({"filters": 3})
+
+
+def test_shipped_params_read_back_and_write_out_byte_identical():
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    shipped = sorted(root.glob("models/*/params.json")) + sorted(root.glob("train_tf/float_models/*/params.json"))
+    assert shipped
+    for path in shipped:
+        params = json.loads(path.read_text())
+        for cls, table in ((ModelConfig, params["model"]), (LossWeights, params.get("loss_weights"))):
+            if table is not None:  # an older file's missing key (uca8-r10: first_stride) comes out at its default
+                out = cls.from_dict(table).to_dict()
+                assert json.dumps({k: out[k] for k in table}) == json.dumps(table), path

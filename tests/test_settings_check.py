@@ -1,10 +1,12 @@
-"""The one settings mechanism (edge_msl.settings_check): a required setting, a missing key, check_keys."""
+"""The one settings mechanism (edge_msl.settings_check): a required setting, a missing key, check_keys; ranges,
+lists, nested tables, values kept as given and JSON data (the training side's settings)."""
 
 from dataclasses import dataclass
 
 import pytest
 
-from edge_msl.settings_check import SettingError, Settings, integer, number, required, setting
+from edge_msl.settings_check import (SettingError, Settings, integer, items, number, pair, required, setting,
+                                     table_of)
 
 
 @dataclass(frozen=True)
@@ -37,3 +39,37 @@ def test_check_keys_refuses_a_non_table_and_unknown_keys_by_name():
     with pytest.raises(SettingError, match=r"unknown probe key\(s\) \['colour'\]; allowed: \['gain', 'size'\]") as e:
         _Probe.check_keys({"size": 1, "colour": "red"})
     assert (e.value.key, e.value.value) == ("colour", "red")
+
+
+@dataclass(frozen=True)
+class _Stored(Settings):
+    span: tuple[float, float] = setting((0.5, 2.0), pair(number(0.0, 10.0, as_given=True)))
+    """A range kept as given."""
+    sizes: tuple[int, ...] = setting((1, 2), items(integer(1), 1))
+    """A non-empty list."""
+    probe: _Probe = setting(_Probe(3), table_of(_Probe))
+    """A nested table."""
+
+    KEY = "stored.{}"
+    TABLE = "stored"
+    PLAIN_DATA = True
+
+
+def test_ranges_lists_nested_tables_and_json_data():
+    s = _Stored.from_dict({"span": [1, 4], "sizes": [3], "probe": {"size": 2}})
+    assert s.span == (1, 4) and isinstance(s.span[0], int) and s.probe == _Probe(2)
+    assert s.to_dict() == {"span": [1, 4], "sizes": [3], "probe": {"size": 2, "gain": 0.5}}
+    assert _Stored.from_dict(s.to_dict()) == s
+    assert _Probe(3).to_dict() == {"size": 3, "gain": 0.5}  # without PLAIN_DATA: as before
+    for table, message in [
+        ({"span": [4, 1]}, "stored.span = (4, 1) is invalid; allowed: a range [low, high] with low <= high"),
+        ({"span": [1, 11]}, "stored.span = (1, 11) is invalid; allowed: a range [low, high], each a number in [0, 10]"),
+        ({"span": 3}, "stored.span = 3 is invalid; allowed: a range [low, high]"),
+        ({"sizes": []}, "stored.sizes = () is invalid; allowed: a list of at least 1 value(s)"),
+        ({"sizes": [1, 0]}, "stored.sizes = (1, 0) is invalid; allowed: a list, each value an integer >= 1"),
+        ({"probe": {"size": 9}}, "probe.size = 9 is invalid; allowed: an integer in [1, 8]"),
+        ({"probe": 3}, "stored.probe = 3 is invalid; allowed: a probe table"),
+    ]:
+        with pytest.raises(SettingError) as e:
+            _Stored.from_dict(table)
+        assert str(e.value) == message

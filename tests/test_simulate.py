@@ -2,6 +2,7 @@
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ pytest.importorskip("pyroomacoustics")
 
 from edge_msl.arrays import SPEED_OF_SOUND_M_S, direction_vector, get_array  # noqa: E402
 from edge_msl.regions import ACTIVE  # noqa: E402
+from edge_msl.settings_check import SettingError  # noqa: E402
 from train_tf import simulate  # noqa: E402
 from train_tf.simulate import SimSettings  # noqa: E402
 
@@ -227,8 +229,64 @@ def test_scene_command_prints_ground_truth(bank_path, tmp_path, capsys):
 def test_settings_roundtrip_and_unknown_keys():
     s = SimSettings(n_sources=(1, 3), window_s=1.0)
     assert SimSettings.from_dict(s.to_dict()) == s
-    with pytest.raises(ValueError, match="unknown simulation setting"):
+    with pytest.raises(SettingError, match=r"unknown simulation key\(s\) \['rooms'\]"):
         SimSettings.from_dict({"rooms": 3})
+
+
+@pytest.mark.parametrize("key, value, key_named, allowed", [
+    ("anechoic_prob", 1.5, "sim.anechoic_prob", "a probability in [0, 1]"),
+    ("rt60_s", [0.9, 0.1], "sim.rt60_s", "low <= high"),
+    ("room_x_m", [0.0, 5.0], "sim.room_x_m", "a range [low, high], each a number in (0, 100]"),
+    ("n_sources", [0, 2.5], "sim.n_sources", "an integer in [0, 64]"),
+    ("sample_rate_hz", "16k", "sim.sample_rate_hz", "an integer in [8000, 192000]"),
+    ("kind_weights", [["speech", 1.0]], "sim.kind_weights", "kinds of ['music', 'noise', 'speech_real'"),
+    ("diffuse_kinds", ["pink", "rain"], "sim.diffuse_kinds", "'babble'"),
+    ("regions", {"n_regions": 0}, "regions.n_regions", "an integer in [1, 360]"),
+])
+def test_a_bad_setting_is_one_error_naming_key_value_and_allowed(key, value, key_named, allowed):
+    with pytest.raises(SettingError) as err:
+        SimSettings.from_dict({key: value})
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith(key_named + " = ") and allowed in msg
+    assert err.value.key == key_named
+    with pytest.raises(SettingError, match=key_named.replace(".", r"\.")):
+        SimSettings().replace(**{key: value})  # constructing one is checked as reading one is
+
+
+def test_stored_settings_read_back_and_write_out_as_they_were():
+    # a stored 20 stays 20 (not 20.0), as the shipped models' params.json record it
+    s = SimSettings.from_dict({"min_source_separation_deg": 20, "array_wall_prob": 1, "source_level_db": [-12, 6]})
+    assert json.dumps(s.to_dict()["min_source_separation_deg"]) == "20"
+    assert s.to_dict()["source_level_db"] == [-12, 6] and s.source_level_db == (-12, 6)
+    assert SimSettings.from_dict(s.to_dict()) == s
+    assert isinstance(s.to_dict()["regions"], dict)
+    root = Path(__file__).resolve().parents[1]
+    shipped = sorted(root.glob("models/*/params.json")) + sorted(root.glob("train_tf/float_models/*/params.json"))
+    assert shipped
+    for path in shipped:
+        data = json.loads(path.read_text()).get("data", {})
+        for table in (data.get("simulation"), data.get("mix_overrides")):
+            if table:
+                out = SimSettings.from_dict(table).to_dict()
+                assert json.dumps({k: out[k] for k in table}) == json.dumps(table), path
+
+
+def test_diffuse_kinds_are_the_noise_kinds_and_babble():
+    from train_tf.bank.synth import NOISE_KINDS
+    from train_tf.simulate.settings import DIFFUSE_KINDS
+
+    assert set(DIFFUSE_KINDS) == set(NOISE_KINDS) | {"babble"}
+
+
+def test_cli_set_with_a_bad_value_names_it():
+    import argparse
+
+    from train_tf.simulate.cli import _settings_from_args
+
+    args = argparse.Namespace(array="uca8-r10", window_s=0.5, sample_rate_hz=16000, min_sources=None,
+                              max_sources=None, set=["echo_prob=0.5", "echo_prob=2"])
+    with pytest.raises(SystemExit, match=r"bad --set: sim\.echo_prob = 2 is invalid; allowed: a probability"):
+        _settings_from_args(args)
 
 
 def test_array_against_a_wall_keeps_its_gap_and_its_talkers_in_the_room():

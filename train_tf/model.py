@@ -10,51 +10,46 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
 
 import keras
 from keras import layers, ops
 
 from edge_msl.regions import ACTIVE, AZIMUTH, DISTANCE
-from edge_msl.settings_check import plain_from_dict, plain_to_dict
+from edge_msl.settings_check import Settings, integer, items, number, setting
 
 
 @dataclass(frozen=True)
-class ModelConfig:
-    """Shape of the network; stored with every trained model."""
+class ModelConfig(Settings):
+    """Shape of the network; stored with every trained model (params.json's ``model``, JSON data: :meth:`to_dict`,
+    read back by :meth:`from_dict`)."""
 
-    window_samples: int = 8000
+    window_samples: int = setting(8000, integer(1))
     """Samples per input window."""
-    n_mics: int = 8
+    n_mics: int = setting(8, integer(1, 256))
     """Input channels (microphones, in the array's order)."""
-    n_regions: int = 8
+    n_regions: int = setting(8, integer(1, 360))
     """Azimuth sectors (outputs per sector: active, distance, azimuth)."""
-    first_filters: int = 32
+    first_filters: int = setting(32, integer(1))
     """Channels of the strided first convolution."""
-    first_kernel: int = 3
+    first_kernel: int = setting(3, integer(1))
     """Kernel of the first convolution (sample-level frames)."""
-    first_stride: int = 0
+    first_stride: int = setting(0, integer(0))
     """Stride of the first convolution; 0 = the kernel (non-overlapping frames). A kernel longer
     than the stride spans the array's largest inter-mic delay, so the first layer can form beams."""
-    block_filters: tuple[int, ...] = (32, 48, 96, 128, 256, 256, 256)
+    block_filters: tuple[int, ...] = setting((32, 48, 96, 128, 256, 256, 256), items(integer(1)))
     """Channels of each conv + BN + ReLU + max-pool block."""
-    kernel: int = 3
+    kernel: int = setting(3, integer(1))
     """Kernel of the block convolutions."""
-    pool: int = 3
+    pool: int = setting(3, integer(1))
     """Max-pool size (and stride) after each block."""
-    dense_units: int = 256
+    dense_units: int = setting(256, integer(1))
     """Width of the fully connected layer before the heads."""
-    dropout: float = 0.2
+    dropout: float = setting(0.2, number(0.0, 1.0, hi_open=True, as_given=True))
     """Dropout before the heads (training only)."""
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly dict."""
-        return plain_to_dict(self)
-
-    @classmethod
-    def from_dict(cls, cfg: dict[str, Any]) -> "ModelConfig":
-        """Config from :meth:`to_dict` output; unknown keys are refused."""
-        return plain_from_dict(cls, cfg, "model setting")
+    KEY = "model.{}"
+    TABLE = "model"
+    PLAIN_DATA = True
 
 
 def layer_shapes(cfg: ModelConfig) -> list[tuple[str, int, int, int, int]]:
@@ -103,19 +98,27 @@ def build_model(cfg: ModelConfig) -> keras.Model:
     return keras.Model(inp, out, name="samplecnn_msl")
 
 
-@dataclass(frozen=True)
-class LossWeights:
-    """Weights of the three loss terms (the prototype's: 1, 10, 2)."""
+_weight = number(0.0, 1000.0, as_given=True)
+"""A loss term's weight (0 = the term is off), kept as given."""
 
-    activity: float = 1.0
+
+@dataclass(frozen=True)
+class LossWeights(Settings):
+    """Weights of the three loss terms (the prototype's: 1, 10, 2); stored as params.json's ``loss_weights``."""
+
+    activity: float = setting(1.0, _weight)
     """Binary cross-entropy on every region's activity."""
-    azimuth: float = 10.0
+    azimuth: float = setting(10.0, _weight)
     """Squared error of the normalized azimuth, active regions only."""
-    distance: float = 2.0
+    distance: float = setting(2.0, _weight)
     """Squared error of the normalized distance, active regions only."""
-    positive: float = 1.0
+    positive: float = setting(1.0, number(0.0, 1000.0, lo_open=True, as_given=True))
     """Weight of the active regions' half of the cross-entropy (1 = plain BCE; above 1 a missed
     talker costs more than a false detection)."""
+
+    KEY = "loss_weights.{}"
+    TABLE = "loss_weights"
+    PLAIN_DATA = True
 
 
 def region_loss(weights: LossWeights = LossWeights()):
