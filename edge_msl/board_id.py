@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
-from .arrays import SPEED_OF_SOUND_M_S, ArrayConfigError, MicArray
-from .channel_check import (_ROLE_BAND_HZ, DEAD_BELOW_DB, MIN_SECONDS, RELATIVE_MSC, ROOM_MSC, capture_frames,
+from .arrays import ArrayConfigError, MicArray
+from .channel_check import (MIN_SECONDS, RELATIVE_MSC, ROOM_MSC, capture_frames, channel_roles,
                             join_channels)
 from .coherence import (FIT_BAND_HZ, FLOOR_FACTOR, channel_levels_dbfs, coherence, cross_spectra, estimation_floor,
                         geometry_residual, n_segments, segment_length)
@@ -44,22 +43,9 @@ def room_coherence(array: MicArray, frames: np.ndarray, sample_rate_hz: int) -> 
     every consistent rotation) costs about 4 times more."""
     frames = capture_frames(array, frames, "board identification")
     fs = int(sample_rate_hz)
-    n_ch, n_mics = array.n_channels, array.n_mics
     if len(frames) / fs < MIN_SECONDS or len(frames) < 4 * segment_length(fs):
         return np.zeros(0)
-    levels = channel_levels_dbfs(frames)
-    finite = np.sort(levels[np.isfinite(levels)])[::-1]
-    ref_db = float(np.median(finite[:n_mics])) if len(finite) else -np.inf
-    dead = [c for c in range(n_ch) if not np.isfinite(levels[c]) or levels[c] < ref_db - DEAD_BELOW_DB]
-    live = [c for c in range(n_ch) if c not in dead]
-    f_role = float(np.clip(SPEED_OF_SOUND_M_S / (4.0 * array.aperture_m()), _ROLE_BAND_HZ[1], _ROLE_BAND_HZ[2]))
-    _, spec = cross_spectra(frames, fs, _ROLE_BAND_HZ[0], min(f_role, 0.45 * fs))
-    msc = np.mean(np.abs(coherence(spec)) ** 2, axis=0)
-    need = max(1, math.ceil((n_mics - 1) / 2))
-    score = np.zeros(n_ch)
-    for c in live:
-        others = np.sort([msc[c, o] for o in live if o != c])[::-1]
-        score[c] = others[need - 1] if len(others) >= need else 0.0
+    _, _, _, score = channel_roles(array, frames, fs, channel_levels_dbfs(frames))
     return score
 
 

@@ -157,6 +157,27 @@ def capture_frames(array: MicArray, frames: np.ndarray, what: str) -> np.ndarray
     return frames
 
 
+def channel_roles(array: MicArray, frames: np.ndarray, fs: int,
+                  levels: np.ndarray) -> tuple[float, list[int], list[int], np.ndarray]:
+    """The loudest mics' median level (dBFS); the dead channels (digital zero or far below it) and the
+    live ones; and each channel's room coherence: its coherence, in a band where a diffuse field is
+    coherent, with its m-th most coherent live partner (m: half of the other mics)."""
+    n_ch, n_mics = array.n_channels, array.n_mics
+    finite = np.sort(levels[np.isfinite(levels)])[::-1]
+    ref_db = float(np.median(finite[:n_mics])) if len(finite) else -np.inf
+    dead = [c for c in range(n_ch) if not np.isfinite(levels[c]) or levels[c] < ref_db - DEAD_BELOW_DB]
+    live = [c for c in range(n_ch) if c not in dead]
+    f_role = float(np.clip(SPEED_OF_SOUND_M_S / (4.0 * array.aperture_m()), _ROLE_BAND_HZ[1], _ROLE_BAND_HZ[2]))
+    _, spec = cross_spectra(frames, fs, _ROLE_BAND_HZ[0], min(f_role, 0.45 * fs))
+    msc = np.mean(np.abs(coherence(spec)) ** 2, axis=0)
+    need = max(1, math.ceil((n_mics - 1) / 2))
+    score = np.zeros(n_ch)
+    for c in live:
+        others = np.sort([msc[c, o] for o in live if o != c])[::-1]
+        score[c] = others[need - 1] if len(others) >= need else 0.0
+    return ref_db, dead, live, score
+
+
 def check_channels(array: MicArray, frames: np.ndarray, *, sample_rate_hz: int | None = None) -> ChannelReport:
     """Check captured ``frames`` (n, array.n_channels) of int16/int32/float against ``array``'s channel map.
 
@@ -181,22 +202,7 @@ def check_channels(array: MicArray, frames: np.ndarray, *, sample_rate_hz: int |
         return report("cannot_tell", f"only {seconds:.2f} s of audio (needs {MIN_SECONDS} s, {CHECK_SECONDS} s "
                                      f"recommended)", False)
 
-    # -- levels: digital zero or far below the loudest channels
-    finite = np.sort(levels[np.isfinite(levels)])[::-1]
-    ref_db = float(np.median(finite[:n_mics])) if len(finite) else -np.inf
-    dead = [c for c in range(n_ch) if not np.isfinite(levels[c]) or levels[c] < ref_db - DEAD_BELOW_DB]
-    live = [c for c in range(n_ch) if c not in dead]
-
-    # -- roles: coherent with at least half of the other mics in a band where a diffuse field is coherent
-    d_max = array.aperture_m()
-    f_role = float(np.clip(SPEED_OF_SOUND_M_S / (4.0 * d_max), _ROLE_BAND_HZ[1], _ROLE_BAND_HZ[2]))
-    freqs, spec = cross_spectra(frames, fs, _ROLE_BAND_HZ[0], min(f_role, 0.45 * fs))
-    msc = np.mean(np.abs(coherence(spec)) ** 2, axis=0)
-    need = max(1, math.ceil((n_mics - 1) / 2))
-    score = np.zeros(n_ch)
-    for c in live:
-        others = np.sort([msc[c, o] for o in live if o != c])[::-1]
-        score[c] = others[need - 1] if len(others) >= need else 0.0
+    ref_db, dead, live, score = channel_roles(array, frames, fs, levels)
     # the mics' typical score; relative to it, because how coherent mics are depends on the room's SNR
     typical = float(np.median(np.sort(score)[::-1][:n_mics]))
     n_seg = n_segments(len(frames), fs)
