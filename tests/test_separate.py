@@ -99,9 +99,9 @@ def test_two_plane_waves_are_separated(postfilter, mask, min_db):  # a post-filt
         assert chunks[-1].last and chunks[0].start_s == pytest.approx(0.0, abs=0.1)
 
 
-def test_spatial_mask_on_sparse_talkers():
-    """Talkers who pause (noise gated in 64 ms blocks, overlapping part of the time): the spatial mixture's
-    masks separate them better than the beams' powers do."""
+def sparse_talkers():
+    """Two talkers who pause (noise gated in 64 ms blocks, overlapping part of the time) at 40 and 170
+    deg: (array, samples, each talker's image, the mixture, the tracks, the part scored)."""
     rng = np.random.default_rng(4)
     array = get_array("uca8-r10")
     n = 3 * FS
@@ -114,7 +114,13 @@ def test_spatial_mask_on_sparse_talkers():
     images = [arrival(array, s, az, el) for s, (az, el) in zip(sig, dirs)]
     mix = images[0] + images[1] + 1e-3 * rng.standard_normal((n, 8))
     sources = [{"id": k + 1, "azimuth_deg": az, "elevation_deg": el} for k, (az, el) in enumerate(dirs)]
-    part = slice(FS, n - FS // 4)
+    return array, n, images, mix, sources, slice(FS, n - FS // 4)
+
+
+def test_spatial_mask_on_sparse_talkers():
+    """Talkers who pause (noise gated in 64 ms blocks, overlapping part of the time): the spatial mixture's
+    masks separate them better than the beams' powers do."""
+    array, n, images, mix, sources, part = sparse_talkers()
     gains = {}
     for mask in ("spatial", "beams"):
         streams = _run(array, mix, sources, SeparateSettings(mask=mask))
@@ -171,19 +177,7 @@ def test_bad_settings_name_the_key():
 def test_mask_beamformers_and_long_frames_separate_sparse_talkers(settings, min_db):
     """The mask-based beamformers (MWF, Souden's MVDR) and the 1024-sample STFT on the sparse talkers of
     test_spatial_mask_on_sparse_talkers: the target image at mic 0 comes through, the other is suppressed."""
-    rng = np.random.default_rng(4)
-    array = get_array("uca8-r10")
-    n = 3 * FS
-    sig = []
-    for _ in range(2):
-        s = rng.standard_normal(n) * np.repeat(rng.uniform(size=n // 1024 + 1) < 0.6, 1024)[:n]
-        s[:FS // 2] = 0.0
-        sig.append(s)
-    dirs = [(40.0, 25.0), (170.0, 10.0)]
-    images = [arrival(array, s, az, el) for s, (az, el) in zip(sig, dirs)]
-    mix = images[0] + images[1] + 1e-3 * rng.standard_normal((n, 8))
-    sources = [{"id": k + 1, "azimuth_deg": az, "elevation_deg": el} for k, (az, el) in enumerate(dirs)]
-    part = slice(FS, n - FS // 4)
+    array, n, images, mix, sources, part = sparse_talkers()
     streams = _run(array, mix, sources, SeparateSettings(**settings))
     assert sorted(streams) == [1, 2]
     for k in range(2):
