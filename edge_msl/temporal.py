@@ -15,8 +15,9 @@ windows, or one very probable window). The reported azimuth is extrapolated to t
 (``lead_s``): the network sees the talker where they were on average over the window. The newest
 hops of audio say where a talker is now better than a whole window: their SRP-PHAT peak near each
 heard talker (``peak``, from the pipeline) is a second measurement of the talker's filters and
-where a walker is reported (``now_*`` settings; off without them, as for a model whose sidecar
-lacks them).
+where a walker is reported, and lists at once a new talker it already hears strongly
+(``now_*`` settings; off without them, as for a model whose sidecar lacks them). With
+``resume_by_birth`` a talker confirmed near a paused one is that talker resuming.
 """
 
 from __future__ import annotations
