@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # issue 28.1 round 2, call 4 (carry .carry/b66/part-3): gpu_job.py start (joins the 4 bank parts, checks the
-# sha256, starts the six trainers of plan boards-round2 from /tmp/src), wait up to $1 s.
+# sha256, starts the six trainers of plan boards-round2 from /tmp/src), then snap.sh $1 (wait up to $1 s, bring the
+# runs back as they stand).
 # $2 $3 (optional): epochs and --max-minutes written into the plan copy the trainers get (/tmp/plan.json).
 R=$PWD
 python3 /tmp/src/train_tf/gpu_job.py stash
@@ -15,6 +16,5 @@ for run in plan["runs"]:
 json.dump(plan, open("/tmp/plan.json", "w"), indent=1)
 print("epochs", a[a.index("--epochs") + 1], "max-minutes", a[a.index("--max-minutes") + 1])
 PY
-python3 train_tf/gpu_job.py start /tmp/plan.json /tmp/runs && python3 $R/experiments/boards_round2/wait.py /tmp/runs "$1"
-nvidia-smi --query-gpu=memory.used,utilization.gpu --format=csv; uptime
-for r in R4b R6b RUb MVb UMb MCb; do echo "== $r"; tail -n 2 /tmp/runs/$r.err; done
+python3 train_tf/gpu_job.py start /tmp/plan.json /tmp/runs
+cd $R && bash experiments/boards_round2/snap.sh "$1"
