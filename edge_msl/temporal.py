@@ -295,14 +295,10 @@ class _Track:
         w = self.walk_weight(s)
         return self.still.az + w * wrap180(self.moving.az - self.still.az), w
 
-    def heard_now(self, peak: Any, s: DecodeSettings) -> float | None:
+    def heard_now(self, peak: Any, s: DecodeSettings) -> tuple[float, float] | None:
         """The newest audio's SRP-PHAT peak (``peak``) near where this talker was ``now_lag_s`` before
-        the window's end, unwrapped next to it; None where the search finds none or it is weaker
-        than ``now_min_strength``."""
-        found = self._peak_now(peak, s)
-        return None if found is None else found[0]
-
-    def _peak_now(self, peak: Any, s: DecodeSettings) -> tuple[float, float] | None:
+        the window's end, unwrapped next to it, and its strength; None where the search finds none or
+        it is weaker than ``now_min_strength``."""
         az, w = self.blended(s)
         was = az - s.now_lag_s * w * self.moving.rate
         found = peak(float(wrap360(was)), s.now_half_deg)
@@ -314,7 +310,7 @@ class _Track:
         """:meth:`heard_now` as a measurement of both hypotheses (not of which one is better)."""
         if self.updates < s.walk_after:
             return
-        found = self._peak_now(peak, s)
+        found = self.heard_now(peak, s)
         if found is not None:
             sd = s.now_sd_deg
             if s.now_sd_strength > 0:  # a weak peak is a noisier one
@@ -467,7 +463,7 @@ class TemporalDecoder:
                     (tr.is_walking or not s.now_needs_walk) and abs(tr.moving.rate) >= s.now_min_rate_deg_s:
                 now = tr.heard_now(peak, s)
                 if now is not None:
-                    talker = replace(talker, azimuth_deg=float(wrap360(now + s.now_lag_s * talker.rate_deg_s)))
+                    talker = replace(talker, azimuth_deg=float(wrap360(now[0] + s.now_lag_s * talker.rate_deg_s)))
             out.append(talker)
         return sorted(out, key=lambda r: r.id)
 
