@@ -1,10 +1,10 @@
 """The one way to declare and check a setting: a dataclass field with its default, its check and a docstring.
 
 Every settings dataclass (the daemon's config sections, the array geometry, the region layout, the temporal
-decode, the SRP refinement, separation, calibration, the training side's simulation, network shape and loss
-weights) derives from :class:`Settings`, reads tables with its one :meth:`Settings.from_dict` and fails with
-:class:`SettingError`, whose one line names the key, the value and what is allowed. Pure Python: it must not
-read files.
+decode, the SRP refinement, separation, calibration, the training side's simulation, network shape, loss
+weights, optimisation, dry-signal bank, dynamic scenes and calibrate's front end) derives from
+:class:`Settings`, reads tables with its one :meth:`Settings.from_dict` and fails with :class:`SettingError`,
+whose one line names the key, the value and what is allowed. Pure Python: it must not read files.
 """
 
 from __future__ import annotations
@@ -56,8 +56,14 @@ def number(lo: float, hi: float, *, lo_open: bool = False, hi_open: bool = False
            as_given: bool = False) -> Check:
     """A finite int or float (not a bool) in the interval, returned as a float (``as_given``: as it was given, an
     int staying an int, so that a stored file reads back and writes out byte-identical)."""
-    allowed = f"{noun} in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}" \
-        if math.isfinite(lo) or math.isfinite(hi) else f"a finite {noun.split()[-1]}"
+    if math.isfinite(lo) and math.isfinite(hi):
+        allowed = f"{noun} in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+    elif math.isfinite(lo):
+        allowed = f"{noun} {'>' if lo_open else '>='} {lo:g}"
+    elif math.isfinite(hi):
+        allowed = f"{noun} {'<' if hi_open else '<='} {hi:g}"
+    else:
+        allowed = f"a finite {noun.split()[-1]}"
 
     def check(key: str, v: Any) -> float:
         ok = not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
@@ -74,12 +80,17 @@ def boolean(key: str, v: Any) -> bool:
     return v
 
 
-def choice(*choices: str) -> Check:
-    """One of ``choices``."""
-    def check(key: str, v: Any) -> str:
-        if not isinstance(v, str) or v not in choices:
-            raise invalid(key, v, " or ".join(repr(c) for c in choices))
-        return v
+def choice(*choices: Any) -> Check:
+    """One of ``choices`` (strings or numbers), returned as that choice: a value equal to one (a number for a
+    number, ``512.0`` is ``512``; never a bool, never a string for a number or the other way round)."""
+    allowed = " or ".join(repr(c) for c in choices)
+
+    def check(key: str, v: Any) -> Any:
+        if not isinstance(v, bool):
+            for c in choices:
+                if isinstance(v, str) == isinstance(c, str) and v == c:
+                    return c
+        raise invalid(key, v, allowed)
     return check
 
 
@@ -94,15 +105,21 @@ def text(max_len: int = 4096, pattern: re.Pattern[str] | None = None, what: str 
     return check
 
 
+def _each(key: str, v: Any, inner: Check, fits: Callable[[int], bool], shape: str, each: str) -> tuple[Any, ...]:
+    """``v``, a list or tuple whose length ``fits``, as a tuple of what ``inner`` makes of each value; else one
+    error: ``shape``, or ``each`` and what ``inner`` allows (the check :func:`pair` and :func:`items` share)."""
+    if not isinstance(v, (list, tuple)) or not fits(len(v)):
+        raise invalid(key, v, shape)
+    try:
+        return tuple(inner(key, x) for x in v)
+    except SettingError as exc:
+        raise invalid(key, v, f"{each} {exc.allowed}") from None
+
+
 def pair(inner: Check) -> Check:
     """A range ``[low, high]`` (a list or tuple of two), each what ``inner`` allows, low <= high; as a tuple."""
     def check(key: str, v: Any) -> tuple[Any, Any]:
-        if isinstance(v, (str, bytes, Mapping)) or not isinstance(v, (list, tuple)) or len(v) != 2:
-            raise invalid(key, v, "a range [low, high]")
-        try:
-            lo, hi = inner(key, v[0]), inner(key, v[1])
-        except SettingError as exc:
-            raise invalid(key, v, f"a range [low, high], each {exc.allowed}") from None
+        lo, hi = _each(key, v, inner, lambda n: n == 2, "a range [low, high]", "a range [low, high], each")
         if lo > hi:
             raise invalid(key, v, "a range [low, high] with low <= high")
         return lo, hi
@@ -112,12 +129,8 @@ def pair(inner: Check) -> Check:
 def items(inner: Check, min_len: int = 0) -> Check:
     """A list or tuple of at least ``min_len`` values, each what ``inner`` allows; as a tuple."""
     def check(key: str, v: Any) -> tuple[Any, ...]:
-        if isinstance(v, (str, bytes, Mapping)) or not isinstance(v, (list, tuple)) or len(v) < min_len:
-            raise invalid(key, v, f"a list of at least {min_len} value(s)")
-        try:
-            return tuple(inner(key, x) for x in v)
-        except SettingError as exc:
-            raise invalid(key, v, f"a list, each value {exc.allowed}") from None
+        return _each(key, v, inner, lambda n: n >= min_len, f"a list of at least {min_len} value(s)",
+                     "a list, each value")
     return check
 
 

@@ -13,7 +13,7 @@ import pytest
 TRAINING = frozenset({
     "test_backends", "test_calibrate", "test_calibrate_generalize", "test_crosscheck", "test_evaluate",
     "test_gpu_job", "test_mixer", "test_model", "test_scenes", "test_signals", "test_simulate", "test_train",
-    "test_train_mix",
+    "test_train_mix", "test_train_settings",
 })
 """Test modules of train_tf (simulation, the Keras model, training, evaluation, calibration)."""
 CONVERT = frozenset({"test_convert"})

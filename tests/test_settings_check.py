@@ -73,3 +73,26 @@ def test_ranges_lists_nested_tables_and_json_data():
         with pytest.raises(SettingError) as e:
             _Stored.from_dict(table)
         assert str(e.value) == message
+
+
+def test_choice_takes_strings_or_numbers_and_gives_the_choice_itself():
+    from edge_msl.settings_check import choice
+
+    frame = choice(512, 1024)
+    assert frame("k", 1024) == 1024 and type(frame("k", 512.0)) is int  # 512.0 is 512
+    mode = choice("warn", "off")
+    assert mode("k", "off") == "off"
+    for check, bad in ((frame, True), (frame, "512"), (frame, [512]), (frame, 256), (mode, 0), (mode, ["off"])):
+        with pytest.raises(SettingError) as e:
+            check("k", bad)
+        assert e.value.allowed == ("512 or 1024" if check is frame else "'warn' or 'off'")
+    assert choice(0, 1)("k", 0) == 0
+    with pytest.raises(SettingError):
+        choice(0, 1)("k", False)  # a bool is no number here
+
+
+def test_an_open_ended_number_says_so():
+    with pytest.raises(SettingError, match=r"allowed: a number > 0$"):
+        number(0.0, float("inf"), lo_open=True)("k", 0)
+    with pytest.raises(SettingError, match=r"allowed: a number <= 1$"):
+        number(float("-inf"), 1.0)("k", 2)

@@ -115,7 +115,7 @@ def test_gsm_prompts_are_listed_apart_from_g722(tmp_path):
     assert [p.relative_to(sounds).as_posix() for _, p in gsm] == ["es/b.gsm", "es_MX_f_Allison/b.gsm"]
     g722 = S.asterisk_files(sounds, ("es",))
     assert all(p.suffix == ".g722" for _, p in g722) and len(g722) == 2
-    with pytest.raises(ValueError, match="asterisk_langs"):
+    with pytest.raises(ValueError, match=r"bank\.asterisk_gsm_langs = \('it',\) is invalid; allowed: a list, each value 'en' or"):
         S.BankSettings(asterisk_gsm_langs=("it",))
 
 

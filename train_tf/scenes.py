@@ -17,11 +17,13 @@ import argparse
 import json
 import math
 import sys
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+
+from edge_msl.settings_check import Settings, SettingError, choice, integer, number, pair, setting, text
 
 VAD_FRAME_S = 0.01
 """Voice activity is decided per frame of this length."""
@@ -29,57 +31,69 @@ VAD_RANGE_DB = 30.0
 """A frame is voiced when its RMS is within this many dB of the talker's loud frames (95th percentile)."""
 
 
-@dataclass(frozen=True)
-class SceneSettings:
-    """What one family of dynamic scenes looks like (stored in every truth file)."""
+def _num(lo: float, hi: float, **kw: Any):
+    """A number in the interval, kept as given (a truth file's settings are what was asked for)."""
+    return number(lo, hi, as_given=True, **kw)
 
-    kind: str = "turns"
+
+_PROB = _num(0.0, 1.0, noun="a probability")
+"""A probability, kept as given."""
+_SPAN_S = pair(_num(0.0, 3600.0))
+"""A range of seconds."""
+
+
+@dataclass(frozen=True)
+class SceneSettings(Settings):
+    """What one family of dynamic scenes looks like (stored in every truth file's ``settings`` as JSON data:
+    :meth:`to_dict`)."""
+
+    kind: str = setting("turns", choice("turns", "walk"))
     """``turns``: still talkers taking turns; ``walk``: one talker walking while talking, maybe a
     second, still one taking turns."""
-    array: str = "uca8-r10"
+    array: str = setting("uca8-r10", text(what="an array name", empty=False))
     """Built-in array name."""
-    duration_s: float = 12.0
+    duration_s: float = setting(12.0, _num(0.0, 3600.0, lo_open=True))
     """Length of a scene."""
-    n_talkers: tuple[int, int] = (2, 3)
+    n_talkers: tuple[int, int] = setting((2, 3), pair(integer(1, 64)))
     """Inclusive range of talkers (walk scenes: 1 walker plus 0-1 still talker)."""
-    turn_s: tuple[float, float] = (1.0, 3.5)
+    turn_s: tuple[float, float] = setting((1.0, 3.5), _SPAN_S)
     """Range of one turn's length."""
-    overlap_prob: float = 0.4
+    overlap_prob: float = setting(0.4, _PROB)
     """Probability that a turn starts before the previous one ended (overlap up to ``overlap_s``)."""
-    overlap_s: tuple[float, float] = (0.1, 1.0)
+    overlap_s: tuple[float, float] = setting((0.1, 1.0), _SPAN_S)
     """Range of the overlap of two consecutive turns."""
-    gap_s: tuple[float, float] = (0.3, 1.5)
+    gap_s: tuple[float, float] = setting((0.3, 1.5), _SPAN_S)
     """Range of the silence between turns that do not overlap."""
-    pause_s: tuple[float, float] = (0.08, 0.6)
+    pause_s: tuple[float, float] = setting((0.08, 0.6), _SPAN_S)
     """Range of the pauses inside a turn (between phrases)."""
-    speed_m_s: tuple[float, float] = (0.3, 1.5)
+    speed_m_s: tuple[float, float] = setting((0.3, 1.5), pair(_num(0.0, 100.0, lo_open=True)))
     """Range of a walker's speed."""
-    stand_prob: float = 0.25
+    stand_prob: float = setting(0.25, _PROB)
     """Probability per segment of the walk that the walker stands still for it instead."""
-    arc_prob: float = 0.5
+    arc_prob: float = setting(0.5, _PROB)
     """Probability that a walker circles the array (constant distance, the fastest change of azimuth)."""
-    distance_m: tuple[float, float] = (0.8, 3.0)
+    distance_m: tuple[float, float] = setting((0.8, 3.0), pair(_num(0.0, 100.0)))
     """Range of horizontal distance from the array centre."""
-    mouth_height_m: tuple[float, float] = (1.1, 1.8)
+    mouth_height_m: tuple[float, float] = setting((1.1, 1.8), pair(_num(0.0, 100.0)))
     """Range of a talker's mouth height above the floor."""
-    min_separation_deg: float = 25.0
+    min_separation_deg: float = setting(25.0, _num(0.0, 180.0))
     """Smallest azimuth difference between still talkers (walkers may pass anyone)."""
-    rt60_s: tuple[float, float] = (0.2, 0.7)
+    rt60_s: tuple[float, float] = setting((0.2, 0.7), pair(_num(0.0, 10.0)))
     """Range of reverberation time."""
-    snr_diffuse_db: tuple[float, float] = (10.0, 30.0)
+    snr_diffuse_db: tuple[float, float] = setting((10.0, 30.0), pair(_num(-100.0, 200.0)))
     """Range of the SNR of diffuse noise w.r.t. the talkers."""
-    snr_sensor_db: tuple[float, float] = (25.0, 40.0)
+    snr_sensor_db: tuple[float, float] = setting((25.0, 40.0), pair(_num(-100.0, 200.0)))
     """Range of the SNR of sensor noise."""
-    level_db: tuple[float, float] = (-4.0, 4.0)
+    level_db: tuple[float, float] = setting((-4.0, 4.0), pair(_num(-100.0, 100.0)))
     """Range of each talker's level relative to the others."""
-    max_image_order: int = 12
+    max_image_order: int = setting(12, integer(0, 100))
     """Image-source order (a stochastic tail continues the decay beyond it)."""
-    step_m: float = 0.04
+    step_m: float = setting(0.04, _num(0.0, 100.0, lo_open=True))
     """A walker's path is sampled every this many metres (and at least every 0.25 s)."""
 
-    def __post_init__(self) -> None:
-        if self.kind not in ("turns", "walk"):
-            raise ValueError(f"kind = {self.kind!r} is invalid; allowed: turns, walk")
+    KEY = "scene.{}"
+    TABLE = "scene"
+    PLAIN_DATA = True
 
 
 def _schedule(n_talkers: int, s: SceneSettings, rng: np.random.Generator) -> list[list[tuple[float, float]]]:
@@ -334,7 +348,7 @@ def render(bank, s: SceneSettings, seed: int) -> tuple[np.ndarray, dict[str, Any
         "duration_s": round(n / fs, 3), "seed": seed, "bank": str(bank.meta.get("content_sha256", ""))[:16],
         "room_dim_m": [round(float(v), 2) for v in plan.dim], "rt60_s": round(rirs.rt60_s, 3),
         "snr_diffuse_db": round(snr_d, 1), "snr_sensor_db": round(snr_s, 1), "level_dbfs": round(level_dbfs, 1),
-        "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(s).items()},
+        "settings": s.to_dict(),
         "sources": sources,
     }
     return pcm, truth
@@ -373,7 +387,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration-s", type=float, default=12.0)
     parser.add_argument("--array", default="uca8-r10")
     args = parser.parse_args(argv)
-    s = SceneSettings(kind=args.kind, duration_s=args.duration_s, array=args.array)
+    try:
+        s = SceneSettings(kind=args.kind, duration_s=args.duration_s, array=args.array)
+    except SettingError as exc:
+        raise SystemExit(f"bad option: {exc}") from None
     write_set(args.out, args.bank, s, args.n, args.seed)
     return 0
 

@@ -19,7 +19,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -27,6 +27,7 @@ import numpy as np
 
 from edge_msl.features import normalize_window, scaling_text
 from edge_msl.regions import RegionLayout, encode_batch
+from edge_msl.settings_check import Settings, SettingError, boolean, integer, number, optional, setting
 from train_tf.simulate import load_shards, shard_files
 
 log = logging.getLogger("train_tf.train")
@@ -38,35 +39,39 @@ STATE_FILE = "state.json"
 
 
 @dataclass(frozen=True)
-class TrainSettings:
-    """Optimisation settings (stored in params.json)."""
+class TrainSettings(Settings):
+    """Optimisation settings (params.json's ``train``, JSON data: :meth:`to_dict`; values kept as given)."""
 
-    batch_size: int = 256
+    batch_size: int = setting(256, integer(1))
     """Windows per step."""
-    epochs: int = 40
+    epochs: int = setting(40, integer(0))
     """Upper bound on passes over the training windows."""
-    learning_rate: float = 2e-3
+    learning_rate: float = setting(2e-3, number(0.0, math.inf, lo_open=True, as_given=True))
     """Peak learning rate of the cosine schedule."""
-    warmup_epochs: float = 1.0
+    warmup_epochs: float = setting(1.0, number(0.0, math.inf, as_given=True))
     """Linear warm-up length."""
-    weight_decay: float = 1e-4
+    weight_decay: float = setting(1e-4, number(0.0, math.inf, as_given=True))
     """AdamW weight decay."""
-    patience: int = 6
+    patience: int = setting(6, integer(0))
     """Early stopping: epochs without a better validation loss."""
-    val_fraction: float = 0.1
+    val_fraction: float = setting(0.1, number(0.0, 1.0, as_given=True))
     """Share of windows held out for validation (whole shards, so rooms do not leak)."""
-    seed: int = 0
+    seed: int = setting(0, integer(0))
     """Shuffling and initialization seed."""
-    steps_per_epoch: int = 500
+    steps_per_epoch: int = setting(500, integer(1))
     """Steps per epoch when mixing on the fly (shard datasets: one pass over the windows)."""
-    val_windows: int = 4096
+    val_windows: int = setting(4096, integer(1))
     """Fixed validation windows rendered once when mixing on the fly."""
-    max_minutes: float | None = None
+    max_minutes: float | None = setting(None, optional(number(0.0, math.inf, as_given=True)))
     """Wall-clock budget: no epoch starts that would end past it (judged by the last epoch's length);
     the run stops resumably."""
-    equalize_mics: bool = False
+    equalize_mics: bool = setting(False, boolean)
     """Input scaling with each microphone brought to the window's mean level
     (``edge_msl.features.normalize_window(equalize=True)``): robust to the mics' gain errors."""
+
+    KEY = "train.{}"
+    TABLE = "train"
+    PLAIN_DATA = True
 
 
 class WindowBatches:
@@ -254,8 +259,8 @@ def train(data_dir: str | Path | None, out_dir: str | Path, model_cfg, layout: R
                          f"{layout.n_regions}); pass matching --window-samples/--regions")
     params = {
         "format": "edge-msl-keras-params", "version": 1, "backend": keras.backend.backend(),
-        "model": model_cfg.to_dict(), "regions": layout.to_dict(), "train": settings.__dict__,
-        "loss_weights": asdict(loss_weights), "macs_per_window": count_macs(model_cfg),
+        "model": model_cfg.to_dict(), "regions": layout.to_dict(), "train": settings.to_dict(),
+        "loss_weights": loss_weights.to_dict(), "macs_per_window": count_macs(model_cfg),
         "sample_rate_hz": meta["settings"]["sample_rate_hz"], "array": meta["array"],
         "input_scaling": scaling_text(8.0, settings.equalize_mics),
         "data": source.summary, "init_weights": str(init_weights) if init_weights else None,
@@ -395,6 +400,13 @@ def parse_mix_set(items: Sequence[str]) -> dict[str, Any]:
     return overrides
 
 
+TRAIN_OPTIONS = {"batch_size": "batch_size", "epochs": "epochs", "learning_rate": "lr", "patience": "patience",
+                 "seed": "seed", "steps_per_epoch": "steps_per_epoch", "val_windows": "val_windows",
+                 "max_minutes": "max_minutes", "equalize_mics": "equalize_mics"}
+"""The :class:`TrainSettings` the command line sets: field -> argparse destination (the option is its dashed
+form); the other fields keep their defaults."""
+
+
 def model_config(args: argparse.Namespace, window_samples: int, n_mics: int):
     """The network shape the command line asks for (``train_tf.model.ModelConfig``)."""
     from train_tf.model import ModelConfig
@@ -419,19 +431,24 @@ def main(argv: list[str] | None = None) -> int:
     overrides = parse_mix_set(args.mix_set)
     # a window length override (--mix-set window_s=1.0) sizes the model too
     window = int(round(float(overrides.get("window_s", sim["window_s"])) * sim["sample_rate_hz"]))
-    model_cfg = model_config(args, window, len(meta["array"]["positions_m"]))
+    try:
+        model_cfg = model_config(args, window, len(meta["array"]["positions_m"]))
+    except SettingError as exc:
+        raise SystemExit(f"bad model option: {exc}") from None
     try:
         layout = RegionLayout(n_regions=args.regions, min_separation_deg=args.min_separation_deg)
     except ValueError as exc:
         raise SystemExit(f"region layout: {exc}") from None
-    settings = TrainSettings(batch_size=args.batch_size, epochs=args.epochs, learning_rate=args.lr,
-                             patience=args.patience, seed=args.seed, steps_per_epoch=args.steps_per_epoch,
-                             val_windows=args.val_windows, max_minutes=args.max_minutes,
-                             equalize_mics=args.equalize_mics)
+    try:
+        settings = TrainSettings(**{name: getattr(args, dest) for name, dest in TRAIN_OPTIONS.items()})
+    except SettingError as exc:
+        raise SystemExit(f"--{TRAIN_OPTIONS[exc.key.split('.', 1)[1]].replace('_', '-')}: {exc}") from None
     from train_tf.model import LossWeights
 
-    if not args.positive_weight > 0:
-        raise SystemExit(f"--positive-weight {args.positive_weight}: must be > 0 (1 = plain cross-entropy)")
+    try:
+        loss_weights = LossWeights(positive=args.positive_weight)
+    except SettingError as exc:
+        raise SystemExit(f"--positive-weight: {exc} (1 = plain cross-entropy)") from None
     n_sources_p = None
     if args.n_sources_p is not None:
         try:
@@ -440,7 +457,7 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"--n-sources-p {args.n_sources_p}: expected five numbers, e.g. 0.08,0.23,0.23,0.23,0.23") from None
     summary = train(args.data, args.out, model_cfg, layout, settings, verbose=0 if args.quiet else 1,
                     rir_bank=args.rir_bank, bank=args.bank, init_weights=args.init_weights,
-                    mix_overrides=overrides or None, loss_weights=LossWeights(positive=args.positive_weight),
+                    mix_overrides=overrides or None, loss_weights=loss_weights,
                     n_sources_p=n_sources_p)
     print(json.dumps(summary))
     return 0

@@ -4,19 +4,20 @@ threads (``build_bank``), and audio files added to a bank (``add_files``)."""
 from __future__ import annotations
 
 import concurrent.futures
-import dataclasses
 import functools
 import logging
+import math
 import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from edge_msl.settings_check import Settings, choice, integer, items, number, optional, setting, text
 from train_tf.bank.levels import trim_silence
 from train_tf.bank.reserved import check_not_reserved
 from train_tf.bank.store import KINDS, SPEECH_KINDS, DryBank
@@ -32,58 +33,53 @@ ALLOWED_ASTERISK_LANGS = ("en", "es", "fr")
 
 # --------------------------------------------------------------------------- building
 
-@dataclass(frozen=True)
-class BankSettings:
-    """What ``build_bank`` makes."""
+BANK_NOISE_KINDS = tuple(k for k in NOISE_KINDS if k != "music") + ("babble",)
+"""Noise kinds a bank stores as point sources of kind "noise" (music is a kind of its own)."""
 
-    sample_rate_hz: int = 16000
+
+@dataclass(frozen=True)
+class BankSettings(Settings):
+    """What ``build_bank`` makes (stored in the bank's meta as JSON data: :meth:`to_dict`; values kept as
+    given)."""
+
+    sample_rate_hz: int = setting(16000, integer(8000, 192000))
     """Sample rate of every signal in the bank."""
-    n_espeak: int = 400
+    n_espeak: int = setting(400, integer(0))
     """espeak-ng utterances (random language variant, voice, speed and pitch)."""
-    n_flite: int = 60
+    n_flite: int = setting(60, integer(0))
     """flite utterances (English voices)."""
-    n_festival: int = 30
+    n_festival: int = setting(30, integer(0))
     """festival utterances (the installed English voice)."""
-    asterisk_langs: tuple[str, ...] = ("en", "es", "fr")
+    asterisk_langs: tuple[str, ...] = setting(ALLOWED_ASTERISK_LANGS, items(choice(*ALLOWED_ASTERISK_LANGS)))
     """asterisk prompt languages to decode (only en, es and fr are allowed)."""
-    asterisk_root: str = ASTERISK_ROOT
+    asterisk_root: str = setting(ASTERISK_ROOT, text(what="a directory", empty=False))
     """Directory holding the asterisk language directories."""
-    max_asterisk_files: int | None = None
+    max_asterisk_files: int | None = setting(None, optional(integer(0)))
     """At most this many asterisk prompts, spread over the languages (None = all)."""
-    asterisk_gsm_langs: tuple[str, ...] = ()
+    asterisk_gsm_langs: tuple[str, ...] = setting((), items(choice(*ALLOWED_ASTERISK_LANGS)))
     """Languages whose 8 kHz .gsm prompts are decoded too: other real voices than the .g722
     ones (es: asterisk-prompt-es-co, fr: asterisk-prompt-fr-armelle); none by default."""
-    n_noise_each: int = 6
+    n_noise_each: int = setting(6, integer(0))
     """Signals per noise kind (white, pink, brown, hum, fan, clicks, babble)."""
-    noise_duration_s: float = 20.0
+    noise_duration_s: float = setting(20.0, number(0.0, math.inf, as_given=True))
     """Length of each noise signal."""
-    n_music: int = 20
+    n_music: int = setting(20, integer(0))
     """Synthetic music pieces."""
-    music_duration_s: float = 20.0
+    music_duration_s: float = setting(20.0, number(0.0, math.inf, as_given=True))
     """Length of each music piece."""
-    noise_kinds: tuple[str, ...] = ("white", "pink", "brown", "hum", "fan", "clicks", "babble")
+    noise_kinds: tuple[str, ...] = setting(BANK_NOISE_KINDS, items(choice(*BANK_NOISE_KINDS)))
     """Noise kinds stored as point sources of kind "noise"."""
-    min_speech_s: float = 0.15
+    min_speech_s: float = setting(0.15, number(0.0, math.inf, as_given=True))
     """Speech shorter than this after trimming is dropped."""
-    seed: int = 0
+    seed: int = setting(0, integer(0))
     """Seed of everything random in the build."""
-    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
-    """Threads running TTS engines, decoders and generators (the work is in subprocesses)."""
+    workers: int = setting(os.cpu_count() or 1, integer(1))
+    """Threads running TTS engines, decoders and generators (the work is in subprocesses); by default this
+    machine's CPUs."""
 
-    def __post_init__(self) -> None:
-        bad = [lang for lang in (*self.asterisk_langs, *self.asterisk_gsm_langs) if lang not in ALLOWED_ASTERISK_LANGS]
-        if bad:
-            raise ValueError(f"asterisk_langs {bad} not allowed; only {', '.join(ALLOWED_ASTERISK_LANGS)}")
-        for name in ("n_espeak", "n_flite", "n_festival", "n_noise_each", "n_music"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        bad_kinds = [k for k in self.noise_kinds if k not in NOISE_KINDS + ("babble",) or k == "music"]
-        if bad_kinds:
-            raise ValueError(f"noise_kinds {bad_kinds} unknown; allowed: white pink brown hum fan clicks babble")
-        if self.max_asterisk_files is not None and self.max_asterisk_files < 0:
-            raise ValueError(f"max_asterisk_files must be >= 0 or None, got {self.max_asterisk_files}")
-        if self.workers < 1:
-            raise ValueError(f"workers must be >= 1, got {self.workers}")
+    KEY = "bank.{}"
+    TABLE = "bank"
+    PLAIN_DATA = True
 
 
 # Separate random streams so adding items of one kind does not change the others.
@@ -306,7 +302,7 @@ def build_bank(out_path: str | os.PathLike[str] | None, settings: BankSettings =
             skipped.append("babble: no speech in the bank")
             log.warning("skipped: babble (no speech in the bank)")
     order = sorted(range(len(signals)), key=lambda i: KINDS.index(kinds[i]))  # stable: plan order within a kind
-    meta = {"settings": dataclasses.asdict(settings), "skipped": skipped, "n_failed": len(failures),
+    meta = {"settings": settings.to_dict(), "skipped": skipped, "n_failed": len(failures),
             "failed": failures[:50], "n_too_short": too_short,
             "build_s": None, "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     bank = DryBank([signals[i] for i in order], [names[i] for i in order], [kinds[i] for i in order], sr, meta)

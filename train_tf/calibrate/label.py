@@ -15,6 +15,7 @@ import numpy as np
 
 from edge_msl.arrays import SPEED_OF_SOUND_M_S, MicArray
 from edge_msl.regions import angular_distance_deg
+from edge_msl.settings_check import Settings, invalid, items, number, required
 
 from .session import CalibrationError, Session
 
@@ -95,28 +96,41 @@ def srp_label(audio: np.ndarray, array: MicArray, sample_rate_hz: int, front_end
     return SrpLabel(az, confidence, ratio, int(len(blocks)))
 
 
-@dataclass(frozen=True)
-class FrontEnd:
-    """Per-microphone errors of the user's array front end (relative to the mean over its mics), as estimated
-    from the clips: a real mic's response is ``gain * exp(-j (2 pi f delay + phase))`` times the nominal one."""
+_PER_MIC = items(number(-math.inf, math.inf), 1)
+"""One finite number per microphone."""
 
-    gain_db: tuple[float, ...]
+
+@dataclass(frozen=True)
+class FrontEnd(Settings):
+    """Per-microphone errors of the user's array front end (relative to the mean over its mics), as estimated
+    from the clips: a real mic's response is ``gain * exp(-j (2 pi f delay + phase))`` times the nominal one.
+    Stored in session.json's ``front_end`` (:meth:`to_dict`, read back by :meth:`from_dict`)."""
+
+    gain_db: tuple[float, ...] = required(_PER_MIC)
     """Gain of each mic relative to the mean (dB)."""
-    delay_s: tuple[float, ...]
+    delay_s: tuple[float, ...] = required(_PER_MIC)
     """Time offset of each mic relative to the mean (s; positive = later)."""
-    phase_deg: tuple[float, ...]
+    phase_deg: tuple[float, ...] = required(_PER_MIC)
     """Frequency-independent phase lag of each mic relative to the mean (deg)."""
+
+    KEY = "front_end.{}"
+    TABLE = "front_end"
+    PLAIN_DATA = True
+
+    def check_together(self) -> None:
+        """One value of each per microphone."""
+        if not len(self.gain_db) == len(self.delay_s) == len(self.phase_deg):
+            raise invalid("front_end.delay_s", self.delay_s, f"one value per microphone, as gain_db and phase_deg "
+                          f"({len(self.gain_db)} and {len(self.phase_deg)})")
 
     @classmethod
     def identity(cls, n_mics: int) -> "FrontEnd":
+        """``n_mics`` microphones without errors."""
         return cls((0.0,) * n_mics, (0.0,) * n_mics, (0.0,) * n_mics)
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: [round(float(v), 9) for v in getattr(self, k)] for k in ("gain_db", "delay_s", "phase_deg")}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "FrontEnd":
-        return cls(*(tuple(float(v) for v in d[k]) for k in ("gain_db", "delay_s", "phase_deg")))
+        """:meth:`Settings.to_dict` with every value rounded to 1e-9 (as session.json stores it)."""
+        return {k: [round(v, 9) for v in values] for k, values in super().to_dict().items()}
 
     def response(self, freqs_hz: np.ndarray) -> np.ndarray:
         """(F, M) complex response at ``freqs_hz``."""

@@ -13,24 +13,28 @@ import numpy as np
 
 from edge_msl.arrays import MicArray
 from edge_msl.regions import angular_distance_deg
+from edge_msl.settings_check import Settings, number, setting
 
 
 @dataclass(frozen=True)
-class PerturbedArray:
+class PerturbedArray(Settings):
     """How a real array differs from its nominal geometry (for the stand-in room)."""
 
-    position_error_m: float = 0.004
+    position_error_m: float = setting(0.004, number(0.0, 1.0))
     """Per-axis microphone position error, uniform in +/- this."""
-    gain_error_db: float = 2.5
+    gain_error_db: float = setting(2.5, number(0.0, 40.0))
     """Per-microphone gain error, uniform in +/- this."""
-    delay_error_s: float = 30e-6
+    delay_error_s: float = setting(30e-6, number(0.0, 0.1))
     """Per-microphone time offset (ADC clocking, analog filters), uniform in +/- this."""
-    phase_error_deg: float = 15.0
+    phase_error_deg: float = setting(15.0, number(0.0, 180.0))
     """Per-microphone frequency-independent phase error, uniform in +/- this."""
-    board_below_m: float = 0.03
+    board_below_m: float = setting(0.03, number(0.0, 10.0))
     """A reflective board this far under the array (its mirror image adds a strong early echo)."""
-    board_reflection: float = 0.8
+    board_reflection: float = setting(0.8, number(0.0, 1.0))
     """Amplitude reflection coefficient of the board."""
+
+    KEY = "perturb.{}"
+    TABLE = "perturb"
 
 
 class StandInRoom:
