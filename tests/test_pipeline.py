@@ -69,7 +69,7 @@ def test_bundled_example_talkers_are_found_with_one_id_each(example_messages, va
 @pytest.mark.parametrize("seed", [101, 202])
 def test_fresh_simulated_rooms_are_localized_within_bounds(model, bank_path, validator, seed):
     """New rooms, positions and voices each seed (the dry bank is built by the real TTS/prompt tools)."""
-    make = importlib.import_module("edge_msl.examples.make_example")
+    make = importlib.import_module("train_tf.make_example")
     from train_tf.signals import DryBank
 
     bank = DryBank.load(bank_path)
@@ -245,7 +245,7 @@ def test_check_input_names_expected_and_found(model):
 def test_each_board_model_localizes_talkers_in_a_simulated_room(board, bank_path, validator):
     """The board's packaged model, picked by its array, on two talkers in a fresh room of that geometry,
     fed as the board delivers it (all capture channels, loopback/unused ones silent)."""
-    make = importlib.import_module("edge_msl.examples.make_example")
+    make = importlib.import_module("train_tf.make_example")
     from train_tf.signals import DryBank
 
     array = get_array(board)

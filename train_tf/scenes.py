@@ -116,7 +116,7 @@ def _schedule(n_talkers: int, s: SceneSettings, rng: np.random.Generator) -> lis
 def speech_turn(bank, voice: str, n_samples: int, rng: np.random.Generator,
                 pause_s: tuple[float, float] = (0.08, 0.2)) -> np.ndarray:
     """``n_samples`` of one voice: prompts of that voice joined by pauses drawn from ``pause_s``,
-    unit RMS while talking, 10 ms fades (also the bundled example's, ``make_example.py``)."""
+    unit RMS while talking, 10 ms fades (also the bundled example's, ``train_tf.make_example``)."""
     idx = [i for i in bank.indices("speech_real") if bank.names[i].startswith(voice + "/")]
     if not idx:
         raise ValueError(f"the bank has no real speech of voice {voice!r}")

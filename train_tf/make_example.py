@@ -1,10 +1,10 @@
 """Simulate turn-taking recordings (talkers start, stop and overlap) in real pyroomacoustics rooms,
-with their ground truth: the bundled example, the locate tests and the tracking benchmark use it.
+with their ground truth: the bundled example (``edge_msl/examples/``) and the pipeline tests use it.
 
-    .venv/bin/python edge_msl/examples/make_example.py --bank data/dry/bank-test.npz
+    .venv/bin/python -m train_tf.make_example --bank data/dry/bank-test.npz
 
-A generator script shipped next to its output, never imported by the ``edge_msl`` package: it
-needs ``edge-msl[train]`` (train_tf, pyroomacoustics, scipy). Use test-split dry signals only.
+The training side makes the example the device package ships; ``edge_msl`` never imports this. Use
+test-split dry signals only.
 """
 
 from __future__ import annotations
@@ -18,7 +18,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
+import edge_msl
+
+EXAMPLES = Path(edge_msl.__file__).resolve().parent / "examples"
+"""Where the bundled example lives (in the device package)."""
 EXAMPLE_NAME = "uca8-r10-3talkers"
 """Stem of the bundled example: ``<stem>.wav`` and ``<stem>.truth.json``."""
 EXAMPLE_SEED = 7
@@ -131,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     """Write the bundled example (or another scene with --seed/--out)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bank", required=True, help="dry-signal bank; use the test split (data/dry/bank-test.npz)")
-    parser.add_argument("--out", default=str(HERE / EXAMPLE_NAME), help="output stem (default: the bundled example)")
+    parser.add_argument("--out", default=str(EXAMPLES / EXAMPLE_NAME), help="output stem (default: the bundled example)")
     parser.add_argument("--seed", type=int, default=EXAMPLE_SEED)
     args = parser.parse_args(argv)
     from train_tf.signals import DryBank
@@ -139,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     bank = DryBank.load(args.bank)
     duration = max(b for turns in EXAMPLE_SCHEDULE for _, b in turns)
     pcm, truth = render_scene(bank, EXAMPLE_SCHEDULE, duration, args.seed)
-    truth["generated_by"] = f"python edge_msl/examples/make_example.py --bank {args.bank} --seed {args.seed}"
+    truth["generated_by"] = f"python -m train_tf.make_example --bank {args.bank} --seed {args.seed}"
     wav, tj = write_scene(args.out, pcm, truth)
     print(json.dumps({"wav": str(wav), "bytes": wav.stat().st_size, "truth": str(tj),
                       "sources": truth["sources"], "rt60_s": truth["rt60_s"]}, indent=2))
