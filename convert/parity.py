@@ -55,7 +55,7 @@ def parity(model_dir: str | Path, tflite: str | Path, data_dir: str | Path, n: i
     """Compare the float and int8 models on the first ``n`` windows of ``data_dir``."""
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     from edge_msl.runtime import load_model
-    from train_tf.crosscheck import default_weights
+    from train_tf.model_dir import default_weights
     from train_tf.evaluate import decode_all, score_detections, summarize
     from train_tf.simulate import _read_meta, load_windows
 

@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     from experiments.decode01 import pool_gain, pool_gate, pooled, pooled_thresholds
     from experiments.learned_decode import fit_predict, plot_curves, region_features, region_targets, scorer
-    from train_tf.crosscheck import PARAMS
+    from train_tf.model_dir import PARAMS
     from train_tf.evaluate import window_outputs
     from train_tf.simulate import load_windows
 

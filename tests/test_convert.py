@@ -29,7 +29,7 @@ def test_int8_model_is_full_integer_and_close_to_float(converted, tiny_dataset):
     from ai_edge_litert.interpreter import Interpreter
 
     from edge_msl.features import normalize_window
-    from train_tf.crosscheck import load_model
+    from train_tf.model_dir import load_model
     from train_tf.simulate import load_windows
 
     run, out = converted
@@ -75,7 +75,7 @@ def test_runtime_runs_the_tiny_model_like_the_signature_runner_and_close_to_floa
     from edge_msl.arrays import get_array
     from edge_msl.features import normalize_window
     from edge_msl.runtime import load_model
-    from train_tf.crosscheck import load_model as load_keras
+    from train_tf.model_dir import load_model as load_keras
     from train_tf.simulate import load_windows
 
     run, out = converted
@@ -115,7 +115,7 @@ def test_float_tflite_model_is_refused_by_the_runtime(converted, tmp_path):
     import tensorflow as tf
 
     from edge_msl.runtime import ModelError, load_model
-    from train_tf.crosscheck import load_model as load_keras
+    from train_tf.model_dir import load_model as load_keras
 
     run, out = converted
     keras_model, _ = load_keras(run, "best.weights.h5")

@@ -215,7 +215,7 @@ def _shipped_model_and_example_windows():
     from pathlib import Path
 
     from edge_msl.audio_io import open_audio
-    from train_tf.crosscheck import default_weights
+    from train_tf.model_dir import default_weights
 
     root = Path(__file__).resolve().parents[1]
     model_dir = root / "models" / "uca8-r10"

@@ -94,7 +94,7 @@ def test_init_weights_and_mix_overrides(rir_bank, bank_path, tmp_path, capsys):
     assert params["init_weights"] == str(first / "best.weights.h5")
     assert params["data"]["simulation"]["source_level_db"] == [-12, 6]
     assert params["data"]["mix_overrides"] == {"source_level_db": [-12, 6]}
-    from train_tf.crosscheck import load_model
+    from train_tf.model_dir import load_model
 
     a, _ = load_model(first, "best.weights.h5")
     b, _ = load_model(second, "last.weights.h5")
@@ -133,7 +133,7 @@ def test_window_override_sizes_the_model_and_overlapping_first_layer(rir_bank, b
     params = json.loads((out / "params.json").read_text())
     assert params["model"]["window_samples"] == 6000
     assert (params["model"]["first_kernel"], params["model"]["first_stride"]) == (12, 4)
-    from train_tf.crosscheck import load_model
+    from train_tf.model_dir import load_model
 
     model, _ = load_model(out, "best.weights.h5")
     assert model.input_shape == (None, 6000, 8)
@@ -149,7 +149,7 @@ def test_init_weights_from_shorter_first_frames(rir_bank, bank_path, tmp_path, c
     second = tmp_path / "second"
     assert train.main([*base, "--out", str(second), "--lr", "1e-12", "--first-kernel", "6", "--first-stride", "6",
                        "--mix-set", "window_s=0.5", "--init-weights", str(first / "best.weights.h5")]) == 0
-    from train_tf.crosscheck import load_model
+    from train_tf.model_dir import load_model
 
     a, _ = load_model(first, "best.weights.h5")
     b, _ = load_model(second, "last.weights.h5")

@@ -21,7 +21,7 @@ import numpy as np
 
 def average(out: str | Path, models: list[str | Path]) -> dict:
     """Write the averaged run to ``out``; returns a summary."""
-    from train_tf.crosscheck import PARAMS, default_weights, load_model
+    from train_tf.model_dir import PARAMS, default_weights, load_model
     from train_tf.model import ModelConfig
 
     if len(models) < 2:

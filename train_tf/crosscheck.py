@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-WEIGHTS = "model.weights.h5"
-PARAMS = "params.json"
+from train_tf.model_dir import PARAMS, WEIGHTS, load_model
+
 REFERENCE = "reference.npz"
 REFERENCE_SEED = 1234
 
@@ -47,23 +47,6 @@ def reference(directory: str | Path, window: int, n_mics: int) -> tuple[np.ndarr
     if _digest(x) != digest:
         raise ValueError(f"reference inputs of {directory} do not rebuild identically (numpy changed its generator?)")
     return x, y, backend
-
-
-def default_weights(directory: str | Path) -> str:
-    """The weights file to use in a model directory: an export's ``model.weights.h5``, else a
-    training run's ``best.weights.h5``."""
-    return WEIGHTS if (Path(directory) / WEIGHTS).exists() else "best.weights.h5"
-
-
-def load_model(directory: str | Path, weights: str = WEIGHTS):
-    """The Keras model of a run or export directory (its params.json + weights)."""
-    from train_tf.model import ModelConfig, build_model
-
-    directory = Path(directory)
-    params = json.loads((directory / PARAMS).read_text())
-    model = build_model(ModelConfig.from_dict(params["model"]))
-    model.load_weights(directory / weights)
-    return model, params
 
 
 def export(run: str | Path, out: str | Path, weights: str = "best.weights.h5", decode: dict | None = None) -> dict:

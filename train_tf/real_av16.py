@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from edge_msl.regions import angular_distance_deg
-from train_tf.crosscheck import default_weights
+from train_tf.model_dir import default_weights
 from train_tf.evaluate import (BASELINES, baseline_estimates, decode_all, score, score_detections, srp_refine_all,
                                summarize, temporal_decode_all, window_outputs)
 

@@ -53,7 +53,7 @@ def finetune(session: Session, keras_model: str | Path | None = None, progress: 
     import keras
 
     from edge_msl.features import model_scaling, normalize_window
-    from train_tf.crosscheck import PARAMS, WEIGHTS, default_weights, load_model
+    from train_tf.model_dir import PARAMS, WEIGHTS, default_weights, load_model
     from train_tf.model import LossWeights, region_loss
 
     s = session.settings

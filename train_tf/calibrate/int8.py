@@ -16,7 +16,7 @@ from .session import CalibrationError, Session
 
 def convert_model(session: Session) -> Path:
     """``build/<array>.tflite`` (+ .json) from ``model/``, calibrated on windows of the fine-tuning set."""
-    from convert.__main__ import convert
+    from convert.tflite import convert
     from edge_msl.features import model_scaling, normalize_window
 
     model_dir = session.dir / "model"

@@ -23,7 +23,7 @@ used elsewhere is re-exported here.
 from __future__ import annotations
 
 from edge_msl.regions import RegionConfigError, RegionLayout
-from train_tf.crosscheck import default_weights, load_model
+from train_tf.model_dir import default_weights, load_model
 from train_tf.evaluate.baselines import BASELINES, baseline_estimates, baseline_estimates_cached
 from train_tf.evaluate.cli import main
 from train_tf.evaluate.device_decode import (decode_all, srp_crosses, srp_refine_all, temporal_decode_all,

@@ -11,7 +11,7 @@ import os
 import sys
 
 from edge_msl.regions import RegionConfigError, RegionLayout
-from train_tf.crosscheck import default_weights
+from train_tf.model_dir import default_weights
 from train_tf.evaluate.baselines import BASELINES
 from train_tf.evaluate.report import tables
 from train_tf.evaluate.run import evaluate, fit_stretch, sweep

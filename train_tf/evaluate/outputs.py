@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from edge_msl.features import model_scaling, normalize_window
-from train_tf.crosscheck import load_model
+from train_tf.model_dir import load_model
 
 POOL_HOP_S = 0.1
 """Hop between the model windows pooled over a longer analysis window (the daemon's default hop)."""
