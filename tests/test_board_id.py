@@ -16,21 +16,12 @@ from edge_msl.audio_io import write_wav
 from edge_msl.board_id import identify_array, room_coherence
 from edge_msl.channel_check import check_channels
 from edge_msl.config import ConfigError, load_config
+from rooms import one_talker
 
 
 def room_mics(array, fs, azimuth_deg=70.0, seconds=2.0, seed=0):
     """One broadband talker 1.5 m away in a 6 x 5 x 3 m room (RT60 0.3 s), mics in array order, int16."""
-    pra = pytest.importorskip("pyroomacoustics")
-    rng = np.random.default_rng(seed)
-    dim, centre = np.array([6.0, 5.0, 3.0]), np.array([2.7, 2.2, 1.2])
-    e_abs, order = pra.inverse_sabine(0.3, dim)
-    r = pra.ShoeBox(dim, fs=fs, materials=pra.Material(e_abs), max_order=min(order, 6))
-    a = np.radians(azimuth_deg)
-    r.add_source(centre + 1.5 * np.array([np.cos(a), np.sin(a), 0.2]), signal=rng.standard_normal(int(seconds * fs)))
-    r.add_microphone_array((array.positions() + centre).T)
-    r.simulate()
-    x = r.mic_array.signals.T[:int(seconds * fs)]
-    x = x + 3e-3 * np.std(x) * rng.standard_normal(x.shape)
+    x = one_talker(array, azimuth_deg, fs, seconds, seed, max_order=6, noise=3e-3)
     return np.round(x / np.max(np.abs(x)) * 8000).astype(np.int16)
 
 

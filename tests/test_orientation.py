@@ -12,6 +12,7 @@ import pytest
 from edge_msl.arrays import get_array, far_field_delays_s
 from edge_msl.channel_check import check_channels
 from edge_msl.orientation import check_orientation, mirrored_map, planar_isometries, probe_azimuths_deg
+from rooms import one_talker
 
 FS = 48000
 UMA8 = get_array("minidsp-uma8")
@@ -52,18 +53,7 @@ def far_field(array, azimuth_deg, seconds=2.0, seed=0, elevation_deg=15.0):
 
 def room(array, azimuth_deg, seconds=2.0, seed=0):
     """One talker 1.5 m away in a 6 x 5 x 3 m room (RT60 about 0.3 s), pyroomacoustics at 48 kHz."""
-    pra = pytest.importorskip("pyroomacoustics")
-    rng = np.random.default_rng(seed)
-    dim = np.array([6.0, 5.0, 3.0])
-    centre = np.array([2.7, 2.2, 1.2])
-    e_abs, max_order = pra.inverse_sabine(0.3, dim)
-    r = pra.ShoeBox(dim, fs=FS, materials=pra.Material(e_abs), max_order=min(max_order, 8))
-    a = np.radians(azimuth_deg)
-    r.add_source(centre + 1.5 * np.array([np.cos(a), np.sin(a), 0.2]), signal=rng.standard_normal(int(seconds * FS)))
-    r.add_microphone_array((array.positions() + centre).T)
-    r.simulate()
-    mics = r.mic_array.signals.T[:int(seconds * FS)]
-    return mics + 1e-3 * np.std(mics) * rng.standard_normal(mics.shape)
+    return one_talker(array, azimuth_deg, FS, seconds, seed)
 
 
 @pytest.mark.parametrize("render", [far_field, room], ids=["fractional-delays", "pyroomacoustics"])
