@@ -12,9 +12,10 @@ from typing import Sequence
 
 import numpy as np
 
-from .arrays import SPEED_OF_SOUND_M_S, MicArray
+from .arrays import MicArray
 from .channel_check import MIN_SECONDS, capture_frames
 from .coherence import cross_spectra, pair_indices, segment_length
+from .srp import directions, pair_delays_s, phat, steered_power
 
 log = logging.getLogger("edge_msl.channel_check")  # one name in logs for the whole start-up check
 
@@ -148,22 +149,17 @@ def steered_response(frames_mics: np.ndarray, positions_m: np.ndarray, sample_ra
                      azimuths_deg: np.ndarray, elevations_deg: Sequence[float] = (0.0, 20.0, 40.0)
                      ) -> np.ndarray:
     """SRP-PHAT (azimuths,) of mic frames (n, M): per azimuth the best over ``elevations_deg``, normalized
-    so that 1 means every pair and frequency bin agrees with a plane wave from there."""
+    so that 1 means every pair and frequency bin agrees with a plane wave from there. The cross-spectra
+    are Welch averages with PHAT after averaging (a loud moment weighs more, unlike the decode's per-frame
+    PHAT); the response is :func:`edge_msl.srp.steered_power`."""
     f_hi = min(8000.0, 0.45 * sample_rate_hz)
     freqs, s = cross_spectra(frames_mics, sample_rate_hz, 200.0, f_hi)
     i, j = pair_indices(len(positions_m))
-    c = s[:, i, j]
-    c = c / np.maximum(np.abs(c), 1e-30)                              # PHAT
+    c = phat(s[:, i, j].T, floor=1e-30)                               # (P, F)
+    offsets = positions_m[i] - positions_m[j]
     best = np.full(len(azimuths_deg), -np.inf)
     for el in elevations_deg:
-        az = np.radians(azimuths_deg)
-        e = math.radians(el)
-        u = np.stack([math.cos(e) * np.cos(az), math.cos(e) * np.sin(az), np.full_like(az, math.sin(e))], axis=-1)
-        tau = -(positions_m @ u.T) / SPEED_OF_SOUND_M_S               # (M, A)
-        dtau = tau[i] - tau[j]                                        # (P, A)
-        # S_ij ~ exp(-j 2 pi f (tau_i - tau_j)): steer it back to zero phase
-        steer = np.exp(2j * np.pi * freqs[:, None, None] * dtau[None])  # (F, P, A)
-        p = np.real(np.einsum("fp,fpa->a", c, steer)) / c.size
+        p = steered_power(c, freqs, pair_delays_s(offsets, directions(azimuths_deg, el))) / c.size
         best = np.maximum(best, p)
     return best
 

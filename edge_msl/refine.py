@@ -10,7 +10,9 @@ detections; the network still decides how many talkers there are and roughly whe
 
 Enabled by a model's sidecar (``decode.srp_refine = {"fmax_hz": 8000, "half_deg": 8, "weight": 0.5}``);
 the cross-spectra are averaged over the audio of the windows pooled for the decode, computed once
-per hop on the audio that hop added (:func:`hop_segments`). numpy only.
+per hop on the audio that hop added (:func:`hop_segments`). numpy only. The steered response itself is
+:mod:`edge_msl.srp`'s (:class:`edge_msl.srp.GccTable`); what is this module's is the cross-spectra it is computed
+from (per-frame PHAT, averaged over a window) and where it searches.
 
 Elevation (:meth:`SrpRefiner.elevation`, :class:`ElevationTracks`) comes from the same cross-spectra: the
 response on a grid of elevations around the decoded azimuth, read only; it never moves an azimuth.
@@ -23,11 +25,10 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
-from .arrays import SPEED_OF_SOUND_M_S
 from .regions import Detection
 from .settings_check import Settings, SettingError, checked_fields, number, required
+from .srp import GccTable, pair_delays_s, phat, plane_directions, stft
 
 NFFT = 512
 FMIN_HZ = 300.0
@@ -86,25 +87,6 @@ def hop_segments(x: np.ndarray, hop: int) -> list[np.ndarray]:
     return [x[e - size:e] for e in reversed(ends)]
 
 
-def pair_lags(dxy: np.ndarray, azimuth_deg: np.ndarray | Sequence[float], lag_rate: float,
-              n_lags: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Far-field delay of each mic pair (``dxy``: (P, 2) position of mic i minus mic j, metres) for
-    each azimuth in the array's plane, as indices into circular GCC lags sampled at ``lag_rate``
-    (n_lags of them): (lower lag, next lag, fraction of the way to it), each (P, A), for linear
-    interpolation. The delay is the arrival time at mic i minus mic j."""
-    lag = _plane_lags(dxy, azimuth_deg, lag_rate)
-    lo = np.floor(lag)
-    frac = lag - lo
-    lo = lo.astype(np.int64) % n_lags
-    return lo, (lo + 1) % n_lags, frac
-
-
-def _plane_lags(dxy: np.ndarray, azimuth_deg: np.ndarray | Sequence[float], lag_rate: float) -> np.ndarray:
-    """(P, A) far-field delays in lags of ``lag_rate`` (see :func:`pair_lags`)."""
-    th = np.radians(np.asarray(azimuth_deg, dtype=np.float64))
-    return -(dxy @ np.stack([np.cos(th), np.sin(th)])) / SPEED_OF_SOUND_M_S * lag_rate
-
-
 class SrpRefiner:
     """Local SRP-PHAT refinement for one array (mic positions in metres, model order)."""
 
@@ -123,7 +105,6 @@ class SrpRefiner:
         bins = np.nonzero(self._band)[0]
         self._band_bins = slice(int(bins[0]), int(bins[-1]) + 1)  # the same bins, as a view
         self._window = np.hanning(NFFT).astype(np.float32)
-        self._lag_rate = float(sample_rate_hz) * UPSAMPLE
         self._grid = np.arange(-self.half_deg, self.half_deg + STEP_DEG / 2, STEP_DEG)
         xyz = np.asarray(positions_m, dtype=np.float64)
         self._dxyz = xyz[i] - xyz[j]
@@ -133,31 +114,19 @@ class SrpRefiner:
         self._el_az = np.arange(-EL_AZ_HALF_DEG, EL_AZ_HALF_DEG + EL_AZ_STEP_DEG / 2, EL_AZ_STEP_DEG)
         el = np.radians(self.elevation_grid_deg)[None, :]
         self._el_cos, self._el_sin = np.cos(el), np.sin(el)
-        # The GCC is needed only at lags the array's delays reach (+-76 of 4096 for a 20 cm array): an inverse
-        # DFT at those lags alone, a matrix product, is 7x cheaper than the whole inverse transform.
-        self.n_lags = NFFT * UPSAMPLE
-        reach = float(np.max(np.linalg.norm(self._dxyz, axis=1))) / SPEED_OF_SOUND_M_S * self._lag_rate
-        self._lag0 = int(np.ceil(reach)) + 1
-        phase = 2.0 * np.pi * np.outer(bins, np.arange(-self._lag0, self._lag0 + 1)) / self.n_lags
-        # rows interleaved as a complex64 row viewed as float32: Re, Im of each bin; 2 / n: both signs of frequency
-        idft = np.empty((2 * len(bins), phase.shape[1]))
-        idft[0::2], idft[1::2] = np.cos(phase), -np.sin(phase)
-        self._idft = (idft * 2.0 / self.n_lags).astype(np.float32)
-        # index of lag 0 of each pair in a GCC's flattened (n_pairs, 2 L + 1) array
-        self._lag0_flat = (np.arange(len(i)) * phase.shape[1] + self._lag0)[:, None]
-        self.plane_wave_gcc = len(i) * 2.0 * len(bins) / self.n_lags
+        self._table = GccTable(self._dxyz, sample_rate_hz, NFFT, bins, UPSAMPLE)
+        self.n_lags = self._table.n_lags
+        self.plane_wave_gcc = self._table.plane_wave
         """The SRP-PHAT response (:meth:`response`) of a single plane wave at its direction: a GCC-PHAT
         peaks at 2 n_bins / n_lags on every pair."""
-        self._last_gccs: list[tuple[np.ndarray, np.ndarray]] = []  # newest last, at most two
 
     def cross(self, window: np.ndarray) -> np.ndarray:
         """(n_samples >= 512, n_mics) audio -> (n_pairs, n_bins) mean phase-transformed cross-spectra."""
         x = np.asarray(window, dtype=np.float32)
         if x.ndim != 2 or x.shape[1] != self.n_mics or x.shape[0] < NFFT:
             raise ValueError(f"window must be (n >= {NFFT}, {self.n_mics}), got {x.shape}")
-        frames = sliding_window_view(np.ascontiguousarray(x.T), NFFT, axis=1)[:, ::NFFT // 2] * self._window
-        spec = np.fft.rfft(frames, axis=-1)[:, :, self._band_bins]
-        spec /= np.abs(spec) + 1e-12
+        spec = stft(x, NFFT, self._band_bins, self._window)
+        phat(spec, out=spec)  # per frame, so every frame votes alike
         # the pair products dominate the cost: single precision (numpy < 2 transforms in double)
         spec = spec.astype(np.complex64, copy=False)
         return np.einsum("ptf,ptf->pf", spec[self._i], np.conj(spec)[self._j]) / spec.shape[1]
@@ -165,34 +134,13 @@ class SrpRefiner:
     def response(self, gcc: np.ndarray, azimuth_deg: np.ndarray) -> np.ndarray:
         """SRP-PHAT steered to each azimuth (far field, in the array's plane): the sum over pairs of
         each pair's GCC-PHAT (:meth:`gcc`), interpolated at the pair's delay (``UPSAMPLE`` x)."""
-        return self._steer(gcc, _plane_lags(self._dxy, azimuth_deg, self._lag_rate))
-
-    def _steer(self, gcc: np.ndarray, lag: np.ndarray) -> np.ndarray:
-        """Sum over pairs of the GCC (:meth:`gcc`) interpolated linearly at each pair's delay ``lag`` (P, A)."""
-        lo = np.floor(lag)
-        frac = lag - lo
-        at = lo.astype(np.int64)
-        at += self._lag0_flat
-        flat = np.ravel(gcc)
-        vals = flat.take(at) * (1 - frac) + flat.take(at + 1) * frac
-        return vals.sum(axis=0)
+        return self._table.response(gcc, pair_delays_s(self._dxy, plane_directions(azimuth_deg)))
 
     def gcc(self, cross: np.ndarray) -> np.ndarray:
         """(n_pairs, 2 L + 1) GCC-PHAT of each pair at lags -L .. L, lag k = k / (UPSAMPLE * fs) seconds: the
         inverse transform (``n_lags`` points, circular) of the band's cross-spectra where the array's delays
-        reach, L just beyond them.
-
-        The last two results are kept: a window's refinement and elevation ask for the GCC of the same
-        cross-spectra, the temporal decode for that of the newest hops in between, and comparing them
-        costs far less than the inverse transform."""
-        for known, out in self._last_gccs:
-            if known.shape == np.shape(cross) and np.array_equal(known, cross):
-                return out
-        # X_i X_j^* has phase -2 pi f (t_i - t_j): its inverse transform peaks at lag t_i - t_j
-        out = np.ascontiguousarray(cross, dtype=np.complex64).view(np.float32) @ self._idft
-        out.flags.writeable = False  # shared by the callers of one window
-        self._last_gccs = [*self._last_gccs[-1:], (np.array(cross, copy=True), out)]
-        return out
+        reach, L just beyond them (:meth:`edge_msl.srp.GccTable.gcc`, which keeps the last two)."""
+        return self._table.gcc(cross)
 
     def peak(self, gcc: np.ndarray, azimuth_deg: float, half_deg: float | None = None) -> float | None:
         """The SRP-PHAT peak (:meth:`gcc` of some audio) within ``half_deg`` (default: the
@@ -207,8 +155,8 @@ class SrpRefiner:
         the best azimuth's value per elevation: (n_elevations,). Far field, full 3-D delays."""
         az = np.radians(azimuth_deg + self._el_az)[:, None]
         u = np.stack(np.broadcast_arrays(self._el_cos * np.cos(az), self._el_cos * np.sin(az), self._el_sin), axis=-1)
-        lag = -(u.reshape(-1, 3) @ self._dxyz.T).T / SPEED_OF_SOUND_M_S * self._lag_rate  # (P, A*E)
-        return self._steer(gcc, lag).reshape(len(self._el_az), -1).max(axis=0)
+        delays = pair_delays_s(self._dxyz, u.reshape(-1, 3).T)  # (P, A*E)
+        return self._table.response(gcc, delays).reshape(len(self._el_az), -1).max(axis=0)
 
     def elevation_peak(self, response: np.ndarray) -> float:
         """Elevation (degrees) of the maximum of an :meth:`elevation_response`, refined by a parabola
@@ -272,4 +220,4 @@ class ElevationTracks:
         self._sum.clear()
 
 
-__all__ = ["SrpRefiner", "ElevationTracks", "RefineSettings", "RefineConfigError", "check_settings", "hop_segments", "pair_lags", "KEYS"]
+__all__ = ["SrpRefiner", "ElevationTracks", "RefineSettings", "RefineConfigError", "check_settings", "hop_segments", "KEYS"]

@@ -40,7 +40,7 @@ class SrpMaps:
     """Full-circle SRP-PHAT maps of one array: of a whole window and of each of its frames."""
 
     def __init__(self, positions_m: np.ndarray, fs: int, step_deg: float = GRID_DEG):
-        from edge_msl.refine import pair_lags
+        from edge_msl.srp import pair_lags
 
         xy = np.asarray(positions_m, dtype=np.float64)[:, :2]
         self.i, self.j = np.triu_indices(len(xy), k=1)

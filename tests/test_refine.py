@@ -7,7 +7,8 @@ import pytest
 from edge_msl.arrays import get_array
 from edge_msl.audio_io import open_audio
 from edge_msl.pipeline import Pipeline
-from edge_msl.refine import RefineConfigError, SrpRefiner, check_settings, pair_lags
+from edge_msl.refine import RefineConfigError, SrpRefiner, check_settings
+from edge_msl.srp import pair_lags
 from edge_msl.regions import Detection, angular_distance_deg
 from edge_msl.runtime import ModelError, load_model
 from edge_msl.stream import to_float
@@ -104,7 +105,8 @@ def test_a_bad_sidecar_setting_is_a_model_error(tmp_path):
 def test_the_gcc_at_the_array_s_lags_is_the_whole_inverse_transform_s(example):
     """SrpRefiner.gcc computes only the lags the array's delays reach: the same values as the whole
     (n_lags-point, circular) inverse transform there, and the same steered response."""
-    from edge_msl.refine import NFFT, SPEED_OF_SOUND_M_S
+    from edge_msl.arrays import SPEED_OF_SOUND_M_S
+    from edge_msl.refine import NFFT
 
     for name in ("uca8-r10", "respeaker-4mic"):
         array = get_array(name)

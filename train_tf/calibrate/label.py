@@ -13,6 +13,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from edge_msl import srp
 from edge_msl.arrays import SPEED_OF_SOUND_M_S, MicArray
 from edge_msl.regions import angular_distance_deg
 from edge_msl.settings_check import Settings, invalid, items, number, required
@@ -40,7 +41,8 @@ def srp_phat_map(audio: np.ndarray, mic_xyz: np.ndarray, sample_rate_hz: int, nf
                  freq_range_hz: tuple[float, float] = (300.0, 3500.0), block_frames: int = 8,
                  grid_deg: float = 1.0, front_end: "FrontEnd | None" = None, per_block: bool = True,
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(grid deg, whole-clip map (G,), per-block maps (B, G)) of far-field in-plane SRP-PHAT.
+    """(grid deg, whole-clip map (G,), per-block maps (B, G)) of far-field in-plane SRP-PHAT
+    (:func:`edge_msl.srp.steered_power`; the cross-spectra and the grid are this function's).
 
     Blocks of ``block_frames`` STFT frames whose energy is in the top 70 % are the active ones;
     each frame's spectrum is PHAT-whitened, so every active frame votes with the same weight.
@@ -52,29 +54,29 @@ def srp_phat_map(audio: np.ndarray, mic_xyz: np.ndarray, sample_rate_hz: int, nf
     if n_frames < block_frames:
         raise CalibrationError(f"clip of {len(x)} samples is too short for SRP-PHAT; record at least "
                                f"{(block_frames + 1) * hop / sample_rate_hz:.1f} s")
-    win = np.hanning(nfft)
-    idx = np.arange(nfft)[None, :] + hop * np.arange(n_frames)[:, None]
-    spec = np.fft.rfft(x[idx] * win[None, :, None], axis=1)  # (T, F, M)
     freqs = np.fft.rfftfreq(nfft, 1.0 / sample_rate_hz)
-    band = (freqs >= freq_range_hz[0]) & (freqs <= freq_range_hz[1])
-    spec, freqs = spec[:, band], freqs[band]
+    band = np.flatnonzero((freqs >= freq_range_hz[0]) & (freqs <= freq_range_hz[1]))
+    freqs = freqs[band]
+    spec = srp.stft(x, nfft, slice(band[0], band[-1] + 1), np.hanning(nfft))  # (M, T, F)
     if front_end is not None:
-        spec = spec / front_end.response(freqs)[None]
-    energy = np.sum(np.abs(spec) ** 2, axis=(1, 2))
-    white = spec / (np.abs(spec) + 1e-12)
+        spec = spec / front_end.response(freqs).T[:, None]
+    energy = np.sum(np.abs(spec) ** 2, axis=(0, 2))
+    white = srp.phat(spec)
     n_blocks = n_frames // block_frames
-    white = white[:n_blocks * block_frames].reshape(n_blocks, block_frames, len(freqs), -1)
+    white = white[:, :n_blocks * block_frames].reshape(len(white), n_blocks, block_frames, len(freqs))
     block_energy = energy[:n_blocks * block_frames].reshape(n_blocks, block_frames).sum(axis=1)
-    active = block_energy >= np.quantile(block_energy, 0.3)
-    # cross-spectra per block: R[b, f] = sum_t w w^H
-    cov = np.einsum("btfi,btfj->bfij", white[active], np.conj(white[active]))
+    white = white[:, block_energy >= np.quantile(block_energy, 0.3)]
+    # per block the covariance R = sum_t w w^H: its pairs i < j (B, P, F), and its trace, the same for every direction
+    i, j = np.triu_indices(len(white), 1)
+    cross = np.einsum("pbtf,pbtf->bpf", white[i], np.conj(white[j]))
+    power = np.einsum("mbtf,mbtf->b", white, np.conj(white)).real
     if not per_block:
-        cov = cov.sum(axis=0, keepdims=True)
+        cross, power = cross.sum(axis=0, keepdims=True), power.sum(keepdims=True)
     grid = np.arange(0.0, 360.0, grid_deg)
-    u = np.stack([np.cos(np.radians(grid)), np.sin(np.radians(grid))], axis=1)  # (G, 2)
-    delay = -(u @ mic_xyz[:, :2].T) / SPEED_OF_SOUND_M_S  # (G, M): arrival time of a plane wave from u
-    steer = np.exp(2j * np.pi * freqs[None, :, None] * delay[:, None, :])  # (G, F, M)
-    blocks = np.real(np.einsum("gfi,bfij,gfj->bg", steer, cov, np.conj(steer)))
+    xy = np.asarray(mic_xyz)[:, :2]
+    # w^H R w over all i, j: the trace plus twice the SRP-PHAT of the pairs i < j
+    blocks = power[:, None] + 2.0 * srp.steered_power(cross, freqs, srp.pair_delays_s(xy[i] - xy[j],
+                                                                                       srp.plane_directions(grid)))
     return grid, blocks.sum(axis=0), blocks
 
 
