@@ -72,6 +72,11 @@ class DecodeSettings(Settings):
     that talker resuming: it takes their id. Otherwise only a candidate at ``birth_threshold``
     brings a paused talker back, and a quieter return, or one a few degrees on after a walk,
     gets a new id."""
+    hand_over_deg: float = setting(0.0, number(0.0, 180.0))
+    """A new talker confirmed up to this many degrees ahead of a walker (listed or paused, along the
+    walking hypothesis' motion), heard in the newest audio (``now_min_strength``) where the walker is
+    no longer heard, is that walker: they sped up or turned faster than the windows follow. The
+    walker's track moves there and keeps its id (0: off; needs the pipeline's ``peak``)."""
     gate_deg: float = setting(25.0, number(0.0, 180.0, lo_open=True, hi_open=True, noun="degrees"))
     """A candidate farther than this from a track's predicted direction cannot continue it."""
     gate_opens_walking: bool = setting(False, boolean)
@@ -318,6 +323,21 @@ class _Track:
             for f in (self.still, self.moving):
                 f.update(found[0], sd * sd, s.now_lag_s, s.max_rate_deg_s, None)
 
+    def take_over(self, new: "_Track", t_s: float, s: DecodeSettings) -> None:
+        """Move this walker to where the newly confirmed track ``new`` is (see ``hand_over_deg``),
+        keeping the walker's speed, id and the still/walking choice."""
+        az = self.moving.az + wrap180(new.az - self.moving.az)
+        self.moving.az = az + s.lead_s * self.moving.rate
+        self.still.az = self.still.az + wrap180(new.az - self.still.az)
+        for f in (self.still, self.moving):
+            f.p[0][0] += s.azimuth_noise_deg ** 2
+        self.confidence = max(self.confidence, new.confidence)
+        self.region = new.region
+        self.last_t_s = t_s
+        self.misses = 0
+        self.evidence = self.evidence or new.evidence
+        self.listed = True
+
     def miss(self, s: DecodeSettings) -> None:
         self.confidence *= 1.0 - s.confidence_alpha
         self.windows += 1
@@ -434,6 +454,11 @@ class TemporalDecoder:
                         self._heard_starting(tr, peak)):
                     paused = self._paused_near(tr, [t for t in merged if id(t) not in resumed], t_s) \
                         if s.resume_by_birth else None
+                    walker = self._walker_behind(tr, merged, peak) if paused is None else None
+                    if walker is not None:
+                        walker.take_over(tr, t_s, s)
+                        resumed.add(id(tr))
+                        continue
                     if paused is not None:
                         tr.id, tr.number = paused.id, paused.number
                         resumed.add(id(paused))
@@ -477,6 +502,31 @@ class TemporalDecoder:
             d = old.reaches(tr.az, t_s - old.last_t_s, s)
             if d is not None and d < best_d:
                 best, best_d = old, d
+        return best
+
+    def _walker_behind(self, tr: _Track, tracks: list[_Track], peak: Any) -> _Track | None:
+        """The walker (listed or paused) whom ``tr`` is up to ``hand_over_deg`` ahead of along their
+        motion, where the newest audio hears ``tr`` and no longer the walker where they are reported."""
+        s = self.settings
+        if s.hand_over_deg <= 0 or peak is None:
+            return None
+        here = peak(float(wrap360(tr.az)), s.now_half_deg)
+        if here is None or here[1] < s.now_min_strength:
+            return None
+        best, best_d = None, math.inf
+        for old in tracks:
+            if old is tr or old.number is None or not old.is_walking or old.moving.rate == 0.0:
+                continue
+            ahead = wrap180(tr.az - old.moving.az) * math.copysign(1.0, old.moving.rate)
+            if not 0.0 < ahead <= s.hand_over_deg or ahead >= best_d:
+                continue
+            if old.listed:
+                there, _ = old.blended(s)
+                found = peak(float(wrap360(there)), s.now_half_deg)
+                if found is not None and found[1] >= s.now_min_strength and \
+                        abs(wrap180(found[0] - there)) < abs(wrap180(found[0] - tr.az)):
+                    continue  # the walker is still heard where they are: the new one is someone else
+            best, best_d = old, ahead
         return best
 
     def _heard_starting(self, tr: _Track, peak: Any) -> bool:

@@ -218,6 +218,43 @@ def test_with_gate_opens_walking_an_echo_behind_a_quiet_walker_does_not_take_the
     assert behind == [first]
 
 
+def heard_at(*sources):
+    """The newest audio's SRP-PHAT peak with talkers at ``sources`` ((azimuth_deg, strength), ...):
+    the one nearest the search's centre, found only inside the search."""
+    def peak(az, half):
+        near = [(float(angular_distance_deg(az, a)), a, p) for a, p in sources if angular_distance_deg(az, a) < half]
+        return min(near)[1:] if near else None
+    return peak
+
+
+def test_with_hand_over_a_walker_who_outruns_the_windows_keeps_the_id():
+    """A walker at 40 deg/s speeds up to 120 deg/s. The windows keep placing them 20-30 deg behind, and
+    a new candidate appears where the newest audio hears them, ahead. With ``hand_over_deg`` that
+    candidate is the walker: one id throughout. If the newest audio still hears someone where the
+    walker is reported, the one ahead is another talker: a new id."""
+    def frames_and_peaks(other_stays):
+        frames, peaks, az = [], [], 100.0
+        for k in range(20):
+            rate = 40.0 if k < 10 else 120.0
+            az += rate * HOP
+            win = az - (0.25 * rate if k < 10 else 40.0)  # the window lags further once they speed up
+            cands = [(win % 360.0, 0.9)] + ([((az - 5.0) % 360.0, 0.5)] if k >= 11 else [])
+            frames.append(cands)
+            peaks.append(heard_at((az % 360.0, 0.15), *([(win % 360.0, 0.15)] if other_stays else [])))
+        return frames, peaks
+
+    def ids(settings, other_stays):
+        dec = TemporalDecoder(LAYOUT, settings)
+        frames, peaks = frames_and_peaks(other_stays)
+        return [[t.id for t in dec.update(outputs(f), 0.5 + k * HOP, peak=pk)]
+                for k, (f, pk) in enumerate(zip(frames, peaks))]
+
+    on = DecodeSettings(hand_over_deg=60.0, now_min_strength=0.07)
+    assert {i for o in ids(on, False) for i in o} == {1}
+    assert {i for o in ids(DecodeSettings(), False) for i in o} == {1, 2}
+    assert {i for o in ids(on, True) for i in o} == {1, 2}
+
+
 def test_two_talkers_are_two_and_one_talker_is_never_two():
     _, out = run([[(30.0, 0.95), (150.0, 0.9)]] * 10)
     assert [sorted(t.id for t in o) for o in out[-3:]] == [[1, 2]] * 3
