@@ -6,7 +6,9 @@ walking sets (``benchmarks/scenes_bench.py``'s scoring), the best printed as a s
         --bank data/dry/bank-train.npz --out data/scenes/val-turns-respeaker-4mic   (walk: seed 8250)
     .venv/bin/python -m benchmarks.board_decode respeaker-4mic
     .venv/bin/python -m benchmarks.board_decode respeaker-4mic --newest   # the newest audio, on vs off
+    .venv/bin/python -m benchmarks.board_decode respeaker-4mic --try '{"hand_over_deg": 45}'   # any keys
 
+``--try JSON`` (repeatable) scores the board's decode as shipped and with each set of overrides.
 ``--newest`` keeps the board's own decode and adds the second-round keys of ``uca8-r10``'s sidecar
 (``ROUND2``), then all of its newest-audio keys (``now_*``, ``resume_by_birth``:
 docs/experiments/newest-audio.md) at two measurement noises.
@@ -44,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     newest = "--newest" in args
     args = [a for a in args if a != "--newest"]
+    tries = [args[i + 1] for i, a in enumerate(args[:-1]) if a == "--try"]
+    args = [a for i, a in enumerate(args) if a != "--try" and (i == 0 or args[i - 1] != "--try")]
     if len(args) != 1 or args[0] not in BOARDS:
         raise SystemExit(f"usage: python -m benchmarks.board_decode BOARD [--newest] (BOARD one of {', '.join(BOARDS)})")
     board = args[0]
@@ -60,6 +64,16 @@ def main(argv: list[str] | None = None) -> int:
                        for d in sets)
         return round((turns["f1"] + walk["f1"]) / 2, 4), turns, walk
 
+    if tries:
+        base = DecodeSettings.from_dict(info.raw["decode"].get("temporal", {}))
+        print(f"| {board} | mean F1 | turns F1 / precision / pick-up p90 s | walk F1 / precision / moving error ° | "
+              "walk id sw./turn |\n| --- | ---: | --- | --- | ---: |")
+        for text in ["{}", *tries]:
+            mean, turns, walk = scored(dc.replace(base, **json.loads(text)))
+            print(f"| {'shipped' if text == '{}' else '`' + text + '`'} | {mean} | {turns['f1']} / "
+                  f"{turns['precision']} / {turns['pickup_p90_s']} | {walk['f1']} / {walk['precision']} / "
+                  f"{walk['doa_error_moving_deg']} | {walk['id_switches_per_turn']} |", flush=True)
+        return 0
     if newest:
         print(f"| {board} | mean F1 | turns F1 / precision / linger s | walk F1 / precision / error ° / moving error ° |\n"
               "| --- | ---: | --- | --- |")
