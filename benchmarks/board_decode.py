@@ -49,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     tries = [args[i + 1] for i, a in enumerate(args[:-1]) if a == "--try"]
     args = [a for i, a in enumerate(args) if a != "--try" and (i == 0 or args[i - 1] != "--try")]
     if len(args) != 1 or args[0] not in BOARDS:
-        raise SystemExit(f"usage: python -m benchmarks.board_decode BOARD [--newest] (BOARD one of {', '.join(BOARDS)})")
+        raise SystemExit("usage: python -m benchmarks.board_decode BOARD [--newest | --try JSON ...] "
+                         f"(BOARD one of {', '.join(BOARDS)})")
     board = args[0]
     model = load_model(array=get_array(board))
     info = model.info

@@ -444,6 +444,7 @@ class TemporalDecoder:
                 self._tracks[ti].measure_now(peak, s)
         kept: list[_Track] = []
         resumed: set[int] = set()  # paused talkers whose id a new track took
+        handed: set[int] = set()  # walkers who took a newcomer's place this window
         merged = self._merge(self._tracks)
         for tr in merged:
             if tr.id is None:
@@ -454,10 +455,13 @@ class TemporalDecoder:
                         self._heard_starting(tr, peak)):
                     paused = self._paused_near(tr, [t for t in merged if id(t) not in resumed], t_s) \
                         if s.resume_by_birth else None
-                    walker = self._walker_behind(tr, merged, peak) if paused is None else None
+                    # one newcomer per walker per window, never a walker whose id a newcomer took
+                    walker = self._walker_behind(tr, [t for t in merged if id(t) not in resumed | handed], peak) \
+                        if paused is None else None
                     if walker is not None:
                         walker.take_over(tr, t_s, s)
                         resumed.add(id(tr))
+                        handed.add(id(walker))
                         continue
                     if paused is not None:
                         tr.id, tr.number = paused.id, paused.number

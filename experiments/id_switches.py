@@ -71,7 +71,8 @@ def switches(truth, msgs, window_s):
                     kind = "newborn, old listed" if old_listed else "newborn, old gone"
                 else:
                     kind = "existing"
-                others = [abs(wrap180(truth[q].azimuth_at(t1) - src.azimuth_at(t1))) for q in range(len(truth)) if q != k]
+                others = [abs(wrap180(truth[q].azimuth_at(t1) - src.azimuth_at(t1)))
+                          for q in range(len(truth)) if q != k]
                 out.append((kind, dict(t_s=round(t1, 2), talker=k, old=i0, new=i1,
                                        speed_deg_s=round(velocity(src, t1), 1), truth=round(src.azimuth_at(t1), 1),
                                        old_at=[round(v, 1) for v in old_listed], new_at=round(a1, 1),

@@ -255,6 +255,23 @@ def test_with_hand_over_a_walker_who_outruns_the_windows_keeps_the_id():
     assert {i for o in ids(on, True) for i in o} == {1, 2}
 
 
+def test_a_walker_takes_one_newcomer_the_others_are_listed():
+    """A walker at 40 deg/s goes quiet; two talkers then start ahead of them in the same window (beyond
+    the paused walker's gate), both heard. With ``hand_over_deg`` the nearer one is the walker (their
+    id), the other a new talker: never both absorbed into one track."""
+    walk = [[((100.0 + 40.0 * (k * HOP - 0.25)) % 360.0, 0.95)] for k in range(12)]
+    stop = 100.0 + 40.0 * (11 * HOP)
+    ahead = [(stop + 60.0) % 360.0, (stop + 95.0) % 360.0]
+    dec = TemporalDecoder(LAYOUT, DecodeSettings(hand_over_deg=90.0, now_min_strength=0.07))
+    frames = walk + [[]] * 2 + [[(a, 0.95) for a in ahead]] * 3
+    peaks = [heard_at(((100.0 + 40.0 * k * HOP) % 360.0, 0.15)) for k in range(12)] + [heard_at()] * 2 + \
+        [heard_at(*[(a, 0.15) for a in ahead])] * 3
+    out = [dec.update(outputs(f), 0.5 + k * HOP, peak=pk) for k, (f, pk) in enumerate(zip(frames, peaks))]
+    walker = out[11][0].id
+    near = [t.id for t in out[-1] if angular_distance_deg(t.azimuth_deg, ahead[0]) < 10.0]
+    assert len(out[-1]) == 2 and near == [walker], out[-1]
+
+
 def test_two_talkers_are_two_and_one_talker_is_never_two():
     _, out = run([[(30.0, 0.95), (150.0, 0.9)]] * 10)
     assert [sorted(t.id for t in o) for o in out[-3:]] == [[1, 2]] * 3
