@@ -460,9 +460,8 @@ class TemporalDecoder:
                         if paused is None else None
                     if walker is not None:
                         walker.take_over(tr, t_s, s)
-                        resumed.add(id(tr))
                         handed.add(id(walker))
-                        continue
+                        continue  # tr ends: the walker is who it heard
                     if paused is not None:
                         tr.id, tr.number = paused.id, paused.number
                         resumed.add(id(paused))

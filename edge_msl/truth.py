@@ -171,6 +171,33 @@ def _hits(est: Sequence[float], true: Sequence[float], max_deg: float) -> list[t
     return [p for p in match(est, true, max_deg) if p[2] <= max_deg]
 
 
+def message_matches(az: Sequence[float], truth: Sequence[TrueSource], t_s: float, window_s: float,
+                    max_deg: float = HIT_DEG) -> tuple[list[int], list[tuple[int, int, float, bool]]]:
+    """One message's outputs (azimuths ``az``, window ending at ``t_s``) matched to the talkers:
+    the talkers who must be listed (:func:`present`), and ``(output, talker, error, required)`` for
+    every match, first to those talkers (:func:`match` within ``max_deg``), then of the outputs
+    left to the other talkers with any voice in the window (:func:`audible`, not required)."""
+    req = present(truth, t_s, window_s)
+    opt = [k for k in audible(truth, t_s, window_s) if k not in req]
+    pairs = [(i, req[j], err, True) for i, j, err in _hits(az, [truth[k].azimuth_at(t_s) for k in req], max_deg)]
+    used = {i for i, _, _, _ in pairs}
+    rest = [i for i in range(len(az)) if i not in used]
+    pairs += [(rest[i], opt[j], err, False)
+              for i, j, err in _hits([az[i] for i in rest], [truth[k].azimuth_at(t_s) for k in opt], max_deg)]
+    return req, pairs
+
+
+def voiced_turns(src: TrueSource) -> list[tuple[int, float, float]]:
+    """``(n, voice on, voice off)`` of each of the talker's turns (``active_s``, in order; ``n`` its
+    index there) that holds any voice."""
+    out = []
+    for n, (a, b) in enumerate(sorted(src.active_s)):
+        voiced = [(max(a, va), min(b, vb)) for va, vb in src.voice if min(b, vb) > max(a, va)]
+        if voiced:
+            out.append((n, voiced[0][0], voiced[-1][1]))
+    return out
+
+
 def score_parts(messages: Iterable[dict[str, Any]], truth: Sequence[TrueSource], window_s: float,
                 max_deg: float = HIT_DEG) -> dict[str, Any]:
     """Raw counts and lists of one recording, to be summed over recordings by :func:`summarize`.
@@ -196,23 +223,17 @@ def score_parts(messages: Iterable[dict[str, Any]], truth: Sequence[TrueSource],
         t = float(m["t_s"])
         srcs = m["sources"]
         az = [float(s["azimuth_deg"]) for s in srcs]
-        req = present(truth, t, window_s)
-        opt = [k for k in audible(truth, t, window_s) if k not in req]
+        req, pairs = message_matches(az, truth, t, window_s, max_deg)
         p["required"] += len(req)
         p["outputs"] += len(srcs)
-        hits = _hits(az, [truth[k].azimuth_at(t) for k in req], max_deg)
-        used = {i for i, _, _ in hits}
-        for i, j, err in hits:
-            k = req[j]
-            p["hits"] += 1
-            p["err"].append(err)
-            if truth[k].speed_deg_s(t) >= MOVING_DEG_S:
-                p["err_moving"].append(err)
+        for i, k, err, required in pairs:
+            if required:
+                p["hits"] += 1
+                p["err"].append(err)
+                if truth[k].speed_deg_s(t) >= MOVING_DEG_S:
+                    p["err_moving"].append(err)
             matched[k].append((t, srcs[i].get("id")))
-        rest = [i for i in range(len(srcs)) if i not in used]
-        for i, j, err in _hits([az[i] for i in rest], [truth[k].azimuth_at(t) for k in opt], max_deg):
-            used.add(rest[i])
-            matched[opt[j]].append((t, srcs[rest[i]].get("id")))
+        used = {i for i, _, _, _ in pairs}
         left = [i for i in range(len(srcs)) if i not in used]
         near_req = [i for i in left if any(angular_distance_deg(az[i], truth[k].azimuth_at(t)) <= max_deg
                                            for k in req)]
@@ -221,11 +242,7 @@ def score_parts(messages: Iterable[dict[str, Any]], truth: Sequence[TrueSource],
         unexplained.append((t, [az[i] for i in left]))
     for k, s in enumerate(truth):
         turns = sorted(s.active_s)
-        for n, (a, b) in enumerate(turns):
-            voiced = [(max(a, va), min(b, vb)) for va, vb in s.voice if min(b, vb) > max(a, va)]
-            if not voiced:
-                continue
-            on, off = voiced[0][0], voiced[-1][1]
+        for n, on, off in voiced_turns(s):
             p["turns"] += 1
             seen = [(t, i) for t, i in matched[k] if on <= t <= off + window_s]
             if not seen:
@@ -391,4 +408,4 @@ def _polar_view(polar: Any, by_id: dict[Any, list[tuple[float, float, bool]]], t
 
 
 __all__ = ["TRUTH_FORMAT", "HIT_DEG", "PRESENT_VOICED_S", "TruthError", "TrueSource", "load_truth", "present",
-           "audible", "match", "score_parts", "summarize", "score", "plot"]
+           "audible", "match", "message_matches", "voiced_turns", "score_parts", "summarize", "score", "plot"]

@@ -20,27 +20,19 @@ import dataclasses
 import json
 
 from edge_msl.regions import wrap180
-from edge_msl.truth import _hits, audible, present
+from edge_msl.truth import message_matches, voiced_turns
 from experiments.newest_audio import Scenes, velocity
 
 KINDS = ("swap", "newborn, old listed", "newborn, old gone", "existing")
 
 
 def matched_ids(truth, msgs, window_s):
-    """Per talker: (t_s, id, azimuth) of every output matched to them (required talkers first)."""
+    """Per talker: (t_s, id, azimuth) of every output matched to them, as ``score_parts`` matches."""
     matched = [[] for _ in truth]
     for m in msgs:
-        t, srcs = m["t_s"], m["sources"]
-        az = [s["azimuth_deg"] for s in srcs]
-        req = present(truth, t, window_s)
-        opt = [k for k in audible(truth, t, window_s) if k not in req]
-        hits = _hits(az, [truth[k].azimuth_at(t) for k in req], 20.0)
-        used = {i for i, _, _ in hits}
-        for i, j, _ in hits:
-            matched[req[j]].append((t, srcs[i]["id"], az[i]))
-        rest = [i for i in range(len(srcs)) if i not in used]
-        for i, j, _ in _hits([az[i] for i in rest], [truth[k].azimuth_at(t) for k in opt], 20.0):
-            matched[opt[j]].append((t, srcs[rest[i]]["id"], az[rest[i]]))
+        az = [s["azimuth_deg"] for s in m["sources"]]
+        for i, k, _, _ in message_matches(az, truth, m["t_s"], window_s)[1]:
+            matched[k].append((m["t_s"], m["sources"][i]["id"], az[i]))
     return matched
 
 
@@ -54,11 +46,7 @@ def switches(truth, msgs, window_s):
             first.setdefault(s["id"], m["t_s"])
     turns, out = 0, []
     for k, src in enumerate(truth):
-        for a, b in sorted(src.active_s):
-            voiced = [(max(a, va), min(b, vb)) for va, vb in src.voice if min(b, vb) > max(a, va)]
-            if not voiced:
-                continue
-            on, off = voiced[0][0], voiced[-1][1]
+        for _, on, off in voiced_turns(src):
             turns += 1
             seen = [x for x in matched[k] if on <= x[0] <= off + window_s]
             for (t0, i0, a0), (t1, i1, a1) in zip(seen, seen[1:]):
