@@ -281,6 +281,127 @@ def summarize(dirs: list[str]) -> None:
         print(_grid_row(r, d, ok))
 
 
+RESCORE_HEADER = ("| positions | seed | a | threshold | fresh: DOA err before → after (°) | change | F1 before → after | "
+                  "recall before → after | validation: held-out err before → after (margin) | validation: F1, "
+                  "recall (pooled) before → after | installed |\n"
+                  "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+
+
+def rescore(args, dirs: list[str], work: Path) -> list:
+    """Earlier ``--grid`` sessions' fine-tuned weights mixed with the original ones (``--interpolate``: a * w_ft +
+    (1 - a) * w_0, WiSE-FT), each converted to int8 as the session converts, and scored at fresh positions and by
+    the session's own validation and install rule, decoded at each of ``--thresholds``. The fine-tune is the
+    session's own, so a row is what ``calibrate all`` with ``weight_interpolation=a`` and that threshold gives."""
+    import keras
+
+    from train_tf.calibrate import validate as validate_module
+
+    # a model's outputs on a set are computed once and decoded at each threshold (validate() re-reads the set)
+    validate_module.score_model = _cached_score_model
+    array = get_array("uca8-r10")
+    bank = None
+    alphas = [float(v) for v in args.interpolate.split(",")]
+    thresholds = [float(v) for v in args.thresholds.split(",")]
+    rows = []
+    print(RESCORE_HEADER, flush=True)
+    s0 = cal.CalibrationSettings()
+    for d in dirs:
+        if (Path(d) / "av16" / "set.npz").exists():  # an --av16 run: its validation sets are AV16.3's
+            rows += _rescore_av16(Path(d) / "av16", alphas, thresholds, work, array, args.keras_model)
+            (work / "rescore.json").write_text(json.dumps(rows, indent=2, default=str))
+            continue
+        for r in json.loads((Path(d) / "grid.json").read_text()):
+            session = cal.Session(Path(d) / f"p{r['positions']}-s{r['seed']}" / "session")
+            sub = argparse.Namespace(**{**vars(args), "seed": r["seed"]})
+            if bank is None and not (Path(args.cache) / f"standin-test-s{r['seed']}-n{args.heldout}.npz").exists():
+                from train_tf.signals import DryBank
+                bank = DryBank.load(args.bank)
+            test = standin_test(sub, array, bank)
+            before = json.loads((Path(args.cache) / f"standin-test-s{r['seed']}-n{args.heldout}.before.json").read_text())
+            packaged = cal.installed_model(work / "none", array)
+            where = work / f"p{r['positions']}-s{r['seed']}"
+            for a, tfl in _interpolated_models(session, alphas, where, args.keras_model):
+                for thr in thresholds:
+                    after = _score_at(tfl, array, test["audio"], test["azimuth_deg"], thr)
+                    v = cal.validate(session, packaged, tfl, after_threshold=thr, write=False)
+                    dec = decision_sets(v["sets"], v["per_position"] if v["heldout_positions"] else {}, s0)
+                    ok, why = cal.is_better(dec["before"], dec["after"], s0.f1_tolerance, s0.recall_tolerance,
+                                            dec["error_margin_deg"])
+                    row = {"positions": r["positions"], "seed": r["seed"], "alpha": a, "threshold": thr,
+                           "fresh": {"before": before, "after": after}, "decision": dec, "installed": ok, "why": why}
+                    rows.append(row)
+                    b, af, db, da = before, after, dec["before"], dec["after"]
+                    print(f"| {r['positions']} | {r['seed']} | {a:g} | {thr:g} | {b['err_mean']:.2f} → "
+                          f"{af['err_mean']:.2f} | {_pct(b['err_mean'], af['err_mean'])} | {b['f1']:.3f} → "
+                          f"{af['f1']:.3f} | {b['recall']:.3f} → {af['recall']:.3f} | {db['err_mean']:.2f} → "
+                          f"{da['err_mean']:.2f} (±{dec['error_margin_deg']:.2f}) | {db['f1']:.3f} → {da['f1']:.3f}, "
+                          f"{db['recall']:.3f} → {da['recall']:.3f} | {'yes' if ok else 'no'} |", flush=True)
+                    (work / "rescore.json").write_text(json.dumps(rows, indent=2, default=str))
+            keras.backend.clear_session()
+    return rows
+
+
+def _interpolated_models(session, alphas, work: Path, keras_model: str):
+    """(a, int8 model) for each a: the session's fine-tuned weights mixed with the original ones, converted."""
+    from train_tf.model_dir import PARAMS, WEIGHTS, default_weights, load_model
+
+    model, _ = load_model(keras_model, default_weights(keras_model))
+    original = [v.numpy() for v in model.weights]
+    model.load_weights(session.dir / "model" / WEIGHTS)
+    tuned = [v.numpy() for v in model.weights]
+    for a in alphas:
+        for v, w in zip(model.weights, tuned):
+            v.assign(w)
+        cal.interpolate_weights(model, original, a)
+        mdir = work / f"a{a:g}"
+        mdir.mkdir(parents=True, exist_ok=True)
+        model.save_weights(mdir / WEIGHTS)
+        (mdir / PARAMS).write_text((session.dir / "model" / PARAMS).read_text())
+        yield a, cal.convert_model(session, mdir, mdir / "build" / f"{session.array.name}.tflite")
+
+
+def _rescore_av16(where: Path, alphas, thresholds, work: Path, array, keras_model: str) -> list:
+    """An --av16 run's fine-tune mixed with the original weights at each a, scored on its AV16.3 sets."""
+    session = cal.Session(where)
+    packaged = cal.installed_model(work / "none", array)
+    rows = []
+    for a, tfl in _interpolated_models(session, alphas, work / "av16", keras_model):
+        for thr in thresholds:
+            v = cal.validate(session, packaged, tfl, after_threshold=thr, write=False)
+            rows.append({"av16": True, "alpha": a, "threshold": thr, "sets": v["sets"]})
+            m, s1 = v["sets"]["mixture"], v["sets"]["single"]
+            print(f"| AV16.3 mixtures / singles | - | {a:g} | {thr:g} | {m['before']['err_mean']:.2f} → "
+                  f"{m['after']['err_mean']:.2f} | {_pct(m['before']['err_mean'], m['after']['err_mean'])} | "
+                  f"{m['before']['f1']:.3f} → {m['after']['f1']:.3f} | {m['before']['recall']:.3f} → "
+                  f"{m['after']['recall']:.3f} | singles {s1['before']['err_mean']:.2f} → {s1['after']['err_mean']:.2f} "
+                  f"| F1 {s1['before']['f1']:.3f} → {s1['after']['f1']:.3f} | - |", flush=True)
+    return rows
+
+
+_OUTPUTS: dict = {}
+
+
+def _cached_score_model(tflite, array, audio, az, match_deg=20.0, threshold=None):
+    """``score_model`` with each model's outputs on a set kept (keyed by the model file and the set's bytes)."""
+    import hashlib
+
+    from edge_msl.regions import decode
+    from edge_msl.runtime import load_model
+    from train_tf.evaluate import score_detections
+
+    key = (str(tflite), Path(tflite).stat().st_mtime_ns, hashlib.sha1(np.ascontiguousarray(audio).tobytes()).hexdigest())
+    if key not in _OUTPUTS:
+        m = load_model(tflite, array=array)
+        _OUTPUTS[key] = (m.info, [m.outputs(w) for w in audio])
+    info, outs = _OUTPUTS[key]
+    dets = [decode(info.layout, o, info.threshold if threshold is None else threshold) for o in outs]
+    return score_detections(dets, az, np.zeros(az.shape), match_deg)
+
+
+def _score_at(tflite, array, audio, az, threshold):
+    return cal._summary(_cached_score_model(tflite, array, audio, az, threshold=threshold))
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--standin", action="store_true", help="run the stand-in room (default: both)")
@@ -314,9 +435,20 @@ def main(argv=None) -> int:
                    help="simulate a pool of this many windows once (in --cache) and draw from it (0: per session)")
     p.add_argument("--summarize", nargs="+", default=None, metavar="DIR",
                    help="print the --grid table of earlier --out DIRs (install decision by today's rule)")
+    p.add_argument("--rescore", nargs="+", default=None, metavar="DIR",
+                   help="earlier --grid --out DIRs: their fine-tuned weights mixed with the original ones at each "
+                        "--interpolate a, converted and scored at fresh positions and by the session's validation")
+    p.add_argument("--interpolate", default="0.5,0.7,0.9,1", metavar="A,A,...",
+                   help="--rescore: the mixes a * w_ft + (1 - a) * w_0 (WiSE-FT) to score")
+    p.add_argument("--thresholds", default="0.25", metavar="T,T,...", help="--rescore: decode thresholds to score")
     args = p.parse_args(argv)
     if args.summarize:
         summarize(args.summarize)
+        return 0
+    if args.rescore:
+        work = Path(args.out or tempfile.mkdtemp(prefix="calibrate-rescore-"))
+        work.mkdir(parents=True, exist_ok=True)
+        rescore(args, args.rescore, work)
         return 0
     if not args.sim_data and args.sim_pool > 0 and args.sim_bank and (args.standin or args.av16
                                                                    or not (args.standin or args.av16)):

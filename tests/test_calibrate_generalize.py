@@ -191,3 +191,87 @@ def test_build_holds_out_whole_positions_and_keeps_turned_copies_off_them(tmp_pa
     # 8 positions 45 deg apart all turn onto the same 8 directions and their 8 mirror images; the 2 on the
     # held-out positions are left out: 14, against 6 recorded
     assert len(np.unique(np.round(train_az) % 360)) == 14
+
+
+def test_hybrid_sums_add_a_simulated_talker_elsewhere_at_the_real_ones_level():
+    rng = np.random.default_rng(9)
+    real_az = np.array([10.0, 100.0, 250.0])
+    train = {"audio": np.stack([np.round(far_field(a, rng.standard_normal(8000)) * 2000).astype(np.int16)
+                                for a in real_az]),
+             "azimuth_deg": np.stack([real_az, np.full(3, np.nan)], axis=1), "distance_m": np.full((3, 2), np.nan),
+             "position": np.stack([np.arange(3), -np.ones(3, np.int64)], axis=1), "kind": np.array(["single"] * 3)}
+    sim_az = np.array([[20.0, np.nan, np.nan, np.nan], [200.0, np.nan, np.nan, np.nan], [30.0, 90.0, np.nan, np.nan]])
+    sim = {"audio": np.stack([np.round(far_field(a, rng.standard_normal(8000)) * 300).astype(np.int16)
+                              for a in sim_az[:, 0]]),
+           "azimuth_deg": sim_az, "distance_m": np.where(np.isfinite(sim_az), 1.5, np.nan),
+           "level_db": np.zeros((3, 4))}
+    hyb = cal.build._hybrid_sums(train, sim, 40, 30.0, 3.0, np.random.default_rng(0))
+    assert len(hyb["audio"]) == 40 and (hyb["kind"] == "mixture").all()
+    # only the one-source simulated window 30 deg or more away (200 deg; 20 deg is within 30 of 10 deg and the
+    # two-source one is never used) and the real window's own label
+    assert set(hyb["azimuth_deg"][:, 1]) <= {20.0, 200.0}
+    assert (angular_distance_deg(hyb["azimuth_deg"][:, 0], hyb["azimuth_deg"][:, 1]) >= 30.0).all()
+    assert np.allclose(hyb["distance_m"][:, 1], 1.5)
+    for w, (a, b) in zip(hyb["audio"], hyb["azimuth_deg"]):
+        i, j = int(np.flatnonzero(real_az == a)[0]), int(np.flatnonzero(sim_az[:, 0] == b)[0])
+        rest = w.astype(np.float64) - train["audio"][i]  # sound adds: what is left is the scaled simulated one
+        g = float(np.sum(rest * sim["audio"][j]) / np.sum(sim["audio"][j].astype(np.float64) ** 2))
+        assert np.abs(rest - g * sim["audio"][j]).max() <= 1.0  # int16 rounding
+        level = 20 * np.log10(g * np.std(sim["audio"][j].astype(np.float64)) / np.std(train["audio"][i].astype(float)))
+        assert abs(level) <= 3.0 + 0.05
+
+
+def test_weights_are_interpolated_towards_the_original_ones():
+    keras = pytest.importorskip("keras")
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="d")])
+    w0 = [v.numpy() for v in model.weights]
+    tuned = [w + 1.0 + np.arange(w.size).reshape(w.shape) for w in w0]
+    for v, w in zip(model.weights, tuned):
+        v.assign(w)
+    cal.interpolate_weights(model, w0, 0.7)
+    for v, a, b in zip(model.weights, tuned, w0):
+        assert np.allclose(v.numpy(), 0.7 * a + 0.3 * b, atol=1e-6)
+    with pytest.raises(ValueError):
+        cal.interpolate_weights(model, w0[:1], 0.5)
+
+
+def test_finetune_keeps_the_default_mix_of_the_tuned_and_the_original_weights(tmp_path, monkeypatch):
+    """``finetune`` hands its trained model and the weights it started from to ``interpolate_weights`` with the
+    default a (0.9), and what it saves is that mix (frozen weights equal the original ones, trained ones moved
+    by 0.9 of the fine-tune)."""
+    pytest.importorskip("keras")
+    import importlib
+
+    from train_tf.model_dir import load_model
+
+    ft_module = importlib.import_module("train_tf.calibrate.finetune")  # the module, not the re-exported function
+
+    keras_dir = cal.default_keras_model("uca8-r10")
+    if not (keras_dir / "params.json").exists():
+        pytest.skip(f"{keras_dir} (the float model) is not in this checkout")
+    assert cal.CalibrationSettings().weight_interpolation == 0.9
+    rng = np.random.default_rng(3)
+    settings = cal.CalibrationSettings(epochs=1, batch_size=8, train_layers=("heads",))
+    session = cal.Session.create(tmp_path / "s", ARRAY, FS, 8000, None, settings)
+    az = np.array([[40.0, np.nan], [200.0, np.nan]] * 4)
+    audio = np.stack([np.round(far_field(a, rng.standard_normal(8000)) * 2000).astype(np.int16) for a in az[:, 0]])
+    np.savez(session.dir / "set.npz", train_audio=audio, train_azimuth_deg=az, train_distance_m=np.full(az.shape, 1.5),
+             sim_audio=audio[:0], sim_azimuth_deg=np.zeros((0, 4)), sim_distance_m=np.zeros((0, 4)),
+             sim_level_db=np.zeros((0, 4)))
+    seen = {}
+    real = ft_module.interpolate_weights
+
+    def spy(model, original, alpha):
+        seen["tuned"] = [v.numpy() for v in model.weights]
+        seen["original"], seen["alpha"] = original, alpha
+        real(model, original, alpha)
+
+    monkeypatch.setattr(ft_module, "interpolate_weights", spy)
+    cal.finetune(session, keras_dir)
+    assert seen["alpha"] == 0.9
+    saved, _ = load_model(session.dir / "model")
+    moved = 0
+    for v, tuned, w0 in zip(saved.weights, seen["tuned"], seen["original"]):
+        assert np.allclose(v.numpy(), 0.9 * tuned + 0.1 * w0, atol=1e-6)
+        moved += not np.allclose(tuned, w0)
+    assert moved > 0  # the heads did train

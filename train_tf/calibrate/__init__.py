@@ -13,7 +13,7 @@ from edge_msl.regions import angular_distance_deg  # noqa: F401  (tests and benc
 
 from .build import (array_symmetries, build_set, clip_windows, heldout_positions, moving_windows,  # noqa: F401
                     simulated_windows, turn_azimuth, turn_windows)
-from .finetune import choose_threshold, default_keras_model, finetune
+from .finetune import choose_threshold, default_keras_model, finetune, interpolate_weights
 from .install import install, installed_model, notify_daemon, rollback
 from .int8 import convert_model
 from .label import (FrontEnd, SrpLabel, estimate_front_end, label_moving, label_positions, session_front_end,
@@ -30,5 +30,5 @@ __all__ = ["CalibrationError", "CalibrationSettings", "Session", "SrpLabel", "sr
            "label_positions", "record_clip", "build_set", "simulated_windows", "finetune", "convert_model",
            "validate", "is_better", "install", "rollback", "notify_daemon", "installed_model", "report", "run_all",
            "PerturbedArray", "StandInRoom", "FrontEnd", "array_symmetries", "turn_windows", "turn_azimuth",
-           "heldout_positions", "label_moving", "moving_windows", "choose_threshold", "estimate_front_end",
+           "heldout_positions", "label_moving", "moving_windows", "choose_threshold", "interpolate_weights", "estimate_front_end",
            "session_front_end", "standin_mixtures", "dry_speech", "default_keras_model", "DEFAULT_STATE_DIR"]

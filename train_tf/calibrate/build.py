@@ -168,6 +168,35 @@ def _turned_mixtures(clips: dict[int, np.ndarray], starts: dict[int, np.ndarray]
     return out
 
 
+def _hybrid_sums(train: dict[str, np.ndarray], sim: dict[str, np.ndarray], n: int, min_sep_deg: float,
+                 level_db: float, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """``n`` sums of a real single training window and a simulated one-source window ``min_sep_deg`` away from
+    it, the simulated one scaled to the real one's RMS within +/- ``level_db`` (sound adds: exact labels)."""
+    window, m = train["audio"].shape[1:]
+    real = np.flatnonzero(train["kind"] == "single")
+    one = np.flatnonzero(np.sum(np.isfinite(sim["azimuth_deg"]), axis=1) == 1)
+    out: dict[str, list] = {"audio": [], "azimuth_deg": [], "distance_m": [], "position": []}
+    if not len(real) or not len(one):
+        return _empty(window, m)
+    rms = lambda w: float(np.sqrt(np.mean(w.astype(np.float64) ** 2))) + 1e-9  # noqa: E731
+    for _ in range(50 * n):
+        if len(out["audio"]) >= n:
+            break
+        i, j = int(rng.choice(real)), int(rng.choice(one))
+        a_real = float(train["azimuth_deg"][i, 0])
+        k = int(np.flatnonzero(np.isfinite(sim["azimuth_deg"][j]))[0])
+        a_sim = float(sim["azimuth_deg"][j, k])
+        if angular_distance_deg(a_real, a_sim) < min_sep_deg:
+            continue
+        w_real, w_sim = train["audio"][i], sim["audio"][j]
+        g = rms(w_real) / rms(w_sim) * 10.0 ** (rng.uniform(-level_db, level_db) / 20.0)
+        out["audio"].append(_sum_int16([w_real, w_sim], [1.0, g]))
+        out["azimuth_deg"].append([a_real, a_sim])
+        out["distance_m"].append([float(train["distance_m"][i, 0]), float(sim["distance_m"][j, k])])
+        out["position"].append([int(train["position"][i, 0]), -1])
+    return _pack(out, "mixture", window, m)
+
+
 def moving_windows(audio: np.ndarray, labels: dict[str, Any], window: int, sample_rate_hz: int, syms: list,
                    front_end: "FrontEnd | None", *, max_singles: int, copies: int, n_mixtures: int,
                    min_sep_deg: float, min_gap_s: float, level_db: float, rng: np.random.Generator,
@@ -317,6 +346,12 @@ def build_set(session: Session, *, sim_data: str | Path | None = None, bank: str
     sim = simulated_windows(session, n_sim, sim_data=sim_data, bank=bank, workers=workers)
     for k, v in sim.items():
         out[f"sim_{k}"] = v
+    if s.n_hybrid_mixtures > 0:
+        # its own generator: the rest of the set stays what it is without hybrid sums
+        hyb = _hybrid_sums(_cat(*train), sim, s.n_hybrid_mixtures, s.min_mix_separation_deg, s.mix_level_db,
+                           np.random.default_rng([s.seed, 17]))
+        for k, v in hyb.items():
+            out[f"train_{k}"] = np.concatenate([out[f"train_{k}"], v])
     out["position_names"] = np.array([p["name"] for p in positions])
     out["heldout_positions"] = out_mask
     tmp = session.dir / "set.tmp.npz"

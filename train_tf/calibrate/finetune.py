@@ -106,18 +106,32 @@ def finetune(session: Session, keras_model: str | Path | None = None, progress: 
         thr0 = float(params.get("decode", {}).get("threshold", 0.5))
         base_recall = _summary(score_detections([decode(layout, o, thr0) for o in pred0], data["tune_azimuth_deg"],
                                                 np.zeros(data["tune_azimuth_deg"].shape), 20.0))["recall"]
+    original = [v.numpy() for v in model.weights]
+    anchors = [(v, v.numpy()) for v in model.trainable_weights] if s.anchor_decay > 0 else []
     rng = np.random.default_rng(s.seed)
     t0 = time.perf_counter()
     history = []
+    swa = None
     for epoch in range(s.epochs):
         order = rng.permutation(len(x))
         losses = []
         for b in range(0, len(order), s.batch_size):
             i = np.sort(order[b:b + s.batch_size])
             losses.append(float(model.train_on_batch(x[i], y[i])))
+            for v, w0 in anchors:
+                v.assign(v - s.anchor_decay * (v - w0))
         history.append(float(np.mean(losses)))
+        if epoch >= s.epochs - s.average_last_epochs and s.average_last_epochs > 1:
+            snap = [v.numpy() for v in model.weights]
+            swa = snap if swa is None else [a + b for a, b in zip(swa, snap)]
         if progress:
             progress(f"epoch {epoch + 1}/{s.epochs}: loss {history[-1]:.4f}")
+    if swa is not None:
+        n_avg = min(s.average_last_epochs, s.epochs)
+        for v, w in zip(model.weights, swa):
+            v.assign(w / n_avg)
+    if s.weight_interpolation != 1.0:
+        interpolate_weights(model, original, s.weight_interpolation)
     seconds = time.perf_counter() - t0
     out = session.dir / "model"
     out.mkdir(exist_ok=True)
@@ -135,11 +149,21 @@ def finetune(session: Session, keras_model: str | Path | None = None, progress: 
     new_params["calibrated"] = {
         "from": str(src), "session": str(session.dir), "train_layers": list(s.train_layers),
         "trainable_parameters": n_trainable, "epochs": s.epochs, "learning_rate": s.learning_rate,
+        "average_last_epochs": s.average_last_epochs, "weight_interpolation": s.weight_interpolation, "anchor_decay": s.anchor_decay,
         "windows": {"real": int(len(x_real)), "simulated": int(len(x_sim))}, "loss": history,
         "threshold": tuned}
     (out / PARAMS).write_text(json.dumps(new_params, indent=2))
     return {"seconds": seconds, "windows": int(len(x)), "trainable_parameters": n_trainable, "loss": history,
             "threshold": tuned}
+
+
+def interpolate_weights(model: Any, original: Sequence[np.ndarray], alpha: float) -> None:
+    """Set every weight of ``model`` to ``alpha * w + (1 - alpha) * w_0``, ``original`` being its weights
+    before fine-tuning in ``model.weights`` order (WiSE-FT; frozen weights are equal, so stay as they are)."""
+    if len(original) != len(model.weights):
+        raise ValueError(f"{len(original)} original weights for a model of {len(model.weights)}")
+    for v, w0 in zip(model.weights, original):
+        v.assign(alpha * v.numpy() + (1.0 - alpha) * w0)
 
 
 def choose_threshold(layout: RegionLayout, outputs: np.ndarray, az: np.ndarray, default: float,

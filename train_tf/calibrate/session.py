@@ -77,6 +77,11 @@ class CalibrationSettings(Settings):
     """Each clip of a mixture is scaled by a random gain within +/- this."""
     n_mixtures: int = setting(200, integer(0))
     """Real two-source windows (sums of clips) for training."""
+    n_hybrid_mixtures: int = setting(0, integer(0))
+    """Two-source training windows summed from a real single window (recorded or turned) and a simulated
+    one-source window at another direction (given the estimated mic errors, scaled to the real one's level
+    within +/- ``mix_level_db``): the user's room at the recorded directions heard together with talkers
+    anywhere. 0: none."""
     n_val_mixtures: int = setting(100, integer(0))
     """Real two-source windows for validation (from the held-out parts)."""
     max_singles: int = setting(200, integer(0))
@@ -102,6 +107,16 @@ class CalibrationSettings(Settings):
     """Fine-tuning batch (real and simulated windows shuffled together)."""
     learning_rate: float = setting(2e-4, number(0.0, 1.0, lo_open=True))
     """Adam learning rate (small: the model is adapted, not retrained)."""
+    average_last_epochs: int = setting(0, integer(0))
+    """The weights kept are the mean of those at the end of each of the last this many epochs (stochastic weight
+    averaging: the noise of the last steps averaged out); 0 or 1: the weights after the last step."""
+    weight_interpolation: float = setting(0.9, number(0.0, 1.0, lo_open=True))
+    """The weights kept are this mix of the fine-tuned ones and the original ones, ``a * w_ft + (1 - a) * w_0``
+    (WiSE-FT). 0.9 keeps recall at places never recorded where the weights as trained (1) lost up to 0.018 of
+    it, with the same error cut there (docs/experiments/calibration-generalization.md, round 2)."""
+    anchor_decay: float = setting(0.0, number(0.0, 1.0, hi_open=True))
+    """After every step, each trained weight is pulled this fraction of the way back to its original value
+    (L2-SP, decoupled as AdamW decouples weight decay); 0: not pulled."""
     train_layers: tuple[str, ...] = setting(("conv0", "conv6", "conv7", "dense", "heads"), _layer_names)
     """Layers whose weights are trained; every other layer and all batch-norm statistics are frozen."""
     calib_windows: int = setting(100, integer(1))

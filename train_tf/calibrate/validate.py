@@ -17,13 +17,14 @@ from .session import CalibrationError, CalibrationSettings, Session, _write_json
 
 
 def score_model(tflite: str | Path, array: MicArray, audio: np.ndarray, az: np.ndarray,
-                match_deg: float = 20.0) -> list[dict[str, Any]]:
-    """Per-window scoring rows (``train_tf.evaluate.score``) of an int8 model through the device runtime."""
+                match_deg: float = 20.0, threshold: float | None = None) -> list[dict[str, Any]]:
+    """Per-window scoring rows (``train_tf.evaluate.score``) of an int8 model through the device runtime
+    (``threshold``: decode at this instead of the model's own)."""
     from edge_msl.runtime import load_model
     from train_tf.evaluate import score_detections
 
     model = load_model(tflite, array=array)
-    dets = [model.detections(w) for w in audio]
+    dets = [model.detections(w, threshold) for w in audio]
     return score_detections(dets, az, np.zeros(az.shape), match_deg)
 
 
@@ -36,8 +37,10 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 
-def validate(session: Session, before: str | Path, after: str | Path | None = None) -> dict[str, Any]:
-    """Held-out real windows (singles per position, mixtures) scored before and after; writes validation.json."""
+def validate(session: Session, before: str | Path, after: str | Path | None = None, *,
+             after_threshold: float | None = None, write: bool = True) -> dict[str, Any]:
+    """Held-out real windows (singles per position, mixtures) scored before and after; writes validation.json
+    (``write``; ``after_threshold``: the calibrated model decoded at this instead of its own threshold)."""
     after = Path(after or session.dir / "build" / f"{session.array.name}.tflite")
     if not after.exists():
         raise CalibrationError(f"{after} not found; run 'edge-msl calibrate convert' first")
@@ -50,8 +53,9 @@ def validate(session: Session, before: str | Path, after: str | Path | None = No
     result: dict[str, Any] = {"before": str(before), "after": str(after), "sets": {}, "per_position": {},
                               "heldout_positions": held}
     rows = {}
+    thresholds = {"before": None, "after": after_threshold}
     for tag, path in (("before", before), ("after", after)):
-        rows[tag] = score_model(path, session.array, audio, az)
+        rows[tag] = score_model(path, session.array, audio, az, threshold=thresholds[tag])
     for subset, mask in (("single", kind == "single"), ("mixture", kind == "mixture"), ("all", np.ones(len(kind), bool))):
         result["sets"][subset] = {tag: _summary([r for r, m in zip(rows[tag], mask) if m]) for tag in rows}
     for i, name in enumerate(names):
@@ -60,7 +64,7 @@ def validate(session: Session, before: str | Path, after: str | Path | None = No
             result["per_position"][name] = {tag: _summary([r for r, m in zip(rows[tag], mask) if m]) for tag in rows}
     if tune is not None and len(tune["audio"]):
         # the recorded positions' later parts: what the model learnt there (not what decides the install)
-        trows = {tag: score_model(path, session.array, tune["audio"], tune["azimuth_deg"])
+        trows = {tag: score_model(path, session.array, tune["audio"], tune["azimuth_deg"], threshold=thresholds[tag])
                  for tag, path in (("before", before), ("after", after))}
         for subset in ("single", "mixture"):
             mask = tune["kind"] == subset
@@ -70,7 +74,8 @@ def validate(session: Session, before: str | Path, after: str | Path | None = No
     result["better"], result["why"] = is_better(result["decision"]["before"], result["decision"]["after"],
                                                 session.settings.f1_tolerance, session.settings.recall_tolerance,
                                                 result["decision"]["error_margin_deg"])
-    _write_json(session.dir / "validation.json", result)
+    if write:
+        _write_json(session.dir / "validation.json", result)
     return result
 
 
