@@ -246,9 +246,22 @@ def test_finetune_keeps_the_default_mix_of_the_tuned_and_the_original_weights(tm
 
     ft_module = importlib.import_module("train_tf.calibrate.finetune")  # the module, not the re-exported function
 
-    keras_dir = cal.default_keras_model("uca8-r10")
-    if not (keras_dir / "params.json").exists():
-        pytest.skip(f"{keras_dir} (the float model) is not in this checkout")
+    import json
+
+    from train_tf.model import ModelConfig, build_model
+    from train_tf.model_dir import PARAMS, WEIGHTS
+
+    src = cal.default_keras_model("uca8-r10")
+    if not (src / PARAMS).exists():
+        pytest.skip(f"{src} (the float model's params) is not in this checkout")
+    # the shipped model's parameters with a tiny network: the same code path, in seconds
+    params = json.loads((src / PARAMS).read_text())
+    params["model"] = {**params["model"], "first_filters": 4, "block_filters": [4] * len(params["model"]["block_filters"]),
+                       "dense_units": 8}
+    keras_dir = tmp_path / "tiny"
+    keras_dir.mkdir()
+    build_model(ModelConfig.from_dict(params["model"])).save_weights(keras_dir / WEIGHTS)
+    (keras_dir / PARAMS).write_text(json.dumps(params))
     assert cal.CalibrationSettings().weight_interpolation == 0.9
     rng = np.random.default_rng(3)
     settings = cal.CalibrationSettings(epochs=1, batch_size=8, train_layers=("heads",))
