@@ -436,7 +436,7 @@ def main(argv=None) -> int:
     p.add_argument("--summarize", nargs="+", default=None, metavar="DIR",
                    help="print the --grid table of earlier --out DIRs (install decision by today's rule)")
     p.add_argument("--rescore", nargs="+", default=None, metavar="DIR",
-                   help="earlier --grid --out DIRs: their fine-tuned weights mixed with the original ones at each "
+                   help="earlier --grid or --av16 --out DIRs: their fine-tuned weights mixed with the original ones at each "
                         "--interpolate a, converted and scored at fresh positions and by the session's validation")
     p.add_argument("--interpolate", default="0.5,0.7,0.9,1", metavar="A,A,...",
                    help="--rescore: the mixes a * w_ft + (1 - a) * w_0 (WiSE-FT) to score")
