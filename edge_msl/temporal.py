@@ -77,6 +77,12 @@ class DecodeSettings(Settings):
     walking hypothesis' motion), heard in the newest audio (``now_min_strength``) where the walker is
     no longer heard, is that walker: they sped up or turned faster than the windows follow. The
     walker's track moves there and keeps its id (0: off; needs the pipeline's ``peak``)."""
+    hand_over_side_deg: float = setting(0.0, number(0.0, 180.0))
+    """... and a new talker confirmed up to this many degrees either side of a listed talker who moves
+    at least ``hand_over_side_rate_deg_s`` is that talker, on the same two conditions: a walker who
+    turned round, or whose track has not yet taken the walking hypothesis (0: off)."""
+    hand_over_side_rate_deg_s: float = setting(10.0, number(0.0, 1e4))
+    """... the speed of the walking hypothesis (whichever hypothesis is reported) that needs."""
     gate_deg: float = setting(25.0, number(0.0, 180.0, lo_open=True, hi_open=True, noun="degrees"))
     """A candidate farther than this from a track's predicted direction cannot continue it."""
     gate_opens_walking: bool = setting(False, boolean)
@@ -509,27 +515,37 @@ class TemporalDecoder:
 
     def _walker_behind(self, tr: _Track, tracks: list[_Track], peak: Any) -> _Track | None:
         """The walker (listed or paused) whom ``tr`` is up to ``hand_over_deg`` ahead of along their
-        motion, where the newest audio hears ``tr`` and no longer the walker where they are reported."""
+        motion, else the listed mover whom ``tr`` is up to ``hand_over_side_deg`` from on either side,
+        where the newest audio hears ``tr`` and no longer the walker where they are reported."""
         s = self.settings
-        if s.hand_over_deg <= 0 or peak is None:
+        if (s.hand_over_deg <= 0 and s.hand_over_side_deg <= 0) or peak is None:
             return None
         here = peak(float(wrap360(tr.az)), s.now_half_deg)
         if here is None or here[1] < s.now_min_strength:
             return None
+
+        def still_heard(old: _Track) -> bool:  # the walker is heard where they are: the new one is someone else
+            there, _ = old.blended(s)
+            found = peak(float(wrap360(there)), s.now_half_deg)
+            return found is not None and found[1] >= s.now_min_strength and \
+                abs(wrap180(found[0] - there)) < abs(wrap180(found[0] - tr.az))
+
         best, best_d = None, math.inf
         for old in tracks:
             if old is tr or old.number is None or not old.is_walking or old.moving.rate == 0.0:
                 continue
             ahead = wrap180(tr.az - old.moving.az) * math.copysign(1.0, old.moving.rate)
-            if not 0.0 < ahead <= s.hand_over_deg or ahead >= best_d:
+            if not 0.0 < ahead <= s.hand_over_deg or ahead >= best_d or (old.listed and still_heard(old)):
                 continue
-            if old.listed:
-                there, _ = old.blended(s)
-                found = peak(float(wrap360(there)), s.now_half_deg)
-                if found is not None and found[1] >= s.now_min_strength and \
-                        abs(wrap180(found[0] - there)) < abs(wrap180(found[0] - tr.az)):
-                    continue  # the walker is still heard where they are: the new one is someone else
             best, best_d = old, ahead
+        if best is not None or s.hand_over_side_deg <= 0:
+            return best
+        for old in tracks:
+            if old is tr or old.number is None or not old.listed or abs(old.moving.rate) < s.hand_over_side_rate_deg_s:
+                continue
+            d = abs(wrap180(tr.az - old.blended(s)[0]))
+            if d <= s.hand_over_side_deg and d < best_d and not still_heard(old):
+                best, best_d = old, d
         return best
 
     def _heard_starting(self, tr: _Track, peak: Any) -> bool:

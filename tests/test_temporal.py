@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge_msl.regions import RegionLayout, angular_distance_deg, encode
+from edge_msl.regions import Detection, RegionLayout, angular_distance_deg, encode
 from edge_msl.runtime import default_model_path, read_info
-from edge_msl.temporal import DecodeConfigError, DecodeSettings, TemporalDecoder
+from edge_msl.temporal import DecodeConfigError, DecodeSettings, TemporalDecoder, _Track
 
 HOP = 0.1
 # the shipped region layout, read as encoded (its decode-only fine_stretch undone)
@@ -254,6 +254,40 @@ def test_with_hand_over_a_walker_who_outruns_the_windows_keeps_the_id():
     assert {i for o in ids(DecodeSettings(), False) for i in o} == {1, 2}
     assert {i for o in ids(on, True) for i in o} == {1, 2}
 
+
+def test_with_hand_over_side_a_mover_takes_a_newcomer_on_either_side():
+    """``hand_over_side_deg``: a newcomer heard up to that far from a listed talker who moves at least
+    ``hand_over_side_rate_deg_s`` and is no longer heard where reported is that talker, behind them as
+    well as ahead (a walker who turned round, or one not yet taken for walking). Not a talker who is
+    still heard there, nor one who does not move, nor one beyond the distance."""
+    def mover_and_newcomer(rate, offset, settings):
+        dec = TemporalDecoder(LAYOUT, settings)
+        for k in range(8):  # a listed talker whose windows move at ``rate``
+            dec.update(outputs([(100.0 + rate * k * HOP, 0.9)]), 0.5 + k * HOP)
+        old = dec._tracks[0]
+        at = float(old.blended(settings)[0])
+        new = _Track(Detection(at + offset, 2.0, 0.9, 0), 0.5 + 8 * HOP, settings)
+        return dec, old, new, at
+
+    on = DecodeSettings(hand_over_deg=60.0, hand_over_side_deg=30.0, now_min_strength=0.07)
+    for offset in (-25.0, 25.0):
+        dec, old, new, at = mover_and_newcomer(30.0, offset, on)
+        assert old.listed and abs(old.moving.rate) >= on.hand_over_side_rate_deg_s
+        heard_new = heard_at(((at + offset) % 360.0, 0.15))
+        assert dec._walker_behind(new, dec._tracks + [new], heard_new) is old
+        # still heard where reported: the newcomer is someone else
+        both = heard_at((at % 360.0, 0.15), ((at + offset) % 360.0, 0.15))
+        assert dec._walker_behind(new, dec._tracks + [new], both) is None
+        off = dataclasses.replace(on, hand_over_side_deg=0.0)
+        if offset < 0:  # behind: only the side rule takes it
+            assert dec._walker_behind(new, dec._tracks + [new], heard_new) is old
+            dec.settings = off
+            assert dec._walker_behind(new, dec._tracks + [new], heard_new) is None
+    dec, old, new, at = mover_and_newcomer(30.0, -40.0, on)  # beyond the distance
+    assert dec._walker_behind(new, dec._tracks + [new], heard_at(((at - 40.0) % 360.0, 0.15))) is None
+    dec, old, new, at = mover_and_newcomer(0.0, -25.0, on)  # a talker standing still
+    assert abs(old.moving.rate) < on.hand_over_side_rate_deg_s
+    assert dec._walker_behind(new, dec._tracks + [new], heard_at(((at - 25.0) % 360.0, 0.15))) is None
 
 def test_a_walker_takes_one_newcomer_the_others_are_listed():
     """A walker at 40 deg/s goes quiet; two talkers then start ahead of them in the same window (beyond
