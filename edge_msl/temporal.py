@@ -82,7 +82,8 @@ class DecodeSettings(Settings):
     at least ``hand_over_side_rate_deg_s`` is that talker, on the same two conditions: a walker who
     turned round, or whose track has not yet taken the walking hypothesis (0: off)."""
     hand_over_side_rate_deg_s: float = setting(10.0, number(0.0, 1e4))
-    """... the speed of the walking hypothesis (whichever hypothesis is reported) that needs."""
+    """... the least angular speed of that talker's walking hypothesis, whichever hypothesis is reported
+    (a talker standing still never hands their id to one who starts beside them)."""
     gate_deg: float = setting(25.0, number(0.0, 180.0, lo_open=True, hi_open=True, noun="degrees"))
     """A candidate farther than this from a track's predicted direction cannot continue it."""
     gate_opens_walking: bool = setting(False, boolean)
