@@ -1,7 +1,7 @@
 """Per-talker audio: one beamformer per published track, steered at its direction, with nulls towards
 the other tracks (LCMV), a noise covariance learnt where nobody talks, and a post-filter; streaming.
 Options (not the default, docs/separation.md): a mask-based multichannel Wiener filter or MVDR per track
-(``beamformer``), 1,024-sample frames (``nfft``).
+(``beamformer``), 1,024-sample frames (``nfft``), online WPE dereverberation of the frames (``dereverb``).
 
 Fed by :class:`edge_msl.pipeline.Pipeline` (its ``audio_listener`` hook) with the audio it analysed and
 the messages of the windows ending in it; hands out chunks of audio keyed by track id. numpy only; it
@@ -18,7 +18,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .arrays import SPEED_OF_SOUND_M_S
-from .settings_check import Settings, SettingError, boolean, choice, number, setting
+from .settings_check import Settings, SettingError, boolean, choice, integer, number, setting
 from .track_writer import TrackWriter  # re-exported: its former place
 
 NFFT = 512
@@ -45,6 +45,11 @@ MASK_TRUST_FRAMES = 30.0
 """beamformer = 'mwf' / 'mvdr': a bin's mask-based weights are trusted fully once the track's mask summed over
 this many frames (fewer: blended with the LCMV's; 100 gave a third less early-image gain, 10 lost 0.4 dB
 against the direct sound on the validation scenes)."""
+WPE_MIN_FRAMES = 30.0
+"""Dereverberation: the prediction starts once its statistics hold this many frames (at 512 samples)."""
+WPE_SOLVE_EVERY = 3
+"""Dereverberation: each bin's prediction filter is re-solved every this many analysis blocks (a third of the
+bins in each block: the solves were most of its CPU; every block measured within 0.05 dB)."""
 SPATIAL_EVERY = 3
 """The spatial mixture's classes are remade every this many weight updates (0.9 s) or when the tracks change
 (each remake inverts a matrix per class and bin; every 0.2 s measured no better on development scenes)."""
@@ -101,6 +106,30 @@ class SeparateSettings(Settings):
     """STFT frame in samples, 512 or 1024 (hop: half of it); the per-frame constants (forgetting, priors in
     frames, blocks) are scaled to the same time spans. 1024: +0.1-0.3 dB on the validation scenes at 1.5 times
     the CPU (over the 0.02 s per audio second per talker target)."""
+    dereverb: bool = setting(False, boolean)
+    """Dereverberate the microphone frames (online multichannel WPE, docs/experiments/separation-wpe.md): each
+    mic's reverberation predicted from the past frames of ``wpe_channels`` mics (weighted least squares, 1 /
+    the frame's power, forgetting ``wpe_forget``; the filter is re-solved per analysis block from the frames
+    before it: causal) and subtracted, in the bins ``wpe_min_hz`` .. ``wpe_max_hz``, for ``wpe_use``."""
+    wpe_taps: int = setting(3, integer(1, 10))
+    """Dereverberation: past frames per mic in the prediction (2: 0.05-0.1 dB less, 4: the same)."""
+    wpe_delay: int = setting(1, integer(1, 10))
+    """Dereverberation: prediction delay in frames at 512 samples (scaled for ``nfft``; 2: 0.1 dB less for the
+    masks; for the output, 1 trades early-image for direct-sound SI-SDR, 3-4 leave both alone)."""
+    wpe_forget: float = setting(0.98, number(0.0, 0.99999))
+    """Dereverberation: per frame, the weight of the past in the prediction's statistics (0.98-0.97 best for
+    the masks, 0.99-0.995 0.1-0.3 dB less)."""
+    wpe_channels: int = setting(0, integer(0, 64))
+    """Dereverberation: how many mics (evenly spaced in the array's order) predict; 0: all."""
+    wpe_use: str = setting("masks", choice("all", "masks"))
+    """Dereverberation: which part sees the dereverberated frames ('all': everything, the output too; 'masks':
+    only the spatial mixture model, its masks and classes; the beamformer and its covariances see the
+    microphones' frames)."""
+    wpe_min_hz: float = setting(0.0, number(0.0, 1e5))
+    """Dereverberation: only bins from this frequency up are dereverberated."""
+    wpe_max_hz: float = setting(1000.0, number(0.0, 1e5))
+    """Dereverberation: only bins up to this frequency are dereverberated (for the masks, the bins above 1 kHz
+    gained nothing, those below 300 Hz most)."""
     backfill_s: float = setting(0.5, number(0.0, 10.0))
     """A new track's audio starts this long before its first message (the decode needs a window to see it)."""
     hold_s: float = setting(2.0, number(0.0, 3600.0))
@@ -203,6 +232,15 @@ class Separator:
         self._gamma = diffuse_coherence(self.positions, self.freqs_hz)
         self._eye = np.eye(self.n_mics)
         self._backfill_frames = int(math.ceil(s.backfill_s * self.sample_rate_hz / self._hop))
+        self._wpe_delay = max(1, int(round(s.wpe_delay / self._r)))
+        nc = s.wpe_channels or self.n_mics
+        self._wpe_ch = np.unique(np.round(np.linspace(0, self.n_mics, min(nc, self.n_mics), endpoint=False)).astype(int))
+        self._wpe_bins = np.flatnonzero((self.freqs_hz >= s.wpe_min_hz) & (self.freqs_hz <= s.wpe_max_hz))
+        self._wpe_r: np.ndarray | None = None  # (Fb, L, L) power-weighted regressor covariance, L = channels x taps
+        self._wpe_p: np.ndarray | None = None  # (Fb, L, M) power-weighted regressor-target correlation
+        self._wpe_g: np.ndarray | None = None  # (Fb, L, M) prediction filter
+        self._wpe_frames = 0.0  # frames in the statistics (with forgetting)
+        self._wpe_blocks = 0  # blocks since the prediction started (the round robin of solves)
         self.reset()
 
     def reset(self) -> None:
@@ -213,6 +251,7 @@ class Separator:
         self._frame = 0  # next frame to analyse: samples [frame*hop, frame*hop + nfft)
         self._spec: list[np.ndarray] = []  # recent (F, M) spectra, for a new track's back-fill
         self._spec_first = 0
+        self._der: list[np.ndarray] = []  # wpe_use = 'masks': the same frames' dereverberated bins (Fb, M)
         self._t0_s = 0.0  # stream time of sample 0
         self._tracks: dict[int, _Track] = {}
         self._listed = False
@@ -228,6 +267,10 @@ class Separator:
         self._dirty = True  # the noise model changed since the weights were made
         self._messages = 0
         self._classes: tuple[list[int], np.ndarray, np.ndarray] | None = None  # ids, B^-1, log det B
+        # dereverberation: the last observed frames (the audio before a gap predicts nothing after it); the
+        # statistics and filter are kept, the room is the same
+        self._wpe_hist = np.zeros((self._wpe_delay + self.settings.wpe_taps - 1, len(self._wpe_bins), self.n_mics),
+                                  dtype=np.complex64)
 
     # ------------------------------------------------------------------ public
     def push(self, x: np.ndarray, events: Sequence[tuple[int, Mapping[str, Any]]] = ()) -> list[Chunk]:
@@ -278,18 +321,76 @@ class Separator:
         starts = (first + np.arange(n_frames)) * self._hop - self._buf_start
         frames = self._buf[starts[:, None] + np.arange(self._nfft)[None, :]]  # (T, nfft, M)
         spec = np.fft.rfft(frames * self._win[None, :, None], axis=1)  # (T, F, M)
+        der = None  # (T, Fb, M) the dereverberated bins, for the masks alone
+        if self.settings.dereverb and len(self._wpe_bins):
+            der = self._dereverb(spec)
+            if self.settings.wpe_use == "all":
+                spec = spec.copy()
+                spec[:, self._wpe_bins] = der
+                der = None
         self._frame += n_frames
         keep_from = self._frame * self._hop - self._buf_start
         self._buf = self._buf[keep_from:]
         self._buf_start += keep_from
         self._learn_noise(spec)
         self._spec.extend(spec)
+        if der is not None:
+            self._der.extend(der)
         drop = len(self._spec) - self._backfill_frames
         if drop > 0:
             del self._spec[:drop]
+            del self._der[:drop]
             self._spec_first += drop
         if self._tracks:
-            self._render(first, spec, out)
+            self._render(first, spec, out, der=der)
+
+    def _dereverb(self, spec: np.ndarray) -> np.ndarray:
+        """Online multichannel WPE over the (T, F, M) frames' dereverberated bins: (T, Fb, M), each mic minus
+        its late reverberation, predicted from the observed frames ``wpe_delay`` .. ``wpe_delay + wpe_taps - 1``
+        before (a filter solved from the previous blocks' statistics: causal); then the statistics learn these
+        frames, weighted by 1 / their dereverberated power."""
+        s = self.settings
+        t_n = len(spec)
+        d_, k_ = self._wpe_delay, s.wpe_taps
+        h = d_ + k_ - 1
+        b = self._wpe_bins
+        x = spec[:, b].astype(np.complex64)  # (T, Fb, M); single precision: the same SI-SDR
+        obs = np.concatenate([self._wpe_hist, x])  # (h + T, Fb, M)
+        self._wpe_hist = obs[len(obs) - h:]
+        sub = obs[:, :, self._wpe_ch]
+        # regressor of frame t: the frames t - D - k, k = 0 .. K-1, every predicting channel
+        xt = np.concatenate([sub[h - d_ - k:h - d_ - k + t_n] for k in range(k_)], axis=2)  # (T, Fb, L)
+        xt = xt.transpose(1, 0, 2)  # (Fb, T, L)
+        x = x.transpose(1, 0, 2)  # (Fb, T, M)
+        d = x if self._wpe_g is None else x - xt @ self._wpe_g.conj()
+        lam = s.wpe_forget ** self._r
+        floor = self._psd[b, None] if self._psd is not None else 0.0
+        power = np.maximum(np.mean(d.real ** 2 + d.imag ** 2, axis=2), floor) + 1e-12  # (Fb, T)
+        wgt = ((lam ** np.arange(t_n - 1, -1, -1))[None, :] / power).astype(np.float32)  # (Fb, T)
+        xw = (xt * wgt[:, :, None]).transpose(0, 2, 1)  # (Fb, L, T)
+        r = xw @ xt.conj()
+        p = xw @ x.conj()
+        keep = lam ** t_n
+        if self._wpe_r is None:
+            self._wpe_r, self._wpe_p = r, p
+        else:
+            self._wpe_r = keep * self._wpe_r + r
+            self._wpe_p = keep * self._wpe_p + p
+        self._wpe_frames = keep * self._wpe_frames + float(np.sum(lam ** np.arange(t_n)))
+        if self._wpe_frames >= WPE_MIN_FRAMES / self._r:
+            # a share of the bins per block (round robin): each bin's filter is re-solved every WPE_SOLVE_EVERY
+            # blocks, the solves being most of the cost
+            sel = slice(None) if self._wpe_g is None else slice(self._wpe_blocks % WPE_SOLVE_EVERY, None,
+                                                                 WPE_SOLVE_EVERY)
+            if self._wpe_g is None:
+                self._wpe_g = np.zeros_like(self._wpe_p)
+            rr = self._wpe_r[sel]
+            l_ = rr.shape[1]
+            load = 1e-3 * np.einsum("fll->f", rr).real / l_ + 1e-20
+            self._wpe_g[sel] = np.linalg.solve(rr + load[:, None, None] * np.eye(l_, dtype=np.float32),
+                                               self._wpe_p[sel])
+            self._wpe_blocks += 1
+        return d.transpose(1, 0, 2)
 
     def _learn_noise(self, spec: np.ndarray) -> None:
         p = np.mean(np.abs(spec) ** 2, axis=2)  # (T, F)
@@ -350,7 +451,8 @@ class Separator:
         if late:
             first = min(t.next_frame for t in late)
             spec = np.stack(self._spec[first - self._spec_first:])
-            self._render(first, spec, out, only={t.id for t in late})
+            der = np.stack(self._der[first - self._spec_first:]) if self._der else None
+            self._render(first, spec, out, only={t.id for t in late}, der=der)
 
     def _weights(self) -> None:
         s = self.settings
@@ -418,14 +520,17 @@ class Separator:
         b = np.stack(bs)  # (C, F, M, M)
         self._classes = (ids, np.linalg.inv(b).astype(np.complex64), np.linalg.slogdet(b)[1])
 
-    def _spatial_masks(self, ids: list[int], spec: np.ndarray, learn: bool) -> np.ndarray:
+    def _spatial_masks(self, ids: list[int], spec: np.ndarray, learn: bool, der: np.ndarray | None = None) -> np.ndarray:
         """(K, T, F) each track's posterior per bin under the spatial mixture (one E-step with the classes
-        made at the last weight update); ``learn``: add the frames to each class's scatter (online M-step)."""
+        made at the last weight update); ``learn``: add the frames to each class's scatter (online M-step);
+        ``der`` (T, Fb, M): the dereverberated bins, in place of the frames' own."""
         if self._classes is None or self._classes[0] != ids:
             self._spatial_classes(self._noise_model() + self.settings.loading * self._eye)
         _, binv, logdet = self._classes
         m = self.n_mics
         z = spec.transpose(1, 0, 2).astype(np.complex64)  # (F, T, M); single precision is plenty for masks
+        if der is not None:
+            z[self._wpe_bins] = der.transpose(1, 0, 2)
         z /= np.sqrt(np.sum(z.real ** 2 + z.imag ** 2, axis=2, keepdims=True)) + 1e-20
         q = np.sum((z.conj()[None] @ binv) * z[None], axis=3).real + 1e-10  # (C, F, T): z^H B^-1 z
         trs = [self._tracks[k] for k in ids]
@@ -500,13 +605,15 @@ class Separator:
                 tr.cov = lam ** t_n * tr.cov + c
                 tr.cov_weight = lam ** t_n * tr.cov_weight + wgt.sum(axis=0)
 
-    def _render(self, first: int, spec: np.ndarray, out: list[Chunk], only: set[int] | None = None) -> None:
-        """Beamform frames ``first ..`` (T, F, M) for every track, post-filter, overlap-add; emit."""
+    def _render(self, first: int, spec: np.ndarray, out: list[Chunk], only: set[int] | None = None,
+                der: np.ndarray | None = None) -> None:
+        """Beamform frames ``first ..`` (T, F, M) for every track, post-filter, overlap-add; emit (``der``: the
+        frames' dereverberated bins, for the spatial masks)."""
         ids = list(self._tracks)
         w = np.stack([self._tracks[k].w for k in ids])  # (K, F, M)
         y = np.einsum("kfm,tfm->ktf", w.conj(), spec)  # (K, T, F)
         if self.settings.mask == "spatial":
-            masks = self._spatial_masks(ids, spec, only is None)
+            masks = self._spatial_masks(ids, spec, only is None, der)
             gains = np.maximum(masks, self.settings.gain_min)
         else:
             gains = self._postfilter(y, ids)
