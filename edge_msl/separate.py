@@ -233,11 +233,14 @@ class Separator:
         self._eye = np.eye(self.n_mics)
         self._backfill_frames = int(math.ceil(s.backfill_s * self.sample_rate_hz / self._hop))
         self._wpe_delay = max(1, int(round(s.wpe_delay / self._r)))
-        nc = s.wpe_channels or self.n_mics
-        self._wpe_ch = np.unique(np.round(np.linspace(0, self.n_mics, min(nc, self.n_mics), endpoint=False)).astype(int))
-        self._wpe_bins = np.flatnonzero((self.freqs_hz >= s.wpe_min_hz) & (self.freqs_hz <= s.wpe_max_hz))
-        self._wpe_r: np.ndarray | None = None  # (Fb, L, L) power-weighted regressor covariance, L = channels x taps
-        self._wpe_p: np.ndarray | None = None  # (Fb, L, M) power-weighted regressor-target correlation
+        nc = min(s.wpe_channels or self.n_mics, self.n_mics)
+        self._wpe_ch = None if nc == self.n_mics else \
+            np.unique(np.round(np.linspace(0, self.n_mics, nc, endpoint=False)).astype(int))  # None: all
+        band = np.flatnonzero((self.freqs_hz >= s.wpe_min_hz) & (self.freqs_hz <= s.wpe_max_hz))
+        self._wpe_bins = slice(int(band[0]), int(band[-1]) + 1) if len(band) else slice(0, 0)  # contiguous
+        self._wpe_eye = np.eye(nc * s.wpe_taps, dtype=np.float32)
+        self._wpe_rp: np.ndarray | None = None  # (Fb, L, L + M) power-weighted regressor covariance R (L = channels
+        # x taps) and regressor-frame correlation P, side by side
         self._wpe_g: np.ndarray | None = None  # (Fb, L, M) prediction filter
         self._wpe_frames = 0.0  # frames in the statistics (with forgetting)
         self._wpe_blocks = 0  # blocks since the prediction started (the round robin of solves)
@@ -269,8 +272,8 @@ class Separator:
         self._classes: tuple[list[int], np.ndarray, np.ndarray] | None = None  # ids, B^-1, log det B
         # dereverberation: the last observed frames (the audio before a gap predicts nothing after it); the
         # statistics and filter are kept, the room is the same
-        self._wpe_hist = np.zeros((self._wpe_delay + self.settings.wpe_taps - 1, len(self._wpe_bins), self.n_mics),
-                                  dtype=np.complex64)
+        nb = self._wpe_bins.stop - self._wpe_bins.start
+        self._wpe_hist = np.zeros((self._wpe_delay + self.settings.wpe_taps - 1, nb, self.n_mics), dtype=np.complex64)
 
     # ------------------------------------------------------------------ public
     def push(self, x: np.ndarray, events: Sequence[tuple[int, Mapping[str, Any]]] = ()) -> list[Chunk]:
@@ -322,7 +325,7 @@ class Separator:
         frames = self._buf[starts[:, None] + np.arange(self._nfft)[None, :]]  # (T, nfft, M)
         spec = np.fft.rfft(frames * self._win[None, :, None], axis=1)  # (T, F, M)
         der = None  # (T, Fb, M) the dereverberated bins, for the masks alone
-        if self.settings.dereverb and len(self._wpe_bins):
+        if self.settings.dereverb and self._wpe_bins.stop > self._wpe_bins.start:
             der = self._dereverb(spec)
             if self.settings.wpe_use == "all":
                 spec = spec.copy()
@@ -357,25 +360,20 @@ class Separator:
         x = spec[:, b].astype(np.complex64)  # (T, Fb, M); single precision: the same SI-SDR
         obs = np.concatenate([self._wpe_hist, x])  # (h + T, Fb, M)
         self._wpe_hist = obs[len(obs) - h:]
-        sub = obs[:, :, self._wpe_ch]
-        # regressor of frame t: the frames t - D - k, k = 0 .. K-1, every predicting channel
-        xt = np.concatenate([sub[h - d_ - k:h - d_ - k + t_n] for k in range(k_)], axis=2)  # (T, Fb, L)
-        xt = xt.transpose(1, 0, 2)  # (Fb, T, L)
-        x = x.transpose(1, 0, 2)  # (Fb, T, M)
+        sub = obs if self._wpe_ch is None else obs[:, :, self._wpe_ch]
+        # regressor of frame t: the frames t - D - k, k = 0 .. K-1, every predicting channel; then the frame
+        z = np.concatenate([sub[h - d_ - k:h - d_ - k + t_n] for k in range(k_)] + [x], axis=2)  # (T, Fb, L + M)
+        z = z.transpose(1, 0, 2)  # (Fb, T, L + M)
+        l_ = z.shape[2] - self.n_mics
+        xt, x = z[:, :, :l_], z[:, :, l_:]
         d = x if self._wpe_g is None else x - xt @ self._wpe_g.conj()
         lam = s.wpe_forget ** self._r
         floor = self._psd[b, None] if self._psd is not None else 0.0
         power = np.maximum(np.mean(d.real ** 2 + d.imag ** 2, axis=2), floor) + 1e-12  # (Fb, T)
         wgt = ((lam ** np.arange(t_n - 1, -1, -1))[None, :] / power).astype(np.float32)  # (Fb, T)
-        xw = (xt * wgt[:, :, None]).transpose(0, 2, 1)  # (Fb, L, T)
-        r = xw @ xt.conj()
-        p = xw @ x.conj()
+        rp = (xt * wgt[:, :, None]).transpose(0, 2, 1) @ z.conj()  # (Fb, L, L + M): [R | P] of these frames
         keep = lam ** t_n
-        if self._wpe_r is None:
-            self._wpe_r, self._wpe_p = r, p
-        else:
-            self._wpe_r = keep * self._wpe_r + r
-            self._wpe_p = keep * self._wpe_p + p
+        self._wpe_rp = rp if self._wpe_rp is None else keep * self._wpe_rp + rp
         self._wpe_frames = keep * self._wpe_frames + float(np.sum(lam ** np.arange(t_n)))
         if self._wpe_frames >= WPE_MIN_FRAMES / self._r:
             # a share of the bins per block (round robin): each bin's filter is re-solved every WPE_SOLVE_EVERY
@@ -383,12 +381,10 @@ class Separator:
             sel = slice(None) if self._wpe_g is None else slice(self._wpe_blocks % WPE_SOLVE_EVERY, None,
                                                                  WPE_SOLVE_EVERY)
             if self._wpe_g is None:
-                self._wpe_g = np.zeros_like(self._wpe_p)
-            rr = self._wpe_r[sel]
-            l_ = rr.shape[1]
+                self._wpe_g = np.zeros((len(z), l_, self.n_mics), dtype=np.complex64)
+            rr = self._wpe_rp[sel, :, :l_]
             load = 1e-3 * np.einsum("fll->f", rr).real / l_ + 1e-20
-            self._wpe_g[sel] = np.linalg.solve(rr + load[:, None, None] * np.eye(l_, dtype=np.float32),
-                                               self._wpe_p[sel])
+            self._wpe_g[sel] = np.linalg.solve(rr + load[:, None, None] * self._wpe_eye, self._wpe_rp[sel, :, l_:])
             self._wpe_blocks += 1
         return d.transpose(1, 0, 2)
 
