@@ -241,7 +241,7 @@ class Separator:
             np.unique(np.round(np.linspace(0, self.n_mics, nc, endpoint=False)).astype(int))  # None: all
         band = np.flatnonzero((self.freqs_hz >= s.wpe_min_hz) & (self.freqs_hz <= s.wpe_max_hz))
         self._wpe_bins = slice(int(band[0]), int(band[-1]) + 1) if len(band) else slice(0, 0)  # contiguous
-        self._wpe_eye = np.eye(nc * s.wpe_taps, dtype=np.float32)
+        self._wpe_eye = np.eye((nc if self._wpe_ch is None else len(self._wpe_ch)) * s.wpe_taps, dtype=np.float32)
         self._wpe_rp: np.ndarray | None = None  # (Fb, L, L + M) power-weighted regressor covariance R (L = channels
         # x taps) and regressor-frame correlation P, side by side
         self._wpe_g: np.ndarray | None = None  # (Fb, L, M) prediction filter
@@ -519,7 +519,8 @@ class Separator:
         b = np.stack(bs)  # (C, F, M, M)
         self._classes = (ids, np.linalg.inv(b).astype(np.complex64), np.linalg.slogdet(b)[1])
 
-    def _spatial_masks(self, ids: list[int], spec: np.ndarray, learn: bool, der: np.ndarray | None = None) -> np.ndarray:
+    def _spatial_masks(self, ids: list[int], spec: np.ndarray, learn: bool,
+                       der: np.ndarray | None = None) -> np.ndarray:
         """(K, T, F) each track's posterior per bin under the spatial mixture (one E-step with the classes
         made at the last weight update); ``learn``: add the frames to each class's scatter (online M-step);
         ``der`` (T, Fb, M): the dereverberated bins, in place of the frames' own."""

@@ -234,7 +234,7 @@ def _pushed(array, mix: np.ndarray, messages: list[tuple[int, dict]], sizes, set
     return {t: np.clip(np.round(np.concatenate(s) * 32767.0), -32768, 32767).astype("<i2") for t, s in out.items()}
 
 
-@pytest.mark.parametrize("mask", ["spatial", "beams", "mwf", "nfft1024", "wpe", "wpe-all"])
+@pytest.mark.parametrize("mask", ["spatial", "beams", "mwf", "nfft1024", "no-wpe", "wpe-all"])
 def test_samples_do_not_depend_on_how_the_audio_is_cut(mask):
     """The same recording and messages pushed in 1-frame, 800-frame, 1600-frame and random chunks: the
     same samples (every update is keyed to the audio's frames and messages, never to push calls)."""
@@ -255,8 +255,8 @@ def test_samples_do_not_depend_on_how_the_audio_is_cut(mask):
                 if (k == 0 and t > 0.7) or (k == 1 and 1.2 < t < 2.0)]  # track 2 is born late and ends
         messages.append((end, {"t_s": t, "sources": srcs}))
     settings = SeparateSettings(hold_s=0.3, **({"mwf": {"beamformer": "mwf"}, "nfft1024": {"nfft": 1024},
-                                                 "wpe": {"dereverb": True},
-                                                 "wpe-all": {"dereverb": True, "wpe_use": "all"}}.get(mask)
+                                                 "no-wpe": {"dereverb": False},
+                                                 "wpe-all": {"wpe_use": "all", "wpe_channels": 4}}.get(mask)
                                                 or {"mask": mask}))
     ref = _pushed(array, mix, messages, [1600], settings)
     assert sorted(ref) == [1, 2] and all(np.any(v) for v in ref.values())
