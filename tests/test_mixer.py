@@ -343,6 +343,25 @@ def test_gated_and_walking_windows_render_and_label_as_planned(walk_bank, dry):
     assert np.all(plan["targets"][..., ACTIVE].max(axis=1)[~ok.any(axis=1)] == 0)
 
 
+def test_a_walker_is_labelled_at_its_chains_end_with_move_label_end(walk_bank, dry):
+    """move_label "end": the same plan as "middle" but the walker's label is the chain's last point
+    (where it is at the window's end); the other sources keep theirs."""
+    kw = dict(part="val", seed=4, move_prob=0.7, **QUIET)
+    middle = _mixer(walk_bank, dry, **kw).plan(16)
+    end = _mixer(walk_bank, dry, move_label="end", **kw).plan(16)
+    assert np.array_equal(middle["pos"], end["pos"]) and np.array_equal(middle["move_pos"], end["move_pos"])
+    az = _mixer(walk_bank, dry, **kw).rooms["azimuth_deg"].reshape(-1)
+    walkers = np.flatnonzero(end["move_on"])
+    assert len(walkers) >= 6
+    for b in walkers:
+        assert end["azimuth_deg"][b, 0] == pytest.approx(az[end["move_pos"][b, 1]], abs=1e-3)
+        assert middle["azimuth_deg"][b, 0] == pytest.approx(az[middle["move_pos"][b, 0]], abs=1e-3)
+        assert abs(end["azimuth_deg"][b, 0] - middle["azimuth_deg"][b, 0]) > 1.0
+        assert np.array_equal(end["azimuth_deg"][b, 1:], middle["azimuth_deg"][b, 1:], equal_nan=True)
+    with pytest.raises(Exception, match="move_label"):
+        _mixer(walk_bank, dry, move_label="start", **kw)
+
+
 def test_walking_needs_a_bank_with_chains(rir_bank, dry):
     with pytest.raises(ValueError, match="move_chains"):
         _mixer(rir_bank, dry, move_prob=0.5)

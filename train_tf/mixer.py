@@ -321,7 +321,8 @@ class Mixer:
 
     def _walker_positions(self, room: int, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Positions of a window whose first source walks a random chain of ``room``: (render
-        positions, (middle, end) of the chain, label positions), the others at least
+        positions, (middle, end) of the chain, label positions: the chain's middle or end as
+        ``move_label`` says), the others at least
         ``min_source_separation_deg`` from the chain's middle and from each other."""
         rng, s = self.rng, self.settings
         azs = self.rooms["azimuth_deg"][room]
@@ -332,7 +333,7 @@ class Mixer:
         free = free[sep >= s.min_source_separation_deg]
         others = free[choose_positions(azs[free], k - 1, s.min_source_separation_deg, rng)] if k > 1 else free[:0]
         chosen = np.concatenate([[chain[0]], others]).astype(np.int64)
-        label = np.concatenate([[chain[1]], others]).astype(np.int64)
+        label = np.concatenate([[chain[2] if s.move_label == "end" else chain[1]], others]).astype(np.int64)
         return chosen, chain[1:], label
 
     def _plan_gates(self, i: int, m: int, gate_on: np.ndarray, gate_off: np.ndarray) -> None:

@@ -147,6 +147,10 @@ class SimSettings(Settings):
     """On-the-fly training only: probability that a window's first source walks along one of its
     room's chains during the window, cross-faded start -> middle -> end (labelled at the middle,
     where it is at the window's centre). Needs a bank with ``move_chains`` > 0."""
+    move_label: str = setting("middle", choice("middle", "end"))
+    """Where a walking source is labelled: "middle" of its chain (its place at the window's centre,
+    what the temporal decode's ``lead_s`` 0.25 models) or "end" (its place at the window's end, for a
+    network that reports walkers where they are now, with ``lead_s`` 0)."""
     gate_prob: float = setting(0.0, _PROB)
     """On-the-fly training only: probability that a source starts or stops talking inside the
     window (or stopped up to ``gate_lead_s`` before it, leaving only its reverberation), so the
