@@ -294,10 +294,6 @@ def rescore(args, dirs: list[str], work: Path) -> list:
     session's own, so a row is what ``calibrate all`` with ``weight_interpolation=a`` and that threshold gives."""
     import keras
 
-    from train_tf.calibrate import validate as validate_module
-
-    # a model's outputs on a set are computed once and decoded at each threshold (validate() re-reads the set)
-    validate_module.score_model = _cached_score_model
     array = get_array("uca8-r10")
     bank = None
     alphas = [float(v) for v in args.interpolate.split(",")]
@@ -323,7 +319,7 @@ def rescore(args, dirs: list[str], work: Path) -> list:
             for a, tfl in _interpolated_models(session, alphas, where, args.keras_model):
                 for thr in thresholds:
                     after = _score_at(tfl, array, test["audio"], test["azimuth_deg"], thr)
-                    v = cal.validate(session, packaged, tfl, after_threshold=thr, write=False)
+                    v = cal.validate(session, packaged, tfl, after_threshold=thr, write=False, outputs_cache=_OUTPUTS)
                     dec = decision_sets(v["sets"], v["per_position"] if v["heldout_positions"] else {}, s0)
                     ok, why = cal.is_better(dec["before"], dec["after"], s0.f1_tolerance, s0.recall_tolerance,
                                             dec["error_margin_deg"])
@@ -367,7 +363,7 @@ def _rescore_av16(where: Path, alphas, thresholds, work: Path, array, keras_mode
     rows = []
     for a, tfl in _interpolated_models(session, alphas, work / "av16", keras_model):
         for thr in thresholds:
-            v = cal.validate(session, packaged, tfl, after_threshold=thr, write=False)
+            v = cal.validate(session, packaged, tfl, after_threshold=thr, write=False, outputs_cache=_OUTPUTS)
             rows.append({"av16": True, "alpha": a, "threshold": thr, "sets": v["sets"]})
             m, s1 = v["sets"]["mixture"], v["sets"]["single"]
             print(f"| AV16.3 mixtures / singles | - | {a:g} | {thr:g} | {m['before']['err_mean']:.2f} → "
@@ -379,27 +375,12 @@ def _rescore_av16(where: Path, alphas, thresholds, work: Path, array, keras_mode
 
 
 _OUTPUTS: dict = {}
-
-
-def _cached_score_model(tflite, array, audio, az, match_deg=20.0, threshold=None):
-    """``score_model`` with each model's outputs on a set kept (keyed by the model file and the set's bytes)."""
-    import hashlib
-
-    from edge_msl.regions import decode
-    from edge_msl.runtime import load_model
-    from train_tf.evaluate import score_detections
-
-    key = (str(tflite), Path(tflite).stat().st_mtime_ns, hashlib.sha1(np.ascontiguousarray(audio).tobytes()).hexdigest())
-    if key not in _OUTPUTS:
-        m = load_model(tflite, array=array)
-        _OUTPUTS[key] = (m.info, [m.outputs(w) for w in audio])
-    info, outs = _OUTPUTS[key]
-    dets = [decode(info.layout, o, info.threshold if threshold is None else threshold) for o in outs]
-    return score_detections(dets, az, np.zeros(az.shape), match_deg)
+"""Each model's outputs on each set, decoded at every threshold (``score_model``'s ``outputs_cache``): a
+model's outputs on a set are computed once (validate() re-reads the set)."""
 
 
 def _score_at(tflite, array, audio, az, threshold):
-    return cal._summary(_cached_score_model(tflite, array, audio, az, threshold=threshold))
+    return cal._summary(cal.score_model(tflite, array, audio, az, threshold=threshold, outputs_cache=_OUTPUTS))
 
 
 def main(argv=None) -> int:

@@ -392,8 +392,13 @@ class Model:
 
     def detections(self, window: np.ndarray, threshold: float | None = None) -> list[Detection]:
         """Decoded sources of one window alone, no pooling (``threshold`` defaults to the model's)."""
-        return decode(self.info.layout, self.outputs(window),
-                      self.info.threshold if threshold is None else threshold)
+        return decode_outputs(self.info, self.outputs(window), threshold)
+
+
+def decode_outputs(info: ModelInfo, outputs: np.ndarray, threshold: float | None = None) -> list[Detection]:
+    """Decoded sources of one window's outputs (:meth:`Model.outputs`) of a model described by ``info``
+    (``threshold`` defaults to the model's)."""
+    return decode(info.layout, outputs, info.threshold if threshold is None else threshold)
 
 
 def load_model(path: str | Path | None = None, *, array: MicArray | None = None, num_threads: int = 1) -> Model:
@@ -420,5 +425,5 @@ def load_model(path: str | Path | None = None, *, array: MicArray | None = None,
 
 __all__ = [
     "ModelError", "ModelInfo", "Model", "Runtime", "RUNTIMES", "pick_runtime", "available_models",
-    "default_model_path", "read_info", "load_model",
+    "default_model_path", "read_info", "load_model", "decode_outputs",
 ]

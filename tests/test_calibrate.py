@@ -371,3 +371,24 @@ def test_calibration_recordings_are_private(tmp_path):
     assert (session.dir.stat().st_mode & 0o077) == 0 and ((session.dir / "clips").stat().st_mode & 0o077) == 0
     for p in [session.dir / "session.json", *(session.dir / "clips").iterdir()]:
         assert (p.stat().st_mode & 0o077) == 0, p
+
+
+def test_score_model_with_an_outputs_cache_runs_each_model_once_and_decodes_at_any_threshold():
+    """The cache (benchmarks/calibrate_bench.py --rescore) gives the rows an uncached call gives, at each
+    threshold, from one run of the model per set."""
+    from edge_msl.runtime import default_model_path
+    from train_tf.calibrate import score_model
+
+    array = get_array("uca8-r10")
+    rng = np.random.default_rng(3)
+    audio = (rng.normal(0, 3000, (3, 8000, 8))).astype(np.int16)
+    az = np.full((3, 4), np.nan)
+    az[:, 0] = [10.0, 120.0, 250.0]
+    tflite = default_model_path(array.name)
+    cache: dict = {}
+    for thr in (0.2, 0.5, 0.9):
+        assert score_model(tflite, array, audio, az, threshold=thr, outputs_cache=cache) == \
+            score_model(tflite, array, audio, az, threshold=thr)
+    assert len(cache) == 1
+    score_model(tflite, array, audio[:2], az[:2], outputs_cache=cache)
+    assert len(cache) == 2

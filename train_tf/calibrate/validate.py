@@ -17,14 +17,27 @@ from .session import CalibrationError, CalibrationSettings, Session, _write_json
 
 
 def score_model(tflite: str | Path, array: MicArray, audio: np.ndarray, az: np.ndarray,
-                match_deg: float = 20.0, threshold: float | None = None) -> list[dict[str, Any]]:
+                match_deg: float = 20.0, threshold: float | None = None,
+                outputs_cache: dict | None = None) -> list[dict[str, Any]]:
     """Per-window scoring rows (``train_tf.evaluate.score``) of an int8 model through the device runtime
-    (``threshold``: decode at this instead of the model's own)."""
-    from edge_msl.runtime import load_model
+    (``threshold``: decode at this instead of the model's own). ``outputs_cache``, if given, keeps each
+    model's outputs on each set (keyed by the model file and the set's bytes), so a benchmark that decodes
+    one model at several thresholds runs it once."""
+    import hashlib
+
+    from edge_msl.runtime import decode_outputs, load_model
     from train_tf.evaluate import score_detections
 
-    model = load_model(tflite, array=array)
-    dets = [model.detections(w, threshold) for w in audio]
+    key = None if outputs_cache is None else \
+        (str(tflite), Path(tflite).stat().st_mtime_ns, hashlib.sha1(np.ascontiguousarray(audio).tobytes()).hexdigest())
+    found = None if key is None else outputs_cache.get(key)
+    if found is None:
+        model = load_model(tflite, array=array)
+        found = (model.info, [model.outputs(w) for w in audio])
+        if key is not None:
+            outputs_cache[key] = found
+    info, outs = found
+    dets = [decode_outputs(info, o, threshold) for o in outs]
     return score_detections(dets, az, np.zeros(az.shape), match_deg)
 
 
@@ -38,9 +51,11 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def validate(session: Session, before: str | Path, after: str | Path | None = None, *,
-             after_threshold: float | None = None, write: bool = True) -> dict[str, Any]:
+             after_threshold: float | None = None, write: bool = True,
+             outputs_cache: dict | None = None) -> dict[str, Any]:
     """Held-out real windows (singles per position, mixtures) scored before and after; writes validation.json
-    (``write``; ``after_threshold``: the calibrated model decoded at this instead of its own threshold)."""
+    (``write``; ``after_threshold``: the calibrated model decoded at this instead of its own threshold;
+    ``outputs_cache``: as :func:`score_model`'s)."""
     after = Path(after or session.dir / "build" / f"{session.array.name}.tflite")
     if not after.exists():
         raise CalibrationError(f"{after} not found; run 'edge-msl calibrate convert' first")
@@ -55,7 +70,7 @@ def validate(session: Session, before: str | Path, after: str | Path | None = No
     rows = {}
     thresholds = {"before": None, "after": after_threshold}
     for tag, path in (("before", before), ("after", after)):
-        rows[tag] = score_model(path, session.array, audio, az, threshold=thresholds[tag])
+        rows[tag] = score_model(path, session.array, audio, az, threshold=thresholds[tag], outputs_cache=outputs_cache)
     for subset, mask in (("single", kind == "single"), ("mixture", kind == "mixture"), ("all", np.ones(len(kind), bool))):
         result["sets"][subset] = {tag: _summary([r for r, m in zip(rows[tag], mask) if m]) for tag in rows}
     for i, name in enumerate(names):
@@ -64,7 +79,8 @@ def validate(session: Session, before: str | Path, after: str | Path | None = No
             result["per_position"][name] = {tag: _summary([r for r, m in zip(rows[tag], mask) if m]) for tag in rows}
     if tune is not None and len(tune["audio"]):
         # the recorded positions' later parts: what the model learnt there (not what decides the install)
-        trows = {tag: score_model(path, session.array, tune["audio"], tune["azimuth_deg"], threshold=thresholds[tag])
+        trows = {tag: score_model(path, session.array, tune["audio"], tune["azimuth_deg"], threshold=thresholds[tag],
+                                  outputs_cache=outputs_cache)
                  for tag, path in (("before", before), ("after", after))}
         for subset in ("single", "mixture"):
             mask = tune["kind"] == subset
