@@ -133,6 +133,13 @@ class SeparateSettings(Settings):
     wpe_max_hz: float = setting(1000.0, number(0.0, 1e5))
     """Dereverberation: only bins up to this frequency are dereverberated (for the masks, the bins above 1 kHz
     gained nothing, those below 300 Hz most)."""
+    reverb_weight: float = setting(0.0, number(0.0, 10.0))
+    """Post-filter (spatial mask, ``dereverb`` with ``wpe_use`` 'masks'): in the dereverberated bins, a track's
+    gain is its mask less this times its late reverberation's share of its beam's power (the beam applied to
+    WPE's prediction of the frames; both smoothed over 3 bins), with the same floor ``gain_min``; 0: off."""
+    reverb_delay: int = setting(1, integer(1, 10))
+    """Post-filter's late reverberation (``reverb_weight``): only the prediction's taps this many frames (at 512
+    samples) or more before the frame count (the rest is early echoes, which a listener hears as the talker)."""
     backfill_s: float = setting(0.5, number(0.0, 10.0))
     """A new track's audio starts this long before its first message (the decode needs a window to see it)."""
     hold_s: float = setting(2.0, number(0.0, 3600.0))
@@ -236,6 +243,8 @@ class Separator:
         self._eye = np.eye(self.n_mics)
         self._backfill_frames = int(math.ceil(s.backfill_s * self.sample_rate_hz / self._hop))
         self._wpe_delay = max(1, int(round(s.wpe_delay / self._r)))
+        # the first tap whose prediction counts as late reverberation (reverb_weight)
+        self._late_tap = max(0, max(1, int(round(s.reverb_delay / self._r))) - self._wpe_delay)
         nc = min(s.wpe_channels or self.n_mics, self.n_mics)
         self._wpe_ch = None if nc == self.n_mics else \
             np.unique(np.round(np.linspace(0, self.n_mics, nc, endpoint=False)).astype(int))  # None: all
@@ -258,6 +267,7 @@ class Separator:
         self._spec: list[np.ndarray] = []  # recent (F, M) spectra, for a new track's back-fill
         self._spec_first = 0
         self._der: list[np.ndarray] = []  # wpe_use = 'masks': the same frames' dereverberated bins (Fb, M)
+        self._late: list[np.ndarray] = []  # reverb_delay later than wpe_delay: their late reverberation (Fb, M)
         self._t0_s = 0.0  # stream time of sample 0
         self._tracks: dict[int, _Track] = {}
         self._listed = False
@@ -327,9 +337,9 @@ class Separator:
         starts = (first + np.arange(n_frames)) * self._hop - self._buf_start
         frames = self._buf[starts[:, None] + np.arange(self._nfft)[None, :]]  # (T, nfft, M)
         spec = np.fft.rfft(frames * self._win[None, :, None], axis=1)  # (T, F, M)
-        der = None  # (T, Fb, M) the dereverberated bins, for the masks alone
+        der = late = None  # (T, Fb, M) the dereverberated bins, for the masks alone; the late reverberation
         if self.settings.dereverb and self._wpe_bins.stop > self._wpe_bins.start:
-            der = self._dereverb(spec)
+            der, late = self._dereverb(spec)
             if self.settings.wpe_use == "all":
                 spec = spec.copy()
                 spec[:, self._wpe_bins] = der
@@ -342,19 +352,23 @@ class Separator:
         self._spec.extend(spec)
         if der is not None:
             self._der.extend(der)
+            if late is not None:
+                self._late.extend(late)
         drop = len(self._spec) - self._backfill_frames
         if drop > 0:
             del self._spec[:drop]
             del self._der[:drop]
+            del self._late[:drop]
             self._spec_first += drop
         if self._tracks:
-            self._render(first, spec, out, der=der)
+            self._render(first, spec, out, der=der, late=late)
 
-    def _dereverb(self, spec: np.ndarray) -> np.ndarray:
+    def _dereverb(self, spec: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Online multichannel WPE over the (T, F, M) frames' dereverberated bins: (T, Fb, M), each mic minus
         its late reverberation, predicted from the observed frames ``wpe_delay`` .. ``wpe_delay + wpe_taps - 1``
         before (a filter solved from the previous blocks' statistics: causal); then the statistics learn these
-        frames, weighted by 1 / their dereverberated power."""
+        frames, weighted by 1 / their dereverberated power. Second: the prediction of the taps from ``reverb_delay``
+        on (T, Fb, M), where the post-filter wants it and it is not the whole prediction (else None)."""
         s = self.settings
         t_n = len(spec)
         d_, k_ = self._wpe_delay, s.wpe_taps
@@ -370,6 +384,11 @@ class Separator:
         l_ = z.shape[2] - self.n_mics
         xt, x = z[:, :, :l_], z[:, :, l_:]
         d = x if self._wpe_g is None else x - xt @ self._wpe_g.conj()
+        late = None
+        if self._late_tap and s.reverb_weight > 0 and s.wpe_use == "masks":
+            c0 = self._late_tap * (l_ // k_)
+            late = np.zeros_like(x) if self._wpe_g is None or c0 >= l_ else xt[:, :, c0:] @ self._wpe_g[:, c0:].conj()
+            late = late.transpose(1, 0, 2)
         lam = s.wpe_forget ** self._r
         floor = self._psd[b, None] if self._psd is not None else 0.0
         power = np.maximum(np.mean(d.real ** 2 + d.imag ** 2, axis=2), floor) + 1e-12  # (Fb, T)
@@ -389,7 +408,7 @@ class Separator:
             load = 1e-3 * np.einsum("fll->f", rr).real / l_ + 1e-20
             self._wpe_g[sel] = np.linalg.solve(rr + load[:, None, None] * self._wpe_eye, self._wpe_rp[sel, :, l_:])
             self._wpe_blocks += 1
-        return d.transpose(1, 0, 2)
+        return d.transpose(1, 0, 2), late
 
     def _learn_noise(self, spec: np.ndarray) -> None:
         p = np.mean(np.abs(spec) ** 2, axis=2)  # (T, F)
@@ -451,7 +470,8 @@ class Separator:
             first = min(t.next_frame for t in late)
             spec = np.stack(self._spec[first - self._spec_first:])
             der = np.stack(self._der[first - self._spec_first:]) if self._der else None
-            self._render(first, spec, out, only={t.id for t in late}, der=der)
+            rev = np.stack(self._late[first - self._spec_first:]) if self._late else None
+            self._render(first, spec, out, only={t.id for t in late}, der=der, late=rev)
 
     def _weights(self) -> None:
         s = self.settings
@@ -606,22 +626,26 @@ class Separator:
                 tr.cov_weight = lam ** t_n * tr.cov_weight + wgt.sum(axis=0)
 
     def _render(self, first: int, spec: np.ndarray, out: list[Chunk], only: set[int] | None = None,
-                der: np.ndarray | None = None) -> None:
+                der: np.ndarray | None = None, late: np.ndarray | None = None) -> None:
         """Beamform frames ``first ..`` (T, F, M) for every track, post-filter, overlap-add; emit (``der``: the
-        frames' dereverberated bins, for the spatial masks)."""
+        frames' dereverberated bins, for the spatial masks; ``late``: their late reverberation where it is not
+        the frames minus ``der``)."""
         ids = list(self._tracks)
         w = np.stack([self._tracks[k].w for k in ids])  # (K, F, M)
         y = np.einsum("kfm,tfm->ktf", w.conj(), spec)  # (K, T, F)
+        out_gains = None
         if self.settings.mask == "spatial":
             masks = self._spatial_masks(ids, spec, only is None, der)
             gains = np.maximum(masks, self.settings.gain_min)
+            if self.settings.reverb_weight > 0 and der is not None:
+                out_gains = self._reverb_gains(w, spec[:, self._wpe_bins] - der if late is None else late, y, masks)
         else:
             gains = self._postfilter(y, ids)
             masks = gains
         if only is None:
-            self._adapt(ids, spec, gains, masks)
+            self._adapt(ids, spec, gains, masks)  # the beams learn from the masks alone
         if self.settings.postfilter:
-            y = y * gains
+            y = y * (gains if out_gains is None else out_gains)
         frames = np.fft.irfft(y, n=self._nfft, axis=2) * self._win  # (K, T, nfft)
         for ki, k in enumerate(ids):
             tr = self._tracks[k]
@@ -640,6 +664,22 @@ class Separator:
             tr.tail = acc[n * self._hop:].copy()
             tr.next_frame = t_first + n
             out.append(Chunk(k, tr.start_s, self._time(t_first * self._hop), acc[:n * self._hop].astype(np.float32)))
+
+    def _reverb_gains(self, w: np.ndarray, pred: np.ndarray, y: np.ndarray, masks: np.ndarray) -> np.ndarray:
+        """(K, T, F) the spatial masks less, in the dereverberated bins, each beam's late reverberation share:
+        WPE's prediction ``pred`` (T, Fb, M) of the frames' late reverberation through the track's weights ``w``."""
+        s = self.settings
+        b = self._wpe_bins
+        r = np.einsum("kfm,tfm->ktf", w[:, b].conj().astype(np.complex64), pred.astype(np.complex64))
+        pr = r.real ** 2 + r.imag ** 2
+        yb = y[:, :, b]
+        py = yb.real ** 2 + yb.imag ** 2
+        if pr.shape[2] > 2:  # smoothed over 3 bins, as the beams mask is: one bin does not flip the gain
+            pr[..., 1:-1] = (pr[..., :-2] + pr[..., 1:-1] + pr[..., 2:]) / 3.0
+            py[..., 1:-1] = (py[..., :-2] + py[..., 1:-1] + py[..., 2:]) / 3.0
+        g = masks.copy()
+        g[:, :, b] = masks[:, :, b] - s.reverb_weight * pr / (py + 1e-20)
+        return np.maximum(g, s.gain_min)
 
     def _postfilter(self, y: np.ndarray, ids: list[int]) -> np.ndarray:
         s = self.settings

@@ -234,7 +234,7 @@ def _pushed(array, mix: np.ndarray, messages: list[tuple[int, dict]], sizes, set
     return {t: np.clip(np.round(np.concatenate(s) * 32767.0), -32768, 32767).astype("<i2") for t, s in out.items()}
 
 
-@pytest.mark.parametrize("mask", ["spatial", "beams", "mwf", "nfft1024", "no-wpe", "wpe-all"])
+@pytest.mark.parametrize("mask", ["spatial", "beams", "mwf", "nfft1024", "no-wpe", "wpe-all", "reverb"])
 def test_samples_do_not_depend_on_how_the_audio_is_cut(mask):
     """The same recording and messages pushed in 1-frame, 800-frame, 1600-frame and random chunks: the
     same samples (every update is keyed to the audio's frames and messages, never to push calls)."""
@@ -256,7 +256,8 @@ def test_samples_do_not_depend_on_how_the_audio_is_cut(mask):
         messages.append((end, {"t_s": t, "sources": srcs}))
     settings = SeparateSettings(hold_s=0.3, **({"mwf": {"beamformer": "mwf"}, "nfft1024": {"nfft": 1024},
                                                  "no-wpe": {"dereverb": False},
-                                                 "wpe-all": {"wpe_use": "all", "wpe_channels": 4}}.get(mask)
+                                                 "wpe-all": {"wpe_use": "all", "wpe_channels": 4},
+                                                 "reverb": {"reverb_weight": 1.0, "reverb_delay": 3}}.get(mask)
                                                 or {"mask": mask}))
     ref = _pushed(array, mix, messages, [1600], settings)
     assert sorted(ref) == [1, 2] and all(np.any(v) for v in ref.values())
@@ -324,3 +325,18 @@ def test_dereverberated_masks_separate_two_reverberant_talkers():
                    for k in range(2)]
     assert min(got[True]) > 7.0, got
     assert np.mean(got[True]) > np.mean(got[False]) + 0.1, got
+
+
+def test_late_reverberation_term_brings_streams_nearer_their_direct_sound():
+    """The post-filter's late-reverberation term (``reverb_weight``: the beam applied to WPE's prediction from
+    3 frames back, removed from each track's mask) on reverberant rooms (RT60 0.5 s): one talker and two
+    talkers, each stream nearer its direct sound at mic 0 than with the masks alone (the separator is
+    deterministic: the same scene gives the same figures to 1e-6 dB; the term gained 0.08-0.16 dB here)."""
+    for dirs, seed in (([(60.0, 20.0)], 6), ([(60.0, 20.0), (200.0, 10.0)], 8)):
+        array, mix, direct, sources = reverberant_talkers(dirs, seed=seed)
+        part = slice(2 * FS, len(mix) - FS // 4)
+        got = {}
+        for weight in (0.0, 1.0):
+            streams = _run(array, mix, sources, SeparateSettings(reverb_weight=weight, reverb_delay=3))
+            got[weight] = [si_sdr(streams[k + 1][0][part], direct[k, part]) for k in range(len(dirs))]
+        assert min(np.subtract(got[1.0], got[0.0])) > 0.04, (dirs, got)
