@@ -11,6 +11,8 @@ shorter windows (a block whose input is shorter than its pool skips the pool). T
   detections against the direction some time before the window's end (moving talkers, 5-40°/s).
 - ``dual SHORT SETS``: the shipped decode with the short model's newest window as a second measurement
   of each walking talker's track (nearest detection within ``--gate`` of the track, at ``--lag``).
+- ``raw-lag MODEL``: as ``lag``, for any 0.5 s model (e.g. one fine-tuned with ``move_label`` "end"),
+  both models' plain outputs decoded at 0.45, not refined: which instant does each network report?
 - ``hop HOP``: the packaged model analysed every ``HOP`` s instead of 0.1 s, decoded with decode
   settings given as JSON (``--v``), on the validation scenes and static windows (the float network's
   outputs, as ``experiments.newest_audio sweep`` does). Scene outputs are cached under
@@ -112,6 +114,34 @@ def lag_report(short_path: str) -> None:
             f"{np.mean(r[lag]):+.2f} / {np.mean(np.abs(r[lag])):.2f}" for lag in LAGS) + " |")
     print("\n(signed along the motion / mean absolute error, degrees, against the direction that long before the "
           "window's end; short model refined on the newest two hops)")
+
+
+def raw_lag_report(model_path: str) -> None:
+    from edge_msl.runtime import load_model
+    from edge_msl.truth import _hits, present
+    from experiments.newest_audio import MOVING_DEG_S, Scenes, velocity
+
+    sc = Scenes("data/scenes/val-turns", "data/scenes/val-walk")
+    other = load_model(model_path)
+    rows = {"packaged model": {lag: [] for lag in LAGS}, Path(model_path).stem: {lag: [] for lag in LAGS}}
+    for stem, truth, c in sc.walkers():
+        ys = short_outputs(sc.model, other, stem)
+        for k, t in enumerate(c["t_s"]):
+            moving = [q for q in present(truth, t, sc.info.window_s)
+                      if truth[q].path and MOVING_DEG_S <= abs(velocity(truth[q], t - 0.2)) < 40.0]
+            if not moving or k < 3:
+                continue
+            for name, y in zip(rows, (c["plain"][k], ys[k])):
+                az = [d.azimuth_deg for d in decode(sc.info.layout, np.asarray(y, dtype=np.float64), 0.45)]
+                for i, j, _ in _hits(az, [truth[q].azimuth_at(t - 0.125) for q in moving], 20.0):
+                    src = truth[moving[j]]
+                    for lag in LAGS:
+                        rows[name][lag].append(wrap180(az[i] - src.azimuth_at(t - lag)) * np.sign(velocity(src, t)))
+    print("| network | hits | " + " | ".join(f"{lag:g} s" for lag in LAGS) + " |")
+    print("| --- | ---: |" + " ---: |" * len(LAGS))
+    for name, r in rows.items():
+        print(f"| {name} | {len(r[0.0])} | " + " | ".join(
+            f"{np.mean(r[lag]):+.2f} / {np.mean(np.abs(r[lag])):.2f}" for lag in LAGS) + " |")
 
 
 def dual_report(short_path: str, sets: list[str], lag: float, gate: float, sd: float) -> None:
@@ -229,6 +259,8 @@ def main(argv: list[str] | None = None) -> int:
                    "this long before its end")
     u.add_argument("--gate", type=float, default=12.0)
     u.add_argument("--sd", type=float, default=3.0, help="its noise at full confidence, degrees")
+    r = sub.add_parser("raw-lag")
+    r.add_argument("model")
     h = sub.add_parser("hop")
     h.add_argument("hop", type=float)
     h.add_argument("--sets", default="val-turns,val-walk,val2-walk", help="scene sets under data/scenes")
@@ -240,6 +272,8 @@ def main(argv: list[str] | None = None) -> int:
                    args.v or ["{}"])
     elif args.report == "convert":
         print(convert_short(args.samples))
+    elif args.report == "raw-lag":
+        raw_lag_report(args.model)
     elif args.report == "lag":
         lag_report(args.short)
     else:
