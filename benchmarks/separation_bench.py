@@ -15,8 +15,10 @@ the same rule for ODAS's tracks. Reference: the talker's direct sound and first 
     # validation scenes (choose settings here, never on the held-out ones): training-bank voices, seeds 43000+
     .venv/bin/python -m benchmarks.separation_bench --bank data/dry/bank-train.npz --seed 43000 --scenes 8 \
         --variant mwf:beamformer=mwf --variant "nfft 1024:nfft=1024"
-    # the default dereverberates the spatial masks' frames (docs/experiments/separation-wpe.md); without it:
-    .venv/bin/python -m benchmarks.separation_bench --variant "no dereverberation:dereverb=false"
+    # the default dereverberates the spatial masks' frames and takes the late reverberation WPE predicts out of
+    # the post-filter's gains (docs/experiments/separation-wpe.md); without the one or both:
+    .venv/bin/python -m benchmarks.separation_bench --variant "no late reverb:reverb_weight=0" \
+        --variant "no dereverberation:dereverb=false"
 
 Prints markdown tables on stdout; --json writes every scene's numbers.
 """
