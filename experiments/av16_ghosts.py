@@ -8,6 +8,10 @@ every decode then runs on the cache.
 
     .venv/bin/python -m experiments.av16_ghosts strength
     .venv/bin/python -m experiments.av16_ghosts sweep '{"now_birth_strength": 0.03}' ...
+    .venv/bin/python -m experiments.av16_ghosts lag
+
+``lag``: the mean error of the shipped decode and of each window alone (decoded, refined) against the
+labelled direction some time before the window's end: which instant does each report?
 """
 
 from __future__ import annotations
@@ -48,9 +52,39 @@ def clip_sets(out: Path, model) -> dict[str, list]:
     return sets
 
 
+LAGS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4)
+
+
+def lag_report(model, base: DecodeSettings, sets: dict) -> None:
+    from edge_msl.regions import decode, wrap180
+    from edge_msl.truth import _hits
+
+    info = model.info
+    refiner = SrpRefiner(info.array.positions(), info.sample_rate_hz, info.srp_refine)
+    print("| clips | output | " + " | ".join(f"{lag:g} s" for lag in LAGS) + " |")
+    print("| --- | --- |" + " ---: |" * len(LAGS))
+    for name, items in sets.items():
+        for mode in ("shipped decode", "each window alone"):
+            err: dict[float, list[float]] = {lag: [] for lag in LAGS}
+            for truth, c in items:
+                kept = {m["t_s"] for m in scored([{"t_s": float(t), "sources": []} for t in c["t_s"]], truth)}
+                if mode == "shipped decode":
+                    outs = [(m["t_s"], [s["azimuth_deg"] for s in m["sources"]])
+                            for m in sb.decode_cached(model, c, base, "cycle") if m["t_s"] in kept]
+                else:
+                    outs = [(float(t), [d.azimuth_deg for d in refiner.refine(
+                        decode(info.layout, c["cycle"][k], info.threshold), c["cross"][k])])
+                        for k, t in enumerate(c["t_s"]) if float(t) in kept]
+                for t, az in outs:
+                    for lag in LAGS:
+                        want = [tr.azimuth_at(t - lag) for tr in truth]
+                        err[lag] += [abs(float(wrap180(az[i] - want[j]))) for i, j, _ in _hits(az, want, HIT_DEG)]
+            print(f"| {name} | {mode} | " + " | ".join(f"{np.mean(err[lag]):.2f}" for lag in LAGS) + " |")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("report", choices=("strength", "sweep"))
+    ap.add_argument("report", choices=("strength", "sweep", "lag"))
     ap.add_argument("overrides", nargs="*", help="sweep: JSON objects of decode.temporal keys")
     ap.add_argument("--dir", default="out/av16-ghosts", help="where the clips and their outputs are kept")
     args = ap.parse_args(argv)
@@ -58,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     info = model.info
     base = DecodeSettings.from_dict(info.raw.get("decode", {}).get("temporal", {}))
     sets = clip_sets(Path(args.dir), model)
+    if args.report == "lag":
+        lag_report(model, base, sets)
+        return 0
     if args.report == "sweep":
         print("| decode | walking talker F1 / P | error ° | two-talker sums F1 / P / R | error ° |")
         print("| --- | --- | ---: | --- | ---: |")
