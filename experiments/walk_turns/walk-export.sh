@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# issue 27, call 2 (warm): wait up to $1 s for the trainers, export each run's best weights (JAX on the CPU), tar into $OUT
+# issue 27, call 2 (warm): wait up to $1 s for the trainers, export each run's best weights (JAX on the CPU; runs $RUNS, default DW0 DW1 DG0), tar into $OUT
 cd /tmp/src
 python3 train_tf/gpu_job.py wait /tmp/runs "$1"
 export PYTHONPATH=/tmp/site:/tmp/src KERAS_BACKEND=jax JAX_PLATFORMS=cpu PYTHONUNBUFFERED=1
 mkdir -p /tmp/exp
-for r in DW0 DW1 DG0; do
+for r in ${RUNS:-DW0 DW1 DG0}; do
   [ -f /tmp/runs/$r/best.weights.h5 ] && python3 -m train_tf.crosscheck export /tmp/runs/$r /tmp/exp/$r > /tmp/exp/$r.log 2>&1 &
 done
 wait
-for r in DW0 DW1 DG0; do
+for r in ${RUNS:-DW0 DW1 DG0}; do
   [ -f /tmp/exp/$r/model.weights.h5 ] || { echo "no export of $r"; tail -n 3 /tmp/exp/$r.log; continue; }
   cp /tmp/runs/$r/state.json /tmp/runs/$r/log.csv /tmp/exp/$r/ 2>/dev/null
   tail -n 5 /tmp/runs/$r.err > /tmp/exp/$r/train.err.tail 2>/dev/null
