@@ -80,50 +80,17 @@ def short_detections(info, refiner, ys: np.ndarray, c: dict, k: int, threshold: 
     return dets
 
 
-def lag_report(short_path: str) -> None:
+def _lag_table(other_path: str, first_column: str, names: tuple[str, str], directions) -> None:
+    """Errors on val-walk's moving talkers (5-40°/s) against the direction some time before the window's
+    end, of the packaged model and another one. ``directions(sc, other, name, c, ys, k)`` gives the
+    azimuths of window ``k`` under ``name`` and how long before the end they are matched to a talker."""
     from edge_msl.runtime import load_model
     from edge_msl.truth import _hits, present
     from experiments.newest_audio import MOVING_DEG_S, Scenes, velocity
 
     sc = Scenes("data/scenes/val-turns", "data/scenes/val-walk")
-    short = load_model(short_path)
-    rows = {"packaged model (0.5 s)": {lag: [] for lag in LAGS}, "short model": {lag: [] for lag in LAGS}}
-    for stem, truth, c in sc.walkers():
-        ys = short_outputs(sc.model, short, stem)
-        for k, t in enumerate(c["t_s"]):
-            moving = [q for q in present(truth, t, sc.info.window_s)
-                      if truth[q].path and MOVING_DEG_S <= abs(velocity(truth[q], t - 0.2)) < 40.0]
-            if not moving or k < 3:
-                continue
-            for name, rows_of in rows.items():
-                if name.startswith("packaged"):
-                    dets = sc.refiner.refine(decode(sc.info.layout, c[sc.images][k], sc.info.threshold), c["cross"][k])
-                    centre = sc.info.window_s / 2
-                else:
-                    dets = short_detections(sc.info, sc.refiner, ys, c, k, sc.info.threshold, 2)
-                    centre = short.info.window_s / 2
-                az = [d.azimuth_deg for d in dets]
-                for i, j, _ in _hits(az, [truth[q].azimuth_at(t - centre) for q in moving], 20.0):
-                    src = truth[moving[j]]
-                    for lag in LAGS:
-                        rows_of[lag].append(wrap180(az[i] - src.azimuth_at(t - lag)) * np.sign(velocity(src, t)))
-    print("| detections | hits | " + " | ".join(f"{lag:g} s" for lag in LAGS) + " |")
-    print("| --- | ---: |" + " ---: |" * len(LAGS))
-    for name, r in rows.items():
-        print(f"| {name} | {len(r[0.0])} | " + " | ".join(
-            f"{np.mean(r[lag]):+.2f} / {np.mean(np.abs(r[lag])):.2f}" for lag in LAGS) + " |")
-    print("\n(signed along the motion / mean absolute error, degrees, against the direction that long before the "
-          "window's end; short model refined on the newest two hops)")
-
-
-def raw_lag_report(model_path: str) -> None:
-    from edge_msl.runtime import load_model
-    from edge_msl.truth import _hits, present
-    from experiments.newest_audio import MOVING_DEG_S, Scenes, velocity
-
-    sc = Scenes("data/scenes/val-turns", "data/scenes/val-walk")
-    other = load_model(model_path)
-    rows = {"packaged model": {lag: [] for lag in LAGS}, Path(model_path).stem: {lag: [] for lag in LAGS}}
+    other = load_model(other_path)
+    rows = {name: {lag: [] for lag in LAGS} for name in names}
     for stem, truth, c in sc.walkers():
         ys = short_outputs(sc.model, other, stem)
         for k, t in enumerate(c["t_s"]):
@@ -131,17 +98,38 @@ def raw_lag_report(model_path: str) -> None:
                       if truth[q].path and MOVING_DEG_S <= abs(velocity(truth[q], t - 0.2)) < 40.0]
             if not moving or k < 3:
                 continue
-            for name, y in zip(rows, (c["plain"][k], ys[k])):
-                az = [d.azimuth_deg for d in decode(sc.info.layout, np.asarray(y, dtype=np.float64), 0.45)]
-                for i, j, _ in _hits(az, [truth[q].azimuth_at(t - 0.125) for q in moving], 20.0):
+            for name in names:
+                az, match_s = directions(sc, other, name, c, ys, k)
+                for i, j, _ in _hits(az, [truth[q].azimuth_at(t - match_s) for q in moving], 20.0):
                     src = truth[moving[j]]
                     for lag in LAGS:
                         rows[name][lag].append(wrap180(az[i] - src.azimuth_at(t - lag)) * np.sign(velocity(src, t)))
-    print("| network | hits | " + " | ".join(f"{lag:g} s" for lag in LAGS) + " |")
+    print(f"| {first_column} | hits | " + " | ".join(f"{lag:g} s" for lag in LAGS) + " |")
     print("| --- | ---: |" + " ---: |" * len(LAGS))
     for name, r in rows.items():
         print(f"| {name} | {len(r[0.0])} | " + " | ".join(
             f"{np.mean(r[lag]):+.2f} / {np.mean(np.abs(r[lag])):.2f}" for lag in LAGS) + " |")
+
+
+def lag_report(short_path: str) -> None:
+    def directions(sc, short, name, c, ys, k):
+        if name.startswith("packaged"):
+            dets = sc.refiner.refine(decode(sc.info.layout, c[sc.images][k], sc.info.threshold), c["cross"][k])
+            return [d.azimuth_deg for d in dets], sc.info.window_s / 2
+        dets = short_detections(sc.info, sc.refiner, ys, c, k, sc.info.threshold, 2)
+        return [d.azimuth_deg for d in dets], short.info.window_s / 2
+
+    _lag_table(short_path, "detections", ("packaged model (0.5 s)", "short model"), directions)
+    print("\n(signed along the motion / mean absolute error, degrees, against the direction that long before the "
+          "window's end; short model refined on the newest two hops)")
+
+
+def raw_lag_report(model_path: str) -> None:
+    def directions(sc, other, name, c, ys, k):
+        y = c["plain"][k] if name == "packaged model" else ys[k]
+        return [d.azimuth_deg for d in decode(sc.info.layout, np.asarray(y, dtype=np.float64), 0.45)], 0.125
+
+    _lag_table(model_path, "network", ("packaged model", Path(model_path).stem), directions)
 
 
 def dual_report(short_path: str, sets: list[str], lag: float, gate: float, sd: float) -> None:
