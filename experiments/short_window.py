@@ -11,6 +11,8 @@ shorter windows (a block whose input is shorter than its pool skips the pool). T
   detections against the direction some time before the window's end (moving talkers, 5-40°/s).
 - ``dual SHORT SETS``: the shipped decode with the short model's newest window as a second measurement
   of each walking talker's track (nearest detection within ``--gate`` of the track, at ``--lag``).
+- ``candidate RUN NAME LEAD_S``: a training run's weights (``RUN/model.weights.h5``, else best) as
+  ``out/cand/NAME/`` with the shipped decode and ``lead_s`` LEAD_S, int8 (for ``raw-lag`` and the benchmarks).
 - ``raw-lag MODEL``: as ``lag``, for any 0.5 s model (e.g. one fine-tuned with ``move_label`` "end"),
   both models' plain outputs decoded at 0.45, not refined: which instant does each network report?
 - ``hop HOP``: the packaged model analysed every ``HOP`` s instead of 0.1 s, decoded with decode
@@ -39,20 +41,32 @@ from edge_msl.regions import decode, wrap180
 LAGS = (0.0, 0.05, 0.1, 0.125, 0.15, 0.2, 0.25)
 
 
-def convert_short(samples: int) -> Path:
+def candidate(name: str, params: dict, weights: str | Path, lead_s: float, last_samples: int | None = None) -> Path:
+    """``out/cand/NAME/``: a network's params with the shipped sidecar's decode, region layout and input
+    scaling (``lead_s`` set), its weights, and its int8 model calibrated on ``data/val-speech`` (the last
+    ``last_samples`` of each window, for a shorter window)."""
     from convert.tflite import convert, representative_windows
     from edge_msl.features import model_scaling
 
-    out = Path("out/cand") / f"w{samples}"
+    out = Path("out/cand") / name
     out.mkdir(parents=True, exist_ok=True)
+    shipped = json.loads(Path("models/uca8-r10/params.json").read_text())
+    p = {**params, **{k: shipped[k] for k in ("decode", "regions", "input_scaling")}}
+    p["decode"]["temporal"]["lead_s"] = lead_s
+    (out / "params.json").write_text(json.dumps(p, indent=1))
+    shutil.copyfile(weights, out / "model.weights.h5")
+    calib = representative_windows("data/val-speech", 300, 0, model_scaling(p))
+    if last_samples:
+        calib = calib[:, -last_samples:]
+    convert(out, calib, out / f"{name}.tflite", {"data": "data/val-speech", "last_samples": last_samples})
+    return out
+
+
+def convert_short(samples: int) -> Path:
     p = json.loads(Path("models/uca8-r10/params.json").read_text())
     p["model"]["window_samples"] = samples
-    p["decode"]["temporal"]["lead_s"] = round(samples / p["sample_rate_hz"] / 2, 4)
-    (out / "params.json").write_text(json.dumps(p, indent=1))
-    shutil.copyfile("models/uca8-r10/model.weights.h5", out / "model.weights.h5")
-    calib = representative_windows("data/val-speech", 300, 0, model_scaling(p))[:, -samples:]
-    convert(out, calib, out / f"w{samples}.tflite", {"data": "data/val-speech", "last_samples": samples})
-    return out
+    return candidate(f"w{samples}", p, "models/uca8-r10/model.weights.h5", round(samples / p["sample_rate_hz"] / 2, 4),
+                     samples)
 
 
 def short_outputs(model, short, stem: Path) -> np.ndarray:
@@ -247,6 +261,10 @@ def main(argv: list[str] | None = None) -> int:
                    "this long before its end")
     u.add_argument("--gate", type=float, default=12.0)
     u.add_argument("--sd", type=float, default=3.0, help="its noise at full confidence, degrees")
+    d = sub.add_parser("candidate")
+    d.add_argument("run")
+    d.add_argument("name")
+    d.add_argument("lead_s", type=float)
     r = sub.add_parser("raw-lag")
     r.add_argument("model")
     h = sub.add_parser("hop")
@@ -260,6 +278,10 @@ def main(argv: list[str] | None = None) -> int:
                    args.v or ["{}"])
     elif args.report == "convert":
         print(convert_short(args.samples))
+    elif args.report == "candidate":
+        run = Path(args.run)
+        weights = run / "model.weights.h5" if (run / "model.weights.h5").exists() else run / "best.weights.h5"
+        print(candidate(args.name, json.loads((run / "params.json").read_text()), weights, args.lead_s))
     elif args.report == "raw-lag":
         raw_lag_report(args.model)
     elif args.report == "lag":
