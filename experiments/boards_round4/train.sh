@@ -6,6 +6,7 @@
 #   a new cosine cycle from its best weights without optimizer state (/tmp/init/<run>.weights.h5, strip_opt.py),
 #   seed 5, the same arguments otherwise; then snap.sh WAIT for the cycle-2 runs (cycle 1's stay as they came back).
 # EPOCHS and MINUTES are written into the plan copy the trainers get (/tmp/plan.json or /tmp/plan2.json).
+# RUNS (environment): the runs snap.sh brings back, when the plan is not round 4's six (train-4mic.sh).
 export R=$PWD
 CYCLE=${4:-1}
 [ "$CYCLE" = 1 ] && python3 /tmp/src/train_tf/gpu_job.py stash
@@ -41,6 +42,6 @@ json.dump(plan, open(out, "w"), indent=1)
 print("cycle", cycle, "runs", [r["name"] for r in keep], "epochs", a[a.index("--epochs") + 1],
       "max-minutes", a[a.index("--max-minutes") + 1])
 PY
-if [ "$CYCLE" = 1 ]; then python3 train_tf/gpu_job.py start /tmp/plan.json /tmp/runs; RUNS="R4d R6d RUd MVd UMd MCd"
-else python3 train_tf/gpu_job.py start /tmp/plan2.json /tmp/runs; RUNS="R4e R6e RUe MVe UMe MCe"; fi
+if [ "$CYCLE" = 1 ]; then python3 train_tf/gpu_job.py start /tmp/plan.json /tmp/runs; RUNS=${RUNS:-"R4d R6d RUd MVd UMd MCd"}
+else python3 train_tf/gpu_job.py start /tmp/plan2.json /tmp/runs; RUNS=${RUNS:-"R4e R6e RUe MVe UMe MCe"}; fi
 cd $R && bash experiments/boards_round4/snap.sh "$1" "$RUNS"
