@@ -34,8 +34,8 @@ from train_tf.calibrate.validate import decision_sets  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _score(tflite, array, audio, az):
-    return cal._summary(cal.score_model(tflite, array, audio, az))
+def _score(tflite, array, audio, az, threshold=None, outputs_cache=None):
+    return cal._summary(cal.score_model(tflite, array, audio, az, threshold=threshold, outputs_cache=outputs_cache))
 
 
 def _row(name, before, after):
@@ -318,7 +318,7 @@ def rescore(args, dirs: list[str], work: Path) -> list:
             where = work / f"p{r['positions']}-s{r['seed']}"
             for a, tfl in _interpolated_models(session, alphas, where, args.keras_model):
                 for thr in thresholds:
-                    after = _score_at(tfl, array, test["audio"], test["azimuth_deg"], thr)
+                    after = _score(tfl, array, test["audio"], test["azimuth_deg"], thr, _OUTPUTS)
                     v = cal.validate(session, packaged, tfl, after_threshold=thr, write=False, outputs_cache=_OUTPUTS)
                     dec = decision_sets(v["sets"], v["per_position"] if v["heldout_positions"] else {}, s0)
                     ok, why = cal.is_better(dec["before"], dec["after"], s0.f1_tolerance, s0.recall_tolerance,
@@ -377,10 +377,6 @@ def _rescore_av16(where: Path, alphas, thresholds, work: Path, array, keras_mode
 _OUTPUTS: dict = {}
 """Each model's outputs on each set, decoded at every threshold (``score_model``'s ``outputs_cache``): a
 model's outputs on a set are computed once (validate() re-reads the set)."""
-
-
-def _score_at(tflite, array, audio, az, threshold):
-    return cal._summary(cal.score_model(tflite, array, audio, az, threshold=threshold, outputs_cache=_OUTPUTS))
 
 
 def main(argv=None) -> int:
