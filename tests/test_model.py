@@ -175,6 +175,33 @@ def test_transfer_to_longer_frames_is_the_trained_network_on_half_rate_audio():
                                             "first_stride": 7}))
 
 
+def test_a_head_that_sees_the_newest_frames_starts_as_the_trained_network():
+    """head_frames 0 -> 3: the dense layer's new inputs start at zero weight, so the grown network gives the
+    trained one's outputs; once those weights move, the order of the last block's frames changes the output
+    (which the global average cannot see)."""
+    from train_tf.model import count_macs, layer_shapes, transfer_weights
+
+    keras.utils.set_random_seed(4)
+    src_cfg = ModelConfig(window_samples=243, n_mics=2, n_regions=4, first_filters=8, block_filters=(8, 8, 8, 16),
+                          dense_units=16, dropout=0.0)
+    dst_cfg = ModelConfig(**{**src_cfg.to_dict(), "head_frames": 3})
+    src, dst = build_model(src_cfg), build_model(dst_cfg)
+    assert dst.get_layer("dense").get_weights()[0].shape == (16 * 4, 16)
+    assert count_macs(dst_cfg) - count_macs(src_cfg) == 16 * 3 * 16
+    assert layer_shapes(dst_cfg)[-2] == ("dense", 1, 1, 64, 16)
+    x = np.random.default_rng(1).normal(size=(2, 243, 2)).astype("float32")
+    assert transfer_weights(src, src_cfg, dst, dst_cfg) == 1
+    np.testing.assert_allclose(dst.predict(x, verbose=0), src.predict(x, verbose=0), atol=1e-6)
+    kernel, bias = dst.get_layer("dense").get_weights()
+    kernel[16:] = np.random.default_rng(2).normal(0, 0.5, kernel[16:].shape)
+    dst.get_layer("dense").set_weights([kernel, bias])
+    assert not np.allclose(dst.predict(x, verbose=0), src.predict(x, verbose=0), atol=1e-3)
+    with pytest.raises(ValueError, match="head_frames 0 < the trained network's 3"):
+        transfer_weights(dst, dst_cfg, src, src_cfg)
+    with pytest.raises(ValueError, match="head_frames 9 > the last block's 3 frames"):
+        build_model(ModelConfig(**{**src_cfg.to_dict(), "head_frames": 9}))
+
+
 @pytest.mark.parametrize("cls, key, value, key_named, allowed", [
     (ModelConfig, "dropout", 1.0, "model.dropout", "a number in [0, 1)"),
     (ModelConfig, "block_filters", [32, 0], "model.block_filters", "a list, each value an integer >= 1"),

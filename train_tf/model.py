@@ -44,6 +44,11 @@ class ModelConfig(Settings):
     """Max-pool size (and stride) after each block."""
     dense_units: int = setting(256, integer(1))
     """Width of the fully connected layer before the heads."""
+    head_frames: int = setting(0, integer(0, 64))
+    """0: the dense layer sees the last block's max-pooled, globally averaged channels (the SampleCNN).
+    n > 0: it also sees the last block's newest ``n`` frames (before that block's max-pool) side by side,
+    in time order, so that it can tell early from late events in the window (issue 27: walkers reported
+    where they are at the window's end). Adds ``n`` x the last block's channels inputs to the dense layer."""
     dropout: float = setting(0.2, number(0.0, 1.0, hi_open=True, as_given=True))
     """Dropout before the heads (training only)."""
 
@@ -62,7 +67,7 @@ def layer_shapes(cfg: ModelConfig) -> list[tuple[str, int, int, int, int]]:
         rows.append((f"conv{i + 1}", length, cfg.kernel, cin, cout))  # 'same' padding keeps the length
         length = max(1, length // cfg.pool)
         cin = cout
-    rows.append(("dense", 1, 1, cin, cfg.dense_units))
+    rows.append(("dense", 1, 1, cin * (1 + cfg.head_frames), cfg.dense_units))
     rows.append(("heads", 1, 1, cfg.dense_units, 3 * cfg.n_regions))
     return rows
 
@@ -87,15 +92,28 @@ def build_model(cfg: ModelConfig) -> keras.Model:
         x = layers.Conv1D(filters, cfg.kernel, padding="same", use_bias=False, name=f"conv{i + 1}")(x)
         x = layers.BatchNormalization(name=f"bn{i + 1}")(x)
         x = layers.ReLU(name=f"relu{i + 1}")(x)
+        last = x
         if x.shape[1] >= cfg.pool:
             x = layers.MaxPooling1D(cfg.pool, name=f"pool{i + 1}")(x)
     x = layers.GlobalAveragePooling1D(name="gap")(x)
+    if cfg.head_frames:
+        x = layers.Concatenate(name="head_in")([x, _newest_frames(last, cfg.head_frames)])
     x = layers.Dense(cfg.dense_units, activation="relu", name="dense")(x)
     if cfg.dropout > 0:
         x = layers.Dropout(cfg.dropout, name="dropout")(x)
     x = layers.Dense(3 * cfg.n_regions, activation="sigmoid", name="heads")(x)
     out = layers.Reshape((cfg.n_regions, 3), name="regions")(x)
     return keras.Model(inp, out, name="samplecnn_msl")
+
+
+def _newest_frames(x, n: int):
+    """The newest ``n`` frames of ``x`` (batch, frames, channels), flattened in time order."""
+    length = x.shape[1]
+    if n > length:
+        raise ValueError(f"head_frames {n} > the last block's {length} frames")
+    if n < length:
+        x = layers.Cropping1D((length - n, 0), name="newest")(x)
+    return layers.Flatten(name="frames")(x)
 
 
 _weight = number(0.0, 1000.0, as_given=True)
@@ -151,7 +169,8 @@ def region_loss(weights: LossWeights = LossWeights()):
 def frame_ratio(src: ModelConfig, dst: ModelConfig) -> int:
     """How many times longer ``dst``'s first-convolution frames are than ``src``'s, when the two
     networks differ only there (and in window length); raises ``ValueError`` otherwise."""
-    same = {f.name for f in dataclasses.fields(ModelConfig)} - {"window_samples", "first_kernel", "first_stride"}
+    same = {f.name for f in dataclasses.fields(ModelConfig)} - {"window_samples", "first_kernel", "first_stride",
+                                                                "head_frames"}
     diff = sorted(k for k in same if getattr(src, k) != getattr(dst, k))
     if diff:
         raise ValueError(f"the networks differ in {', '.join(diff)}, not only in the first convolution")
@@ -164,20 +183,29 @@ def frame_ratio(src: ModelConfig, dst: ModelConfig) -> int:
 
 def transfer_weights(src: keras.Model, src_cfg: ModelConfig, dst: keras.Model, dst_cfg: ModelConfig) -> int:
     """Copy a trained network into one whose first convolution takes ``r`` times longer frames
-    (e.g. kernel 3 stride 3 at 0.5 s -> kernel 6 stride 6 at 1 s, the same MACs per window).
+    (e.g. kernel 3 stride 3 at 0.5 s -> kernel 6 stride 6 at 1 s, the same MACs per window),
+    and/or whose dense layer sees more of the last block's frames (``head_frames``).
 
     Each tap of the source kernel becomes ``r`` equal taps of weight 1/r, so the new first layer
     sees the mean of ``r`` neighbouring samples where the old one saw one: the trained network
     runs on the audio at 1/r of the rate, over r times the time, and every later layer keeps its
-    weights. Fine-tuning then learns the full-rate taps. Returns ``r``."""
+    weights. Fine-tuning then learns the full-rate taps. The dense layer's new inputs (the frames
+    side by side) start with zero weights, so the new network starts as the trained one. Returns ``r``."""
     import numpy as np
 
     r = frame_ratio(src_cfg, dst_cfg)
+    if dst_cfg.head_frames < src_cfg.head_frames:
+        raise ValueError(f"head_frames {dst_cfg.head_frames} < the trained network's {src_cfg.head_frames}")
     for layer in src.layers:
         weights = layer.get_weights()
         if not weights:
             continue
         if layer.name == "conv0":
             weights = [np.repeat(weights[0], r, axis=0) / r] + weights[1:]
-        dst.get_layer(layer.name).set_weights(weights)
+        target = dst.get_layer(layer.name)
+        if layer.name == "dense":
+            kernel = np.zeros(target.get_weights()[0].shape, weights[0].dtype)
+            kernel[:len(weights[0])] = weights[0]
+            weights = [kernel] + weights[1:]
+        target.set_weights(weights)
     return r

@@ -202,8 +202,8 @@ class MixSource:
 
 
 def _transfer_init(model, model_cfg, weights: Path) -> bool:
-    """Start ``model`` from weights of a network with shorter first-convolution frames
-    (``train_tf.model.transfer_weights``); needs that network's params file beside the weights.
+    """Start ``model`` from weights of a network with shorter first-convolution frames or fewer
+    ``head_frames`` (``train_tf.model.transfer_weights``); needs that network's params file beside the weights.
     False when they cannot be transferred."""
     from train_tf.model import ModelConfig, build_model, transfer_weights
 
@@ -218,7 +218,8 @@ def _transfer_init(model, model_cfg, weights: Path) -> bool:
     except (ValueError, OSError) as exc:
         log.warning("cannot transfer %s: %s", weights, exc)
         return False
-    log.warning("first convolution of %s stretched %dx (each tap repeated, weight 1/%d)", weights, r, r)
+    log.warning("%s transferred: first convolution stretched %dx (each tap repeated, weight 1/%d), "
+                "dense inputs %d -> %d frames", weights, r, r, src_cfg.head_frames, model_cfg.head_frames)
     return True
 
 
@@ -365,6 +366,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--first-stride", type=int, default=0,
                         help="stride of the first convolution (0 = the kernel)")
     parser.add_argument("--dense-units", type=int, default=256)
+    parser.add_argument("--head-frames", type=int, default=0,
+                        help="also feed the last block's newest N frames, side by side, to the dense layer "
+                             "(0 = the plain SampleCNN; see train_tf.model.ModelConfig.head_frames)")
     parser.add_argument("--batch-size", type=int, default=TrainSettings.batch_size)
     parser.add_argument("--epochs", type=int, default=TrainSettings.epochs)
     parser.add_argument("--lr", type=float, default=TrainSettings.learning_rate)
@@ -415,7 +419,7 @@ def model_config(args: argparse.Namespace, window_samples: int, n_mics: int):
                        first_filters=args.first_filters, first_kernel=args.first_kernel,
                        first_stride=args.first_stride,
                        block_filters=tuple(int(v) for v in args.block_filters.split(",")),
-                       dense_units=args.dense_units)
+                       dense_units=args.dense_units, head_frames=args.head_frames)
 
 
 def main(argv: list[str] | None = None) -> int:
