@@ -13,6 +13,7 @@ shorter windows (a block whose input is shorter than its pool skips the pool). T
   of each walking talker's track (nearest detection within ``--gate`` of the track, at ``--lag``).
 - ``candidate RUN NAME LEAD_S``: a training run's weights (``RUN/model.weights.h5``, else best) as
   ``out/cand/NAME/`` with the shipped decode and ``lead_s`` LEAD_S, int8 (for ``raw-lag`` and the benchmarks).
+  ``--with-shipped A`` averages them first with the shipped weights (grown to the run's ``head_frames``), weight A.
 - ``raw-lag MODEL``: as ``lag``, for any 0.5 s model (e.g. one fine-tuned with ``move_label`` "end"),
   both models' plain outputs decoded at 0.45, not refined: which instant does each network report?
 - ``hop HOP``: the packaged model analysed every ``HOP`` s instead of 0.1 s, decoded with decode
@@ -59,6 +60,23 @@ def candidate(name: str, params: dict, weights: str | Path, lead_s: float, last_
     if last_samples:
         calib = calib[:, -last_samples:]
     convert(out, calib, out / f"{name}.tflite", {"data": "data/val-speech", "last_samples": last_samples})
+    return out
+
+
+def with_shipped(params: dict, weights: Path, alpha: float, out: Path) -> Path:
+    """``(1 - alpha)`` x a run's weights + ``alpha`` x the shipped ones (grown to the run's shape by
+    ``train_tf.model.transfer_weights``), saved at ``out``."""
+    from train_tf.model import ModelConfig, build_model, transfer_weights
+
+    shipped_cfg = ModelConfig.from_dict(json.loads(Path("models/uca8-r10/params.json").read_text())["model"])
+    cfg = ModelConfig.from_dict(params["model"])
+    shipped, grown, run = build_model(shipped_cfg), build_model(cfg), build_model(cfg)
+    shipped.load_weights("models/uca8-r10/model.weights.h5")
+    transfer_weights(shipped, shipped_cfg, grown, cfg)
+    run.load_weights(weights)
+    run.set_weights([(1 - alpha) * a + alpha * b for a, b in zip(run.get_weights(), grown.get_weights())])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    run.save_weights(out)
     return out
 
 
@@ -265,6 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("run")
     d.add_argument("name")
     d.add_argument("lead_s", type=float)
+    d.add_argument("--with-shipped", type=float, default=0.0, metavar="A",
+                   help="average the run's weights with the shipped ones, weight A (0: the run's alone)")
     r = sub.add_parser("raw-lag")
     r.add_argument("model")
     h = sub.add_parser("hop")
@@ -281,7 +301,10 @@ def main(argv: list[str] | None = None) -> int:
     elif args.report == "candidate":
         run = Path(args.run)
         weights = run / "model.weights.h5" if (run / "model.weights.h5").exists() else run / "best.weights.h5"
-        print(candidate(args.name, json.loads((run / "params.json").read_text()), weights, args.lead_s))
+        params = json.loads((run / "params.json").read_text())
+        if args.with_shipped:
+            weights = with_shipped(params, weights, args.with_shipped, Path("out/cand") / f"{args.name}.soup.weights.h5")
+        print(candidate(args.name, params, weights, args.lead_s))
     elif args.report == "raw-lag":
         raw_lag_report(args.model)
     elif args.report == "lag":
