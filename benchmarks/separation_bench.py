@@ -19,6 +19,9 @@ the same rule for ODAS's tracks. Reference: the talker's direct sound and first 
     # the post-filter's gains (docs/experiments/separation-wpe.md); without the one or both:
     .venv/bin/python -m benchmarks.separation_bench --variant "no late reverb:reverb_weight=0" \
         --variant "no dereverberation:dereverb=false"
+    # the default's 1,024-sample frames (weights and classes at every second bin, 2 WPE taps) against the former
+    # 512-sample default (docs/experiments/separation-round-4.md):
+    .venv/bin/python -m benchmarks.separation_bench --variant "512:nfft=512,wpe_taps=3,coarse_bins=1"
 
 Prints markdown tables on stdout; --json writes every scene's numbers.
 """

@@ -1,9 +1,9 @@
 """Per-talker audio: one beamformer per published track, steered at its direction, with nulls towards
 the other tracks (LCMV), a noise covariance learnt where nobody talks, and a post-filter whose spatial
 masks see the frames dereverberated (online WPE) and whose gains leave out the late reverberation WPE
-predicts; streaming. Options (not the default, docs/separation.md):
-a mask-based multichannel Wiener filter or MVDR per track (``beamformer``), 1,024-sample frames (``nfft``),
-the whole separator on dereverberated frames (``wpe_use``).
+predicts; streaming; 1,024-sample frames, the weights and the masks' classes solved at every second bin.
+Options (not the default, docs/separation.md): a mask-based multichannel Wiener filter or MVDR per track
+(``beamformer``), 512-sample frames (``nfft``), the whole separator on dereverberated frames (``wpe_use``).
 
 Fed by :class:`edge_msl.pipeline.Pipeline` (its ``audio_listener`` hook) with the audio it analysed and
 the messages of the windows ending in it; hands out chunks of audio keyed by track id. numpy only; it
@@ -24,8 +24,9 @@ from .settings_check import Settings, SettingError, boolean, choice, integer, nu
 from .track_writer import TrackWriter  # re-exported: its former place
 
 NFFT = 512
-"""STFT frame by default (32 ms at 16 kHz; ``SeparateSettings.nfft``); the hop is half of it, square-root Hann
-analysis and synthesis windows."""
+"""The STFT frame the per-frame constants below were chosen at (32 ms at 16 kHz; they are scaled to the same
+time spans for ``SeparateSettings.nfft``, 1024 by default); the hop is half of it, square-root Hann analysis
+and synthesis windows."""
 HOP = NFFT // 2
 ADAPT_PRIOR_FRAMES = 20.0
 """Weight (in frames) of the noise model in a track's interference covariance."""
@@ -104,10 +105,16 @@ class SeparateSettings(Settings):
     mask_share: float = setting(1.0, number(0.0, 1.0))
     """beamformer = 'mwf' / 'mvdr': the mask-based weights' share once trusted (the rest: the LCMV's; 0.5 halves
     the early-image gain and loses a third as much against the direct sound)."""
-    nfft: int = setting(512, choice(512, 1024))
+    nfft: int = setting(1024, choice(512, 1024))
     """STFT frame in samples, 512 or 1024 (hop: half of it); the per-frame constants (forgetting, priors in
-    frames, blocks) are scaled to the same time spans. 1024: +0.1-0.3 dB on the validation scenes at 1.5 times
-    the CPU (over the 0.02 s per audio second per talker target)."""
+    frames, blocks) are scaled to the same time spans. 1024 (with ``coarse_bins`` 2 and ``wpe_taps`` 2, the
+    default): +0.02-0.36 dB on both references on every validation row over 512 (the former default) at 1.07
+    times its CPU (docs/experiments/separation-round-4.md); every bin solved, 1.5 times."""
+    coarse_bins: int = setting(2, integer(1, 4))
+    """The beamformer's weights and the spatial mixture's classes (matrix solves and inverses per bin, most of
+    the per-bin CPU) are made, and their covariances learnt, at every this-many-th bin, and linearly interpolated
+    between (2 with ``nfft`` 1024: the 512-sample frames' bins; it measured 0.0-0.07 dB better than every bin
+    on the validation scenes, 4 a little worse on three rows of four); must divide nfft / 2."""
     dereverb: bool = setting(True, boolean)
     """Dereverberate the microphone frames (online multichannel WPE, docs/experiments/separation-wpe.md): each
     mic's reverberation predicted from the past frames of ``wpe_channels`` mics (weighted least squares, 1 /
@@ -115,8 +122,10 @@ class SeparateSettings(Settings):
     before it: causal) and subtracted, in the bins ``wpe_min_hz`` .. ``wpe_max_hz``, for ``wpe_use`` (by
     default the spatial masks below 1 kHz: +0.1-0.6 dB on both references on every validation row, 1.1 times
     the CPU)."""
-    wpe_taps: int = setting(3, integer(1, 10))
-    """Dereverberation: past frames per mic in the prediction (2: 0.05-0.1 dB less, 4: the same)."""
+    wpe_taps: int = setting(2, integer(1, 10))
+    """Dereverberation: past frames per mic in the prediction (not scaled for ``nfft``: at 1024 samples 2 frames
+    span 64 ms, 3 lost 0.09 dB against the early image on the first validation row; at 512, 3 was the best, 2
+    0.05-0.1 dB less, 4 the same)."""
     wpe_delay: int = setting(1, integer(1, 10))
     """Dereverberation: prediction delay in frames at 512 samples (scaled for ``nfft``; 2: 0.1 dB less for the
     masks; for the output, 1 trades early-image for direct-sound SI-SDR, 3-4 leave both alone)."""
@@ -217,6 +226,8 @@ class _Track:
     noise_gain: np.ndarray | None = None  # (F,) w^H Gamma w: how a diffuse floor comes through w
     model: np.ndarray | None = None  # (F, M, M) spatial model from the direction (steering + diffuse)
     model_dir: tuple[float, float] | None = None
+    steer: np.ndarray | None = None  # (F, M) steering vector towards steer_dir
+    steer_dir: tuple[float, float] | None = None
     acg: np.ndarray | None = None  # (F, M, M) spatial class scatter learnt online, weighted sum
     acg_weight: np.ndarray | None = None  # (F,)
     prior: np.ndarray | None = None  # (F,) mixture weight of the class
@@ -245,6 +256,10 @@ class Separator:
         s = self.settings
         self._gamma = diffuse_coherence(self.positions, self.freqs_hz)
         self._eye = np.eye(self.n_mics)
+        if (len(self.freqs_hz) - 1) % s.coarse_bins:
+            raise SeparateConfigError(f"[separate] coarse_bins = {s.coarse_bins}: must divide nfft / 2 = "
+                                      f"{len(self.freqs_hz) - 1}")
+        self._coarse = slice(None, None, s.coarse_bins) if s.coarse_bins > 1 else slice(None)
         self._backfill_frames = int(math.ceil(s.backfill_s * self.sample_rate_hz / self._hop))
         self._wpe_delay = max(1, int(round(s.wpe_delay / self._r)))
         # the first tap whose prediction counts as late reverberation (reverb_weight)
@@ -278,6 +293,7 @@ class Separator:
         if not hasattr(self, "_noise"):
             self._noise = self._gamma.astype(complex)
             self._noise_frames = 0
+            self._noise_cache: np.ndarray | None = None  # _noise_model()
             self._psd = None  # per-bin noise floor (minimum of smoothed power)
             self._smooth = None
             self._mins: list[np.ndarray] = []
@@ -426,11 +442,14 @@ class Separator:
             self._frame_count += 1
         self._psd = 1.5 * np.min(self._mins, axis=0)
         if not self._listed:
+            # per frame: noise <- lam noise + (1 - lam) x x^H / (|x|^2 / M); the block's frames in one product
             lam = self.settings.noise_forget ** self._r
-            for xf in spec:
-                cov = xf[:, :, None] * xf[:, None, :].conj()
-                self._noise = lam * self._noise + (1 - lam) * self._normalized(cov)
-                self._noise_frames += 1
+            t_n = len(spec)
+            wgt = (1 - lam) * lam ** np.arange(t_n - 1, -1, -1)[:, None] / (p + 1e-20)  # (T, F)
+            xf = spec.transpose(1, 2, 0)  # (F, M, T)
+            self._noise = lam ** t_n * self._noise + (xf * wgt.T[:, None, :]) @ xf.conj().transpose(0, 2, 1)
+            self._noise_frames += t_n
+            self._noise_cache = None
             self._dirty = True
 
     _frame_count = 0
@@ -482,19 +501,19 @@ class Separator:
         self._dirty = False
         # before a second of silence, lean on the diffuse model; then on what was measured
         model = self._noise_model()
-        loaded = model + s.loading * self._eye
-        steer = {k: steering(self.positions, self.freqs_hz, t.azimuth_deg, t.elevation_deg)
-                 for k, t in self._tracks.items()}
+        sub = self._coarse  # the bins the weights are solved at (the rest interpolated)
+        loaded = model[sub] + s.loading * self._eye
+        steer = {k: self._steering(t) for k, t in self._tracks.items()}
         for k, t in self._tracks.items():
-            others = [steer[j] for j, o in self._tracks.items() if j != k and
+            others = [steer[j][sub] for j, o in self._tracks.items() if j != k and
                       abs(((o.azimuth_deg - t.azimuth_deg + 180) % 360) - 180) >= s.null_min_deg]
             own = loaded
             if t.cov is not None:
                 # what this track's post-filter called interference, with the noise model as a prior
                 prior = ADAPT_PRIOR_FRAMES / self._r
-                cov = (t.cov + prior * model) / (t.cov_weight + prior)[:, None, None]
+                cov = (t.cov + prior * model[sub]) / (t.cov_weight + prior)[:, None, None]  # learnt at ``sub``
                 own = self._normalized(cov) + s.loading * self._eye
-            t.w = lcmv_weights(None, steer[k], others, s.null_max_coherence, noise=own)
+            t.w = self._interp(lcmv_weights(None, steer[k][sub], others, s.null_max_coherence, noise=own))
             if s.beamformer != "lcmv" and t.scov is not None:
                 t.w = self._mask_weights(t, t.w)
             if s.mask == "beams":
@@ -508,6 +527,13 @@ class Separator:
         if s.mask == "spatial" and (self._classes is None or self._classes[0] != list(self._tracks)
                                     or self._messages % (SPATIAL_EVERY * WEIGHTS_EVERY) == 0):
             self._spatial_classes(model + s.loading * self._eye)
+
+    def _steering(self, t: _Track) -> np.ndarray:
+        """(F, M) the track's steering vector, made again only when its direction changed."""
+        if t.steer_dir != (t.azimuth_deg, t.elevation_deg):
+            t.steer = steering(self.positions, self.freqs_hz, t.azimuth_deg, t.elevation_deg)
+            t.steer_dir = (t.azimuth_deg, t.elevation_deg)
+        return t.steer
 
     def _mask_weights(self, t: _Track, w_lcmv: np.ndarray) -> np.ndarray:
         """(F, M) mask-based weights for track ``t`` (settings.beamformer), blended per bin with ``w_lcmv``
@@ -533,15 +559,40 @@ class Separator:
         steering-vector model (noise: the noise model) blended with what the class learnt online."""
         prior = self.settings.spatial_prior_frames / self._r
         ids = list(self._tracks)
-        models = [(self._tracks[k].model, self._tracks[k].acg, self._tracks[k].acg_weight) for k in ids]
-        models.append((self._normalized(self._normalized(noise_model) + self.settings.spatial_spread * self._gamma),
-                       self._acg, self._acg_weight))
+        sub = self._coarse
+        models = [(self._tracks[k].model[sub], self._tracks[k].acg, self._tracks[k].acg_weight) for k in ids]
+        noise = self._normalized(self._normalized(noise_model[sub]) + self.settings.spatial_spread * self._gamma[sub])
+        models.append((noise, self._acg, self._acg_weight))
         bs = []
         for b0, acc, wgt in models:
             b = b0 if acc is None else self._normalized((acc + prior * b0) / (wgt + prior)[:, None, None])
             bs.append(b + 1e-4 * self._eye)
-        b = np.stack(bs)  # (C, F, M, M)
-        self._classes = (ids, np.linalg.inv(b).astype(np.complex64), np.linalg.slogdet(b)[1])
+        b = np.stack(bs)  # (C, Fs, M, M)
+        inv = np.linalg.inv(b).astype(np.complex64)
+        logdet = np.linalg.slogdet(b)[1]
+        if sub != slice(None):
+            inv, logdet = self._interp(inv, axis=1), self._interp(logdet, axis=1)
+        self._classes = (ids, inv, logdet)
+
+    def _interp(self, x: np.ndarray, axis: int = 0) -> np.ndarray:
+        """``x`` solved at every ``coarse_bins``-th bin (along ``axis``), linearly interpolated to every bin."""
+        step = self.settings.coarse_bins
+        if step == 1:
+            return x
+        x = np.moveaxis(x, axis, 0)
+        if step == 2:
+            out = np.empty((2 * len(x) - 1,) + x.shape[1:], dtype=x.dtype)
+            out[::2] = x
+            out[1::2] = x[:-1]
+            out[1::2] += x[1:]
+            out[1::2] *= 0.5
+            return np.moveaxis(out, 0, axis)
+        idx = np.arange(len(self.freqs_hz))
+        lo = np.minimum(idx // step, len(x) - 1)
+        hi = np.minimum(lo + 1, len(x) - 1)
+        frac = ((idx % step) / step).reshape((-1,) + (1,) * (x.ndim - 1))
+        out = (1 - frac) * x[lo] + frac * x[hi]
+        return np.moveaxis(out.astype(x.dtype), 0, axis)
 
     def _spatial_masks(self, ids: list[int], spec: np.ndarray, learn: bool,
                        der: np.ndarray | None = None) -> np.ndarray:
@@ -571,8 +622,10 @@ class Separator:
             t_n = len(spec)
             decay = lam ** np.arange(t_n - 1, -1, -1)  # (T,)
             gd = g * decay
-            scat = ((z * (gd / q)[..., None].astype(np.float32)).transpose(0, 1, 3, 2) @ z.conj()[None]) * m
-            wsum = gd.sum(axis=2)  # (C, F)
+            sub = self._coarse  # the classes are made at these bins only
+            zs, gs = z[sub], gd[:, sub]
+            scat = ((zs * (gs / q[:, sub])[..., None].astype(np.float32)).transpose(0, 1, 3, 2) @ zs.conj()[None]) * m
+            wsum = gs.sum(axis=2)  # (C, Fs)
             keep = lam ** t_n
             newp = keep * pri + (1 - keep) * g.mean(axis=2)
             newp = np.maximum(newp, 0.02)
@@ -587,8 +640,10 @@ class Separator:
         return g[:-1].transpose(0, 2, 1)  # (K, T, F)
 
     def _noise_model(self) -> np.ndarray:
-        trust = min(1.0, self._noise_frames / (62.0 / self._r))
-        return trust * self._normalized(self._noise) + (1 - trust) * self._gamma
+        if self._noise_cache is None:  # made again only when the noise covariance learnt
+            trust = min(1.0, self._noise_frames / (62.0 / self._r))
+            self._noise_cache = trust * self._normalized(self._noise) + (1 - trust) * self._gamma
+        return self._noise_cache
 
     def _adapt(self, ids: list[int], spec: np.ndarray, gains: np.ndarray, masks: np.ndarray) -> None:
         """Each track's interference covariance from the frames just rendered, weighted by 1 - its gain (for the
@@ -616,12 +671,13 @@ class Separator:
                     tr.scov_weight = keep * tr.scov_weight + ws.sum(axis=0)
                     tr.ncov = keep * tr.ncov + cn
             return  # their LCMV (young tracks) keeps the noise model: its learnt interference measured the same
+        spec = spec[:, self._coarse]  # the weights are made at these bins only
         xn = spec / (np.sqrt(np.mean(np.abs(spec) ** 2, axis=2, keepdims=True)) + 1e-20)  # level-free frames
         xf = xn.transpose(1, 2, 0).astype(np.complex64)  # (F, M, T); single: the same SI-SDR (within 0.01 dB), less CPU
         xh = xf.conj().transpose(0, 2, 1)  # (F, T, M)
         for ki, k in enumerate(ids):
             tr = self._tracks[k]
-            wgt = (1.0 - gains[ki]) * decay[:, None]  # (T, F)
+            wgt = (1.0 - gains[ki][:, self._coarse]) * decay[:, None]  # (T, Fs)
             c = (xf * wgt.T[:, None, :].astype(np.float32)) @ xh  # (F, M, M): sum over frames of wgt x x^H
             if tr.cov is None:
                 tr.cov, tr.cov_weight = c, wgt.sum(axis=0)
