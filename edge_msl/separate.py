@@ -71,14 +71,17 @@ class SeparateSettings(Settings):
     measured on development scenes: 0.01-0.03 best, 0.02 kept for margin against real arrays' errors)."""
     null_min_deg: float = setting(15.0, number(0.0, 180.0))
     """Another track closer than this (in azimuth) to the target gets no null (it would null the target)."""
-    null_max_coherence: float = setting(0.8, number(0.0, 1.0))
-    """Per frequency, no null where the two steering vectors are this alike (low frequencies)."""
+    null_max_coherence: float = setting(0.6, number(0.0, 1.0))
+    """Per frequency, no null where the two steering vectors are this alike (low frequencies, and the
+    sidelobes above 1 kHz: the post-filter separates there; 0.6 with round 5's other defaults measured
+    better than 0.8 on the validation scenes, docs/experiments/separation-round-4.md)."""
     noise_forget: float = setting(0.98, number(0.0, 0.9999))
     """Per STFT frame, the weight of the past in the noise covariance (frames where no talker is listed)."""
-    adapt_forget: float = setting(0.99, number(0.0, 0.9999))
-    """Per frame, the weight of the past in each track's interference covariance, learnt from the bins its
-    post-filter finds dominated by others, and in the spatial mask's classes (0 turns both off: the noise
-    covariance serves every track, the classes stay the steering and noise models)."""
+    adapt_forget: float = setting(0.997, number(0.0, 0.9999))
+    """Per frame (at 512 samples; scaled for ``nfft``), the weight of the past in each track's interference
+    covariance, learnt from the bins its post-filter finds dominated by others, and in the spatial mask's
+    classes (0 turns both off: the noise covariance serves every track, the classes stay the steering and noise
+    models; 0.997, about 5 s, measured better than 0.99 and 0.995 on every validation row, round 5)."""
     postfilter: bool = setting(True, boolean)
     """Apply the post-filter (a gain per bin and track, from ``mask``)."""
     mask: str = setting("spatial", choice("spatial", "beams"))
@@ -86,13 +89,14 @@ class SeparateSettings(Settings):
     signals, one class per track and one for noise) or 'beams' (the beams' powers against each other)."""
     spatial_spread: float = setting(1.0, number(0.0, 100.0))
     """Spatial model: weight of the diffuse coherence beside a track's direct-path steering vector (reverb)."""
-    spatial_prior_frames: float = setting(80.0, number(1.0, 1e6))
-    """Spatial model: weight (frames) of the steering-vector model against what each class learnt online."""
+    spatial_prior_frames: float = setting(160.0, number(1.0, 1e6))
+    """Spatial model: weight (frames at 512 samples; scaled for ``nfft``) of the steering-vector model against
+    what each class learnt online (160, with ``adapt_forget`` 0.997, round 5; 80 before)."""
     interference_weight: float = setting(1.0, number(0.0, 10.0))
     """Post-filter with mask = 'beams': how much of the other tracks' output power counts as leaking into this one."""
-    gain_min: float = setting(0.2, number(0.0, 1.0))
-    """Post-filter: smallest gain (0.2 = -14 dB; 0.1-0.2 alike on development scenes, 0.2 distorts a source
-    that is not sparse less)."""
+    gain_min: float = setting(0.1, number(0.0, 1.0))
+    """Post-filter: smallest gain (0.1 = -20 dB; with round 5's other defaults +0.05-0.2 dB over 0.2 against
+    the direct sound on every validation row; 0.2 distorts a source that is not sparse less)."""
     beamformer: str = setting("lcmv", choice("lcmv", "mwf", "mvdr"))
     """'lcmv': unit gain towards the track's direction, nulls towards the others (above); 'mwf' / 'mvdr':
     mask-based, per frequency from the track's and the rest's spatial covariances, learnt (power-weighted,
@@ -107,14 +111,16 @@ class SeparateSettings(Settings):
     the early-image gain and loses a third as much against the direct sound)."""
     nfft: int = setting(1024, choice(512, 1024))
     """STFT frame in samples, 512 or 1024 (hop: half of it); the per-frame constants (forgetting, priors in
-    frames, blocks) are scaled to the same time spans. 1024 (with ``coarse_bins`` 2 and ``wpe_taps`` 2, the
-    default): +0.02-0.36 dB on both references on every validation row over 512 (the former default) at 1.07
+    frames, blocks) are scaled to the same time spans. 1024 (with ``coarse_bins`` 2 and ``wpe_taps`` 2, round
+    4's default): +0.02-0.36 dB on both references on every validation row over 512 (the former default) at 1.07
     times its CPU (docs/experiments/separation-round-4.md); every bin solved, 1.5 times."""
-    coarse_bins: int = setting(2, integer(1, 4))
+    coarse_bins: int = setting(4, integer(1, 4))
     """The beamformer's weights and the spatial mixture's classes (matrix solves and inverses per bin, most of
     the per-bin CPU) are made, and their covariances learnt, at every this-many-th bin, and linearly interpolated
-    between (2 with ``nfft`` 1024: the 512-sample frames' bins; it measured 0.0-0.07 dB better than every bin
-    on the validation scenes, 4 a little worse on three rows of four); must divide nfft / 2."""
+    between (2 with ``nfft`` 1024: the 512-sample frames' bins, 0.0-0.07 dB better than every bin on the
+    validation scenes; 4, 62.5 Hz, the default since round 5: alone a little worse than 2 on three rows of four,
+    with round 5's ``adapt_forget``, ``gain_min``, ``null_max_coherence`` and ``spatial_prior_frames`` better
+    on every row at 0.84 times the CPU, docs/experiments/separation-round-4.md); must divide nfft / 2."""
     dereverb: bool = setting(True, boolean)
     """Dereverberate the microphone frames (online multichannel WPE, docs/experiments/separation-wpe.md): each
     mic's reverberation predicted from the past frames of ``wpe_channels`` mics (weighted least squares, 1 /

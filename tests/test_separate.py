@@ -76,8 +76,9 @@ def _run(array, mix: np.ndarray, sources: list[dict], settings=None, start_s: fl
 
 
 @pytest.mark.parametrize("postfilter,mask,min_db", [(False, "spatial", 15.0), (True, "beams", 8.0),
-                                                    (True, "spatial", 8.0)])  # white noise is not sparse:
+                                                    (True, "spatial", 7.5)])  # white noise is not sparse:
 def test_two_plane_waves_are_separated(postfilter, mask, min_db):  # a post-filter's mask costs SI-SDR there
+    # (the spatial mask with gain_min 0.1, the default since round 5: +7.9 / +8.8 dB; with 0.2 +8.9 / +9.7)
     rng = np.random.default_rng(1)
     array = get_array("uca8-r10")
     n = 3 * FS
@@ -121,11 +122,13 @@ def sparse_talkers():
 def test_spatial_mask_on_sparse_talkers(nfft, margin_db):
     """Talkers who pause (noise gated in 64 ms blocks, overlapping part of the time): the spatial mixture's
     masks separate them better than the beams' powers do (by 1.1 dB with 512-sample frames; with 1,024, the
-    default, a block straddles two frames and they gain 0.5 dB)."""
+    default, a block straddles two frames and they gain 0.5 dB), both floored at round 4's ``gain_min`` 0.2.
+    At round 5's 0.1 (the default: it gains on the speech validation scenes) the spatial masks lose 0.9-1.0 dB
+    on these white-noise bursts, the beams' 0.1 dB: the spatial mask trails by 0.36 dB at 1,024."""
     array, n, images, mix, sources, part = sparse_talkers()
     gains = {}
     for mask in ("spatial", "beams"):
-        streams = _run(array, mix, sources, SeparateSettings(mask=mask, nfft=nfft))
+        streams = _run(array, mix, sources, SeparateSettings(mask=mask, nfft=nfft, gain_min=0.2))
         gains[mask] = [si_sdr(streams[k + 1][0][part], images[k][part, 0]) - si_sdr(mix[part, 0], images[k][part, 0])
                        for k in range(2)]
     assert min(gains["spatial"]) > 10.0, gains
@@ -324,7 +327,8 @@ def test_dereverberation_brings_a_talker_nearer_its_direct_sound(nfft, taps, min
 
 def test_dereverberated_masks_separate_two_reverberant_talkers():
     """Two talkers, RT60 0.5 s, the spatial masks made from WPE-dereverberated frames below 1 kHz (the beams
-    and output untouched): each stream well separated, on average nearer its direct sound than without."""
+    and output untouched): each stream well separated, on average nearer its direct sound than without (by
+    0.18 dB with round 4's defaults, 0.09 dB with round 5's)."""
     array, mix, direct, sources = reverberant_talkers([(60.0, 20.0), (200.0, 10.0)], seed=8)
     part = slice(2 * FS, len(mix) - FS // 4)
     got = {}
@@ -333,14 +337,16 @@ def test_dereverberated_masks_separate_two_reverberant_talkers():
         got[on] = [si_sdr(streams[k + 1][0][part], direct[k, part]) - si_sdr(mix[part, 0], direct[k, part])
                    for k in range(2)]
     assert min(got[True]) > 7.0, got
-    assert np.mean(got[True]) > np.mean(got[False]) + 0.1, got
+    assert np.mean(got[True]) > np.mean(got[False]) + 0.05, got
 
 
 def test_late_reverberation_term_brings_streams_nearer_their_direct_sound():
     """The post-filter's late-reverberation term (``reverb_weight``: the beam applied to WPE's prediction from
     3 frames back, removed from each track's mask) on reverberant rooms (RT60 0.5 s): one talker and two
-    talkers, each stream nearer its direct sound at mic 0 than with the masks alone (the separator is
-    deterministic: the same scene gives the same figures to 1e-6 dB; the term gained 0.08-0.16 dB here)."""
+    talkers, each stream nearer its direct sound at mic 0 than with the masks alone, by 0.04 dB on average (the
+    separator is deterministic: the same scene gives the same figures to 1e-6 dB; the term gained 0.08-0.16 dB
+    here with round 4's defaults; with round 5's +0.19, +0.05 and +0.005 dB)."""
+    gains = []
     for dirs, seed in (([(60.0, 20.0)], 6), ([(60.0, 20.0), (200.0, 10.0)], 8)):
         array, mix, direct, sources = reverberant_talkers(dirs, seed=seed)
         part = slice(2 * FS, len(mix) - FS // 4)
@@ -348,17 +354,32 @@ def test_late_reverberation_term_brings_streams_nearer_their_direct_sound():
         for weight in (0.0, 1.0):
             streams = _run(array, mix, sources, SeparateSettings(reverb_weight=weight, reverb_delay=3))
             got[weight] = [si_sdr(streams[k + 1][0][part], direct[k, part]) for k in range(len(dirs))]
-        assert min(np.subtract(got[1.0], got[0.0])) > 0.04, (dirs, got)
+        assert min(np.subtract(got[1.0], got[0.0])) > 0.0, (dirs, got)
+        gains.extend(np.subtract(got[1.0], got[0.0]))
+    assert np.mean(gains) > 0.04, gains
 
 
-def test_coarse_bins_keep_the_constraints_between_the_solved_bins():
-    """``coarse_bins`` 2 (the default at 1,024-sample frames): the weights are solved at every second bin and
-    interpolated between. On two plane waves (exact fractional delays) every bin 0.1-7 kHz still passes its
-    track's direction within 3 % (0.8 % measured) and, above 1 kHz, lets through under 2 % of the other's
-    (0.3 %); the solved bins hold their own exactly (within the LCMV's loading); a step that does not divide
-    nfft / 2 is refused."""
-    with pytest.raises(SeparateConfigError, match="coarse_bins"):
-        Separator(get_array("uca8-r10").positions(), FS, SeparateSettings(coarse_bins=3))
+ROUND4 = dict(adapt_forget=0.99, gain_min=0.2, null_max_coherence=0.8, coarse_bins=2, spatial_prior_frames=80.0)
+
+
+def test_round5_defaults_bring_two_reverberant_talkers_nearer_their_direct_sound():
+    """Round 5's defaults (``adapt_forget`` 0.997, ``gain_min`` 0.1, ``null_max_coherence`` 0.6,
+    ``coarse_bins`` 4, ``spatial_prior_frames`` 160, chosen on the validation scenes) against round 4's on two
+    talkers in a reverberant room (RT60 0.5 s): each stream nearer its direct sound by over 0.2 dB (+0.65 and
+    +0.34 dB measured). One talker alone in the same room (seed 6) loses 0.35 dB (+3.70 against +4.05 dB,
+    mostly ``coarse_bins`` 4: +3.98 with 2); the validation and held-out rows have two or three talkers."""
+    array, mix, direct, sources = reverberant_talkers([(60.0, 20.0), (200.0, 10.0)], seed=8)
+    part = slice(2 * FS, len(mix) - FS // 4)
+    got = {}
+    for name, kw in (("round4", ROUND4), ("default", {})):
+        streams = _run(array, mix, sources, SeparateSettings(**kw))
+        got[name] = [si_sdr(streams[k + 1][0][part], direct[k, part]) for k in range(2)]
+    assert min(np.subtract(got["default"], got["round4"])) > 0.2, got
+
+
+def _two_plane_waves(settings: SeparateSettings):
+    """Two white talkers as plane waves (exact fractional delays) from 0.5 s, listed in every message: the
+    separator after 3 s, the steering vectors at its bins and the directions."""
     rng = np.random.default_rng(1)
     array = get_array("uca8-r10")
     n = 3 * FS
@@ -368,17 +389,48 @@ def test_coarse_bins_keep_the_constraints_between_the_solved_bins():
     dirs = [(40.0, 25.0), (170.0, 10.0)]
     mix = sum(arrival(array, s, az, el) for s, (az, el) in zip(sig, dirs)) + 1e-3 * rng.standard_normal((n, 8))
     sources = [{"id": k + 1, "azimuth_deg": az, "elevation_deg": el} for k, (az, el) in enumerate(dirs)]
-    sep = Separator(array.positions(), FS, SeparateSettings(postfilter=False))
-    assert sep.settings.coarse_bins == 2 and sep.settings.nfft == 1024
+    sep = Separator(array.positions(), FS, settings)
     for i in range(0, n, 1600):
         sep.push(mix[i:i + 1600], [(1600, {"t_s": (i + 1600) / FS, "sources": sources if i > FS // 2 else []})])
+    return sep, [steering(array.positions(), sep.freqs_hz, az, el) for az, el in dirs]
+
+
+@pytest.mark.parametrize("step", [2, 4])
+def test_coarse_bins_keep_the_constraints_between_the_solved_bins(step):
+    """``coarse_bins`` 4 (the default since round 5; 2 before) at 1,024-sample frames: the weights are solved
+    at every ``step``-th bin and interpolated between. On two plane waves (exact fractional delays), with a null
+    in every bin above 1 kHz (``null_max_coherence`` 0.8), every bin 0.1-7 kHz still passes its track's
+    direction within 3 % (0.8 % measured at 2, 1.4 % at 4) and, above 1 kHz, lets through under 2 % of the
+    other's (0.3 %, 0.7 %); the solved bins hold their own exactly (within the LCMV's loading); a step that does
+    not divide nfft / 2 is refused."""
+    with pytest.raises(SeparateConfigError, match="coarse_bins"):
+        Separator(get_array("uca8-r10").positions(), FS, SeparateSettings(coarse_bins=3))
+    assert SeparateSettings().coarse_bins == 4 and SeparateSettings().nfft == 1024
+    sep, a = _two_plane_waves(SeparateSettings(postfilter=False, coarse_bins=step, null_max_coherence=0.8))
     f = sep.freqs_hz
     band, high = (f > 100) & (f < 7000), (f > 1000) & (f < 7000)
-    a = [steering(array.positions(), f, az, el) for az, el in dirs]
     for k in range(2):
         w = sep._tracks[k + 1].w
         own = np.abs(np.einsum("fm,fm->f", w.conj(), a[k]) - 1.0)
         other = np.abs(np.einsum("fm,fm->f", w.conj(), a[1 - k]))
         assert own[band].max() < 0.03 and other[high].max() < 0.02, (k, own[band].max(), other[high].max())
-        assert own[0::2][band[0::2]].max() < 1e-5  # the solved bins (the LCMV's own loading: 1e-6)
-        assert own[1::2][band[1::2]].max() > 1e-4  # the interpolated bins are not solved ones
+        assert own[0::step][band[0::step]].max() < 1e-5  # the solved bins (the LCMV's own loading: 1e-6)
+        assert own[1::step][band[1::step]].max() > 1e-4  # the interpolated bins are not solved ones
+
+
+def test_no_null_where_the_steering_vectors_are_alike():
+    """``null_max_coherence`` 0.6 (the default since round 5; 0.8 before): at each solved bin, the other
+    track gets a null exactly where |a^H b| / M is under 0.6 and none where it is over (the sidelobes above
+    1 kHz included, where the post-filter separates): on the two plane waves, the solved bins with a null
+    let through under 10^-4 of the other track, those without over 5 %; both kinds occur above 1 kHz."""
+    settings = SeparateSettings(postfilter=False)
+    assert settings.null_max_coherence == 0.6
+    sep, a = _two_plane_waves(settings)
+    step = settings.coarse_bins
+    solved = (sep.freqs_hz > 100) & (sep.freqs_hz < 7000) & (np.arange(len(sep.freqs_hz)) % step == 0)
+    coh = np.abs(np.einsum("fm,fm->f", a[0].conj(), a[1])) / a[0].shape[1]
+    nulled, open_ = solved & (coh < 0.59), solved & (coh > 0.61)
+    assert np.any(nulled & (sep.freqs_hz > 1000)) and np.any(open_ & (sep.freqs_hz > 1000))
+    for k in range(2):
+        other = np.abs(np.einsum("fm,fm->f", sep._tracks[k + 1].w.conj(), a[1 - k]))
+        assert other[nulled].max() < 1e-4 and other[open_].min() > 0.05, (k, other[nulled].max(), other[open_].min())
