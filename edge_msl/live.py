@@ -224,15 +224,19 @@ def parse_listen(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def serve_until_stopped(live: LiveServer) -> None:
-    """Keep serving until Ctrl-C or SIGTERM, then close (``locate --live`` after the end of its file)."""
+def serve_until_stopped(live: LiveServer, announce: str = "") -> None:
+    """Keep serving until Ctrl-C or SIGTERM, then close (``locate --live`` after the end of its file).
+    ``announce`` goes to stderr once SIGTERM is handled, so that whoever reads it may send SIGTERM at once."""
     import signal
+    import sys
 
     stop = threading.Event()
     try:
         old = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     except ValueError:  # not the main thread
         old = None
+    if announce:
+        print(announce, file=sys.stderr, flush=True)
     try:
         while not stop.wait(0.5):
             pass

@@ -277,7 +277,5 @@ def _main(args: argparse.Namespace, closing: list) -> int:
         from ..live import serve_until_stopped
 
         closing.remove(live)
-
-        print(f"{name}: end of {args.file}; the live view stays at {live.url} until Ctrl-C", file=sys.stderr)
-        serve_until_stopped(live)
+        serve_until_stopped(live, f"{name}: end of {args.file}; the live view stays at {live.url} until Ctrl-C")
     return 0
