@@ -235,6 +235,34 @@ def test_weights_are_interpolated_towards_the_original_ones():
         cal.interpolate_weights(model, w0[:1], 0.5)
 
 
+def _tiny_session(tmp_path, settings):
+    """(session with a set.npz of 8 far-field windows, Keras dir of the shipped model's parameters with a tiny
+    network): ``finetune``'s code path in seconds."""
+    import json
+
+    from train_tf.model import ModelConfig, build_model
+    from train_tf.model_dir import PARAMS, WEIGHTS
+
+    src = cal.default_keras_model("uca8-r10")
+    if not (src / PARAMS).exists():
+        pytest.skip(f"{src} (the float model's params) is not in this checkout")
+    params = json.loads((src / PARAMS).read_text())
+    params["model"] = {**params["model"], "first_filters": 4, "block_filters": [4] * len(params["model"]["block_filters"]),
+                       "dense_units": 8}
+    keras_dir = tmp_path / "tiny"
+    keras_dir.mkdir()
+    build_model(ModelConfig.from_dict(params["model"])).save_weights(keras_dir / WEIGHTS)
+    (keras_dir / PARAMS).write_text(json.dumps(params))
+    rng = np.random.default_rng(3)
+    session = cal.Session.create(tmp_path / "s", ARRAY, FS, 8000, None, settings)
+    az = np.array([[40.0, np.nan], [200.0, np.nan]] * 4)
+    audio = np.stack([np.round(far_field(a, rng.standard_normal(8000)) * 2000).astype(np.int16) for a in az[:, 0]])
+    np.savez(session.dir / "set.npz", train_audio=audio, train_azimuth_deg=az, train_distance_m=np.full(az.shape, 1.5),
+             sim_audio=audio[:0], sim_azimuth_deg=np.zeros((0, 4)), sim_distance_m=np.zeros((0, 4)),
+             sim_level_db=np.zeros((0, 4)))
+    return session, keras_dir
+
+
 def test_finetune_keeps_the_default_mix_of_the_tuned_and_the_original_weights(tmp_path, monkeypatch):
     """``finetune`` hands its trained model and the weights it started from to ``interpolate_weights`` with the
     default a (0.9), and what it saves is that mix (frozen weights equal the original ones, trained ones moved
@@ -245,32 +273,8 @@ def test_finetune_keeps_the_default_mix_of_the_tuned_and_the_original_weights(tm
     from train_tf.model_dir import load_model
 
     ft_module = importlib.import_module("train_tf.calibrate.finetune")  # the module, not the re-exported function
-
-    import json
-
-    from train_tf.model import ModelConfig, build_model
-    from train_tf.model_dir import PARAMS, WEIGHTS
-
-    src = cal.default_keras_model("uca8-r10")
-    if not (src / PARAMS).exists():
-        pytest.skip(f"{src} (the float model's params) is not in this checkout")
-    # the shipped model's parameters with a tiny network: the same code path, in seconds
-    params = json.loads((src / PARAMS).read_text())
-    params["model"] = {**params["model"], "first_filters": 4, "block_filters": [4] * len(params["model"]["block_filters"]),
-                       "dense_units": 8}
-    keras_dir = tmp_path / "tiny"
-    keras_dir.mkdir()
-    build_model(ModelConfig.from_dict(params["model"])).save_weights(keras_dir / WEIGHTS)
-    (keras_dir / PARAMS).write_text(json.dumps(params))
     assert cal.CalibrationSettings().weight_interpolation == 0.9
-    rng = np.random.default_rng(3)
-    settings = cal.CalibrationSettings(epochs=1, batch_size=8, train_layers=("heads",))
-    session = cal.Session.create(tmp_path / "s", ARRAY, FS, 8000, None, settings)
-    az = np.array([[40.0, np.nan], [200.0, np.nan]] * 4)
-    audio = np.stack([np.round(far_field(a, rng.standard_normal(8000)) * 2000).astype(np.int16) for a in az[:, 0]])
-    np.savez(session.dir / "set.npz", train_audio=audio, train_azimuth_deg=az, train_distance_m=np.full(az.shape, 1.5),
-             sim_audio=audio[:0], sim_azimuth_deg=np.zeros((0, 4)), sim_distance_m=np.zeros((0, 4)),
-             sim_level_db=np.zeros((0, 4)))
+    session, keras_dir = _tiny_session(tmp_path, cal.CalibrationSettings(epochs=1, batch_size=8, train_layers=("heads",)))
     seen = {}
     real = ft_module.interpolate_weights
 
@@ -288,3 +292,37 @@ def test_finetune_keeps_the_default_mix_of_the_tuned_and_the_original_weights(tm
         assert np.allclose(v.numpy(), 0.9 * tuned + 0.1 * w0, atol=1e-6)
         moved += not np.allclose(tuned, w0)
     assert moved > 0  # the heads did train
+
+
+def test_the_learning_rate_falls_along_a_half_cosine_to_its_final_fraction():
+    from train_tf.calibrate.finetune import learning_rate_at
+
+    rates = [learning_rate_at(k, 9, 2e-4, 0.25) for k in range(9)]
+    assert rates[0] == pytest.approx(2e-4) and rates[-1] == pytest.approx(0.5e-4)
+    assert rates[4] == pytest.approx(0.5 * (2e-4 + 0.5e-4))  # half way: the mean of the two ends
+    assert all(a > b for a, b in zip(rates, rates[1:]))
+    assert learning_rate_at(5, 9, 2e-4, 1.0) == pytest.approx(2e-4)
+
+
+def test_finetune_steps_with_the_scheduled_learning_rate(tmp_path, monkeypatch):
+    """With ``final_learning_rate`` below 1 every optimizer step runs at the schedule's rate (8 windows, batch 4, 2
+    epochs: 4 steps, the last at the final fraction); the sidecar records the setting."""
+    keras = pytest.importorskip("keras")
+    import json
+
+    from train_tf.calibrate.finetune import learning_rate_at
+
+    session, keras_dir = _tiny_session(tmp_path, cal.CalibrationSettings(
+        epochs=2, batch_size=4, train_layers=("heads",), learning_rate=1e-3, final_learning_rate=0.1))
+    used = []
+    train_on_batch = keras.Model.train_on_batch
+
+    def spy(self, *a, **kw):
+        used.append(float(np.asarray(self.optimizer.learning_rate)))
+        return train_on_batch(self, *a, **kw)
+
+    monkeypatch.setattr(keras.Model, "train_on_batch", spy)
+    cal.finetune(session, keras_dir)
+    assert used == pytest.approx([learning_rate_at(k, 4, 1e-3, 0.1) for k in range(4)], rel=1e-5)
+    assert used[0] == pytest.approx(1e-3, rel=1e-5) and used[-1] == pytest.approx(1e-4, rel=1e-5)
+    assert json.loads((session.dir / "model" / "params.json").read_text())["calibrated"]["final_learning_rate"] == 0.1

@@ -112,10 +112,15 @@ def finetune(session: Session, keras_model: str | Path | None = None, progress: 
     t0 = time.perf_counter()
     history = []
     swa = None
+    steps_per_epoch = -(-len(x) // s.batch_size)
     for epoch in range(s.epochs):
         order = rng.permutation(len(x))
         losses = []
         for b in range(0, len(order), s.batch_size):
+            if s.final_learning_rate != 1.0:
+                model.optimizer.learning_rate.assign(learning_rate_at(
+                    epoch * steps_per_epoch + b // s.batch_size, s.epochs * steps_per_epoch, s.learning_rate,
+                    s.final_learning_rate))
             i = np.sort(order[b:b + s.batch_size])
             losses.append(float(model.train_on_batch(x[i], y[i])))
             for v, w0 in anchors:
@@ -149,12 +154,20 @@ def finetune(session: Session, keras_model: str | Path | None = None, progress: 
     new_params["calibrated"] = {
         "from": str(src), "session": str(session.dir), "train_layers": list(s.train_layers),
         "trainable_parameters": n_trainable, "epochs": s.epochs, "learning_rate": s.learning_rate,
+        "final_learning_rate": s.final_learning_rate,
         "average_last_epochs": s.average_last_epochs, "weight_interpolation": s.weight_interpolation, "anchor_decay": s.anchor_decay,
         "windows": {"real": int(len(x_real)), "simulated": int(len(x_sim))}, "loss": history,
         "threshold": tuned}
     (out / PARAMS).write_text(json.dumps(new_params, indent=2))
     return {"seconds": seconds, "windows": int(len(x)), "trainable_parameters": n_trainable, "loss": history,
             "threshold": tuned}
+
+
+def learning_rate_at(step: int, steps: int, rate: float, final_fraction: float) -> float:
+    """The learning rate at ``step`` of ``steps``: a half cosine from ``rate`` (first step) down to
+    ``final_fraction * rate`` (last step)."""
+    t = step / max(1, steps - 1)
+    return float(rate * (final_fraction + (1.0 - final_fraction) * 0.5 * (1.0 + np.cos(np.pi * min(1.0, t)))))
 
 
 def interpolate_weights(model: Any, original: Sequence[np.ndarray], alpha: float) -> None:

@@ -107,6 +107,10 @@ class CalibrationSettings(Settings):
     """Fine-tuning batch (real and simulated windows shuffled together)."""
     learning_rate: float = setting(2e-4, number(0.0, 1.0, lo_open=True))
     """Adam learning rate (small: the model is adapted, not retrained)."""
+    final_learning_rate: float = setting(1.0, number(0.0, 1.0))
+    """The learning rate falls along a half cosine from ``learning_rate`` at the first step to this fraction of it
+    at the last one (the last steps' noise damped); 1: constant. Decaying to 0 did not lift the weakest sessions
+    (docs/experiments/calibration-generalization.md, round 3)."""
     average_last_epochs: int = setting(0, integer(0))
     """The weights kept are the mean of those at the end of each of the last this many epochs (stochastic weight
     averaging: the noise of the last steps averaged out); 0 or 1: the weights after the last step."""
