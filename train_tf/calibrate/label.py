@@ -349,7 +349,8 @@ def _refine_with_front_end(session: Session, *, redo: bool = False) -> None:
                 continue
             # only the direction is redone (whole-clip map); acceptance stays with the nominal labelling
             grid, total, _ = srp_phat_map(clips[p["name"]], session.array.positions(), session.sample_rate_hz,
-                                          front_end=fe, per_block=False)
+                                          front_end=fe, per_block=False,
+                                          freq_range_hz=(300.0, min(s.label_max_freq_hz, session.sample_rate_hz / 2)))
             p["label"].setdefault("nominal_azimuth_deg", p["label"]["azimuth_deg"])
             p["label"].update(azimuth_deg=float(grid[int(np.argmax(total))]), front_end=True)
     session.data["front_end"] = fe.to_dict()

@@ -97,6 +97,9 @@ class CalibrationSettings(Settings):
     front_end_iterations: int = setting(3, integer(0))
     """Rounds of estimating each mic's gain/delay/phase error from the labelled clips and self-labelling again
     with it undone (0: nominal geometry only). Needs at least ``min_front_end_positions`` accepted positions."""
+    label_max_freq_hz: float = setting(3500.0, number(1000.0, 8000.0, noun="Hz"))
+    """Top of the band SRP-PHAT steers over when a clip is labelled again with the mics' estimated errors undone
+    (the first, nominal labelling that decides acceptance keeps 300-3500 Hz)."""
     min_front_end_positions: int = setting(6, integer(1))
     """Fewest accepted positions (from different directions) to estimate the mics' errors from."""
     simulate_front_end: bool = setting(True, boolean)
