@@ -244,3 +244,17 @@ def test_a_short_board_run_against_odaslive(tmp_path, capsys):
     assert res["board"] == "respeaker-4mic" and res["n_bits"] == 32 and res["same_input"]
     assert [r["frames"] >= 0.99 * res["expected_frames"] for r in res["rows"][1:]] == [True] * 3
     assert "| respeaker-4mic | 16000 | 4 (32) |" in capsys.readouterr().out
+
+
+def test_measured_processes_keep_edge_msl_bytecode_as_a_pip_install_does(tmp_path, monkeypatch):
+    """Even where PYTHONDONTWRITEBYTECODE is set, a measured process writes edge-msl's bytecode to the benchmark's
+    own cache (a pip install compiles it), so the timed runs after the untimed check do not compile it again."""
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
+    monkeypatch.setattr(odas_cpu, "PYCACHE", tmp_path / "pycache")
+    env = odas_cpu.program_env()
+    assert "PYTHONDONTWRITEBYTECODE" not in env and env["PYTHONPYCACHEPREFIX"] == str(tmp_path / "pycache")
+    subprocess.run([sys.executable, "-c", "import edge_msl.temporal"], cwd=odas_cpu.REPO, env=env, check=True)
+    assert list((tmp_path / "pycache").rglob("edge_msl/temporal.*.pyc"))
