@@ -374,7 +374,7 @@ def program_env(**extra: str) -> dict[str, str]:
     install has it (pip compiles the modules when it installs them). A machine that sets
     ``PYTHONDONTWRITEBYTECODE`` (this project's development machine does) would otherwise make each start compile
     every edge-msl module again, about 0.06 s that users do not pay; the untimed whole-file check before the timed
-    runs (:func:`edge_lines_args`) fills the cache. ODAS, a compiled program, is not affected."""
+    runs (:func:`edge_lines`) fills the cache. ODAS, a compiled program, is not affected."""
     env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONPYCACHEPREFIX=str(PYCACHE), **extra)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     return env
@@ -425,12 +425,9 @@ def odas_frames(tracked: Path) -> dict:
     return {"frames": len(frames), "frames_with_track": with_track, "track_azimuths_deg": azimuths}
 
 
-def edge_lines(wav: Path) -> tuple[int, float]:
-    """Lines ``edge-msl locate`` prints on ``wav`` and the last one's t_s (an untimed whole-file check)."""
-    return edge_lines_args(wav, [])
-
-
-def edge_lines_args(wav: Path, extra: list[str]) -> tuple[int, float]:
+def edge_lines(wav: Path, extra: tuple[str, ...] = ()) -> tuple[int, float]:
+    """Lines ``edge-msl locate`` (with ``extra`` arguments) prints on ``wav`` and the last one's t_s (an untimed
+    whole-file check)."""
     p = subprocess.run([sys.executable, "-m", "edge_msl", "locate", str(wav), *extra], cwd=REPO, capture_output=True,
                        text=True, env=program_env())
     lines = p.stdout.splitlines()
@@ -482,23 +479,20 @@ def prepare_board(board: str, cfg_dir: Path, scenes_dir: Path, n_scenes: int, se
     board_dir = tmp / board
     board_dir.mkdir()
     wav, raw = board_dir / "capture.wav", board_dir / "capture.raw"
-    if same_input:
-        # one recording for both: the board's layout and rate, in the sample width ODAS's config reads
-        rec = board_recording(array, mics, rate_in, seconds, array.native_rate_hz, facts["n_bits"])
-        write_pcm_wav(wav, rec, array.native_rate_hz)
-        np.ascontiguousarray(rec, dtype=rec.dtype.newbyteorder("<")).tofile(raw)
-    else:
-        # ODAS gets its own config's input (its rate, channels and map); edge-msl the board's native capture
+    # edge-msl gets the board's native capture; ODAS the same bytes (in the sample width its config reads) when
+    # its config reads what the board delivers, else its own config's input (its rate, channels and map)
+    rec = board_recording(array, mics, rate_in, seconds, array.native_rate_hz, facts["n_bits"] if same_input else 16)
+    write_pcm_wav(wav, rec, array.native_rate_hz)
+    odas_rec = rec
+    if not same_input:
         notes.append(f"ODAS's {cfg_name}.cfg reads {facts['n_channels']} channels at {facts['fs_hz']} Hz (mics on "
                      f"{facts['map']}), the board delivers {array.n_channels} at {array.native_rate_hz} Hz (mics on "
                      f"{[c + 1 for c in array.channel_map]}): each program got its own layout of the same scenes")
-        rec = board_recording(array, mics, rate_in, seconds, array.native_rate_hz, 16)
-        write_pcm_wav(wav, rec, array.native_rate_hz)
         from dataclasses import replace
         as_cfg = replace(array, name=f"{board}-odas", channel_map=tuple(c - 1 for c in facts["map"]),
                          n_channels=facts["n_channels"])
         odas_rec = board_recording(as_cfg, mics, rate_in, seconds, facts["fs_hz"], facts["n_bits"])
-        np.ascontiguousarray(odas_rec, dtype=odas_rec.dtype.newbyteorder("<")).tofile(raw)
+    np.ascontiguousarray(odas_rec, dtype=odas_rec.dtype.newbyteorder("<")).tofile(raw)
     loc_dir, conf_dir = board_dir / "localize", board_dir / "configured"
     loc_dir.mkdir()
     conf_dir.mkdir()
@@ -518,7 +512,7 @@ def run_board(prep: dict, odaslive: Path, repeat: int, seconds: float) -> dict:
     board = prep["board"]
     facts = prep["facts"]
     expected = int(seconds * facts["proc_fs_hz"]) // facts["proc_hop"]
-    lines, last_t_s = edge_lines_args(prep["wav"], ["--array", board])
+    lines, last_t_s = edge_lines(prep["wav"], ("--array", board))
     if abs(last_t_s - seconds) > EDGE_HOP_S + 1e-6:
         raise SystemExit(f"{board}: edge-msl locate's last line is at t_s {last_t_s}, not at the end ({seconds:g} s)")
     programs = board_programs(odaslive, board)
@@ -541,6 +535,19 @@ def run_board(prep: dict, odaslive: Path, repeat: int, seconds: float) -> dict:
                     raise SystemExit(f"{board}: {name} wrote {r['frames']} frames, expected about {expected}")
             runs[name].append(r)
     load_after = os.getloadavg()
+    rows = summarize_runs(runs, seconds)
+    keep = ("board", "cfg", "rate_hz", "n_channels", "n_bits", "same_input", "scenes", "notes", "geometry_diff_mm")
+    return {**{k: prep[k] for k in keep}, "odas_input": {k: facts[k] for k in ("fs_hz", "hop", "n_bits", "n_channels",
+                                                                              "map", "proc_fs_hz", "proc_hop")},
+            "edge_lines": lines, "edge_last_t_s": last_t_s, "expected_frames": expected, "rows": rows,
+            "load_before": load_before, "load_after": load_after,
+            "odas_config_localize": prep["loc"].read_text(), "odas_config_configured": prep["conf"].read_text()}
+
+
+def summarize_runs(runs: dict[str, list[dict]], seconds: float) -> list[dict]:
+    """One row per program (the first is edge-msl's): median CPU and wall time, peak RSS, ODAS's frames, the
+    rounds' CPU, the failed rounds, and edge-msl's CPU over each other program's (``ratio``). A program with no
+    finished round has ``cpu_s`` None."""
     rows = []
     for name, all_rs in runs.items():
         rs = [r for r in all_rs if "failed" not in r]
@@ -557,12 +564,7 @@ def run_board(prep: dict, odaslive: Path, repeat: int, seconds: float) -> dict:
         rows.append(row)
     for r in rows[1:]:
         r["ratio"] = None if r["cpu_s"] is None else rows[0]["cpu_s"] / r["cpu_s"]
-    keep = ("board", "cfg", "rate_hz", "n_channels", "n_bits", "same_input", "scenes", "notes", "geometry_diff_mm")
-    return {**{k: prep[k] for k in keep}, "odas_input": {k: facts[k] for k in ("fs_hz", "hop", "n_bits", "n_channels",
-                                                                              "map", "proc_fs_hz", "proc_hop")},
-            "edge_lines": lines, "edge_last_t_s": last_t_s, "expected_frames": expected, "rows": rows,
-            "load_before": load_before, "load_after": load_after,
-            "odas_config_localize": prep["loc"].read_text(), "odas_config_configured": prep["conf"].read_text()}
+    return rows
 
 
 def _fmt_cpu(row: dict) -> str:
@@ -705,18 +707,8 @@ def main(argv: list[str] | None = None) -> int:
                 runs[name].append(r)
         config_text = cfg.read_text()
     load_after = os.getloadavg()
-    rows = []
-    for name, rs in runs.items():
-        row = {"program": name, "cpu_s": statistics.median(r["cpu_s"] for r in rs),
-               "wall_s": statistics.median(r["wall_s"] for r in rs), "rss_mb": max(r["rss_mb"] for r in rs),
-               "runs": rs}
-        row["cpu_s_per_audio_s"] = row["cpu_s"] / args.seconds
-        if "frames" in rs[0]:
-            row.update({k: rs[0][k] for k in ("frames", "frames_with_track", "track_azimuths_deg")})
-        rows.append(row)
+    rows = summarize_runs(runs, args.seconds)
     edge = rows[0]
-    for r in rows[1:]:
-        r["ratio"] = edge["cpu_s"] / r["cpu_s"]
     cheapest = min(rows[1:], key=lambda r: r["cpu_s"])
     machine = f"{os.cpu_count()} cores, {cpu_name()}"
     print(f"# edge-msl locate vs ODAS odaslive, whole-process CPU ({machine}; each pinned to core 0 with "
