@@ -42,10 +42,10 @@ from edge_msl.regions import decode, wrap180
 LAGS = (0.0, 0.05, 0.1, 0.125, 0.15, 0.2, 0.25)
 
 
-def candidate(name: str, params: dict, weights: str | Path, lead_s: float, last_samples: int | None = None) -> Path:
+def candidate(name: str, params: dict, weights: str | Path, lead_s: float) -> Path:
     """``out/cand/NAME/``: a network's params with the shipped sidecar's decode, region layout and input
-    scaling (``lead_s`` set), its weights, and its int8 model calibrated on ``data/val-speech`` (the last
-    ``last_samples`` of each window, for a shorter window)."""
+    scaling (``lead_s`` set), its weights, and its int8 model calibrated on ``data/val-speech`` (the newest
+    part of each window, for a network of shorter windows)."""
     from convert.tflite import convert, representative_windows
     from edge_msl.features import model_scaling
 
@@ -57,6 +57,8 @@ def candidate(name: str, params: dict, weights: str | Path, lead_s: float, last_
     (out / "params.json").write_text(json.dumps(p, indent=1))
     shutil.copyfile(weights, out / "model.weights.h5")
     calib = representative_windows("data/val-speech", 300, 0, model_scaling(p))
+    n = int(p["model"]["window_samples"])
+    last_samples = n if n < calib.shape[1] else None
     if last_samples:
         calib = calib[:, -last_samples:]
     convert(out, calib, out / f"{name}.tflite", {"data": "data/val-speech", "last_samples": last_samples})
@@ -83,8 +85,7 @@ def with_shipped(params: dict, weights: Path, alpha: float, out: Path) -> Path:
 def convert_short(samples: int) -> Path:
     p = json.loads(Path("models/uca8-r10/params.json").read_text())
     p["model"]["window_samples"] = samples
-    return candidate(f"w{samples}", p, "models/uca8-r10/model.weights.h5", round(samples / p["sample_rate_hz"] / 2, 4),
-                     samples)
+    return candidate(f"w{samples}", p, "models/uca8-r10/model.weights.h5", round(samples / p["sample_rate_hz"] / 2, 4))
 
 
 def short_outputs(model, short, stem: Path) -> np.ndarray:
