@@ -94,10 +94,10 @@ class CalibrationSettings(Settings):
     """Self-labels below this confidence are rejected (fraction of the clip agreeing with the direction)."""
     max_second_peak: float = setting(0.75, number(0.0, 1.0))
     """A clip whose SRP map has a second peak (>= 25 deg away) this high relative to the first is rejected."""
-    front_end_iterations: int = setting(3, integer(0))
+    front_end_iterations: int = setting(6, integer(0))
     """Rounds of estimating each mic's gain/delay/phase error from the labelled clips and self-labelling again
     with it undone (0: nominal geometry only). Needs at least ``min_front_end_positions`` accepted positions."""
-    label_max_freq_hz: float = setting(3500.0, number(1000.0, 8000.0, noun="Hz"))
+    label_max_freq_hz: float = setting(6000.0, number(1000.0, 8000.0, noun="Hz"))
     """Top of the band SRP-PHAT steers over when a clip is labelled again with the mics' estimated errors undone
     (the first, nominal labelling that decides acceptance keeps 300-3500 Hz)."""
     min_front_end_positions: int = setting(6, integer(1))
