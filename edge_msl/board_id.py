@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 
 from .arrays import ArrayConfigError, MicArray
-from .channel_check import (MIN_SECONDS, RELATIVE_MSC, ROOM_MSC, capture_frames, channel_roles,
+from .channel_check import (MIN_SECONDS, RELATIVE_MSC, ROOM_MSC, capture_frames, channel_roles, median,
                             join_channels)
 from .coherence import (FIT_BAND_HZ, FLOOR_FACTOR, channel_levels_dbfs, coherence, cross_spectra, estimation_floor,
                         geometry_residual, n_segments, segment_length)
@@ -109,7 +109,7 @@ def identify_array(n_channels: int, sample_rate_hz: int, frames: np.ndarray | No
             score = room_coherence(a, frames, sample_rate_hz)
             if not len(score):
                 continue
-            typical = float(np.median(np.sort(score)[::-1][:a.n_mics]))
+            typical = median(np.sort(score)[::-1][:a.n_mics])
             micish = [c for c in loop if typical >= ROOM_MSC and score[c] >= RELATIVE_MSC * typical]
             if micish:
                 against[a.name] = micish

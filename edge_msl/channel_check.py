@@ -157,6 +157,14 @@ def capture_frames(array: MicArray, frames: np.ndarray, what: str) -> np.ndarray
     return frames
 
 
+def median(values: np.ndarray) -> float:
+    """``float(np.median(values))`` of a 1-D array, the same number, without the import of ``numpy.ma`` that
+    ``np.median`` makes on its first call (8 ms of every ``locate``'s start-up)."""
+    v = np.sort(np.asarray(values))
+    m = len(v) // 2
+    return float(v[m]) if len(v) % 2 else float(np.mean(v[m - 1:m + 1]))
+
+
 def channel_roles(array: MicArray, frames: np.ndarray, fs: int,
                   levels: np.ndarray) -> tuple[float, list[int], list[int], np.ndarray]:
     """The loudest mics' median level (dBFS); the dead channels (digital zero or far below it) and the
@@ -164,7 +172,7 @@ def channel_roles(array: MicArray, frames: np.ndarray, fs: int,
     coherent, with its m-th most coherent live partner (m: half of the other mics)."""
     n_ch, n_mics = array.n_channels, array.n_mics
     finite = np.sort(levels[np.isfinite(levels)])[::-1]
-    ref_db = float(np.median(finite[:n_mics])) if len(finite) else -np.inf
+    ref_db = median(finite[:n_mics]) if len(finite) else -np.inf
     dead = [c for c in range(n_ch) if not np.isfinite(levels[c]) or levels[c] < ref_db - DEAD_BELOW_DB]
     live = [c for c in range(n_ch) if c not in dead]
     f_role = float(np.clip(SPEED_OF_SOUND_M_S / (4.0 * array.aperture_m()), _ROLE_BAND_HZ[1], _ROLE_BAND_HZ[2]))
@@ -204,7 +212,7 @@ def check_channels(array: MicArray, frames: np.ndarray, *, sample_rate_hz: int |
 
     ref_db, dead, live, score = channel_roles(array, frames, fs, levels)
     # the mics' typical score; relative to it, because how coherent mics are depends on the room's SNR
-    typical = float(np.median(np.sort(score)[::-1][:n_mics]))
+    typical = median(np.sort(score)[::-1][:n_mics])
     n_seg = n_segments(len(frames), fs)
     mic_like = {c for c in live if score[c] >= max(5.0 / n_seg, RELATIVE_MSC * typical)}
     foreign = tuple(c for c in live if c not in mic_like)

@@ -10,7 +10,6 @@ import dataclasses
 import os
 import re
 import socket
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -463,6 +462,8 @@ def read_bounded(path: str | Path, max_bytes: int) -> bytes:
 
 def read_toml(path: str | Path) -> dict[str, Any]:
     """Parse a TOML file; a missing, malformed, oversized or non-regular file is a :class:`ConfigError`."""
+    import tomllib  # here, not at the top: commands without a config file do not load the parser
+
     path = Path(path)
     try:
         data = read_bounded(path, MAX_CONFIG_BYTES)
@@ -501,6 +502,8 @@ def set_key(data: dict[str, Any], dotted: str, value: Any) -> None:
 
 def parse_assignment(text: str) -> tuple[str, Any]:
     """``key=value`` from ``--set``: the value is read as TOML (``1``, ``true``, ``"x"``), else taken as a string."""
+    import tomllib
+
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. --set mqtt.qos=1")

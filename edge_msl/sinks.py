@@ -15,7 +15,6 @@ import time
 from typing import IO, Any
 
 from .config import MqttSettings, StdoutSettings
-from .mqtt_sink import MAX_INFLIGHT, STATUS_OFFLINE, STATUS_ONLINE, MqttSink
 
 log = logging.getLogger("edge_msl.sinks")
 
@@ -142,6 +141,7 @@ def make_sinks(stdout: StdoutSettings, mqtt: MqttSettings, *, array_name: str = 
     if stdout.enabled:
         sinks.append(StdoutSink(stdout, stream))
     if mqtt.enabled:
+        from .mqtt_sink import MqttSink
         sinks.append(MqttSink(mqtt, array_name=array_name, model_name=model_name))
     sinks += make_extra_sinks(odas, live, array_name=array_name)
     return sinks
@@ -180,3 +180,15 @@ def reload_extra_sinks(sinks: list[Any], odas: Any, live: Any, *, array_name: st
 
 __all__ = ["StdoutSink", "MqttSink", "make_sinks", "make_extra_sinks", "reload_extra_sinks", "encode", "STATUS_ONLINE",
            "STATUS_OFFLINE", "MAX_INFLIGHT"]
+
+
+_FROM_MQTT_SINK = ("MqttSink", "MAX_INFLIGHT", "STATUS_OFFLINE", "STATUS_ONLINE")
+
+
+def __getattr__(name: str) -> Any:
+    """``MqttSink`` and its constants, imported from :mod:`edge_msl.mqtt_sink` on first use: a run without MQTT
+    (``locate``, a stdout-only daemon) does not load ``ssl`` and the MQTT code (about 8 ms of start-up)."""
+    if name in _FROM_MQTT_SINK:
+        from . import mqtt_sink
+        return getattr(mqtt_sink, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
