@@ -70,6 +70,38 @@ def test_whole_file_is_used_when_carried(tmp_path, bank_xz):
     assert out.read_bytes() == raw
 
 
+def test_a_bank_left_by_another_job_is_replaced_and_its_parts_dropped(tmp_path, bank_xz):
+    """Two jobs on one warm machine: the second one's bank is joined, not the first one's reused, and
+    stashing its parts drops the first one's (another split) instead of mixing them."""
+    src_a, raw_a = bank_xz
+    raw_b = np.random.default_rng(1).integers(0, 256, 150_000, dtype=np.uint8).tobytes()
+    src_b = tmp_path / "other.npz.xz"
+    src_b.write_bytes(lzma.compress(raw_b))
+    gpu_job.split_bank(str(src_a), 3, str(tmp_path / "a"))
+    gpu_job.split_bank(str(src_b), 2, str(tmp_path / "b"))
+    stash, out = tmp_path / "stash", tmp_path / "machine" / "bank.npz"
+    out.parent.mkdir()
+    for i in (0, 1):
+        gpu_job.stash(str(tmp_path / "a" / f"part-{i}"), str(stash))
+    assert gpu_job.ensure_bank([str(tmp_path / "a" / "part-2"), str(stash)], str(out))
+    assert out.read_bytes() == raw_a
+    # the same carry again: nothing to do
+    assert not gpu_job.ensure_bank([str(tmp_path / "a" / "part-2"), str(stash)], str(out))
+    # the second job: its first part replaces the first job's parts in the stash
+    held = gpu_job.stash(str(tmp_path / "b" / "part-0"), str(stash))
+    assert held == [f"{gpu_job.BANK_XZ}.0of2", f"{gpu_job.BANK_XZ}.sha256"]
+    assert gpu_job.ensure_bank([str(tmp_path / "b" / "part-1"), str(stash)], str(out))
+    assert out.read_bytes() == raw_b
+    # nothing carried: the bank there is kept
+    assert not gpu_job.ensure_bank([str(tmp_path / "none")], str(out))
+    # a whole file carried is told apart by its own hash
+    whole = tmp_path / "whole"
+    whole.mkdir()
+    shutil.copyfile(src_a, whole / gpu_job.BANK_XZ)
+    assert gpu_job.ensure_bank([str(whole)], str(out))
+    assert out.read_bytes() == raw_a
+
+
 PLANS = sorted((Path(__file__).resolve().parents[1] / "experiments" / "plans").glob("*.json"))
 
 

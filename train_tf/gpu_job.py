@@ -17,6 +17,9 @@ A call carries at most 64 MiB with the tracked tree, so a bigger bank travels in
 ``split`` writes ``.carry/part-I/bank-carry.npz.xz.IofN`` (+ the whole file's sha256); each call
 but the last carries one part and runs ``stash`` (the machine keeps /tmp while warm), the last
 carries its part and runs ``start``, which joins every part, checks the hash and unpacks.
+Two jobs on one warm machine each get their own bank: ``stash`` drops another bank's parts, and ``start``
+joins again unless ``/tmp/bank.npz`` came from this very carry (its ``.sha256`` sidecar); before this, a second
+job silently trained on the first one's bank (boards-round-4.md, "The fifth session").
 Not for the CPU: there, run ``train_tf.simulate rir-bank`` and ``train_tf.train`` directly.
 """
 
@@ -74,14 +77,46 @@ def _parts(dirs: list[Path]) -> dict[str, Path]:
 
 
 def stash(carry_dir: str = CARRY, stash_dir: str = STASH) -> list[str]:
-    """Copy the carried bank parts into ``stash_dir`` (kept between calls while the machine is warm)."""
+    """Copy the carried bank parts into ``stash_dir`` (kept between calls while the machine is warm). Parts
+    of another bank stashed by an earlier job on the same machine (another sha256) are dropped first, so
+    that the join does not mix two splits."""
     dst = Path(stash_dir)
     dst.mkdir(parents=True, exist_ok=True)
-    for name, f in _parts([Path(carry_dir)]).items():
+    carried = _parts([Path(carry_dir)])
+    digest = carried.get(f"{BANK_XZ}.sha256")
+    held_digest = dst / f"{BANK_XZ}.sha256"
+    if digest is not None and held_digest.exists() and held_digest.read_text() != digest.read_text():
+        for old in dst.glob(f"{BANK_XZ}.*"):
+            old.unlink()
+        print(f"dropped another bank's parts from {dst}", flush=True)
+    for name, f in carried.items():
         shutil.copyfile(f, dst / name)
     held = sorted(p.name for p in dst.glob(f"{BANK_XZ}.*"))
     print(f"stashed in {dst}: {held}", flush=True)
     return held
+
+
+def carried_digest(dirs: list[str]) -> str | None:
+    """The sha256 of the compressed dry bank carried in ``dirs``: its parts' ``.sha256`` file, else the whole
+    ``.npz.xz`` hashed; None when neither is there."""
+    for d in dirs:
+        whole = Path(d) / BANK_XZ
+        if whole.exists():
+            return hashlib.sha256(whole.read_bytes()).hexdigest()
+    f = _parts([Path(d) for d in dirs]).get(f"{BANK_XZ}.sha256")
+    return f.read_text().strip() if f is not None else None
+
+
+def ensure_bank(dirs: list[str], out: str) -> bool:
+    """Join the carried bank to ``out`` unless ``out`` already holds that very bank (its ``.sha256`` sidecar,
+    written by :func:`join_bank`, names the carry it came from). A bank left by another job on the same warm
+    machine is replaced; with nothing carried, a bank already there is kept. Returns whether it joined."""
+    want = carried_digest(dirs)
+    have = Path(out + ".sha256")
+    if Path(out).exists() and (want is None or (have.exists() and have.read_text().strip() == want)):
+        return False
+    join_bank(dirs, out)
+    return True
 
 
 def join_bank(dirs: list[str], out: str) -> None:
@@ -91,6 +126,7 @@ def join_bank(dirs: list[str], out: str) -> None:
         if whole.exists():
             with lzma.open(whole) as src, open(out, "wb") as dst:
                 shutil.copyfileobj(src, dst)
+            Path(out + ".sha256").write_text(hashlib.sha256(whole.read_bytes()).hexdigest() + "\n")
             return
     found = _parts([Path(d) for d in dirs])
     parts = {k: v for k, v in found.items() if not k.endswith(".sha256")}
@@ -119,6 +155,7 @@ def join_bank(dirs: list[str], out: str) -> None:
     with lzma.open(tmp) as src, open(out, "wb") as dst:
         shutil.copyfileobj(src, dst)
     tmp.unlink()
+    Path(out + ".sha256").write_text(h.hexdigest() + "\n")
 
 
 def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -144,8 +181,8 @@ def start(plan_path: str, runs_dir: str) -> None:
     wheels = sorted(glob.glob(".whl/*.whl"))
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
                     "--no-cache-dir", "--upgrade", "--target", SITE, *wheels], check=True)
-    if not Path(BANK).exists():
-        join_bank([CARRY, STASH], BANK)
+    if ensure_bank([CARRY, STASH], BANK):
+        print(f"joined the carried dry bank into {BANK}", flush=True)
     n_gpus = _gpus()
     cores = os.cpu_count() or 16
     # simulator workers in proportion to each bank's work (rooms x mics), leaving cores to the trainers
