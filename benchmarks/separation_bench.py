@@ -22,6 +22,8 @@ the same rule for ODAS's tracks. Reference: the talker's direct sound and first 
     # the default's 1,024-sample frames (weights and classes at every second bin, 2 WPE taps) against the former
     # 512-sample default (docs/experiments/separation-round-4.md):
     .venv/bin/python -m benchmarks.separation_bench --variant "512:nfft=512,wpe_taps=3,coarse_bins=1"
+    # how much the decode's directions cost: the separator steered at the talkers' true directions
+    .venv/bin/python -m benchmarks.separation_bench --bank data/dry/bank-train.npz --seed 43000 --scenes 8 --true-directions
 
 Prints markdown tables on stdout; --json writes every scene's numbers.
 """
@@ -231,9 +233,26 @@ class _Collect:
         pass
 
 
-def run_edge(scene: Scene, model, settings=None) -> tuple[dict[int, np.ndarray], list, float, float, dict]:
+def with_true_directions(msg: dict, scene: Scene) -> dict:
+    """A pipeline message whose listed sources point at the scene's talker nearest each in azimuth, at that
+    talker's true azimuth and elevation (what the separator would get from a perfect decode)."""
+    az = np.asarray(scene.azimuth_deg, dtype=float)
+    sources = []
+    for src in msg.get("sources", ()):
+        src = dict(src)
+        if src.get("id") is not None:
+            k = int(np.argmin(np.abs((az - src["azimuth_deg"] + 180.0) % 360.0 - 180.0)))
+            src["azimuth_deg"], src["elevation_deg"] = float(az[k]), float(scene.elevation_deg[k])
+        sources.append(src)
+    return {**msg, "sources": sources}
+
+
+def run_edge(scene: Scene, model, settings=None, true_directions: bool = False
+             ) -> tuple[dict[int, np.ndarray], list, float, float, dict]:
     """The pipeline with separation over a scene: streams per track id, (t_s, {id: az}), CPU seconds of
-    the separation, mean number of tracks separated, each stream's start (s)."""
+    the separation, mean number of tracks separated, each stream's start (s). With ``true_directions`` the
+    separator steers each track at its talker's true direction (:func:`with_true_directions`); the tracks,
+    their ids and times stay the decode's."""
     from edge_msl.pipeline import Pipeline
     from edge_msl.separate import SeparatedAudio, Separator
 
@@ -247,6 +266,8 @@ def run_edge(scene: Scene, model, settings=None) -> tuple[dict[int, np.ndarray],
 
     class Timed:
         def push(self, x, events):
+            if true_directions:
+                events = [(i, with_true_directions(m, scene)) for i, m in events]
             t0 = time.process_time()
             listener.push(x, events)
             cpu[0] += time.process_time() - t0
@@ -357,6 +378,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="also score edge-msl with the former post-filter mask (mask = 'beams')")
     ap.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VALUE[,KEY=VALUE]",
                     help="also score edge-msl with these SeparateSettings (repeatable), e.g. mwf:beamformer=mwf")
+    ap.add_argument("--true-directions", action="store_true",
+                    help="also score edge-msl steered at each talker's true direction (the decode's tracks and times)")
     ap.add_argument("--decimals", type=int, default=1, help="decimals of the tables' dB figures")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
@@ -393,8 +416,11 @@ def main(argv: list[str] | None = None) -> int:
             if args.beams_mask:
                 variants["edge-msl, beams mask"] = SeparateSettings(mask="beams")
             variants.update(extra)
+            if args.true_directions:
+                variants["edge-msl, true directions"] = "true"
             for name, st in variants.items():
-                tracks, dirs, cpu, n_tr, starts = run_edge(scene, model, st)
+                oracle = isinstance(st, str)
+                tracks, dirs, cpu, n_tr, starts = run_edge(scene, model, None if oracle else st, oracle)
                 if st is None:
                     cpu_s += cpu
                     audio_talker_s += n / FS * max(n_tr, 1e-9)
