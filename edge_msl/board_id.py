@@ -94,6 +94,11 @@ def identify_array(n_channels: int, sample_rate_hz: int, frames: np.ndarray | No
              if a.n_mics == n_channels and a.n_channels != n_channels and not hinted]
     enough = frames is not None and len(frames) >= MIN_SECONDS * sample_rate_hz
     if alone and enough:
+        # a digital-zero channel is no mic: that rules out every board's mics alone (all their channels are mics)
+        # before the geometry fit, which costs a third of a 60 s file's start-up
+        zero = {c for c, v in enumerate(channel_levels_dbfs(np.asarray(frames))) if not np.isfinite(v)}
+        alone = [a for a in alone if not zero & set(a.channel_map)]
+    if alone and enough:
         fit = _best_fit(cands + alone, frames, sample_rate_hz)
         if fit is not None and fit[0] in alone:
             return Identification(fit[0].name, tuple(a.name for a in alone), f"its {n_channels} channels fit the "

@@ -67,6 +67,11 @@ def test_a_board_s_mics_alone_are_recognized_as_such():
     found = identify_array(6, 16000, room_mics(six, 16000))
     # 6 channels is also the ReSpeaker USB's capture, but its loopback channel 5 would not sound like a mic
     assert found.mics_only and found.array_name == "respeaker-6mic", found
+    # a digital-zero channel is no mic: the same mics with channel 5 silent are not the 6-mic HAT's mics alone
+    silent = room_mics(six, 16000)
+    silent[:, 5] = 0
+    found = identify_array(6, 16000, silent)
+    assert not found.mics_only and found.array_name != "respeaker-6mic", found
 
 
 def test_room_coherence_is_the_channel_check_s():
