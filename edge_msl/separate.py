@@ -159,8 +159,11 @@ class SeparateSettings(Settings):
     """Post-filter's late reverberation (``reverb_weight``): only the prediction's taps this many frames (at 512
     samples) or more before the frame count (the rest is early echoes, which a listener hears as the talker; 1,
     the whole prediction, lost up to 0.1 dB against the early image)."""
-    backfill_s: float = setting(0.5, number(0.0, 10.0))
-    """A new track's audio starts this long before its first message (the decode needs a window to see it)."""
+    backfill_s: float = setting(2.0, number(0.0, 10.0))
+    """A new track's audio starts this long before its first message (the decode needs a window to see it, and lists
+    a talker 0.16-0.3 s after their voice starts). 2.0 s (0.5 before): +0.10 dB against the direct sound on two
+    talkers at RT60 0.2-0.4 s and more on every row of the validation scenes, 1.06 times the CPU
+    (docs/experiments/separation-round-4.md, round 8)."""
     hold_s: float = setting(2.0, number(0.0, 3600.0))
     """A track's stream ends when its id has not been listed for this long (the decode's resume_s)."""
 
