@@ -1,0 +1,91 @@
+"""Which instant does each window report, and does it follow where in the window its talker spoke?
+
+The decode takes every window's direction as where the talker was ``lead_s`` (0.25 s) before the window's end.
+A walker who spoke only in the newest part of a window was measured later than that, one who stopped early
+sooner. For each moving talker (5-60 deg/s) the packaged model finds on a walk set, this compares the instant
+whose true direction is nearest the window's (``tau*``) with three estimates of it: the centroid of the
+talker's own voiced part of the window (from the scene's truth: an oracle), of the window's audio energy, and
+of its log-energy (26 dB range), each in seconds before the window's end. Then the direction error against the
+truth at 0.25 s and at each estimate.
+
+    .venv/bin/python -m experiments.window_instant data/scenes/val-walk
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from benchmarks.scenes_bench import read_wav
+from edge_msl.regions import decode, wrap180
+from edge_msl.truth import _hits, present
+from experiments.newest_audio import MOVING_DEG_S, Scenes, velocity
+
+BLOCK_S = 0.01
+LOG_RANGE_NP = 6.0
+"""The log-energy centroid weighs each 10 ms block by how far its log-energy is above the window's loudest minus
+this many nepers (6 Np = 26 dB), so that quiet blocks count for nothing and loud ones alike."""
+
+
+def centroids(energy: np.ndarray, fs: int) -> tuple[float, float]:
+    """(energy centroid, log-energy centroid) in seconds before the end of a window's per-sample energy."""
+    n = int(round(BLOCK_S * fs))
+    blocks = energy[:len(energy) // n * n].reshape(-1, n).sum(axis=1)
+    before = (len(blocks) - np.arange(len(blocks)) - 0.5) * BLOCK_S
+    tau_e = float(np.sum(blocks * before) / max(np.sum(blocks), 1e-30))
+    w = np.maximum(np.log(blocks + 1e-12) - np.log(blocks.max() + 1e-12) + LOG_RANGE_NP, 0.0)
+    tau_l = float(np.sum(w * before) / max(np.sum(w), 1e-30))
+    return tau_e, tau_l
+
+
+def rows_of(walk: str) -> np.ndarray:
+    """One row per moving talker hit: speed, talkers present, tau*, voiced, energy and log-energy centroids, and
+    the error against the truth at 0.25 s and at each centroid."""
+    sc = Scenes("data/scenes/val-turns", walk)
+    window = sc.info.window_s
+    taus = np.arange(0.0, window + 1e-9, 0.01)
+    rows = []
+    for stem, truth, c in sc.walkers():
+        pcm, fs = read_wav(stem.with_suffix(".wav"))
+        energy = np.sum((pcm.astype(np.float64) / 32768.0) ** 2, axis=1)
+        for k, t in enumerate(c["t_s"]):
+            if k < 3:
+                continue
+            here = present(truth, t, window)
+            moving = [q for q in here if truth[q].path and MOVING_DEG_S <= abs(velocity(truth[q], t - 0.2)) < 60.0]
+            if not moving:
+                continue
+            dets = sc.refiner.refine(decode(sc.info.layout, c[sc.images][k], sc.info.threshold), c["cross"][k])
+            az = [d.azimuth_deg for d in dets]
+            n1 = int(round(t * fs))
+            tau_e, tau_l = centroids(energy[max(0, n1 - int(round(window * fs))):n1], fs)
+            for i, j, _ in _hits(az, [truth[q].azimuth_at(t - 0.25) for q in moving], 20.0):
+                src = truth[moving[j]]
+                voiced = np.array([any(a <= t - tau < b for a, b in src.voice_s) for tau in taus])
+                tau_v = float(np.mean(taus[voiced])) if voiced.any() else 0.25
+                err = [abs(wrap180(az[i] - src.azimuth_at(t - tau))) for tau in taus]
+                at = [abs(wrap180(az[i] - src.azimuth_at(t - tau))) for tau in (0.25, tau_v, tau_e, tau_l)]
+                rows.append((abs(velocity(src, t - 0.2)), len(here), float(taus[int(np.argmin(err))]), tau_v, tau_e,
+                             tau_l, *at))
+    return np.array(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("walk", nargs="?", default="data/scenes/val-walk")
+    args = ap.parse_args(argv)
+    r = rows_of(args.walk)
+    print("| windows | hits | corr. of tau* with: voiced / energy / log-energy centroid | error° at 0.25 s | at the voiced "
+          "centroid (oracle) | at the energy centroid | at the log-energy centroid |")
+    print("| --- | ---: | --- | ---: | ---: | ---: | ---: |")
+    for name, sel in (("all", np.ones(len(r), bool)), ("one talker present", r[:, 1] == 1), ("20-60°/s", r[:, 0] >= 20)):
+        q = r[sel]
+        corr = " / ".join(f"{np.corrcoef(q[:, 2], q[:, col])[0, 1]:.2f}" for col in (3, 4, 5))
+        print(f"| {name} | {len(q)} | {corr} | {q[:, 6].mean():.2f} | {q[:, 7].mean():.2f} | {q[:, 8].mean():.2f} | "
+              f"{q[:, 9].mean():.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
