@@ -5,8 +5,9 @@ A walker who spoke only in the newest part of a window was measured later than t
 sooner. For each moving talker (5-60 deg/s) the packaged model finds on a walk set, this compares the instant
 whose true direction is nearest the window's (``tau*``) with three estimates of it: the centroid of the
 talker's own voiced part of the window (from the scene's truth: an oracle), of the window's audio energy, and
-of its log-energy (26 dB range), each in seconds before the window's end. Then the direction error against the
-truth at 0.25 s and at each estimate.
+of its log-energy (26 dB range), and, per talker, of the SRP-PHAT response toward the window's direction in each
+0.1 s hop (negative responses count 0), each in seconds before the window's end. Then the direction error against
+the truth at 0.25 s and at each estimate.
 
     .venv/bin/python -m experiments.window_instant data/scenes/val-walk
 """
@@ -17,7 +18,8 @@ import argparse
 
 import numpy as np
 
-from benchmarks.scenes_bench import read_wav
+from benchmarks.scenes_bench import read_wav, to_capture
+from edge_msl.refine import hop_segments
 from edge_msl.regions import decode, wrap180
 from edge_msl.truth import _hits, present
 from experiments.newest_audio import MOVING_DEG_S, Scenes, velocity
@@ -40,14 +42,16 @@ def centroids(energy: np.ndarray, fs: int) -> tuple[float, float]:
 
 
 def rows_of(walk: str) -> np.ndarray:
-    """One row per moving talker hit: speed, talkers present, tau*, voiced, energy and log-energy centroids, and
-    the error against the truth at 0.25 s and at each centroid."""
+    """One row per moving talker hit: speed, talkers present, tau*, voiced, energy, log-energy and SRP-PHAT
+    centroids, and the error against the truth at 0.25 s and at each centroid."""
     sc = Scenes("data/scenes/val-turns", walk)
     window = sc.info.window_s
     taus = np.arange(0.0, window + 1e-9, 0.01)
     rows = []
+    hop = int(round(0.1 * sc.info.sample_rate_hz))
     for stem, truth, c in sc.walkers():
         pcm, fs = read_wav(stem.with_suffix(".wav"))
+        x = sc.info.array.select_channels(to_capture(pcm, sc.info.array)).astype(np.float32) / 32768.0
         energy = np.sum((pcm.astype(np.float64) / 32768.0) ** 2, axis=1)
         for k, t in enumerate(c["t_s"]):
             if k < 3:
@@ -59,15 +63,21 @@ def rows_of(walk: str) -> np.ndarray:
             dets = sc.refiner.refine(decode(sc.info.layout, c[sc.images][k], sc.info.threshold), c["cross"][k])
             az = [d.azimuth_deg for d in dets]
             n1 = int(round(t * fs))
-            tau_e, tau_l = centroids(energy[max(0, n1 - int(round(window * fs))):n1], fs)
+            n0 = max(0, n1 - int(round(window * fs)))
+            tau_e, tau_l = centroids(energy[n0:n1], fs)
+            hops = hop_segments(x[n0:n1], hop)
+            gccs = [sc.refiner.gcc(sc.refiner.cross(h)) for h in hops]
+            hop_before = (len(hops) - np.arange(len(hops)) - 0.5) * hop / fs
             for i, j, _ in _hits(az, [truth[q].azimuth_at(t - 0.25) for q in moving], 20.0):
                 src = truth[moving[j]]
                 voiced = np.array([any(a <= t - tau < b for a, b in src.voice_s) for tau in taus])
                 tau_v = float(np.mean(taus[voiced])) if voiced.any() else 0.25
+                w = np.maximum([float(sc.refiner.response(g, np.array([az[i]]))[0]) for g in gccs], 0.0)
+                tau_s = float(np.sum(w * hop_before) / np.sum(w)) if np.sum(w) > 0 else 0.25
                 err = [abs(wrap180(az[i] - src.azimuth_at(t - tau))) for tau in taus]
-                at = [abs(wrap180(az[i] - src.azimuth_at(t - tau))) for tau in (0.25, tau_v, tau_e, tau_l)]
+                at = [abs(wrap180(az[i] - src.azimuth_at(t - tau))) for tau in (0.25, tau_v, tau_e, tau_l, tau_s)]
                 rows.append((abs(velocity(src, t - 0.2)), len(here), float(taus[int(np.argmin(err))]), tau_v, tau_e,
-                             tau_l, *at))
+                             tau_l, tau_s, *at))
     return np.array(rows)
 
 
@@ -76,14 +86,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("walk", nargs="?", default="data/scenes/val-walk")
     args = ap.parse_args(argv)
     r = rows_of(args.walk)
-    print("| windows | hits | corr. of tau* with: voiced / energy / log-energy centroid | error° at 0.25 s | at the voiced "
-          "centroid (oracle) | at the energy centroid | at the log-energy centroid |")
-    print("| --- | ---: | --- | ---: | ---: | ---: | ---: |")
+    print("| moving talkers | hits | corr. of tau* with: voiced / energy / log-energy / SRP-PHAT centroid | error° at 0.25 s "
+          "| at the voiced centroid (oracle) | at the energy centroid | at the log-energy centroid | at the SRP-PHAT centroid |")
+    print("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |")
     for name, sel in (("all", np.ones(len(r), bool)), ("one talker present", r[:, 1] == 1), ("20-60°/s", r[:, 0] >= 20)):
         q = r[sel]
-        corr = " / ".join(f"{np.corrcoef(q[:, 2], q[:, col])[0, 1]:.2f}" for col in (3, 4, 5))
-        print(f"| {name} | {len(q)} | {corr} | {q[:, 6].mean():.2f} | {q[:, 7].mean():.2f} | {q[:, 8].mean():.2f} | "
-              f"{q[:, 9].mean():.2f} |")
+        corr = " / ".join(f"{np.corrcoef(q[:, 2], q[:, col])[0, 1]:.2f}" for col in (3, 4, 5, 6))
+        print(f"| {name} | {len(q)} | {corr} | " + " | ".join(f"{q[:, col].mean():.2f}" for col in (7, 8, 9, 10, 11)) + " |")
     return 0
 
 
