@@ -10,6 +10,7 @@ of its log-energy (26 dB range), and, per talker, of the SRP-PHAT response towar
 the truth at 0.25 s and at each estimate.
 
     .venv/bin/python -m experiments.window_instant data/scenes/val-walk
+    .venv/bin/python -m experiments.window_instant --decode data/scenes/val-walk data/scenes/val2-walk data/scenes/val-turns
 """
 
 from __future__ import annotations
@@ -81,10 +82,82 @@ def rows_of(walk: str) -> np.ndarray:
     return np.array(rows)
 
 
+def decode_screen(sets: list[str]) -> None:
+    """The shipped decode on each set, then the same with each detection taken at its window's SRP-PHAT instant
+    (``_Kalman.update``'s ``lag_s`` per detection; ``lead_s`` where no hop responds). The window hop is the SRP
+    hop (0.1 s), so a window's hops are the last hops of it and the four windows before."""
+    import edge_msl.temporal as temporal
+    from benchmarks import scenes_bench as sb
+    from edge_msl.pipeline import message, newest_peak
+    from edge_msl.refine import SrpRefiner
+    from edge_msl.runtime import load_model
+    from edge_msl.truth import load_truth, score_parts, summarize
+
+    model = load_model(None)
+    info = model.info
+    settings = temporal.DecodeSettings.from_dict(info.raw["decode"]["temporal"])
+    refiner = SrpRefiner(info.array.positions(), info.sample_rate_hz, info.srp_refine)
+    images = "cycle" if info.symmetry == "cycle" else "plain"
+    n_hops = int(round(info.window_s / 0.1))
+    shipped = temporal._Track.update
+    window: dict[str, list] = {"gccs": [], "before": []}
+
+    def at_instant(track, det, t_s, s):
+        w = np.maximum([float(refiner.response(g, np.array([det.azimuth_deg]))[0]) for g in window["gccs"]], 0.0)
+        lag = float(np.sum(w * window["before"]) / np.sum(w)) if np.sum(w) > 0 else s.lead_s
+        sd = s.azimuth_noise_deg / max(det.confidence, 0.05)
+        for f in (track.still, track.moving):
+            f.update(det.azimuth_deg, sd * sd, lag, s.max_rate_deg_s, s.model_forget)
+        # the rest of the shipped _Track.update, as it is
+        track.updates += 1
+        track.is_walking = track.walk_weight(s) > 0.5
+        track.evidence_sum += float(det.confidence)
+        track.distance_m += s.distance_alpha * (float(det.distance_m) - track.distance_m)
+        track.confidence += s.confidence_alpha * (float(det.confidence) - track.confidence)
+        track.region = int(det.region)
+        track.windows += 1
+        if det.confidence >= s.birth_threshold:
+            track.hits += 1
+        track.misses = 0
+        track.last_t_s = t_s
+        track.evidence = True
+
+    print("| set | decode | F1 | precision | error° | moving error° | pick-up p90 s | id sw./turn |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for use in (False, True):
+        temporal._Track.update = at_instant if use else shipped
+        try:
+            for d in sets:
+                parts = []
+                for stem in sb.scenes([d]):
+                    c = sb.cached_outputs(model, stem)
+                    dec, msgs = temporal.TemporalDecoder(info.layout, settings), []
+                    for k, t in enumerate(c["t_s"]):
+                        hops = c["hop_cross"][max(0, k + 1 - n_hops):k + 1]
+                        window["gccs"] = [refiner.gcc(h) for h in hops] if use else []
+                        window["before"] = (len(hops) - np.arange(len(hops)) - 0.5) * 0.1
+                        peak = newest_peak(refiner, c["hop_cross"][max(0, k + 1 - settings.now_hops):k + 1])
+                        fn = lambda dets, k=k: refiner.refine(dets, c["cross"][k])  # noqa: E731
+                        msgs.append(message(float(t), dec.update(c[images][k], float(t), fn, peak)))
+                    parts.append(score_parts(msgs, load_truth(stem.with_suffix(".truth.json"))[0], info.window_s))
+                r = summarize(parts)
+                cells = [f"{r[k]:.{n}f}" if r.get(k) is not None else "" for k, n in
+                         (("f1", 3), ("precision", 3), ("doa_error_mean_deg", 2), ("doa_error_moving_deg", 2),
+                          ("pickup_p90_s", 2), ("id_switches_per_turn", 3))]
+                print(f"| {d.rstrip('/').split('/')[-1]} | {'SRP-PHAT instant' if use else 'shipped'} | "
+                      + " | ".join(cells) + " |", flush=True)
+        finally:
+            temporal._Track.update = shipped
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("walk", nargs="?", default="data/scenes/val-walk")
+    ap.add_argument("--decode", nargs="+", metavar="SET", help="instead: the decode screen on these scene sets")
     args = ap.parse_args(argv)
+    if args.decode:
+        decode_screen(args.decode)
+        return 0
     r = rows_of(args.walk)
     print("| moving talkers | hits | corr. of tau* with: voiced / energy / log-energy / SRP-PHAT centroid | error° at 0.25 s "
           "| at the voiced centroid (oracle) | at the energy centroid | at the log-energy centroid | at the SRP-PHAT centroid |")
