@@ -283,10 +283,13 @@ class _Track:
             self.still.p[0][0] += (s.drift_deg_s ** 2) * dt
             self.moving.predict(dt)
 
-    def update(self, det: Detection, t_s: float, s: DecodeSettings) -> None:
+    def update(self, det: Detection, t_s: float, s: DecodeSettings, lag_s: float | None = None) -> None:
+        """One window's evidence: ``det`` measures where the talker was ``lag_s`` (default ``lead_s``) before
+        ``t_s``."""
         sd = s.azimuth_noise_deg / max(det.confidence, 0.05)
+        lag = s.lead_s if lag_s is None else lag_s
         for f in (self.still, self.moving):
-            f.update(det.azimuth_deg, sd * sd, s.lead_s, s.max_rate_deg_s, s.model_forget)
+            f.update(det.azimuth_deg, sd * sd, lag, s.max_rate_deg_s, s.model_forget)
         self.updates += 1
         # the walking hypothesis explains the recent evidence better (the two filters' weight)
         self.is_walking = self.walk_weight(s) > 0.5

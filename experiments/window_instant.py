@@ -104,23 +104,7 @@ def decode_screen(sets: list[str]) -> None:
 
     def at_instant(track, det, t_s, s):
         w = np.maximum([float(refiner.response(g, np.array([det.azimuth_deg]))[0]) for g in window["gccs"]], 0.0)
-        lag = float(np.sum(w * window["before"]) / np.sum(w)) if np.sum(w) > 0 else s.lead_s
-        sd = s.azimuth_noise_deg / max(det.confidence, 0.05)
-        for f in (track.still, track.moving):
-            f.update(det.azimuth_deg, sd * sd, lag, s.max_rate_deg_s, s.model_forget)
-        # the rest of the shipped _Track.update, as it is
-        track.updates += 1
-        track.is_walking = track.walk_weight(s) > 0.5
-        track.evidence_sum += float(det.confidence)
-        track.distance_m += s.distance_alpha * (float(det.distance_m) - track.distance_m)
-        track.confidence += s.confidence_alpha * (float(det.confidence) - track.confidence)
-        track.region = int(det.region)
-        track.windows += 1
-        if det.confidence >= s.birth_threshold:
-            track.hits += 1
-        track.misses = 0
-        track.last_t_s = t_s
-        track.evidence = True
+        shipped(track, det, t_s, s, float(np.sum(w * window["before"]) / np.sum(w)) if np.sum(w) > 0 else None)
 
     print("| set | decode | F1 | precision | error° | moving error° | pick-up p90 s | id sw./turn |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
