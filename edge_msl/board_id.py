@@ -93,10 +93,12 @@ def identify_array(n_channels: int, sample_rate_hz: int, frames: np.ndarray | No
     alone = [dataclasses.replace(a, channel_map=tuple(range(a.n_mics)), n_channels=a.n_mics) for a in builtin
              if a.n_mics == n_channels and a.n_channels != n_channels and not hinted]
     enough = frames is not None and len(frames) >= MIN_SECONDS * sample_rate_hz
+    # the digital-zero channels, read once for both uses below (only cands can shrink in between)
+    zero = ({c for c, v in enumerate(channel_levels_dbfs(np.asarray(frames))) if not np.isfinite(v)}
+            if enough and (alone or len(cands) > 1) else set())
     if alone and enough:
         # a digital-zero channel is no mic: that rules out every board's mics alone (all their channels are mics)
         # before the geometry fit (33 ms of `locate --array respeaker-usb-v2`'s start-up, whose loopback is silent)
-        zero = {c for c, v in enumerate(channel_levels_dbfs(np.asarray(frames))) if not np.isfinite(v)}
         alone = [a for a in alone if not zero & set(a.channel_map)]
     if alone and enough:
         fit = _best_fit(cands + alone, frames, sample_rate_hz)
@@ -138,8 +140,6 @@ def identify_array(n_channels: int, sample_rate_hz: int, frames: np.ndarray | No
         return Identification(cands[0].name, names, "; ".join(why), True)
     if enough:
         frames = np.asarray(frames)
-        levels = channel_levels_dbfs(frames)
-        zero = {c for c in range(n_channels) if not np.isfinite(levels[c])}
         if zero:
             live = [a for a in cands if not zero & set(a.channel_map)]
             if live and len(live) < len(cands):
