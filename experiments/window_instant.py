@@ -16,16 +16,18 @@ the truth at 0.25 s and at each estimate.
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 import numpy as np
 
-from benchmarks.scenes_bench import read_wav, to_capture
-from edge_msl.refine import hop_segments
+from benchmarks.scenes_bench import read_wav
 from edge_msl.regions import decode, wrap180
 from edge_msl.truth import _hits, present
 from experiments.newest_audio import MOVING_DEG_S, Scenes, velocity
 
 BLOCK_S = 0.01
+HOP_S = 0.1
+"""The pipeline's hop, which is also the SRP-PHAT hop whose cross-spectra it keeps."""
 LOG_RANGE_NP = 6.0
 """The log-energy centroid weighs each 10 ms block by how far its log-energy is above the window's loudest minus
 this many nepers (6 Np = 26 dB), so that quiet blocks count for nothing and loud ones alike."""
@@ -42,6 +44,21 @@ def centroids(energy: np.ndarray, fs: int) -> tuple[float, float]:
     return tau_e, tau_l
 
 
+def window_gccs(refiner, hop_cross: np.ndarray, k: int, n_hops: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """GCC-PHATs of window ``k``'s hops, from the cached last hop of each window (the window hop is the SRP hop,
+    0.1 s, so window ``k``'s hops are the last hops of it and the windows before), and each hop's centre in
+    seconds before the window's end."""
+    hops = hop_cross[max(0, k + 1 - n_hops):k + 1]
+    return [refiner.gcc(h) for h in hops], (len(hops) - np.arange(len(hops)) - 0.5) * HOP_S
+
+
+def srp_instant(refiner, gccs: list[np.ndarray], before: np.ndarray, azimuth_deg: float) -> float | None:
+    """The centroid of the hops' times (seconds before the window's end) weighed by each hop's SRP-PHAT response
+    toward ``azimuth_deg`` (negative responses count 0); None where no hop responds."""
+    w = np.maximum([float(refiner.response(g, np.array([azimuth_deg]))[0]) for g in gccs], 0.0)
+    return float(np.sum(w * before) / np.sum(w)) if np.sum(w) > 0 else None
+
+
 def rows_of(walk: str) -> np.ndarray:
     """One row per moving talker hit: speed, talkers present, tau*, voiced, energy, log-energy and SRP-PHAT
     centroids, and the error against the truth at 0.25 s and at each centroid."""
@@ -49,10 +66,9 @@ def rows_of(walk: str) -> np.ndarray:
     window = sc.info.window_s
     taus = np.arange(0.0, window + 1e-9, 0.01)
     rows = []
-    hop = int(round(0.1 * sc.info.sample_rate_hz))
+    n_hops = int(round(window / HOP_S))
     for stem, truth, c in sc.walkers():
         pcm, fs = read_wav(stem.with_suffix(".wav"))
-        x = sc.info.array.select_channels(to_capture(pcm, sc.info.array)).astype(np.float32) / 32768.0
         energy = np.sum((pcm.astype(np.float64) / 32768.0) ** 2, axis=1)
         for k, t in enumerate(c["t_s"]):
             if k < 3:
@@ -66,15 +82,13 @@ def rows_of(walk: str) -> np.ndarray:
             n1 = int(round(t * fs))
             n0 = max(0, n1 - int(round(window * fs)))
             tau_e, tau_l = centroids(energy[n0:n1], fs)
-            hops = hop_segments(x[n0:n1], hop)
-            gccs = [sc.refiner.gcc(sc.refiner.cross(h)) for h in hops]
-            hop_before = (len(hops) - np.arange(len(hops)) - 0.5) * hop / fs
+            gccs, hop_before = window_gccs(sc.refiner, c["hop_cross"], k, n_hops)
             for i, j, _ in _hits(az, [truth[q].azimuth_at(t - 0.25) for q in moving], 20.0):
                 src = truth[moving[j]]
                 voiced = np.array([any(a <= t - tau < b for a, b in src.voice_s) for tau in taus])
                 tau_v = float(np.mean(taus[voiced])) if voiced.any() else 0.25
-                w = np.maximum([float(sc.refiner.response(g, np.array([az[i]]))[0]) for g in gccs], 0.0)
-                tau_s = float(np.sum(w * hop_before) / np.sum(w)) if np.sum(w) > 0 else 0.25
+                tau_s = srp_instant(sc.refiner, gccs, hop_before, az[i])
+                tau_s = 0.25 if tau_s is None else tau_s
                 err = [abs(wrap180(az[i] - src.azimuth_at(t - tau))) for tau in taus]
                 at = [abs(wrap180(az[i] - src.azimuth_at(t - tau))) for tau in (0.25, tau_v, tau_e, tau_l, tau_s)]
                 rows.append((abs(velocity(src, t - 0.2)), len(here), float(taus[int(np.argmin(err))]), tau_v, tau_e,
@@ -98,13 +112,12 @@ def decode_screen(sets: list[str]) -> None:
     settings = temporal.DecodeSettings.from_dict(info.raw["decode"]["temporal"])
     refiner = SrpRefiner(info.array.positions(), info.sample_rate_hz, info.srp_refine)
     images = "cycle" if info.symmetry == "cycle" else "plain"
-    n_hops = int(round(info.window_s / 0.1))
+    n_hops = int(round(info.window_s / HOP_S))
     shipped = temporal._Track.update
-    window: dict[str, list] = {"gccs": [], "before": []}
+    window: dict[str, Any] = {"gccs": [], "before": None}
 
     def at_instant(track, det, t_s, s):
-        w = np.maximum([float(refiner.response(g, np.array([det.azimuth_deg]))[0]) for g in window["gccs"]], 0.0)
-        shipped(track, det, t_s, s, float(np.sum(w * window["before"]) / np.sum(w)) if np.sum(w) > 0 else None)
+        shipped(track, det, t_s, s, srp_instant(refiner, window["gccs"], window["before"], det.azimuth_deg))
 
     print("| set | decode | F1 | precision | error° | moving error° | pick-up p90 s | id sw./turn |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
@@ -117,9 +130,8 @@ def decode_screen(sets: list[str]) -> None:
                     c = sb.cached_outputs(model, stem)
                     dec, msgs = temporal.TemporalDecoder(info.layout, settings), []
                     for k, t in enumerate(c["t_s"]):
-                        hops = c["hop_cross"][max(0, k + 1 - n_hops):k + 1]
-                        window["gccs"] = [refiner.gcc(h) for h in hops] if use else []
-                        window["before"] = (len(hops) - np.arange(len(hops)) - 0.5) * 0.1
+                        if use:
+                            window["gccs"], window["before"] = window_gccs(refiner, c["hop_cross"], k, n_hops)
                         peak = newest_peak(refiner, c["hop_cross"][max(0, k + 1 - settings.now_hops):k + 1])
                         fn = lambda dets, k=k: refiner.refine(dets, c["cross"][k])  # noqa: E731
                         msgs.append(message(float(t), dec.update(c[images][k], float(t), fn, peak)))
