@@ -416,12 +416,12 @@ def main(argv: list[str] | None = None) -> int:
             if args.beams_mask:
                 variants["edge-msl, beams mask"] = SeparateSettings(mask="beams")
             variants.update(extra)
-            if args.true_directions:
-                variants["edge-msl, true directions"] = "true"
+            oracles = {"edge-msl, true directions"} if args.true_directions else set()
+            for name in oracles:
+                variants[name] = None  # the default settings, steered at the true directions
             for name, st in variants.items():
-                oracle = isinstance(st, str)
-                tracks, dirs, cpu, n_tr, starts = run_edge(scene, model, None if oracle else st, oracle)
-                if st is None:
+                tracks, dirs, cpu, n_tr, starts = run_edge(scene, model, st, name in oracles)
+                if name == "edge-msl":
                     cpu_s += cpu
                     audio_talker_s += n / FS * max(n_tr, 1e-9)
                 c = cpu_by.setdefault(name, [0.0, 0.0])
