@@ -12,10 +12,16 @@ Two reports on the validation walk scenes (cached network outputs of ``benchmark
   ``--ahead S``: every reported talker moved on by its reported angular velocity times S seconds;
   ``--now-score W``: the newest hop's SRP-PHAT peak, already a measurement of both hypotheses, also counts with
   weight W in the likelihood that chooses between them (``--now-min-strength``: only peaks that strong).
+- ``headroom TRAIN TEST``: is there accuracy left for a learned fusion of what the decode measures? For each window
+  and each talker moving faster than 5°/s, the refined detection nearest the talker's direction at the centre of each
+  of the last ``--k`` windows (within 15°: the association an oracle would make) and the newest hop's SRP-PHAT peak
+  within 16° of the newest one predict the talker's direction at the window's end, by least squares fitted on the
+  TRAIN walk set; scored on the TEST walk set against the newest window alone and the shipped decode on the same hits.
 
     .venv/bin/python -m experiments.walker_bias hyp data/scenes/val2-walk
     .venv/bin/python -m experiments.walker_bias sweep --walk data/scenes/val2-walk --ahead 0.04
     .venv/bin/python -m experiments.walker_bias sweep --walk data/scenes/val-walk --now-score 1
+    .venv/bin/python -m experiments.walker_bias headroom data/scenes/val-walk data/scenes/val2-walk
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from edge_msl import temporal as T
-from edge_msl.regions import wrap180, wrap360
+from edge_msl.regions import decode, wrap180, wrap360
 from edge_msl.truth import _hits, present
 from experiments.newest_audio import BANDS, MOVING_DEG_S, Scenes, velocity
 
@@ -93,6 +99,65 @@ def hyp_report(walk: str) -> None:
                   f"{np.abs(z[:, 1]).mean():.2f} | {np.abs(z[:, 5]).mean():.2f} |")
 
 
+def headroom_rows(sc: Scenes, walk: str, k_windows: int) -> np.ndarray:
+    """(features..., target, speed, decode error or nan) per moving-talker window of ``walk`` (see ``headroom``)."""
+    from benchmarks import scenes_bench as sb
+    from edge_msl.pipeline import newest_peak
+    from edge_msl.truth import load_truth
+
+    rows = []
+    for stem in sb.scenes([walk]):
+        truth = load_truth(stem.with_suffix(".truth.json"))[0]
+        c = sc.cache.get(stem) or sb.cached_outputs(sc.model, stem)
+        msgs = sc.decode(stem, sc.base) if stem in sc.cache else sb.decode_cached(sc.model, c, sc.base, sc.images)
+        dets = [sc.refiner.refine(decode(sc.info.layout, c[sc.images][k], 0.1), c["cross"][k])
+                for k in range(len(c["t_s"]))]
+        for k in range(k_windows - 1, len(c["t_s"])):
+            t = float(c["t_s"][k])
+            for q in present(truth, t, sc.info.window_s):
+                src = truth[q]
+                v = velocity(src, t)
+                if abs(v) < MOVING_DEG_S:
+                    continue
+                seen = []
+                for j in range(k_windows):
+                    centre = src.azimuth_at(float(c["t_s"][k - j]) - sc.info.window_s / 2)
+                    near = [d for d in dets[k - j] if abs(wrap180(d.azimuth_deg - centre)) <= 15.0]
+                    if not near:
+                        break
+                    seen.append(min(near, key=lambda d: abs(wrap180(d.azimuth_deg - centre))))
+                if len(seen) < k_windows:
+                    continue
+                ref = seen[0].azimuth_deg
+                pk = newest_peak(sc.refiner, c["hop_cross"][k:k + 1])(float(wrap360(ref)), 16.0)
+                if pk is None:
+                    continue
+                off = wrap180(pk[0] - ref)
+                az = [x["azimuth_deg"] for x in msgs[k]["sources"]]
+                err = [abs(wrap180(az[i] - src.azimuth_at(t))) for i, _, _ in _hits(az, [src.azimuth_at(t)], 20.0)]
+                rows.append([*(wrap180(d.azimuth_deg - ref) for d in seen[1:]), *(d.confidence for d in seen),
+                             off, pk[1], off * pk[1], wrap180(src.azimuth_at(t) - ref), abs(v),
+                             err[0] if err else np.nan])
+    return np.array(rows, dtype=float)
+
+
+def headroom_report(train: str, test: str, k_windows: int) -> None:
+    sc = Scenes("data/scenes/val-turns", train)
+    a, b = headroom_rows(sc, train, k_windows), headroom_rows(sc, test, k_windows)
+    w = np.linalg.lstsq(np.c_[a[:, :-3], np.ones(len(a))], a[:, -3], rcond=None)[0]
+    pred = np.c_[b[:, :-3], np.ones(len(b))] @ w
+    y, speed, dec = b[:, -3], b[:, -2], b[:, -1]
+    print(f"## fitted on {train} ({len(a)} hits), scored on {test} ({len(b)}), {k_windows} windows: mean error °\n")
+    print("| speed | hits | newest window alone | least-squares fusion | shipped decode, its hits | fusion, the same hits |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for lo, hi in BANDS:
+        s = (speed >= lo) & (speed < hi)
+        ok = s & ~np.isnan(dec)
+        name = f"{lo:g}-{hi:g} °/s" if hi < 1e9 else f">= {lo:g} °/s"
+        print(f"| {name} | {s.sum()} | {np.abs(y[s]).mean():.2f} | {np.abs(y[s] - pred[s]).mean():.2f} | "
+              f"{dec[ok].mean():.2f} | {np.abs(y[ok] - pred[ok]).mean():.2f} |")
+
+
 def ahead(seconds: float) -> None:
     """Every reported talker moved on by its reported velocity times ``seconds``."""
     step = T.TemporalDecoder.step
@@ -128,14 +193,19 @@ def now_score(weight: float, min_strength: float) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("report", choices=("hyp", "sweep"))
-    ap.add_argument("walk", nargs="?", default="data/scenes/val2-walk", help="hyp: the walk scene set")
+    ap.add_argument("report", choices=("hyp", "sweep", "headroom"))
+    ap.add_argument("walk", nargs="?", default="data/scenes/val2-walk", help="hyp: the walk scene set; headroom: TRAIN")
+    ap.add_argument("test", nargs="?", default="data/scenes/val-walk", help="headroom: the walk set scored")
+    ap.add_argument("--k", type=int, default=5, help="headroom: windows fused")
     ap.add_argument("--ahead", type=float, default=0.0)
     ap.add_argument("--now-score", type=float, default=0.0)
     ap.add_argument("--now-min-strength", type=float, default=0.0)
     args, rest = ap.parse_known_args(argv)
     if args.report == "hyp":
         hyp_report(args.walk)
+        return 0
+    if args.report == "headroom":
+        headroom_report(args.walk, args.test, args.k)
         return 0
     if args.ahead:
         ahead(args.ahead)
