@@ -60,6 +60,12 @@ class Scenes:
             yield stem, load_truth(stem.with_suffix(".truth.json"))[0], self.cache[stem]
 
 
+def speed_bands(speed: np.ndarray):
+    """(name, mask) of each of ``BANDS`` over an array of angular speeds (°/s)."""
+    for lo, hi in BANDS:
+        yield (f"{lo:g}-{hi:g} °/s" if hi < 1e9 else f">= {lo:g} °/s"), (speed >= lo) & (speed < hi)
+
+
 def velocity(src, t_s: float, dt: float = 0.1) -> float:
     return wrap180(src.azimuth_at(t_s) - src.azimuth_at(t_s - dt)) / dt
 
@@ -81,9 +87,8 @@ def lag_report(sc: Scenes) -> None:
     print("## the shipped decode on moving talkers (signed: along the motion)\n")
     print("| speed | hits | mean error ° | signed error ° | true speed °/s | reported speed °/s |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
-    for lo, hi in BANDS:
-        q = r[(r[:, 0] >= lo) & (r[:, 0] < hi)]
-        name = f"{lo:g}-{hi:g} °/s" if hi < 1e9 else f">= {lo:g} °/s"
+    for name, band in speed_bands(r[:, 0]):
+        q = r[band]
         print(f"| {name} | {len(q)} | {np.abs(q[:, 1]).mean():.2f} | {q[:, 1].mean():+.2f} | {q[:, 0].mean():.1f} | "
               f"{q[:, 2].mean():.1f} |")
     lags = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35)

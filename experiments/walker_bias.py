@@ -36,7 +36,7 @@ import numpy as np
 from edge_msl import temporal as T
 from edge_msl.regions import decode, wrap180, wrap360
 from edge_msl.truth import _hits, present
-from experiments.newest_audio import BANDS, MOVING_DEG_S, Scenes, velocity
+from experiments.newest_audio import MOVING_DEG_S, Scenes, speed_bands, velocity
 
 
 def hyp_report(walk: str) -> None:
@@ -79,9 +79,8 @@ def hyp_report(walk: str) -> None:
     print(f"## {walk}: outputs matched to moving talkers (signed error along the motion / mean error, °)\n")
     print("| speed | hits | walking reported | walking hyp. speed / true °/s | reported | still hyp. | walking hyp. |")
     print("| --- | ---: | ---: | --- | --- | --- | --- |")
-    for lo, hi in BANDS:
-        q = r[(r[:, 0] >= lo) & (r[:, 0] < hi)]
-        name = f"{lo:g}-{hi:g} °/s" if hi < 1e9 else f">= {lo:g} °/s"
+    for name, band in speed_bands(r[:, 0]):
+        q = r[band]
         print(f"| {name} | {len(q)} | {q[:, 2].mean():.2f} | {q[:, 3].mean():.1f} / {q[:, 0].mean():.1f} | "
               f"{cell(q[:, 1])} | {cell(q[:, 4])} | {cell(q[:, 5])} |")
         for walking in (1.0, 0.0):
@@ -150,10 +149,8 @@ def headroom_report(train: str, test: str, k_windows: int) -> None:
     print(f"## fitted on {train} ({len(a)} hits), scored on {test} ({len(b)}), {k_windows} windows: mean error °\n")
     print("| speed | hits | newest window alone | least-squares fusion | shipped decode, its hits | fusion, the same hits |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
-    for lo, hi in BANDS:
-        s = (speed >= lo) & (speed < hi)
+    for name, s in speed_bands(speed):
         ok = s & ~np.isnan(dec)
-        name = f"{lo:g}-{hi:g} °/s" if hi < 1e9 else f">= {lo:g} °/s"
         print(f"| {name} | {s.sum()} | {np.abs(y[s]).mean():.2f} | {np.abs(y[s] - pred[s]).mean():.2f} | "
               f"{dec[ok].mean():.2f} | {np.abs(y[ok] - pred[ok]).mean():.2f} |")
 
