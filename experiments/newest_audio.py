@@ -70,19 +70,26 @@ def velocity(src, t_s: float, dt: float = 0.1) -> float:
     return wrap180(src.azimuth_at(t_s) - src.azimuth_at(t_s - dt)) / dt
 
 
+def moving_hits(msgs: list[dict], truth, window_s: float):
+    """(message, index of the source matched to a talker, that talker, their angular velocity) for every output
+    matched (within 20°) to a talker moving at least ``MOVING_DEG_S``."""
+    for m in msgs:
+        t = m["t_s"]
+        req = present(truth, t, window_s)
+        az = [x["azimuth_deg"] for x in m["sources"]]
+        for i, j, _ in _hits(az, [truth[q].azimuth_at(t) for q in req], 20.0):
+            v = velocity(truth[req[j]], t)
+            if abs(v) >= MOVING_DEG_S:
+                yield m, i, truth[req[j]], v
+
+
 def lag_report(sc: Scenes) -> None:
     rows = []
     for stem, truth, _ in sc.walkers():
-        for m in sc.decode(stem, sc.base):
-            t = m["t_s"]
-            req = present(truth, t, sc.info.window_s)
-            az = [x["azimuth_deg"] for x in m["sources"]]
-            for i, j, _ in _hits(az, [truth[q].azimuth_at(t) for q in req], 20.0):
-                v = velocity(truth[req[j]], t)
-                if abs(v) >= MOVING_DEG_S:
-                    sign = np.sign(v)
-                    rows.append((abs(v), wrap180(az[i] - truth[req[j]].azimuth_at(t)) * sign,
-                                 m["sources"][i]["azimuth_rate_deg_s"] * sign))
+        for m, i, src, v in moving_hits(sc.decode(stem, sc.base), truth, sc.info.window_s):
+            sign = np.sign(v)
+            rows.append((abs(v), wrap180(m["sources"][i]["azimuth_deg"] - src.azimuth_at(m["t_s"])) * sign,
+                         m["sources"][i]["azimuth_rate_deg_s"] * sign))
     r = np.array(rows)
     print("## the shipped decode on moving talkers (signed: along the motion)\n")
     print("| speed | hits | mean error ° | signed error ° | true speed °/s | reported speed °/s |")

@@ -36,7 +36,7 @@ import numpy as np
 from edge_msl import temporal as T
 from edge_msl.regions import decode, wrap180, wrap360
 from edge_msl.truth import _hits, present
-from experiments.newest_audio import MOVING_DEG_S, Scenes, speed_bands, velocity
+from experiments.newest_audio import MOVING_DEG_S, Scenes, moving_hits, speed_bands, velocity
 
 
 def hyp_report(walk: str) -> None:
@@ -57,18 +57,11 @@ def hyp_report(walk: str) -> None:
         rows = []
         for stem, truth, _ in sc.walkers():
             states.clear()
-            for m in sc.decode(stem, sc.base):
-                t = m["t_s"]
-                req = present(truth, t, sc.info.window_s)
-                az = [x["azimuth_deg"] for x in m["sources"]]
-                for i, j, _ in _hits(az, [truth[q].azimuth_at(t) for q in req], 20.0):
-                    v = velocity(truth[req[j]], t)
-                    if abs(v) < MOVING_DEG_S:
-                        continue
-                    sg, true_az = np.sign(v), truth[req[j]].azimuth_at(t)
-                    walking, rate, still_az, moving_az, updates = states[(round(t, 3), m["sources"][i]["id"])]
-                    rows.append((abs(v), wrap180(az[i] - true_az) * sg, walking, rate * sg,
-                                 wrap180(still_az - true_az) * sg, wrap180(moving_az - true_az) * sg, updates))
+            for m, i, src, v in moving_hits(sc.decode(stem, sc.base), truth, sc.info.window_s):
+                sg, true_az = np.sign(v), src.azimuth_at(m["t_s"])
+                walking, rate, still_az, moving_az, updates = states[(round(m["t_s"], 3), m["sources"][i]["id"])]
+                rows.append((abs(v), wrap180(m["sources"][i]["azimuth_deg"] - true_az) * sg, walking, rate * sg,
+                             wrap180(still_az - true_az) * sg, wrap180(moving_az - true_az) * sg, updates))
     finally:
         T.TemporalDecoder.step = step
     r = np.array(rows, dtype=float)
