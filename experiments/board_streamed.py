@@ -7,7 +7,7 @@ data/test-1s-<board> --out out/eval-1s/<board> --baselines SRP,NormMUSIC``) and 
 single-talker precision, 3-talker recall, mean error, the count-given best baseline's F1 over 1-3 talkers, and the 2-
 and 3-talker F1 of the model against that baseline.
 
-    .venv/bin/python -m experiments.board_streamed [--eval-dir out/eval-1s]
+    .venv/bin/python -m experiments.board_streamed [--eval-dir out/eval-1s]   # out/eval-3s: the 3 s set
 """
 
 from __future__ import annotations
@@ -45,10 +45,13 @@ def main(argv: list[str] | None = None) -> int:
           "best baseline (count given), F1 1-3 | 2 / 3 talkers F1 vs that baseline |")
     print("| --- | --- | --- | ---: | ---: | ---: | --- | --- |")
     for b in BOARDS:
-        for label, path in (("1 s, temporal decode", Path(args.eval_dir) / b / "results.json"),
-                            ("0.5 s alone (test)", Path("models") / b / "eval" / "results.json")):
+        for path in (Path(args.eval_dir) / b / "results.json", Path("models") / b / "eval" / "results.json"):
             if path.exists():
-                print(row(b, label, json.loads(path.read_text())["cells"]))
+                res = json.loads(path.read_text())
+                a = res["analysis"]
+                label = (f"{a['window_s']:g} s, temporal decode" if a.get("pooled_windows", 1) > 1
+                         else f"{a['window_s']:g} s alone (test)")
+                print(row(b, label, res["cells"]))
     return 0
 
 
