@@ -101,11 +101,12 @@ def headroom_rows(sc: Scenes, walk: str, k_windows: int) -> np.ndarray:
     for stem in sb.scenes([walk]):
         truth = load_truth(stem.with_suffix(".truth.json"))[0]
         c = sc.cache.get(stem) or sb.cached_outputs(sc.model, stem)
-        msgs = sc.decode(stem, sc.base) if stem in sc.cache else sb.decode_cached(sc.model, c, sc.base, sc.images)
+        msgs = sb.decode_cached(sc.model, c, sc.base, sc.images)
         dets = [sc.refiner.refine(decode(sc.info.layout, c[sc.images][k], 0.1), c["cross"][k])
                 for k in range(len(c["t_s"]))]
         for k in range(k_windows - 1, len(c["t_s"])):
             t = float(c["t_s"][k])
+            peak = newest_peak(sc.refiner, c["hop_cross"][k:k + 1])  # one GCC a window, for every talker
             for q in present(truth, t, sc.info.window_s):
                 src = truth[q]
                 v = velocity(src, t)
@@ -121,7 +122,7 @@ def headroom_rows(sc: Scenes, walk: str, k_windows: int) -> np.ndarray:
                 if len(seen) < k_windows:
                     continue
                 ref = seen[0].azimuth_deg
-                pk = newest_peak(sc.refiner, c["hop_cross"][k:k + 1])(float(wrap360(ref)), 16.0)
+                pk = peak(float(wrap360(ref)), 16.0)
                 if pk is None:
                     continue
                 off = wrap180(pk[0] - ref)
