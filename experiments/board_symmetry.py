@@ -31,12 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     for b in boards:
         model = load_model(array=get_array(b))
         st = DecodeSettings.from_dict(model.info.raw["decode"]["temporal"])
+        stems = {d: scenes([f"data/scenes/{k}-{d}-{b}" for k in sets]) for d in ("turns", "walk")}
+        cached = {s: cached_outputs(model, s) for d in stems for s in stems[d]}  # read once for both image modes
         for images, name in (("plain", "as they are"), ("cycle", "cycled")):
-            r = {}
-            for d in ("turns", "walk"):
-                stems = scenes([f"data/scenes/{k}-{d}-{b}" for k in sets])
-                cached = {s: cached_outputs(model, s) for s in stems}
-                r[d] = score_set(stems, lambda s: decode_cached(model, cached[s], st, images), model.info.window_s)
+            r = {d: score_set(stems[d], lambda s: decode_cached(model, cached[s], st, images), model.info.window_s)
+                 for d in stems}
             t, w = r["turns"], r["walk"]
             print(f"| `{b}` | {name} | {(t['f1'] + w['f1']) / 2:.4f} | {t['f1']:.3f} / {t['precision']:.3f} / "
                   f"{t['doa_error_mean_deg']:.2f} | {w['f1']:.3f} / {w['precision']:.3f} / {w['doa_error_mean_deg']:.2f} / "
