@@ -139,6 +139,15 @@ class DecodeSettings(Settings):
     (0: off; needs the pipeline's ``peak``)."""
     now_confirm_min: float = setting(0.3, number(0.0, 1.0))
     """... the probability that confirmation needs."""
+    hold_mean: float = setting(0.0, number(0.0, 1.0))
+    """A listed talker whose evidence, averaged over the recent windows (``hold_alpha``; 0 where a
+    window had none), falls below this is no longer listed (it keeps its id, as in a pause): a
+    phantom fed by an echo now and then is dropped, a talker heard in most windows is not (0: off).
+    A talker younger than ``1 / hold_alpha`` windows is exempt (a talker who just started is listed at once), and
+    one back after that many windows unheard starts its average again at this bar (a talker who paused is listed
+    at once, and stays listed while the average holds)."""
+    hold_alpha: float = setting(0.2, number(0.0, 1.0, lo_open=True))
+    """Weight of a new window in that average (0.2: about the last five windows)."""
     distance_alpha: float = setting(0.3, number(0.0, 1.0, lo_open=True))
     """Weight of a new window in the smoothed distance."""
     confidence_alpha: float = setting(0.6, number(0.0, 1.0, lo_open=True))
@@ -213,7 +222,7 @@ class _Kalman:
 
 class _Track:
     __slots__ = ("still", "moving", "updates", "is_walking", "evidence_sum", "distance_m", "confidence", "region",
-                 "id", "number", "windows", "hits", "misses", "last_t_s", "listed", "evidence")
+                 "id", "number", "windows", "hits", "misses", "last_t_s", "listed", "evidence", "support")
 
     def __init__(self, det: Detection, t_s: float, s: DecodeSettings) -> None:
         var = s.azimuth_noise_deg ** 2
@@ -228,6 +237,7 @@ class _Track:
         self.evidence_sum = float(det.confidence)
         self.distance_m = float(det.distance_m)
         self.confidence = float(det.confidence)
+        self.support = float(det.confidence)  # evidence averaged over recent windows, misses as 0
         self.region = int(det.region)
         self.id: int | None = None  # seniority, given at confirmation; None while tentative
         self.number: int | None = None  # the id users see, given when first listed
@@ -296,6 +306,10 @@ class _Track:
         self.evidence_sum += float(det.confidence)
         self.distance_m += s.distance_alpha * (float(det.distance_m) - self.distance_m)
         self.confidence += s.confidence_alpha * (float(det.confidence) - self.confidence)
+        if self.misses * s.hold_alpha >= 1.0:  # back after a pause of the average's length: it starts at the bar
+            self.support = max(self.support, min(float(det.confidence), s.hold_mean))
+        else:
+            self.support += s.hold_alpha * (float(det.confidence) - self.support)
         self.region = int(det.region)
         self.windows += 1
         if det.confidence >= s.birth_threshold:
@@ -342,6 +356,7 @@ class _Track:
         for f in (self.still, self.moving):
             f.p[0][0] += s.azimuth_noise_deg ** 2
         self.confidence = max(self.confidence, new.confidence)
+        self.support = max(self.support, new.support)
         self.region = new.region
         self.last_t_s = t_s
         self.misses = 0
@@ -350,6 +365,7 @@ class _Track:
 
     def miss(self, s: DecodeSettings) -> None:
         self.confidence *= 1.0 - s.confidence_alpha
+        self.support *= 1.0 - s.hold_alpha
         self.windows += 1
         self.misses += 1
         self.evidence = False
@@ -486,7 +502,8 @@ class TemporalDecoder:
                     continue
             if t_s - tr.last_t_s > s.resume_s + 1e-9:
                 continue
-            tr.listed = tr.misses <= s.miss_windows and (tr.listed or tr.evidence)
+            tr.listed = tr.misses <= s.miss_windows and (tr.listed or tr.evidence) and \
+                (tr.support >= s.hold_mean or tr.windows * s.hold_alpha < 1.0)
             kept.append(tr)
         self._tracks = [tr for tr in kept if id(tr) not in resumed]
         out = []

@@ -314,6 +314,26 @@ def test_two_talkers_are_two_and_one_talker_is_never_two():
     assert all(len(o) == 1 for o in out)
 
 
+def test_with_hold_mean_an_echo_heard_now_and_then_is_dropped_a_steady_quiet_talker_is_not():
+    """A talker at 60 deg, an echo at 170 deg at 0.5 in one window of three (listed through its misses by
+    miss_windows), a quiet second talker at 280 deg at 0.3 in every window: with hold_mean 0.25 the echo
+    leaves the list and the quiet talker stays; without it, the echo is listed too."""
+    frames = [[(60.0, 0.95), (280.0, 0.3)] + ([(170.0, 0.5)] if k % 3 == 0 else []) for k in range(30)]
+
+    def near(out, az):
+        return [t for t in out if angular_distance_deg(t.azimuth_deg, az) < 10.0]
+
+    base = DecodeSettings(birth_threshold=0.45, keep_threshold=0.1, seed_threshold=0.1, confirm_confidence=0.45)
+    _, plain = run(frames, TemporalDecoder(LAYOUT, base))
+    _, held = run(frames, TemporalDecoder(LAYOUT, dataclasses.replace(base, hold_mean=0.25)))
+    assert sum(bool(near(o, 170.0)) for o in plain[10:]) >= 10  # listed in two of every three windows
+    assert not any(near(o, 170.0) for o in held[10:])
+    assert all(len(near(o, 60.0)) == 1 and len(near(o, 280.0)) == 1 for o in held[10:])
+    # the echo's evidence averaged over the last windows: 0.5 at 1 in 3 with hold_alpha 0.2 stays below 0.25
+    ids = {t.id for o in held[10:] for t in o}
+    assert len(ids) == 2
+
+
 def test_reset_forgets_talkers_but_ids_go_on():
     dec, out = run([[(10.0, 0.95)]] * 3)
     dec.reset()
