@@ -21,6 +21,7 @@ import itertools
 import json
 import sys
 from pathlib import Path
+from typing import Any, Callable
 
 from benchmarks.scenes_bench import DecodeSettings, cached_outputs, decode_cached, load_model, scenes, score_set
 from edge_msl.arrays import get_array
@@ -42,6 +43,24 @@ def newest_variants(board_settings: DecodeSettings) -> dict[str, DecodeSettings]
             "newest audio, sd 10": dc.replace(on, now_sd_deg=10.0)}
 
 
+def scorer(board: str) -> tuple[Any, Callable[[DecodeSettings], tuple[float, dict, dict]]]:
+    """The board's packaged model info, and a function scoring decode settings on its validation scenes: the mean
+    F1 of the turn-taking and walking sets, and each set's scores (the network's outputs cached next to the scenes)."""
+    model = load_model(array=get_array(board))
+    info = model.info
+    sets = [Path(f"data/scenes/val-turns-{board}"), Path(f"data/scenes/val-walk-{board}")]
+    stems = {d: scenes([str(d)]) for d in sets}
+    cached = {st: cached_outputs(model, st) for d in sets for st in stems[d]}
+    images = "cycle" if info.symmetry == "cycle" else "plain"
+
+    def scored(st: DecodeSettings) -> tuple[float, dict, dict]:
+        turns, walk = (score_set(stems[d], lambda s: decode_cached(model, cached[s], st, images), info.window_s)
+                       for d in sets)
+        return round((turns["f1"] + walk["f1"]) / 2, 4), turns, walk
+
+    return info, scored
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     newest = "--newest" in args
@@ -52,19 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("usage: python -m benchmarks.board_decode BOARD [--newest | --try JSON ...] "
                          f"(BOARD one of {', '.join(BOARDS)})")
     board = args[0]
-    model = load_model(array=get_array(board))
-    info = model.info
-    sets = [Path(f"data/scenes/val-turns-{board}"), Path(f"data/scenes/val-walk-{board}")]
-    stems = {d: scenes([str(d)]) for d in sets}
-    cached = {st: cached_outputs(model, st) for d in sets for st in stems[d]}
-    images = "cycle" if info.symmetry == "cycle" else "plain"
-
-    def scored(st: DecodeSettings) -> tuple[float, dict, dict]:
-        """Mean F1 of the two sets, and the turns and walk scores, with these settings."""
-        turns, walk = (score_set(stems[d], lambda s: decode_cached(model, cached[s], st, images), info.window_s)
-                       for d in sets)
-        return round((turns["f1"] + walk["f1"]) / 2, 4), turns, walk
-
+    info, scored = scorer(board)
     if tries:
         base = DecodeSettings.from_dict(info.raw["decode"].get("temporal", {}))
         print(f"| {board} | mean F1 | turns F1 / precision / pick-up p90 s | walk F1 / precision / moving error ° | "

@@ -257,24 +257,12 @@ def dynamic_scores(board: str, grid: list[tuple[str, dict[str, Any]]]) -> list[t
     """Turn-taking and walking validation scenes of the board (``benchmarks.board_decode``'s sets and scoring)."""
     import dataclasses as dc
 
-    from benchmarks.scenes_bench import cached_outputs, decode_cached, load_model, scenes, score_set
-    from edge_msl.arrays import get_array
+    from benchmarks.board_decode import scorer
     from edge_msl.temporal import DecodeSettings
 
-    model = load_model(array=get_array(board))
-    info = model.info
-    sets = [Path(f"data/scenes/val-turns-{board}"), Path(f"data/scenes/val-walk-{board}")]
-    stems = {d: scenes([str(d)]) for d in sets}
-    cached = {st: cached_outputs(model, st) for d in sets for st in stems[d]}
-    images = "cycle" if info.symmetry == "cycle" else "plain"
+    info, scored = scorer(board)
     base = DecodeSettings.from_dict(info.raw["decode"].get("temporal", {}))
-    out = []
-    for _, keys in grid:
-        st = dc.replace(base, **keys)
-        turns, walk = (score_set(stems[d], lambda s: decode_cached(model, cached[s], st, images), info.window_s)
-                       for d in sets)
-        out.append((turns, walk))
-    return out
+    return [scored(dc.replace(base, **keys))[1:] for _, keys in grid]
 
 
 def cmd_choose(set_name: str, boards: list[str], workers: int, grid_name: str) -> None:
