@@ -334,6 +334,27 @@ def test_with_hold_mean_an_echo_heard_now_and_then_is_dropped_a_steady_quiet_tal
     assert len(ids) == 2
 
 
+def test_with_hold_mean_a_new_talker_and_one_back_from_a_pause_are_listed_at_once():
+    """hold_mean never delays a talker who starts (younger than 1 / hold_alpha windows, even one quieter than the
+    bar) or one who resumes after a pause of that many windows (their average starts again at the bar, where it
+    would otherwise still be below it): each is first listed in the same window as without it."""
+    frames = [[(60.0, 0.95)]] * 8 + [[]] * 12 + [[(60.0, 0.95)]] * 6 + [[(60.0, 0.95), (200.0, 0.32)]] * 8
+    s = DecodeSettings(resume_by_birth=True)
+    _, plain = run(frames, TemporalDecoder(LAYOUT, s))
+    _, held = run(frames, TemporalDecoder(LAYOUT, dataclasses.replace(s, hold_mean=0.35)))
+
+    def first(out, az):
+        return next(k for k, o in enumerate(out) if any(angular_distance_deg(t.azimuth_deg, az) < 10.0 for t in o))
+
+    assert first(held[10:], 60.0) == first(plain[10:], 60.0) == 10  # back at once, with the id
+    assert [t.id for t in held[20]] == [1]
+    assert first(held, 200.0) == first(plain, 200.0)
+    # the quiet newcomer (0.32, below the bar) is unlisted once no longer young; without the bar it stays listed
+    young = first(held, 200.0)
+    assert not any(angular_distance_deg(t.azimuth_deg, 200.0) < 10.0 for t in held[young + 2])
+    assert all(any(angular_distance_deg(t.azimuth_deg, 200.0) < 10.0 for t in o) for o in plain[young:])
+
+
 def test_reset_forgets_talkers_but_ids_go_on():
     dec, out = run([[(10.0, 0.95)]] * 3)
     dec.reset()
