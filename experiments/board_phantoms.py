@@ -9,8 +9,9 @@
 
 A set is ``data/<set>-<board>`` (``train_tf.simulate windows --array B --set window_s=3.0``). ``outputs`` keeps the
 float network's outputs on every 0.5 s sub-window (0.1 s apart, as ``train_tf.evaluate`` runs longer windows) in
-``out/phantoms/<set>-<board>.npy``. The other two replay the board's shipped temporal decode (its sidecar's
-``decode.temporal``, SRP-PHAT refinement and newest-hop peaks, :func:`edge_msl.pipeline.decode_window`) over them,
+``out/phantoms/<set>-<board>.npy``. The others replay the board's shipped temporal decode over them with
+``train_tf.evaluate``'s own code (:func:`train_tf.evaluate.device_decode.temporal_decode_all`: the sidecar's
+``decode.temporal``, SRP-PHAT refinement and newest-hop peaks),
 and score the talkers listed after the last sub-window against the window's talkers (the project's one matching
 rule, 20°), as ``train_tf.evaluate`` does. A variant's keys override the sidecar's; ``shipped`` is the sidecar as it
 is.
@@ -21,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections import deque
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -78,81 +78,67 @@ def _instrument() -> None:
     temporal._Track.update = update
 
 
-def _board_setup(board: str, overrides: dict[str, Any]) -> tuple[Any, Any, Any, dict]:
-    from edge_msl.refine import SrpRefiner
-    from edge_msl.regions import RegionLayout
-    from edge_msl.temporal import DecodeSettings
-
-    params = json.loads((Path("models") / board / "params.json").read_text())
-    layout = RegionLayout.from_dict(params["regions"])
-    st = DecodeSettings.from_dict(params.get("decode", {}).get("temporal", {}))
-    if overrides:
-        st = DecodeSettings.from_dict(overrides, base=st)
-    srp = params.get("decode", {}).get("srp_refine")
-    fs = int(params["sample_rate_hz"])
-    refiner = SrpRefiner(np.asarray(params["array"]["positions_m"], dtype=np.float64), fs, srp) if srp else None
-    return layout, st, refiner, params
-
-
 def _replay_chunk(job: tuple[str, str, dict[str, Any], list[int], bool]) -> list[dict[str, Any]]:
-    """Decode windows ``rows`` of a set; per window the listed talkers and (``anatomy``) their tracks' story."""
-    from edge_msl.pipeline import decode_window
-    from edge_msl.temporal import TemporalDecoder
+    """Decode windows ``rows`` of a set as ``train_tf.evaluate`` does (:func:`temporal_decode_all`); per window the
+    scores of the listed talkers and (``anatomy``) their tracks' story."""
+    from edge_msl.temporal import DecodeSettings
     from edge_msl.truth import match
-    from train_tf.evaluate.outputs import POOL_HOP_S, pool_offsets
+    from train_tf.evaluate.device_decode import temporal_decode_all, temporal_settings
+    from train_tf.evaluate.scoring import score
 
     set_name, board, overrides, rows, anatomy = job
     if anatomy:
         _instrument()
-    layout, st, refiner, params = _board_setup(board, overrides)
-    fs, window = int(params["sample_rate_hz"]), int(params["model"]["window_samples"])
-    hop = max(1, int(round(POOL_HOP_S * fs)))
+    params = json.loads((Path("models") / board / "params.json").read_text())
+    st = DecodeSettings.from_dict(overrides, base=temporal_settings(params))
     data = load_set(set_name, board)
     per = np.load(cache_path(set_name, board), mmap_mode="r")
-    offsets = pool_offsets(data["audio"].shape[1], window, hop)
-    out = []
-    for i in rows:
-        dec = TemporalDecoder(layout, st)
-        crosses: deque = deque(maxlen=max(1, window // hop))
-        x = data["audio"][i].astype(np.float32) / 32768.0
-        _EVIDENCE.clear()
-        born: dict[int, int] = {}
-        talkers: list[Any] = []
-        for j, o in enumerate(offsets):
-            _STEP[0] = j
-            talkers = decode_window(dec, np.asarray(per[i, j]), x[o:o + window], (o + window) / fs, refiner, crosses,
-                                    hop)
-            for t in talkers:
-                born.setdefault(t.id, j)
-        az = data["azimuth_deg"][i]
-        ok = np.isfinite(az)
-        true_az, level = az[ok], data["level_db"][i][ok]
-        est = [t.azimuth_deg for t in talkers]
-        pairs = match(est, list(true_az), HIT_DEG)
-        hit = {e: (t, err) for e, t, err in pairs if err <= HIT_DEG}
-        rec: dict[str, Any] = {"n_true": int(ok.sum()), "n_est": len(est), "tp": len(hit),
-                               "err": [err for _, err in hit.values()], "rt60": float(data["rt60_s"][i])}
-        if anatomy:
+    n_sub = per.shape[1]
+    stories: dict[int, dict[str, Any]] = {}
+
+    def on_step(i: int, j: int, dec: Any, talkers: list[Any]) -> None:
+        story = stories.setdefault(i, {"born": {}})
+        _STEP[0] = j + 1  # the next sub-window's updates
+        for t in talkers:
+            story["born"].setdefault(t.id, j)
+        if j == n_sub - 1:  # the listed talkers' tracks, then a clean log for the next window's decoder
             tracks = {tr.number: tr for tr in dec._tracks if tr.number is not None}
-            story = []
-            for e, t in enumerate(talkers):
-                tr = tracks.get(t.id)
-                ev = _EVIDENCE.get(id(tr), []) if tr is not None else []
+            story["tracks"] = [(t, list(_EVIDENCE.get(id(tracks.get(t.id)), [])), tracks.get(t.id)) for t in talkers]
+            _EVIDENCE.clear()
+            _STEP[0] = 0
+
+    _EVIDENCE.clear()
+    _STEP[0] = 0
+    dets, _, _ = temporal_decode_all(np.asarray(per[rows]), data["audio"][rows], params, settings=st,
+                                     on_step=on_step)
+    scored = score([[d.azimuth_deg for d in ds] for ds in dets], None, data["azimuth_deg"][rows],
+                   data["distance_m"][rows], HIT_DEG)
+    out = []
+    for k, (i, r) in enumerate(zip(rows, scored)):
+        rec: dict[str, Any] = {"n_true": r["n_true"], "n_est": r["n_est"], "tp": r["tp"], "err": r["err"],
+                               "rt60": float(data["rt60_s"][i])}
+        if anatomy:
+            az = data["azimuth_deg"][i]
+            ok = np.isfinite(az)
+            true_az, level = az[ok], data["level_db"][i][ok]
+            born = stories[k]["born"]
+            hit = {e for e, _, err in match([d.azimuth_deg for d in dets[k]], list(true_az), HIT_DEG) if err <= HIT_DEG}
+            rec["story"] = []
+            for e, (t, ev, tr) in enumerate(stories[k]["tracks"]):
                 conf = [c for _, c in ev]
-                last = [c for j, c in ev if j >= len(offsets) - 10]
+                last = [c for j, c in ev if j >= n_sub - 10]
                 near = float(np.min(np.abs((t.azimuth_deg - true_az + 180.0) % 360.0 - 180.0))) if len(true_az) else None
-                story.append({
-                    "hit": e in hit, "offset_deg": near, "listed_for": len(offsets) - born[t.id],
+                rec["story"].append({
+                    "hit": e in hit, "offset_deg": near, "listed_for": n_sub - born[t.id],
                     "first_sub": born[t.id], "evidence_windows": len(conf), "max_conf": max(conf, default=0.0),
                     "mean_conf": float(np.mean(conf)) if conf else 0.0,
                     "first_evidence": ev[0][0] if ev else None,
-                    "mean_life": float(np.sum(conf)) / (len(offsets) - ev[0][0]) if ev else 0.0,
+                    "mean_life": float(np.sum(conf)) / (n_sub - ev[0][0]) if ev else 0.0,
                     "last10_windows": len(last), "last10_mean": float(np.mean(last)) if last else 0.0,
                     "hits_birth": int(sum(c >= st.birth_threshold for c in conf)), "active": t.active,
                     "confidence": t.confidence, "walking": bool(tr.is_walking) if tr is not None else None,
                     "true_level_db": [float(v) for v in level],
                 })
-            rec["story"] = story
         out.append(rec)
     return out
 

@@ -25,11 +25,12 @@ def temporal_settings(params: dict, threshold: float | None = None):
 
 def temporal_decode_all(per: np.ndarray, audio: np.ndarray, params: dict, threshold: float | None = None,
                         min_separation_deg: float | None = None, hop_s: float = POOL_HOP_S,
-                        settings: Any = None) -> tuple[list[list[Any]], float, float]:
+                        settings: Any = None, on_step: Any = None) -> tuple[list[list[Any]], float, float]:
     """Detections per window from the outputs of its sub-windows (:func:`window_outputs`): the
     device's temporal decode (:func:`edge_msl.pipeline.decode_window`, with the model's SRP
     refinement) run over the sub-windows, ``hop_s`` apart, as a stream; the talkers listed after
-    the last one are the window's detections."""
+    the last one are the window's detections. ``on_step(i, j, decoder, talkers)``, if given, is
+    called after sub-window ``j`` of window ``i`` (for studies of the decode's tracks)."""
     from collections import deque
 
     from edge_msl.pipeline import decode_window
@@ -55,6 +56,8 @@ def temporal_decode_all(per: np.ndarray, audio: np.ndarray, params: dict, thresh
         talkers: list[Any] = []
         for j, o in enumerate(offsets):
             talkers = decode_window(dec, per[i, j], x[o:o + window], (o + window) / fs, refiner, crosses, hop)
+            if on_step is not None:
+                on_step(i, j, dec, talkers)
         out.append([Detection(t.azimuth_deg, t.distance_m, t.confidence, t.region) for t in talkers])
     return out, st.birth_threshold, layout.min_separation_deg
 
