@@ -143,9 +143,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--previous", help="a checkout of the commit before the temporal decode (a646a83): its "
                         "`edge-msl locate` gives the 'previous' rows")
     parser.add_argument("--json")
+    parser.add_argument("--labels", default="srp", choices=("srp", "triangulated"),
+                        help="srp: this array's SRP-PHAT per 0.5 s window (default); triangulated: both arrays' "
+                        "bearings intersected and smoothed (experiments.av16_triangulate)")
     args = parser.parse_args(argv)
     audio = load_array(args.data, args.array)
-    lab = labels(audio)
+    if args.labels == "triangulated":
+        from experiments.av16_triangulate import av16_labels
+
+        lab = av16_labels(args.data, args.array)
+    else:
+        lab = labels(audio)
     first_s = 0.4 * len(audio) / FS
     singles, sums = make_clips(audio, lab, args.clip_s, first_s, args.sums, args.seed)
     model = load_model()
@@ -162,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"err {s['doa_error_mean_deg']} mov {s['doa_error_moving_deg']} sw {s['id_switches_per_turn']}",
                   file=sys.stderr)
     print(f"# AV16.3 {Path(args.data).name} {args.array}: {len(singles)} walking-talker clips of {args.clip_s:g} s and "
-          f"{len(sums)} two-talker sums (last 60 % of the recording)\n")
+          f"{len(sums)} two-talker sums (last 60 % of the recording)"
+          + (", labels from both arrays (experiments.av16_triangulate)" if args.labels == "triangulated" else "") + "\n")
     print("| set | clips | decode | F1 | recall | precision | error° | error moving° | id sw./turn |")
     print("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
