@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     audio = load_array(args.data, args.array)
     if args.labels == "triangulated":
-        from experiments.av16_triangulate import av16_labels
+        from train_tf.av16_labels import av16_labels
 
         lab = av16_labels(args.data, args.array)
     else:

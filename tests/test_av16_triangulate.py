@@ -1,12 +1,14 @@
-"""Two-array labels of experiments.av16_triangulate: the geometry from physics, the smoother on a known path."""
+"""Two-array labels of train_tf.av16_labels: the geometry from physics, the smoother on a known path, the
+labels of a calibration check's windows read off the path."""
 
 import math
 
 import numpy as np
 import pytest
 
-from experiments.av16_triangulate import (ARRAY_CENTRES_M, PairSpectra, SPEED_OF_SOUND_M_S, array_xy, azimuth_from,
-                                          bearings, intersect, rts_smooth)
+from train_tf.av16_labels import (ARRAY_CENTRES_M, PairSpectra, SPEED_OF_SOUND_M_S, array_xy, azimuth_from,
+                                 bearings, intersect, labels_at_windows, rts_smooth)
+from train_tf.real_av16 import build_mixtures
 
 C1, C2 = np.array(ARRAY_CENTRES_M["array1"]), np.array(ARRAY_CENTRES_M["array2"])
 
@@ -67,3 +69,32 @@ def test_smoother_beats_the_raw_bearings_on_a_walk():
     assert parallel.sum() >= 10
     assert np.mean(smooth_err[parallel]) < 0.6 * np.mean(raw_err)
     assert np.all(sm.azimuth_sd_deg(C1)[parallel] < 3.0)
+
+
+def test_windows_take_the_path_at_their_centre_where_it_is_known_and_loud():
+    fs, window, hop = 16000, 8000, 4000
+    t = np.round(np.arange(0.1, 9.0 + 1e-9, 0.1), 6)
+    unwrapped = 300.0 + 15.0 * t  # 301.5 deg at 0.1 s, across the 0/360 seam at 4 s, 75 deg at 9 s
+    sd = np.where((t >= 5.0) & (t <= 6.0), 5.0, 1.0)  # a gap in the walk: the path is not known there
+    path = {"centre_s": t, "azimuth_deg": unwrapped % 360.0, "sd1_deg": sd}
+    rng = np.random.default_rng(3)
+    amp = np.where(np.arange(10 * fs) < 2 * fs, 10.0, 1000.0)  # the first 2 s quiet (40 dB down)
+    audio = np.round(rng.standard_normal((10 * fs, 8)) * amp[:, None]).astype(np.int16)
+
+    lab = labels_at_windows(path, audio, window, hop)
+    centre = (lab["all_start"] + window / 2) / fs
+    # loud: any window more than a few % into the loud part (12 dB over the quiet tenth); the path ends at 9 s
+    expect = (centre > 1.8) & (centre <= 9.0) & ~((centre >= 4.95) & (centre <= 6.05))
+    assert np.array_equal(lab["ok"], expect)
+    got = lab["azimuth_deg"]
+    want = (300.0 + 15.0 * centre[lab["ok"]]) % 360.0
+    assert np.max(np.abs((got - want + 180.0) % 360.0 - 180.0)) < 1e-6  # no 180 deg jump at the seam
+    assert np.any(got < 10.0) and np.any(got > 350.0)
+    assert np.array_equal(lab["start"], lab["all_start"][lab["ok"]])
+
+    # the shape build_mixtures takes: sums of two labelled windows, their directions >= 30 deg apart
+    sets = build_mixtures(audio, lab, window, 10, 30.0, 2.0, 0, seed=0)
+    assert len(sets["mix_az"]) == 10 and len(sets["single_az"]) == int(lab["ok"].sum())
+    assert np.all(np.isin(sets["mix_az"], lab["azimuth_deg"]))
+    sep = np.abs((sets["mix_az"][:, 0] - sets["mix_az"][:, 1] + 180.0) % 360.0 - 180.0)
+    assert np.all(sep >= 30.0)
