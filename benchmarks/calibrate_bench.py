@@ -191,7 +191,15 @@ def av16(args, work: Path) -> dict:
     walk = cal.label_positions(session)[0]
     label_s = time.perf_counter() - t0
     counts = cal.build_set(session, sim_data=args.sim_data, bank=args.sim_bank)
-    val = build_mixtures(audio, self_label(audio, window, 4000), window, 300, 30.0, 2.0, first, args.seed + 1)
+    if args.av16_labels == "triangulated":
+        # labels independent of array1's SRP-PHAT (which self-labels the walk): the two-array path at each
+        # window's centre, where it is known and the talker loud
+        from train_tf.av16_labels import window_labels
+
+        val_labels = window_labels(audio, load_array(data_dir, "array2"), window, 4000)
+    else:
+        val_labels = self_label(audio, window, 4000)
+    val = build_mixtures(audio, val_labels, window, 300, 30.0, 2.0, first, args.seed + 1)
     nan2 = lambda a: np.concatenate([a, np.full((len(a), 2 - a.shape[1]), np.nan)], axis=1)  # noqa: E731
     n_val = len(val["single_audio"]) + len(val["mix_audio"])
     with np.load(session.dir / "set.npz") as z:
@@ -215,7 +223,8 @@ def av16(args, work: Path) -> dict:
             "val_single": int(len(val["single_audio"])), "val_mix": int(len(val["mix_audio"])),
             "finetune_s": t1 - t0, "convert_s": t2 - t1,
             "threshold": json.loads((session.dir / "model" / "params.json").read_text())["decode"]["threshold"],
-            "trainable_parameters": ft["trainable_parameters"], "sets": val_res["sets"]}
+            "trainable_parameters": ft["trainable_parameters"], "sets": val_res["sets"],
+            **({"eval_labels": args.av16_labels} if args.av16_labels != "srp" else {})}
 
 
 def _pct(before, after):
@@ -384,6 +393,10 @@ def main(argv=None) -> int:
     p.add_argument("--standin", action="store_true", help="run the stand-in room (default: both)")
     p.add_argument("--av16", action="store_true", help="run the AV16.3 check (default: both)")
     p.add_argument("--av16-dir", default=None)
+    p.add_argument("--av16-labels", default="srp", choices=("srp", "triangulated"),
+                   help="labels of the AV16.3 evaluation windows (the calibration's own self-labels are unchanged): "
+                        "srp, array1's SRP-PHAT as train_tf.real_av16.self_label (default); triangulated, the path "
+                        "smoothed from both arrays' bearings at each window's centre (train_tf.av16_labels)")
     p.add_argument("--av16-hop-s", type=float, default=0.0625, help="hop between labelled windows along the walk")
     p.add_argument("--keras-model", default=str(ROOT / "models" / "uca8-r10"))
     p.add_argument("--bank", default=str(ROOT / "data" / "dry" / "bank-test.npz"),
@@ -466,7 +479,9 @@ def main(argv=None) -> int:
               f"({r['label_s']:.1f} s; azimuths {r['labelled_span_deg']}; mic errors estimated: {r['front_end']}); "
               f"training {r['train_single']} single (with turned copies) + {r['train_mix']} summed + "
               f"{r['simulated']} simulated; evaluation {r['val_single']} single + {r['val_mix']} two-talker "
-              f"mixtures from the rest\n")
+              f"mixtures from the rest"
+              + (", labelled from both arrays (train_tf.av16_labels)" if r.get("eval_labels") == "triangulated" else "")
+              + "\n")
         print(HEADER)
         for k in ("mixture", "single"):
             v = r["sets"][k]
