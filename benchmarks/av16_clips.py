@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json")
     parser.add_argument("--labels", default="srp", choices=("srp", "triangulated"),
                         help="srp: this array's SRP-PHAT per 0.5 s window (default); triangulated: both arrays' "
-                        "bearings intersected and smoothed (experiments.av16_triangulate)")
+                        "bearings intersected and smoothed (train_tf.av16_labels)")
     args = parser.parse_args(argv)
     audio = load_array(args.data, args.array)
     if args.labels == "triangulated":
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
     print(f"# AV16.3 {Path(args.data).name} {args.array}: {len(singles)} walking-talker clips of {args.clip_s:g} s and "
           f"{len(sums)} two-talker sums (last 60 % of the recording)"
-          + (", labels from both arrays (experiments.av16_triangulate)" if args.labels == "triangulated" else "") + "\n")
+          + (", labels from both arrays (train_tf.av16_labels)" if args.labels == "triangulated" else "") + "\n")
     print("| set | clips | decode | F1 | recall | precision | error° | error moving° | id sw./turn |")
     print("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
