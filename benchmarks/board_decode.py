@@ -43,19 +43,29 @@ def newest_variants(board_settings: DecodeSettings) -> dict[str, DecodeSettings]
             "newest audio, sd 10": dc.replace(on, now_sd_deg=10.0)}
 
 
+def set_scorer(board: str, dirs: list[str]) -> tuple[Any, DecodeSettings, Callable[[DecodeSettings], list[dict]]]:
+    """The board's packaged model info, its sidecar's decode settings, and a function scoring decode settings on
+    each of the scene sets ``dirs`` (``scenes_bench``'s scoring; the network's outputs cached next to the scenes)."""
+    model = load_model(array=get_array(board))
+    info = model.info
+    stems = {d: scenes([str(d)]) for d in dirs}
+    cached = {st: cached_outputs(model, st) for d in dirs for st in stems[d]}
+    images = "cycle" if info.symmetry == "cycle" else "plain"
+
+    def scored(st: DecodeSettings) -> list[dict]:
+        return [score_set(stems[d], lambda s: decode_cached(model, cached[s], st, images), info.window_s)
+                for d in dirs]
+
+    return info, DecodeSettings.from_dict(info.raw["decode"].get("temporal", {})), scored
+
+
 def scorer(board: str) -> tuple[Any, Callable[[DecodeSettings], tuple[float, dict, dict]]]:
     """The board's packaged model info, and a function scoring decode settings on its validation scenes: the mean
     F1 of the turn-taking and walking sets, and each set's scores (the network's outputs cached next to the scenes)."""
-    model = load_model(array=get_array(board))
-    info = model.info
-    sets = [Path(f"data/scenes/val-turns-{board}"), Path(f"data/scenes/val-walk-{board}")]
-    stems = {d: scenes([str(d)]) for d in sets}
-    cached = {st: cached_outputs(model, st) for d in sets for st in stems[d]}
-    images = "cycle" if info.symmetry == "cycle" else "plain"
+    info, _, scored_sets = set_scorer(board, [f"data/scenes/val-turns-{board}", f"data/scenes/val-walk-{board}"])
 
     def scored(st: DecodeSettings) -> tuple[float, dict, dict]:
-        turns, walk = (score_set(stems[d], lambda s: decode_cached(model, cached[s], st, images), info.window_s)
-                       for d in sets)
+        turns, walk = scored_sets(st)
         return round((turns["f1"] + walk["f1"]) / 2, 4), turns, walk
 
     return info, scored

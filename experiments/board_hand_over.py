@@ -21,33 +21,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from benchmarks.scenes_bench import cached_outputs, decode_cached, scenes, score_set
-from edge_msl.arrays import get_array
-from edge_msl.runtime import load_model
-from edge_msl.temporal import DecodeSettings
+from benchmarks.board_decode import set_scorer
 from experiments.board_phantoms import BOARDS, replay, summary
 
 GRID = [{"hand_over_deg": h, "hand_over_side_deg": s} for h in (0.0, 45.0) for s in (0.0, 30.0)]
 REL, ABS, F1_TOL = 0.10, 2, 0.002
 """The rule: the fewest id switches over both walk sets, at least REL (relative) and ABS switches fewer than the
 shipped decode; no F1 (turns, each walk set, streamed 3 s) more than F1_TOL lower; turns' id switches not more."""
-
-
-class Sets:
-    """A board's packaged model and the cached network outputs of its scene sets."""
-
-    def __init__(self, board: str, dirs: list[str]) -> None:
-        self.model = load_model(array=get_array(board))
-        self.info = self.model.info
-        self.base = DecodeSettings.from_dict(self.info.raw["decode"].get("temporal", {}))
-        self.images = "cycle" if self.info.symmetry == "cycle" else "plain"
-        self.stems = {d: scenes([d]) for d in dirs}
-        self.cached = {st: cached_outputs(self.model, st) for d in dirs for st in self.stems[d]}
-
-    def score(self, d: str, keys: dict[str, Any]) -> dict[str, Any]:
-        st = dataclasses.replace(self.base, **keys)
-        return score_set(self.stems[d], lambda s: decode_cached(self.model, self.cached[s], st, self.images),
-                         self.info.window_s)
 
 
 def switches(r: dict[str, Any]) -> int:
@@ -70,12 +50,12 @@ def cmd_choose(boards: list[str], workers: int) -> None:
     print("| --- | --- | --- | --- | --- | ---: | --- | --- |")
     for b in boards:
         dirs = [f"data/scenes/val-turns-{b}", f"data/scenes/val-walk-{b}", f"data/scenes/val2-walk-{b}"]
-        sets = Sets(b, dirs)
-        shipped = {k: getattr(sets.base, k) for k in GRID[0]}
+        _, base, scored = set_scorer(b, dirs)
+        shipped = {k: getattr(base, k) for k in GRID[0]}
         grid = [shipped] + [g for g in GRID if g != shipped]
         rows = []
         for keys in grid:
-            t, w, w2 = (sets.score(d, keys) for d in dirs)
+            t, w, w2 = scored(dataclasses.replace(base, **keys))
             s = summary(replay("val-3s", b, keys, workers=workers))
             rows.append({"keys": keys, "turns_f1": t["f1"], "turns_p": t["precision"], "turns_sw": switches(t),
                          "walk_f1": w["f1"], "walk_mov": w["doa_error_moving_deg"], "walk2_f1": w2["f1"],
@@ -99,10 +79,10 @@ def cmd_test(boards: list[str], variants: list[str], workers: int) -> None:
     print("| --- | --- | --- | --- | --- |")
     for b in boards:
         dirs = [f"data/scenes/test2-turns-{b}", f"data/scenes/test2-walk-{b}"]
-        sets = Sets(b, dirs)
+        _, base, scored = set_scorer(b, dirs)
         for text in ["{}", *variants]:
             keys = json.loads(text)
-            t, w = (sets.score(d, keys) for d in dirs)
+            t, w = scored(dataclasses.replace(base, **keys))
             s = summary(replay("test-3s", b, keys, workers=workers))
             print(f"| `{b}` | {'shipped' if not keys else text} | {t['f1']:.3f} / {t['precision']:.3f} / "
                   f"{t['pickup_p90_s']} / {t['id_switches_per_turn']} | {w['f1']:.3f} / {w['precision']:.3f} / "

@@ -243,12 +243,10 @@ def dynamic_scores(board: str, grid: list[tuple[str, dict[str, Any]]]) -> list[t
     """Turn-taking and walking validation scenes of the board (``benchmarks.board_decode``'s sets and scoring)."""
     import dataclasses as dc
 
-    from benchmarks.board_decode import scorer
-    from edge_msl.temporal import DecodeSettings
+    from benchmarks.board_decode import set_scorer
 
-    info, scored = scorer(board)
-    base = DecodeSettings.from_dict(info.raw["decode"].get("temporal", {}))
-    return [scored(dc.replace(base, **keys))[1:] for _, keys in grid]
+    _, base, scored = set_scorer(board, [f"data/scenes/val-turns-{board}", f"data/scenes/val-walk-{board}"])
+    return [tuple(scored(dc.replace(base, **keys))) for _, keys in grid]
 
 
 def cmd_choose(set_name: str, boards: list[str], workers: int, grid_name: str) -> None:
