@@ -39,10 +39,9 @@ WIN, HOP = 8000, 1600
 
 def labels(audio: np.ndarray, min_level_db: float = 12.0, sharp_quantile: float = 0.3) -> dict[str, np.ndarray]:
     """Per 0.5 s window at hop 0.1 s: centre time, SRP-PHAT azimuth, and whether it is a clear label."""
-    from train_tf.real_av16 import srp_single
+    from train_tf.real_av16 import srp_single, window_levels_db
 
-    starts = np.arange(0, len(audio) - WIN + 1, HOP)
-    level = np.array([10 * np.log10(np.mean(audio[s:s + WIN].astype(np.float64) ** 2) + 1e-9) for s in starts])
+    starts, level = window_levels_db(audio, WIN, HOP)
     az, sharp = np.zeros(len(starts)), np.zeros(len(starts))
     for i, s in enumerate(starts):
         az[i], sharp[i] = srp_single(audio[s:s + WIN])

@@ -14,13 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_msl.arrays import SPEED_OF_SOUND_M_S
+
 FS = 16000
 HOP = 1600
 """Labels every 0.1 s, as the decode's hop."""
 NFFT = 512
 BAND_HZ = (300.0, 3500.0)
 """The band of ``train_tf.real_av16.srp_single``."""
-SPEED_OF_SOUND_M_S = 343.0
 RADIUS_M = 0.10
 ARRAY_CENTRES_M = {"array1": (0.0, 0.4), "array2": (0.0, -0.4)}
 """Array centres in the corpus's room frame (the sequence's README). ``train_tf.real_av16.load_array``
@@ -310,14 +311,6 @@ def av16_labels(data: str | Path | None = None, array: str = "array1",
 
 # --------------------------------------------------------------------------- windows of a calibration check
 
-def window_levels_db(audio: np.ndarray, window: int, hop: int) -> tuple[np.ndarray, np.ndarray]:
-    """Starts of the windows of ``window`` samples every ``hop`` and their mean power (dB), as
-    ``train_tf.real_av16.self_label`` measures them."""
-    starts = np.arange(0, len(audio) - window + 1, hop)
-    level = np.array([10 * np.log10(np.mean(audio[s:s + window].astype(np.float64) ** 2) + 1e-9) for s in starts])
-    return starts, level
-
-
 def path_at(path: dict[str, np.ndarray], t_s: np.ndarray, max_sd_deg: float = LabelSettings.max_sd_deg
             ) -> tuple[np.ndarray, np.ndarray]:
     """Array1's azimuth of a smoothed path (``two_array_labels``) at times ``t_s`` between its hops, and
@@ -338,6 +331,8 @@ def labels_at_windows(path: dict[str, np.ndarray], audio: np.ndarray, window: in
     shape of ``train_tf.real_av16.self_label`` (what ``build_mixtures`` takes): kept where the path is known
     (:func:`path_at`) and the window is loud, ``min_level_db`` over the quietest tenth of windows (self_label's
     level rule). No SRP-PHAT of the window itself: the label shares no error with array1's own map."""
+    from train_tf.real_av16 import window_levels_db
+
     starts, level = window_levels_db(audio, window, hop)
     az, known = path_at(path, (starts + window / 2) / fs, max_sd_deg)
     ok = known & (level >= np.percentile(level, 10) + min_level_db) if len(starts) else known

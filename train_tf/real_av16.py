@@ -68,11 +68,17 @@ def srp_single(window: np.ndarray, fs: int = 16000, nfft: int = 512) -> tuple[fl
     return float(np.degrees(doa.azimuth_recon[0]) % 360.0), sharp
 
 
+def window_levels_db(audio: np.ndarray, window: int, hop: int) -> tuple[np.ndarray, np.ndarray]:
+    """Starts of the windows of ``window`` samples every ``hop`` and their mean power (dB)."""
+    starts = np.arange(0, len(audio) - window + 1, hop)
+    level = np.array([10 * np.log10(np.mean(audio[s:s + window].astype(np.float64) ** 2) + 1e-9) for s in starts])
+    return starts, level
+
+
 def self_label(audio: np.ndarray, window: int, hop: int, min_level_db: float = 12.0,
                max_jump_deg: float = 8.0, sharp_quantile: float = 0.3) -> dict[str, np.ndarray]:
     """Windows where one talker is clearly active, with their SRP-PHAT directions."""
-    starts = np.arange(0, len(audio) - window + 1, hop)
-    level = np.array([10 * np.log10(np.mean(audio[s:s + window].astype(np.float64) ** 2) + 1e-9) for s in starts])
+    starts, level = window_levels_db(audio, window, hop)
     floor = np.percentile(level, 10)
     az = np.zeros(len(starts))
     sharp = np.zeros(len(starts))
