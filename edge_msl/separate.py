@@ -20,7 +20,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .arrays import SPEED_OF_SOUND_M_S
-from .settings_check import Settings, SettingError, boolean, choice, integer, number, setting
+from .settings_check import Settings, SettingError, boolean, choice, integer, number, setting, text
 from .track_writer import TrackWriter  # re-exported: its former place
 
 NFFT = 512
@@ -164,6 +164,12 @@ class SeparateSettings(Settings):
     a talker 0.16-0.3 s after their voice starts). 2.0 s (0.5 before): +0.10 dB against the direct sound on two
     talkers at RT60 0.2-0.4 s and more on every row of the validation scenes, 1.06 times the CPU
     (docs/experiments/separation-round-4.md, round 8)."""
+    learned: bool = setting(False, boolean)
+    """Post-filter: each bin's gain from a small learned network (``edge_msl.separate_nn``) that sees the spatial
+    posteriors, the beams' powers and the frames before, in place of the spatial mask's gain (the beams still learn
+    from the spatial masks)."""
+    learned_weights: str = setting("", text())
+    """``learned``: the network's weights (.npz); '' = the bundled ``edge_msl/models/separate-postfilter.npz``."""
     hold_s: float = setting(2.0, number(0.0, 3600.0))
     """A track's stream ends when its id has not been listed for this long (the decode's resume_s)."""
 
@@ -243,6 +249,7 @@ class _Track:
     scov: np.ndarray | None = None  # (F, M, M) mask-weighted target covariance, power-weighted sum (mwf/mvdr)
     scov_weight: np.ndarray | None = None  # (F,) sum of the target mask
     ncov: np.ndarray | None = None  # (F, M, M) (1 - mask)-weighted covariance, power-weighted sum
+    nn_state: Any = None  # learned: what its features carry from block to block (separate_nn.TrackState)
 
 
 class Separator:
@@ -284,6 +291,12 @@ class Separator:
         self._wpe_g: np.ndarray | None = None  # (Fb, L, M) prediction filter
         self._wpe_frames = 0.0  # frames in the statistics (with forgetting)
         self._wpe_blocks = 0  # blocks since the prediction started (the round robin of solves)
+        self._net = None
+        if s.learned:
+            from .separate_nn import DEFAULT_WEIGHTS, PostfilterNet
+            self._net = PostfilterNet.load(s.learned_weights or DEFAULT_WEIGHTS)
+        self.observer = None
+        """For experiments: called with every rendered block (``_render``'s evidence) before the post-filter."""
         self.reset()
 
     def reset(self) -> None:
@@ -713,8 +726,11 @@ class Separator:
             masks = gains
         if only is None:
             self._adapt(ids, spec, gains, masks)  # the beams learn from the masks alone
+        final = gains if out_gains is None else out_gains
+        if self._net is not None or self.observer is not None:
+            final = self._learned_gains(ids, first, y, masks, final, spec, only)
         if self.settings.postfilter:
-            y = y * (gains if out_gains is None else out_gains)
+            y = y * final
         frames = np.fft.irfft(y, n=self._nfft, axis=2) * self._win  # (K, T, nfft)
         for ki, k in enumerate(ids):
             tr = self._tracks[k]
@@ -733,6 +749,34 @@ class Separator:
             tr.tail = acc[n * self._hop:].copy()
             tr.next_frame = t_first + n
             out.append(Chunk(k, tr.start_s, self._time(t_first * self._hop), acc[:n * self._hop].astype(np.float32)))
+
+    def _learned_gains(self, ids: list[int], first: int, y: np.ndarray, masks: np.ndarray, gains: np.ndarray,
+                       spec: np.ndarray, only: set[int] | None) -> np.ndarray:
+        """(K, T, F) the learned network's gains (floored at ``gain_min``) for the tracks rendered now; the others
+        keep ``gains``. Each rendered track's features continue from the frames it was last rendered at."""
+        from .separate_nn import TrackState, features
+
+        sel = [ki for ki, k in enumerate(ids) if only is None or k in only]
+        if not sel:
+            return gains
+        states = []
+        for ki, k in enumerate(ids):
+            tr = self._tracks[k]
+            if ki not in sel:
+                states.append(TrackState())  # not rendered now: its features are not used, its state not moved
+                continue
+            if tr.nn_state is None:
+                tr.nn_state = TrackState()
+            states.append(tr.nn_state)
+        feats = features(y, masks, gains, spec[:, :, 0], self._psd, self.freqs_hz, states)[sel]
+        if self.observer is not None:
+            self.observer(self, [ids[ki] for ki in sel], first, y[sel], feats, spec)
+        if self._net is None:
+            return gains
+        out = gains.copy()
+        g = self.settings.gain_min
+        out[sel] = g + (1.0 - g) * self._net(feats)
+        return out
 
     def _reverb_gains(self, w: np.ndarray, pred: np.ndarray, y: np.ndarray, masks: np.ndarray) -> np.ndarray:
         """(K, T, F) the spatial masks less, in the dereverberated bins, each beam's late reverberation share:
