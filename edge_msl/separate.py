@@ -164,10 +164,12 @@ class SeparateSettings(Settings):
     a talker 0.16-0.3 s after their voice starts). 2.0 s (0.5 before): +0.10 dB against the direct sound on two
     talkers at RT60 0.2-0.4 s and more on every row of the validation scenes, 1.06 times the CPU
     (docs/experiments/separation-round-4.md, round 8)."""
-    learned: bool = setting(False, boolean)
+    learned: bool = setting(True, boolean)
     """Post-filter: each bin's gain from a small learned network (``edge_msl.separate_nn``) that sees the spatial
     posteriors, the beams' powers and the frames before, in place of the spatial mask's gain (the beams still learn
-    from the spatial masks)."""
+    from the spatial masks). On (round 9): +0.8-1.0 dB against the early image on every validation row, +0.09 dB
+    against the direct sound on two talkers at RT60 0.2-0.4 s, 1.27 times the CPU
+    (docs/experiments/separation-learned-postfilter.md); off: the spatial mask's gains (with ``reverb_weight``)."""
     learned_weights: str = setting("", text())
     """``learned``: the network's weights (.npz); '' = the bundled ``edge_msl/models/separate-postfilter.npz``."""
     hold_s: float = setting(2.0, number(0.0, 3600.0))

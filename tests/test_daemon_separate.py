@@ -165,7 +165,9 @@ def test_the_daemon_writes_what_locate_separate_writes(runs):
         n = min(len(a), len(b))
         # the offline stream was cut at the end of the file: its last half frame is the overlap-add tail
         m = n - SeparateSettings().nfft // 2 if len(a) < len(b) else n
-        assert n > 16000 * 0.5 and np.array_equal(a[:m], b[:m])  # same samples, same place
+        # same samples, same place: within 1 LSB, the learned post-filter's float32 products differing in their last
+        # bits with the BLAS's threads (in one process the samples are the same to the bit: tests/test_separate.py)
+        assert n > 16000 * 0.5 and np.max(np.abs(a[:m].astype(int) - b[:m])) <= 1
         assert len(b) / 16000 == pytest.approx(d["end_s"] - d["start_s"], abs=0.02)
 
 

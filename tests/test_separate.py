@@ -241,7 +241,8 @@ def _pushed(array, mix: np.ndarray, messages: list[tuple[int, dict]], sizes, set
     return {t: np.clip(np.round(np.concatenate(s) * 32767.0), -32768, 32767).astype("<i2") for t, s in out.items()}
 
 
-@pytest.mark.parametrize("mask", ["spatial", "beams", "mwf", "nfft512", "coarse4", "no-wpe", "wpe-all", "reverb"])
+@pytest.mark.parametrize("mask", ["spatial", "beams", "mwf", "nfft512", "coarse4", "no-wpe", "wpe-all", "reverb",
+                                  "learned"])
 def test_samples_do_not_depend_on_how_the_audio_is_cut(mask):
     """The same recording and messages pushed in 1-frame, 800-frame, 1600-frame and random chunks: the
     same samples (every update is keyed to the audio's frames and messages, never to push calls)."""
@@ -266,7 +267,8 @@ def test_samples_do_not_depend_on_how_the_audio_is_cut(mask):
                                                  "coarse4": {"coarse_bins": 4},
                                                  "no-wpe": {"dereverb": False},
                                                  "wpe-all": {"wpe_use": "all", "wpe_channels": 4},
-                                                 "reverb": {"reverb_weight": 1.0, "reverb_delay": 3}}.get(mask)
+                                                 "reverb": {"reverb_weight": 1.0, "reverb_delay": 3},
+                                                 "learned": {"learned": True}}.get(mask)
                                                 or {"mask": mask}))
     ref = _pushed(array, mix, messages, [1600], settings)
     assert sorted(ref) == [1, 2] and all(np.any(v) for v in ref.values())
@@ -327,13 +329,13 @@ def test_dereverberation_brings_a_talker_nearer_its_direct_sound(nfft, taps, min
 
 def test_dereverberated_masks_separate_two_reverberant_talkers():
     """Two talkers, RT60 0.5 s, the spatial masks made from WPE-dereverberated frames below 1 kHz (the beams
-    and output untouched): each stream well separated, on average nearer its direct sound than without (by
-    0.18 dB with round 4's defaults, 0.09 dB with round 5's)."""
+    and output untouched; the spatial masks' own gains, ``learned`` off): each stream well separated, on average
+    nearer its direct sound than without (by 0.18 dB with round 4's defaults, 0.09 dB with round 5's)."""
     array, mix, direct, sources = reverberant_talkers([(60.0, 20.0), (200.0, 10.0)], seed=8)
     part = slice(2 * FS, len(mix) - FS // 4)
     got = {}
     for on in (False, True):
-        streams = _run(array, mix, sources, SeparateSettings(dereverb=on))
+        streams = _run(array, mix, sources, SeparateSettings(dereverb=on, learned=False))
         got[on] = [si_sdr(streams[k + 1][0][part], direct[k, part]) - si_sdr(mix[part, 0], direct[k, part])
                    for k in range(2)]
     assert min(got[True]) > 7.0, got
@@ -342,17 +344,18 @@ def test_dereverberated_masks_separate_two_reverberant_talkers():
 
 def test_late_reverberation_term_brings_streams_nearer_their_direct_sound():
     """The post-filter's late-reverberation term (``reverb_weight``: the beam applied to WPE's prediction from
-    3 frames back, removed from each track's mask) on reverberant rooms (RT60 0.5 s): one talker and two
-    talkers, each stream nearer its direct sound at mic 0 than with the masks alone, by 0.04 dB on average (the
-    separator is deterministic: the same scene gives the same figures to 1e-6 dB; the term gained 0.08-0.16 dB
-    here with round 4's defaults; with round 5's +0.19, +0.05 and +0.005 dB)."""
+    3 frames back, removed from each track's mask; ``learned`` off: its gains replace these) on reverberant rooms
+    (RT60 0.5 s): one talker and two talkers, each stream nearer its direct sound at mic 0 than with the masks
+    alone, by 0.04 dB on average (the separator is deterministic: the same scene gives the same figures to 1e-6
+    dB; the term gained 0.08-0.16 dB here with round 4's defaults; with round 5's +0.19, +0.05 and +0.005 dB)."""
     gains = []
     for dirs, seed in (([(60.0, 20.0)], 6), ([(60.0, 20.0), (200.0, 10.0)], 8)):
         array, mix, direct, sources = reverberant_talkers(dirs, seed=seed)
         part = slice(2 * FS, len(mix) - FS // 4)
         got = {}
         for weight in (0.0, 1.0):
-            streams = _run(array, mix, sources, SeparateSettings(reverb_weight=weight, reverb_delay=3))
+            st = SeparateSettings(reverb_weight=weight, reverb_delay=3, learned=False)
+            streams = _run(array, mix, sources, st)
             got[weight] = [si_sdr(streams[k + 1][0][part], direct[k, part]) for k in range(len(dirs))]
         assert min(np.subtract(got[1.0], got[0.0])) > 0.0, (dirs, got)
         gains.extend(np.subtract(got[1.0], got[0.0]))
@@ -364,15 +367,16 @@ ROUND4 = dict(adapt_forget=0.99, gain_min=0.2, null_max_coherence=0.8, coarse_bi
 
 def test_round5_defaults_bring_two_reverberant_talkers_nearer_their_direct_sound():
     """Round 5's defaults (``adapt_forget`` 0.997, ``gain_min`` 0.1, ``null_max_coherence`` 0.6,
-    ``coarse_bins`` 4, ``spatial_prior_frames`` 160, chosen on the validation scenes) against round 4's on two
-    talkers in a reverberant room (RT60 0.5 s): each stream nearer its direct sound by over 0.2 dB (+0.65 and
-    +0.34 dB measured). One talker alone in the same room (seed 6) loses 0.35 dB (+3.70 against +4.05 dB,
-    mostly ``coarse_bins`` 4: +3.98 with 2); the validation and held-out rows have two or three talkers."""
+    ``coarse_bins`` 4, ``spatial_prior_frames`` 160, chosen on the validation scenes; ``learned`` off, as then)
+    against round 4's on two talkers in a reverberant room (RT60 0.5 s): each stream nearer its direct sound by
+    over 0.2 dB (+0.65 and +0.34 dB measured). One talker alone in the same room (seed 6) loses 0.35 dB (+3.70
+    against +4.05 dB, mostly ``coarse_bins`` 4: +3.98 with 2); the validation and held-out rows have two or three
+    talkers."""
     array, mix, direct, sources = reverberant_talkers([(60.0, 20.0), (200.0, 10.0)], seed=8)
     part = slice(2 * FS, len(mix) - FS // 4)
     got = {}
     for name, kw in (("round4", ROUND4), ("default", {})):
-        streams = _run(array, mix, sources, SeparateSettings(**kw))
+        streams = _run(array, mix, sources, SeparateSettings(learned=False, **kw))
         got[name] = [si_sdr(streams[k + 1][0][part], direct[k, part]) for k in range(2)]
     assert min(np.subtract(got["default"], got["round4"])) > 0.2, got
 

@@ -155,20 +155,23 @@ def cmd_train(args: argparse.Namespace) -> int:
     from edge_msl.separate import SeparateSettings
 
     rows = load_rows(Path(args.data), args.max_scenes)
-    x = rows["x"].astype(np.float32)
+    x = rows.pop("x").astype(np.float32)
     w = {"direct": 1.0, "early": 0.0} if args.target == "direct" else \
         {"direct": 0.0, "early": 1.0} if args.target == "early" else {"direct": 0.5, "early": 0.5}
-    norm = 1.0 / np.sqrt(rows["scale"])
-    mag = rows["mag"] * norm
-    tgt = (w["direct"] * rows["direct"] + w["early"] * rows["early"]) * norm
-    tgt = np.clip(tgt, 0.0, mag)  # a gain in [0, 1] cannot do better than this
+    norm = 1.0 / np.sqrt(rows.pop("scale"))
+    mag = rows.pop("mag") * norm
+    tgt = (w["direct"] * rows.pop("direct") + w["early"] * rows.pop("early")) * norm
+    np.clip(tgt, 0.0, mag, out=tgt)  # a gain in [0, 1] cannot do better than this
+    yt = np.stack([mag, tgt], axis=1).astype(np.float32)
+    del mag, tgt, norm
+    own_logit = x[:, FEATURES.index("gain_logit")].copy()
     mean, std = x.mean(axis=0), x.std(axis=0) + 1e-3
-    xs = (x - mean) / std
+    x -= mean
+    x /= std
     gmin = SeparateSettings().gain_min
-    rng = np.random.default_rng(args.seed)
-    idx = rng.permutation(len(xs))
-    n_val = max(1, int(0.05 * len(xs)))
-    val, tr = idx[:n_val], idx[n_val:]
+    # the last scenes' rows (5 %) check the fit; the rows are in scene order, so these are other scenes
+    n_val = max(1, int(0.05 * len(x)))
+    tr, val = slice(0, len(x) - n_val), slice(len(x) - n_val, None)
     keras.utils.set_random_seed(args.seed)
     inp = keras.Input((N_FEATURES,))
     h = inp
@@ -181,13 +184,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         g = gmin + (1.0 - gmin) * keras.ops.sigmoid(z_pred[:, 0])
         return keras.ops.mean(keras.ops.square(g * y_true[:, 0] - y_true[:, 1]))
 
-    yt = np.stack([mag, tgt], axis=1).astype(np.float32)
     net.compile(keras.optimizers.Adam(args.lr), loss=psa)
-    hist = net.fit(xs[tr], yt[tr], batch_size=args.batch, epochs=args.epochs, validation_data=(xs[val], yt[val]),
+    hist = net.fit(x[tr], yt[tr], batch_size=args.batch, epochs=args.epochs, validation_data=(x[val], yt[val]),
                    verbose=2, shuffle=True)
     # the separator's own gain on the same rows, for the record
-    g_own = 1.0 / (1.0 + np.exp(-x[val, 1]))
-    own = float(np.mean(np.square(np.maximum(g_own, gmin) * mag[val] - tgt[val])))
+    g_own = np.maximum(1.0 / (1.0 + np.exp(-own_logit[val])), gmin)
+    own = float(np.mean(np.square(g_own * yt[val, 0] - yt[val, 1])))
     layers = [(layer.get_weights()[0], layer.get_weights()[1]) for layer in net.layers if layer.get_weights()]
     w0, b0 = layers[0]
     layers[0] = (w0 / std[:, None], b0 - (mean / std) @ w0)
@@ -197,7 +199,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     arrays.update({f"b{i}": lb.astype(np.float32) for i, (_, lb) in enumerate(layers)})
     np.savez(out, n_layers=np.array(len(layers)), features=np.array(FEATURES), target=np.array(args.target),
              **arrays)
-    summary = {"rows": int(len(xs)), "target": args.target, "hidden": args.hidden, "epochs": args.epochs,
+    summary = {"rows": int(len(x)), "target": args.target, "hidden": args.hidden, "epochs": args.epochs,
                "val_loss": float(hist.history["val_loss"][-1]), "val_loss_own_gain": own}
     print(json.dumps(summary))
     return 0

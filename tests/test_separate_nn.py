@@ -1,0 +1,80 @@
+"""The learned post-filter of per-talker audio (edge_msl.separate_nn): its features carry across blocks, its
+weights name what they were trained on, and with the bundled weights it brings real voices in a simulated room
+nearer their references than the spatial mask's gains do."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edge_msl.separate_nn import DEFAULT_WEIGHTS, FEATURES, N_FEATURES, PostfilterNet, TrackState, features
+
+
+def _block(rng, k_n: int, t_n: int, f_n: int = 513):
+    y = rng.standard_normal((k_n, t_n, f_n)) + 1j * rng.standard_normal((k_n, t_n, f_n))
+    masks = rng.uniform(size=(k_n, t_n, f_n)) / k_n
+    x0 = rng.standard_normal((t_n, f_n)) + 1j * rng.standard_normal((t_n, f_n))
+    return y, masks, np.maximum(masks, 0.1), x0
+
+
+def test_features_carry_across_blocks():
+    """Six frames at once, or two then four with each track's state carried: the same features."""
+    rng = np.random.default_rng(1)
+    y, masks, gains, x0 = _block(rng, 2, 6)
+    floor = np.full(513, 1e-3)
+    freqs = np.linspace(0.0, 8000.0, 513)
+    whole = features(y, masks, gains, x0, floor, freqs, [TrackState(), TrackState()])
+    states = [TrackState(), TrackState()]
+    a = features(y[:, :2], masks[:, :2], gains[:, :2], x0[:2], floor, freqs, states)
+    b = features(y[:, 2:], masks[:, 2:], gains[:, 2:], x0[2:], floor, freqs, states)
+    assert whole.shape == (2, 6, 513, N_FEATURES) and np.all(np.isfinite(whole))
+    np.testing.assert_array_equal(np.concatenate([a, b], axis=1), whole)
+    # the time features see the frame before: they differ from a fresh state's
+    fresh = features(y[:, 2:], masks[:, 2:], gains[:, 2:], x0[2:], floor, freqs, [TrackState(), TrackState()])
+    assert not np.array_equal(fresh[:, 0, :, FEATURES.index("beam_change_db")],
+                              b[:, 0, :, FEATURES.index("beam_change_db")])
+
+
+def test_weights_trained_on_other_features_are_refused(tmp_path):
+    path = tmp_path / "old.npz"
+    np.savez(path, n_layers=np.array(1), features=np.array(FEATURES[:-1]), w0=np.zeros((N_FEATURES - 1, 1)),
+             b0=np.zeros(1))
+    with pytest.raises(ValueError, match="retrain it"):
+        PostfilterNet.load(path)
+
+
+def test_bundled_network_gives_gains_between_zero_and_one():
+    net = PostfilterNet.load(DEFAULT_WEIGHTS)
+    assert net.layers[0][0].shape[0] == N_FEATURES and net.layers[-1][0].shape[1] == 1
+    rng = np.random.default_rng(2)
+    y, masks, gains, x0 = _block(rng, 3, 4)
+    g = net(features(y, masks, gains, x0, np.full(513, 1e-3), np.linspace(0, 8000, 513),
+                     [TrackState() for _ in range(3)]))
+    assert g.shape == (3, 4, 513) and np.all((g > 0) & (g < 1))
+
+
+def test_learned_postfilter_brings_real_voices_nearer_their_references(bank_path):
+    """Two and three talkers of real voices in simulated rooms (RT60 0.2-0.5 s), the whole pipeline (int8 model,
+    decode, separator): with the learned post-filter the streams are nearer their early images than with the
+    spatial mask's gains (measured +0.85 to +1.32 dB a scene), and nearer their direct sound in every scene
+    (+0.11 to +0.34 dB)."""
+    from benchmarks.separation_bench import run_edge, score, talker_streams
+    from edge_msl.runtime import load_model
+    from edge_msl.separate import SeparateSettings
+    from train_tf.separation_scenes import render_scene
+    from train_tf.signals import DryBank
+
+    bank = DryBank.load(bank_path)
+    model = load_model(None)
+    early, direct = [], []
+    for seed, k in ((71, 2), (72, 3), (73, 2)):
+        scene = render_scene(bank, "uca8-r10", seed, k, (0.2, 0.5), 5.0)
+        got = {}
+        for learned in (False, True):
+            tracks, dirs, _, _, starts = run_edge(scene, model, SeparateSettings(learned=learned))
+            rows = score(talker_streams(tracks, dirs, scene.azimuth_deg, len(scene.audio), starts), scene)
+            got[learned] = np.array([[r["improvement_db"], r["improvement_db_direct"]] for r in rows]).mean(axis=0)
+        early.append(got[True][0] - got[False][0])
+        direct.append(got[True][1] - got[False][1])
+    assert np.mean(early) > 0.6 and min(early) > 0.3, early
+    assert min(direct) > 0.0, direct
