@@ -770,7 +770,14 @@ class Separator:
             if tr.nn_state is None:
                 tr.nn_state = TrackState()
             states.append(tr.nn_state)
-        feats = features(y, masks, gains, spec[:, :, 0], self._psd, self.freqs_hz, states)[sel]
+        match = None
+        if self.observer is not None or self._net.needs_match:
+            # how much of each bin's power across the mics arrives from the track's direction as a plane wave
+            a = np.stack([self._steering(self._tracks[k]) for k in ids]).astype(np.complex64)
+            ds = np.einsum("kfm,tfm->ktf", a.conj(), spec.astype(np.complex64))
+            p = np.sum(spec.real ** 2 + spec.imag ** 2, axis=2)
+            match = (ds.real ** 2 + ds.imag ** 2) / (self.n_mics * p[None] + 1e-30)
+        feats = features(y, masks, gains, spec[:, :, 0], self._psd, self.freqs_hz, states, match)[sel]
         if self.observer is not None:
             self.observer(self, [ids[ki] for ki in sel], first, y[sel], feats, spec)
         if self._net is None:

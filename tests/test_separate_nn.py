@@ -23,33 +23,47 @@ def test_features_carry_across_blocks():
     y, masks, gains, x0 = _block(rng, 2, 6)
     floor = np.full(513, 1e-3)
     freqs = np.linspace(0.0, 8000.0, 513)
-    whole = features(y, masks, gains, x0, floor, freqs, [TrackState(), TrackState()])
+    match = rng.uniform(size=(2, 6, 513))
+    whole = features(y, masks, gains, x0, floor, freqs, [TrackState(), TrackState()], match)
     states = [TrackState(), TrackState()]
-    a = features(y[:, :2], masks[:, :2], gains[:, :2], x0[:2], floor, freqs, states)
-    b = features(y[:, 2:], masks[:, 2:], gains[:, 2:], x0[2:], floor, freqs, states)
+    a = features(y[:, :2], masks[:, :2], gains[:, :2], x0[:2], floor, freqs, states, match[:, :2])
+    b = features(y[:, 2:], masks[:, 2:], gains[:, 2:], x0[2:], floor, freqs, states, match[:, 2:])
     assert whole.shape == (2, 6, 513, N_FEATURES) and np.all(np.isfinite(whole))
     np.testing.assert_array_equal(np.concatenate([a, b], axis=1), whole)
     # the time features see the frame before: they differ from a fresh state's
-    fresh = features(y[:, 2:], masks[:, 2:], gains[:, 2:], x0[2:], floor, freqs, [TrackState(), TrackState()])
-    assert not np.array_equal(fresh[:, 0, :, FEATURES.index("beam_change_db")],
-                              b[:, 0, :, FEATURES.index("beam_change_db")])
+    fresh = features(y[:, 2:], masks[:, 2:], gains[:, 2:], x0[2:], floor, freqs, [TrackState(), TrackState()],
+                     match[:, 2:])
+    for name in ("beam_change_db", "mask_logit_prev2", "direct_match_prev"):
+        assert not np.array_equal(fresh[:, 0, :, FEATURES.index(name)], b[:, 0, :, FEATURES.index(name)]), name
 
 
 def test_weights_trained_on_other_features_are_refused(tmp_path):
     path = tmp_path / "old.npz"
-    np.savez(path, n_layers=np.array(1), features=np.array(FEATURES[:-1]), w0=np.zeros((N_FEATURES - 1, 1)),
-             b0=np.zeros(1))
-    with pytest.raises(ValueError, match="retrain it"):
+    names = np.array(list(FEATURES[:3]) + ["spectral_flux"])
+    np.savez(path, n_layers=np.array(1), features=names, w0=np.zeros((4, 1)), b0=np.zeros(1))
+    with pytest.raises(ValueError, match="spectral_flux.*retrain it"):
         PostfilterNet.load(path)
+
+
+def test_a_network_reads_the_features_its_weights_name(tmp_path):
+    """Weights naming a subset of the features, in their own order, read those columns."""
+    path = tmp_path / "two.npz"
+    names = ["beam_to_mic_db", "mask_logit"]
+    np.savez(path, n_layers=np.array(1), features=np.array(names), w0=np.array([[1.0], [-2.0]]), b0=np.zeros(1))
+    net = PostfilterNet.load(path)
+    x = np.random.default_rng(3).standard_normal((5, N_FEATURES)).astype(np.float32)
+    z = x[:, FEATURES.index("beam_to_mic_db")] - 2.0 * x[:, FEATURES.index("mask_logit")]
+    np.testing.assert_allclose(net(x), 1.0 / (1.0 + np.exp(-z)), rtol=1e-6)
 
 
 def test_bundled_network_gives_gains_between_zero_and_one():
     net = PostfilterNet.load(DEFAULT_WEIGHTS)
-    assert net.layers[0][0].shape[0] == N_FEATURES and net.layers[-1][0].shape[1] == 1
+    assert set(net.names) <= set(FEATURES)
+    assert net.layers[0][0].shape[0] == len(net.names) and net.layers[-1][0].shape[1] == 1
     rng = np.random.default_rng(2)
     y, masks, gains, x0 = _block(rng, 3, 4)
     g = net(features(y, masks, gains, x0, np.full(513, 1e-3), np.linspace(0, 8000, 513),
-                     [TrackState() for _ in range(3)]))
+                     [TrackState() for _ in range(3)], rng.uniform(size=(3, 4, 513))))
     assert g.shape == (3, 4, 513) and np.all((g > 0) & (g < 1))
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_msl.separate_nn import FEATURES, N_FEATURES
+from edge_msl.separate_nn import FEATURES
 
 REPO = Path(__file__).resolve().parents[1]
 MATCH_DEG = 20.0
@@ -48,8 +48,11 @@ def scene_rows(scene, model, keep: float, rng: np.random.Generator, settings=Non
     from edge_msl.pipeline import Pipeline
     from edge_msl.separate import SeparatedAudio, Separator
 
+    from edge_msl.separate import SeparateSettings
+
     arr = get_array(scene.array)
-    sep = Separator(arr.positions(), 16000, settings)
+    # the rows are the evidence before the post-filter: the same with or without the learned one (not run here)
+    sep = Separator(arr.positions(), 16000, settings or SeparateSettings(learned=False))
     n = len(scene.audio)
     n_frames = n // sep._hop + 2
     refs = {name: np.stack([_stft(r, sep._win, sep._hop, n_frames) for r in getattr(scene, name)])
@@ -155,7 +158,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     from edge_msl.separate import SeparateSettings
 
     rows = load_rows(Path(args.data), args.max_scenes)
-    x = rows.pop("x").astype(np.float32)
+    names = tuple(args.features or FEATURES[:rows["x"].shape[1]])
+    unknown = [n for n in names if n not in FEATURES]
+    if unknown:
+        raise SystemExit(f"--features: unknown {', '.join(unknown)} (known: {', '.join(FEATURES)})")
+    if max(FEATURES.index(n) for n in names) >= rows["x"].shape[1]:
+        raise SystemExit(f"{args.data}: rows hold the first {rows['x'].shape[1]} features only; make them again")
+    x = rows.pop("x")[:, [FEATURES.index(n) for n in names]].astype(np.float32)
     w = {"direct": 1.0, "early": 0.0} if args.target == "direct" else \
         {"direct": 0.0, "early": 1.0} if args.target == "early" else {"direct": 0.5, "early": 0.5}
     norm = 1.0 / np.sqrt(rows.pop("scale"))
@@ -164,7 +173,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     np.clip(tgt, 0.0, mag, out=tgt)  # a gain in [0, 1] cannot do better than this
     yt = np.stack([mag, tgt], axis=1).astype(np.float32)
     del mag, tgt, norm
-    own_logit = x[:, FEATURES.index("gain_logit")].copy()
+    own_logit = x[:, names.index("gain_logit")].copy()
     mean, std = x.mean(axis=0), x.std(axis=0) + 1e-3
     x -= mean
     x /= std
@@ -173,7 +182,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     n_val = max(1, int(0.05 * len(x)))
     tr, val = slice(0, len(x) - n_val), slice(len(x) - n_val, None)
     keras.utils.set_random_seed(args.seed)
-    inp = keras.Input((N_FEATURES,))
+    inp = keras.Input((len(names),))
     h = inp
     for width in args.hidden:
         h = keras.layers.Dense(width, activation="relu")(h)
@@ -197,9 +206,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     arrays = {f"w{i}": lw.astype(np.float32) for i, (lw, _) in enumerate(layers)}
     arrays.update({f"b{i}": lb.astype(np.float32) for i, (_, lb) in enumerate(layers)})
-    np.savez(out, n_layers=np.array(len(layers)), features=np.array(FEATURES), target=np.array(args.target),
+    np.savez(out, n_layers=np.array(len(layers)), features=np.array(names), target=np.array(args.target),
              **arrays)
-    summary = {"rows": int(len(x)), "target": args.target, "hidden": args.hidden, "epochs": args.epochs,
+    summary = {"rows": int(len(x)), "features": len(names), "target": args.target, "hidden": args.hidden, "epochs": args.epochs,
                "val_loss": float(hist.history["val_loss"][-1]), "val_loss_own_gain": own}
     print(json.dumps(summary))
     return 0
@@ -227,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--lr", type=float, default=2e-3)
     t.add_argument("--seed", type=int, default=1)
     t.add_argument("--max-scenes", type=int, default=None)
+    t.add_argument("--features", nargs="+", default=None,
+                   help="the features the network reads (default: every one the rows hold)")
     args = ap.parse_args(argv)
     return cmd_data(args) if args.cmd == "data" else cmd_train(args)
 
