@@ -92,3 +92,26 @@ def test_learned_postfilter_brings_real_voices_nearer_their_references(bank_path
         direct.append(got[True][1] - got[False][1])
     assert np.mean(early) > 0.6 and min(early) > 0.3, early
     assert min(direct) > 0.0, direct
+
+
+def test_direct_match_is_one_for_a_plane_wave_from_the_track():
+    """The ``direct_match`` feature, from the separator's own frames (physics, not a fitted number): a plane wave from
+    40 deg scores about 1 for a track steered there and far less for one at 170 deg (0.9999 and 0.073 measured)."""
+    from test_separate import FS, arrival
+
+    from edge_msl.arrays import get_array
+    from edge_msl.separate import SeparateSettings, Separator
+
+    array = get_array("uca8-r10")
+    mix = arrival(array, 0.1 * np.random.default_rng(0).standard_normal(2 * FS), 40.0, 20.0)
+    got = {}
+    for az in (40.0, 170.0):
+        sep = Separator(array.positions(), FS, SeparateSettings(learned=False))
+        seen = []
+        sep.observer = lambda s, ids, first, y, feats, spec: seen.append(feats[0, :, :, FEATURES.index("direct_match")])
+        msgs = [(end, {"t_s": end / FS, "sources": [{"id": 1, "azimuth_deg": az, "elevation_deg": 20.0}]})
+                for end in range(8000, len(mix) + 1, 1600)]
+        sep.push(mix, msgs)
+        sep.close()
+        got[az] = float(np.median(np.concatenate(seen)[:, 7:256]))  # 100 Hz - 4 kHz
+    assert got[40.0] > 0.99 and got[170.0] < 0.3, got
