@@ -114,8 +114,10 @@ def cmd_data(args: argparse.Namespace) -> int:
     from train_tf.signals import DryBank
 
     os.environ.setdefault("PRA_NUM_THREADS", "1")
+    from edge_msl.arrays import get_array
+
     bank = DryBank.load(REPO / args.bank if not Path(args.bank).is_absolute() else Path(args.bank))
-    model = load_model(None)
+    model = load_model(None, array=get_array(args.array))
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
@@ -126,7 +128,7 @@ def cmd_data(args: argparse.Namespace) -> int:
         rng = np.random.default_rng(args.seed + i)
         k = int(rng.choice([1, 2, 3, 4], p=[0.15, 0.35, 0.35, 0.15]))
         try:
-            scene = render_scene(bank, "uca8-r10", args.seed + i, k, (0.15, 0.8), args.duration_s,
+            scene = render_scene(bank, args.array, args.seed + i, k, (0.15, 0.8), args.duration_s,
                                  distance_m=(0.6, 3.5))
         except RuntimeError as e:
             print(f"skipped: {e}", file=sys.stderr)
@@ -143,6 +145,10 @@ def load_rows(data: Path, max_scenes: int | None = None) -> dict[str, np.ndarray
     files = sorted(data.glob("scene-*.npz"))[:max_scenes]
     if not files:
         raise SystemExit(f"no scene-*.npz in {data}: make them with `python -m train_tf.separate_postfilter data`")
+    return _concat(files)
+
+
+def _concat(files: list[Path]) -> dict[str, np.ndarray]:
     parts: dict[str, list[np.ndarray]] = {}
     for f in files:
         with np.load(f) as z:
@@ -158,6 +164,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     from edge_msl.separate import SeparateSettings
 
     rows = load_rows(Path(args.data), args.max_scenes)
+    if args.more_data:
+        # other sets (e.g. board scenes) before the last 5 %, which stay the main set's scenes
+        more = _concat([f for d in args.more_data for f in sorted(Path(d).glob("scene-*.npz"))])
+        rows = {k: np.concatenate([more[k], rows[k]]) for k in rows}
+        del more
     names = tuple(args.features or FEATURES[:rows["x"].shape[1]])
     unknown = [n for n in names if n not in FEATURES]
     if unknown:
@@ -226,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--stride", type=int, default=1)
     d.add_argument("--duration-s", type=float, default=6.0)
     d.add_argument("--keep", type=float, default=0.1, help="share of each track's bins kept (default 0.1)")
+    d.add_argument("--array", default="uca8-r10", help="the array (its packaged model; default uca8-r10)")
     t = sub.add_parser("train", help="fit the network; write the .npz edge_msl loads")
     t.add_argument("--data", required=True)
     t.add_argument("--out", required=True)
@@ -236,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--lr", type=float, default=2e-3)
     t.add_argument("--seed", type=int, default=1)
     t.add_argument("--max-scenes", type=int, default=None)
+    t.add_argument("--more-data", nargs="+", default=[], help="more row directories (e.g. board scenes)")
     t.add_argument("--features", nargs="+", default=None,
                    help="the features the network reads (default: every one the rows hold)")
     args = ap.parse_args(argv)
