@@ -415,6 +415,18 @@ def _separate_table(table: Any, base_dir: Path | None) -> dict[str, Any]:
     if directory:
         path = Path(directory).expanduser()
         directory = str(base_dir / path if not path.is_absolute() and base_dir is not None else path)
+    if table.get("learned_weights"):
+        from .separate_nn import PostfilterNet
+
+        path = Path(table["learned_weights"]).expanduser()
+        path = base_dir / path if not path.is_absolute() and base_dir is not None else path
+        try:
+            PostfilterNet.load(path)
+        except (OSError, ValueError, KeyError) as e:
+            raise ConfigError(f"[separate] learned_weights = {table['learned_weights']!r}: cannot load it ({e}); give "
+                              "a .npz written by `python -m train_tf.separate_postfilter train` (relative to the "
+                              "config file), or '' for the bundled network") from None
+        table = {**table, "learned_weights": str(path)}
     return {"dir": directory, **table} if directory or table else {}
 
 

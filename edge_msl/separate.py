@@ -1,7 +1,8 @@
 """Per-talker audio: one beamformer per published track, steered at its direction, with nulls towards
 the other tracks (LCMV), a noise covariance learnt where nobody talks, and a post-filter whose spatial
 masks see the frames dereverberated (online WPE) and whose gains leave out the late reverberation WPE
-predicts; streaming; 1,024-sample frames, the weights and the masks' classes solved at every second bin.
+predicts, and by default a small learned network (``edge_msl.separate_nn``) that turns that evidence into the
+final gains; streaming; 1,024-sample frames, the weights and the masks' classes solved at every fourth bin.
 Options (not the default, docs/separation.md): a mask-based multichannel Wiener filter or MVDR per track
 (``beamformer``), 512-sample frames (``nfft``), the whole separator on dereverberated frames (``wpe_use``).
 
@@ -296,7 +297,12 @@ class Separator:
         self._net = None
         if s.learned:
             from .separate_nn import DEFAULT_WEIGHTS, PostfilterNet
-            self._net = PostfilterNet.load(s.learned_weights or DEFAULT_WEIGHTS)
+            try:
+                self._net = PostfilterNet.load(s.learned_weights or DEFAULT_WEIGHTS)
+            except (OSError, ValueError, KeyError) as e:
+                raise SeparateConfigError(f"[separate] learned_weights = {s.learned_weights!r}: cannot load it ({e}); "
+                                          "give a .npz written by `python -m train_tf.separate_postfilter train`, "
+                                          "or '' for the bundled network") from None
         self.observer = None
         """For experiments: called with every rendered block (``_render``'s evidence) before the post-filter."""
         self.reset()

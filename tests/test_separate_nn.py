@@ -115,3 +115,17 @@ def test_direct_match_is_one_for_a_plane_wave_from_the_track():
         sep.close()
         got[az] = float(np.median(np.concatenate(seen)[:, 7:256]))  # 100 Hz - 4 kHz
     assert got[40.0] > 0.99 and got[170.0] < 0.3, got
+
+
+def test_config_names_weights_it_cannot_load(tmp_path):
+    """[separate] learned_weights: relative to the config file; a file that is not the network's weights is one
+    error naming the key, the value and the fix."""
+    from edge_msl.config import ConfigError, load_config
+
+    (tmp_path / "pf.npz").write_bytes(DEFAULT_WEIGHTS.read_bytes())
+    cfg = tmp_path / "edge-msl.toml"
+    cfg.write_text('[separate]\ndir = "tracks"\nlearned_weights = "pf.npz"\n')
+    assert load_config(cfg).separate["learned_weights"] == str(tmp_path / "pf.npz")
+    cfg.write_text('[separate]\ndir = "tracks"\nlearned_weights = "nope.npz"\n')
+    with pytest.raises(ConfigError, match=r"learned_weights = 'nope.npz': cannot load it .*separate_postfilter train"):
+        load_config(cfg)
