@@ -1,18 +1,23 @@
 """Train the learned post-filter of per-talker audio (``edge_msl.separate_nn``) on simulated scenes.
 
-    # rows of evidence from the separator as it runs in the pipeline, with each row's ideal gain
-    python -m train_tf.separate_postfilter data --out data/separate-pf/train --seed 50000 --scenes 600
-    # the network (a few minutes on one core); writes the .npz edge_msl loads
-    python -m train_tf.separate_postfilter train --data data/separate-pf/train --out edge_msl/models/separate-postfilter.npz
+The bundled network (edge_msl/models/separate-postfilter.npz, round 9 of
+docs/experiments/separation-learned-postfilter.md) is made by:
+
+    # rows of evidence from the separator as it runs in the pipeline, with each row's ideal gain (~1 s a scene)
+    python -m train_tf.separate_postfilter data --out data/separate-pf/train --seed 50000 --scenes 1200
+    # the network (about 90 s on one core): the mix target, round 9's 17 features
+    python -m train_tf.separate_postfilter train --data data/separate-pf/train --target mix \
+        --features $(python -c "from edge_msl.separate_nn import FEATURES; print(*FEATURES[:17])") \
+        --out edge_msl/models/separate-postfilter.npz
 
 ``data`` renders scenes like benchmarks/separation_bench.py's but wider (1-4 talkers, RT60 0.15-0.8 s, 0.6-3.5 m;
-training-bank voices, seeds apart from the benchmark's), runs the whole pipeline (int8 model, temporal decode,
-separator with its default settings) and keeps, for a random share of each track's bins, the features the network
-sees, the beam's magnitude and the phase-sensitive target of both references (the direct sound, and the direct sound
-with 50 ms of echoes, at mic 0) of the talker nearest the track (within 20 deg; none: a target of 0).
-``train`` fits gain = gain_min + (1 - gain_min) sigmoid(net(features)) by the phase-sensitive spectrum
-approximation (the output spectrum's squared error against the reference, per scene normalized by the mixture's
-power), and folds the features' standardization into the first layer.
+training-bank voices, seeds apart from the benchmark's; ``--array`` another array with its packaged model), runs the
+whole pipeline (int8 model, temporal decode, separator) and keeps, for a random share of each track's bins, every
+feature of ``edge_msl.separate_nn.FEATURES``, the beam's magnitude and the phase-sensitive target of both references
+(the direct sound, and the direct sound with 50 ms of echoes, at mic 0) of the talker nearest the track (within 20
+deg; none: a target of 0). ``train`` fits gain = gain_min + (1 - gain_min) sigmoid(net(features)) by the
+phase-sensitive spectrum approximation (the output spectrum's squared error against the reference, per scene
+normalized by its talkers' early-image power), and folds the features' standardization into the first layer.
 """
 
 from __future__ import annotations
@@ -219,7 +224,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     arrays.update({f"b{i}": lb.astype(np.float32) for i, (_, lb) in enumerate(layers)})
     np.savez(out, n_layers=np.array(len(layers)), features=np.array(names), target=np.array(args.target),
              **arrays)
-    summary = {"rows": int(len(x)), "features": len(names), "target": args.target, "hidden": args.hidden, "epochs": args.epochs,
+    summary = {"rows": int(len(x)), "features": len(names), "target": args.target, "hidden": args.hidden,
+               "epochs": args.epochs,
                "val_loss": float(hist.history["val_loss"][-1]), "val_loss_own_gain": own}
     print(json.dumps(summary))
     return 0
