@@ -170,7 +170,8 @@ class SeparateSettings(Settings):
     posteriors, the beams' powers and the frames before, in place of the spatial mask's gain (the beams still learn
     from the spatial masks). On (round 9): +0.8-1.0 dB against the early image on every validation row, +0.09 dB
     against the direct sound on two talkers at RT60 0.2-0.4 s, 1.27 times the CPU
-    (docs/experiments/separation-learned-postfilter.md); off: the spatial mask's gains (with ``reverb_weight``)."""
+    (docs/experiments/separation-learned-postfilter.md); off: the spatial mask's gains (with ``reverb_weight``).
+    With ``mask`` 'beams' it is not used (it reads the spatial posteriors)."""
     learned_weights: str = setting("", text())
     """``learned``: the network's weights (.npz); '' = the bundled ``edge_msl/models/separate-postfilter.npz``."""
     hold_s: float = setting(2.0, number(0.0, 3600.0))
@@ -295,7 +296,7 @@ class Separator:
         self._wpe_frames = 0.0  # frames in the statistics (with forgetting)
         self._wpe_blocks = 0  # blocks since the prediction started (the round robin of solves)
         self._net = None
-        if s.learned:
+        if s.learned and s.mask == "spatial":  # it reads the spatial posteriors
             from .separate_nn import DEFAULT_WEIGHTS, PostfilterNet
             try:
                 self._net = PostfilterNet.load(s.learned_weights or DEFAULT_WEIGHTS)

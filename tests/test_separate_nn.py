@@ -129,3 +129,28 @@ def test_config_names_weights_it_cannot_load(tmp_path):
     cfg.write_text('[separate]\ndir = "tracks"\nlearned_weights = "nope.npz"\n')
     with pytest.raises(ConfigError, match=r"learned_weights = 'nope.npz': cannot load it .*separate_postfilter train"):
         load_config(cfg)
+
+
+def test_beams_mask_is_not_given_the_learned_gains():
+    """The network reads spatial posteriors: with ``mask = 'beams'`` the former post-filter runs, whatever
+    ``learned`` says (the same samples), while with the spatial mask ``learned`` changes them."""
+    from test_separate import FS, arrival
+
+    from edge_msl.arrays import get_array
+    from edge_msl.separate import SeparateSettings, Separator
+
+    array = get_array("uca8-r10")
+    rng = np.random.default_rng(4)
+    mix = arrival(array, 0.1 * rng.standard_normal(2 * FS), 40.0, 20.0) + \
+        arrival(array, 0.1 * rng.standard_normal(2 * FS), 200.0, 10.0)
+    msgs = [(end, {"t_s": end / FS, "sources": [{"id": 1, "azimuth_deg": 40.0, "elevation_deg": 20.0},
+                                                 {"id": 2, "azimuth_deg": 200.0, "elevation_deg": 10.0}]})
+            for end in range(8000, len(mix) + 1, 1600)]
+
+    def out(**kw):
+        sep = Separator(array.positions(), FS, SeparateSettings(**kw))
+        chunks = sep.push(mix, msgs) + sep.close()
+        return np.concatenate([c.samples for c in chunks if c.id == 1])
+
+    assert np.array_equal(out(mask="beams", learned=True), out(mask="beams", learned=False))
+    assert not np.array_equal(out(learned=True), out(learned=False))
