@@ -1,6 +1,7 @@
 """Train several models at once on a GPU machine that has JAX but no TensorFlow, in few long calls.
 
     python3 train_tf/gpu_job.py start PLAN.json RUNS_DIR   # install, simulate RIR banks, start trainers (detached)
+    python3 train_tf/gpu_job.py simulate PLAN.json RUNS_DIR WORKERS  # only the plan's RIR-bank simulators
     python3 train_tf/gpu_job.py wait RUNS_DIR SECONDS      # print progress until all runs end or SECONDS pass
     python3 train_tf/gpu_job.py pack RUNS_DIR OUT_DIR      # best weights + params + log of each run, in tarballs
     python3 train_tf/gpu_job.py split BANK.npz.xz N        # here: cut a dry bank too big for one call's carry
@@ -189,18 +190,7 @@ def start(plan_path: str, runs_dir: str) -> None:
     sim_cores = max(len(plan["banks"]), cores - 2 * len(plan["runs"]) - 2)
     work = {name: b["rooms"] * b["mics"] for name, b in plan["banks"].items()}
     total = sum(work.values())
-    for name, bank in plan["banks"].items():
-        out = Path(f"/tmp/rir-{name}")
-        if (out / "done.json").exists() or (runs / f"sim-{name}.pid").exists():
-            continue
-        workers = max(1, round(sim_cores * work[name] / total))
-        cmd = [sys.executable, "-m", "train_tf.simulate", "rir-bank", "--out", str(out), "--rooms", str(bank["rooms"]),
-               "--shard-size", "20", "--workers", str(workers), "--seed", str(bank["seed"]), "--array", bank["array"],
-               *bank.get("args", [])]
-        p = subprocess.Popen(cmd, env=_env(), stdout=open(runs / f"sim-{name}.log", "w"), stderr=subprocess.STDOUT,
-                             stdin=subprocess.DEVNULL, start_new_session=True)
-        (runs / f"sim-{name}.pid").write_text(str(p.pid))
-        print(f"simulating {name}: {bank['rooms']} rooms on {workers} workers (pid {p.pid})", flush=True)
+    simulate(plan, runs, {name: max(1, round(sim_cores * w / total)) for name, w in work.items()})
     per_gpu: dict[int, int] = {}
     for i, run in enumerate(plan["runs"]):
         per_gpu[i % n_gpus] = per_gpu.get(i % n_gpus, 0) + 1
@@ -221,6 +211,23 @@ def start(plan_path: str, runs_dir: str) -> None:
                              start_new_session=True)
         (runs / f"{name}.pid").write_text(str(p.pid))
         print(f"run {name} on GPU {gpu} (pid {p.pid})", flush=True)
+
+
+def simulate(plan: dict, runs: Path, workers: dict[str, int]) -> None:
+    """Start the plan's RIR-bank simulators detached (``workers[name]`` processes each), but for a bank already
+    done or already being simulated (its pid file in ``runs``)."""
+    runs.mkdir(parents=True, exist_ok=True)
+    for name, bank in plan["banks"].items():
+        out = Path(f"/tmp/rir-{name}")
+        if (out / "done.json").exists() or (runs / f"sim-{name}.pid").exists():
+            continue
+        cmd = [sys.executable, "-m", "train_tf.simulate", "rir-bank", "--out", str(out), "--rooms", str(bank["rooms"]),
+               "--shard-size", "20", "--workers", str(workers[name]), "--seed", str(bank["seed"]), "--array",
+               bank["array"], *bank.get("args", [])]
+        p = subprocess.Popen(cmd, env=_env(), stdout=open(runs / f"sim-{name}.log", "w"), stderr=subprocess.STDOUT,
+                             stdin=subprocess.DEVNULL, start_new_session=True)
+        (runs / f"sim-{name}.pid").write_text(str(p.pid))
+        print(f"simulating {name}: {bank['rooms']} rooms on {workers[name]} workers (pid {p.pid})", flush=True)
 
 
 def _alive(pid: int) -> bool:
@@ -285,13 +292,16 @@ def pack(runs_dir: str, out_dir: str, per_tar: int = 3) -> None:
 
 
 def main(argv: list[str]) -> int:
-    """Dispatch ``start``, ``wait``, ``pack``, ``split`` or ``stash``."""
-    if not argv or argv[0] not in ("start", "wait", "pack", "split", "stash"):
+    """Dispatch ``start``, ``simulate``, ``wait``, ``pack``, ``split`` or ``stash``."""
+    if not argv or argv[0] not in ("start", "simulate", "wait", "pack", "split", "stash"):
         print(__doc__, file=sys.stderr)
         return 2
     try:
         if argv[0] == "start":
             start(argv[1], argv[2])
+        elif argv[0] == "simulate":
+            plan = json.loads(Path(argv[1]).read_text())
+            simulate(plan, Path(argv[2]), {name: int(argv[3]) for name in plan["banks"]})
         elif argv[0] == "wait":
             wait(argv[1], float(argv[2]))
         elif argv[0] == "split":

@@ -66,18 +66,7 @@ sim)
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
   python3 train_tf/gpu_job.py stash
   nvidia-smi --query-gpu=name,memory.total --format=csv,noheader; nproc; free -g | head -2
-  mkdir -p /tmp/runs
-  python3 - "$PLAN" <<'PY'
-import json, subprocess, sys
-plan = json.load(open(sys.argv[1]))
-for name, b in plan["banks"].items():
-    cmd = [sys.executable, "-m", "train_tf.simulate", "rir-bank", "--out", f"/tmp/rir-{name}", "--rooms", str(b["rooms"]),
-           "--shard-size", "20", "--workers", "2", "--seed", str(b["seed"]), "--array", b["array"], *b.get("args", [])]
-    p = subprocess.Popen(cmd, stdout=open(f"/tmp/runs/sim-{name}.log", "w"), stderr=subprocess.STDOUT,
-                         stdin=subprocess.DEVNULL, start_new_session=True)
-    open(f"/tmp/runs/sim-{name}.pid", "w").write(str(p.pid))
-    print("simulating", name, "pid", p.pid)
-PY
+  python3 train_tf/gpu_job.py simulate "$PLAN" /tmp/runs 2
   sleep 5; for f in /tmp/runs/sim-*.log; do echo "$f: $(tail -c 200 $f | tr '\r' '\n' | tail -n 1)"; done ;;
 stash)
   python3 train_tf/gpu_job.py stash; progress ;;
