@@ -138,7 +138,7 @@ class _Collect:
 
 def with_true_directions(msg: dict, scene: Scene) -> dict:
     """A pipeline message whose listed sources point at the scene's talker nearest each in azimuth, at that
-    talker's true azimuth and elevation (what the separator would get from a perfect decode)."""
+    talker's true azimuth, elevation and horizontal distance (what the separator would get from a perfect decode)."""
     az = np.asarray(scene.azimuth_deg, dtype=float)
     sources = []
     for src in msg.get("sources", ()):
@@ -146,6 +146,7 @@ def with_true_directions(msg: dict, scene: Scene) -> dict:
         if src.get("id") is not None:
             k = int(np.argmin(np.abs((az - src["azimuth_deg"] + 180.0) % 360.0 - 180.0)))
             src["azimuth_deg"], src["elevation_deg"] = float(az[k]), float(scene.elevation_deg[k])
+            src["distance_m"] = float(scene.distance_m[k] * np.cos(np.radians(scene.elevation_deg[k])))
         sources.append(src)
     return {**msg, "sources": sources}
 

@@ -123,6 +123,9 @@ def cmd_data(args: argparse.Namespace) -> int:
 
     bank = DryBank.load(REPO / args.bank if not Path(args.bank).is_absolute() else Path(args.bank))
     model = load_model(None, array=get_array(args.array))
+    from edge_msl.separate import SeparateSettings
+
+    settings = SeparateSettings.from_dict({**json.loads(args.settings), "learned": False})
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
@@ -138,7 +141,7 @@ def cmd_data(args: argparse.Namespace) -> int:
         except RuntimeError as e:
             print(f"skipped: {e}", file=sys.stderr)
             continue
-        rows = scene_rows(scene, model, args.keep, rng)
+        rows = scene_rows(scene, model, args.keep, rng, settings)
         if rows:
             np.savez(path, **rows)
         print(f"scene {args.seed + i}: {k} talkers, RT60 {scene.rt60_s:.2f} s, {len(rows.get('x', ()))} rows "
@@ -244,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--duration-s", type=float, default=6.0)
     d.add_argument("--keep", type=float, default=0.1, help="share of each track's bins kept (default 0.1)")
     d.add_argument("--array", default="uca8-r10", help="the array (its packaged model; default uca8-r10)")
+    d.add_argument("--settings", default="{}",
+                   help='separator settings as JSON, e.g. \'{"near_field": true}\' (learned is always off here)')
     t = sub.add_parser("train", help="fit the network; write the .npz edge_msl loads")
     t.add_argument("--data", required=True)
     t.add_argument("--out", required=True)
