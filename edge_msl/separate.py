@@ -42,11 +42,11 @@ analysed anyway. Frames are analysed in blocks cut only by the audio itself (a m
 this many frames after the last cut), never where a push ends: the output does not depend on how the audio
 was cut into pushes (the spatial mixture's priors, the noise floor and the single E-step are per block)."""
 MOVE_DEG = (2.0, 3.0)
-NEAR_MOVE = math.log(1.15)  # near_field: a track's steering follows its distance once it moved 15 %
-NEAR_RANGE_M = (0.3, 10.0)  # near_field: the decode's distance clipped to this
 """A track whose azimuth (elevation) moved more than this many degrees since the last message gets new weights
 at once, else at the next periodic update (0.5/1.0 before: weights at 65 % of messages instead of 46 %, the
 same SI-SDR within 0.01 dB on the validation scenes)."""
+NEAR_MOVE = math.log(1.15)  # near_field: a track's steering follows its distance once it moved 15 %
+NEAR_RANGE_M = (0.3, 10.0)  # near_field: the decode's distance clipped to this
 MASK_TRUST_FRAMES = 30.0
 """beamformer = 'mwf' / 'mvdr': a bin's mask-based weights are trusted fully once the track's mask summed over
 this many frames (fewer: blended with the LCMV's; 100 gave a third less early-image gain, 10 lost 0.4 dB
