@@ -32,6 +32,15 @@ def si_sdr(est: np.ndarray, ref: np.ndarray) -> float:
     return float(10 * np.log10(np.sum((a * ref) ** 2) / np.sum((est - a * ref) ** 2)))
 
 
+def white_talkers(rng: np.random.Generator, n: int, count: int = 2) -> list[np.ndarray]:
+    """``count`` white-noise talkers of ``n`` samples, silent for their first 0.5 s (the noise covariance is learnt
+    there)."""
+    sig = [rng.standard_normal(n) for _ in range(count)]
+    for s in sig:
+        s[:FS // 2] = 0.0
+    return sig
+
+
 def test_lcmv_unit_gain_to_target_and_null_to_other():
     array = get_array("uca8-r10")
     f = np.fft.rfftfreq(512, 1.0 / FS)
@@ -82,9 +91,7 @@ def test_two_plane_waves_are_separated(postfilter, mask, min_db):  # a post-filt
     rng = np.random.default_rng(1)
     array = get_array("uca8-r10")
     n = 3 * FS
-    sig = [rng.standard_normal(n), rng.standard_normal(n)]
-    for s in sig:
-        s[:FS // 2] = 0.0  # silence first: the noise covariance is learnt there
+    sig = white_talkers(rng, n)
     dirs = [(40.0, 25.0), (170.0, 10.0)]
     images = [arrival(array, s, az, el) for s, (az, el) in zip(sig, dirs)]
     mix = images[0] + images[1] + 1e-3 * rng.standard_normal((n, 8))
@@ -387,9 +394,7 @@ def _two_plane_waves(settings: SeparateSettings):
     rng = np.random.default_rng(1)
     array = get_array("uca8-r10")
     n = 3 * FS
-    sig = [rng.standard_normal(n), rng.standard_normal(n)]
-    for s in sig:
-        s[:FS // 2] = 0.0
+    sig = white_talkers(rng, n)
     dirs = [(40.0, 25.0), (170.0, 10.0)]
     mix = sum(arrival(array, s, az, el) for s, (az, el) in zip(sig, dirs)) + 1e-3 * rng.standard_normal((n, 8))
     sources = [{"id": k + 1, "azimuth_deg": az, "elevation_deg": el} for k, (az, el) in enumerate(dirs)]
@@ -476,9 +481,7 @@ def test_near_field_separates_two_close_talkers_better():
     rng = np.random.default_rng(3)
     array = get_array("uca8-r10")
     n = 3 * FS
-    sig = [rng.standard_normal(n), rng.standard_normal(n)]
-    for s in sig:
-        s[:FS // 2] = 0.0
+    sig = white_talkers(rng, n)
     dirs = [(40.0, 0.7), (130.0, 0.7)]
     images = [point_source(array, s, az, d) for s, (az, d) in zip(sig, dirs)]
     mix = images[0] + images[1] + 1e-3 * rng.standard_normal((n, 8))
