@@ -494,3 +494,19 @@ def test_near_field_separates_two_close_talkers_better():
         gains[near] = [si_sdr(streams[k + 1][0][part], images[k][part, 0]) - si_sdr(mix[part, 0], images[k][part, 0])
                        for k in range(2)]
     assert min(gains[True]) > min(gains[False]) + 3.0, gains
+
+
+def test_near_field_distance_is_clipped_and_followed_only_when_it_moves():
+    array = get_array("uca8-r10")
+    sep = Separator(array.positions(), FS, SeparateSettings())
+    assert sep._distance({"distance_m": 0.05}) == 0.3  # nearer than any talker: clipped
+    assert sep._distance({"distance_m": float("nan")}) is None  # no distance: a plane wave
+    assert sep._distance({}) is None
+    assert Separator(array.positions(), FS, SeparateSettings(near_field=False))._distance({"distance_m": 1.0}) is None
+    x = np.zeros((1600, 8), np.float32)
+    src = {"id": 1, "azimuth_deg": 30.0, "elevation_deg": 0.0}
+    sep.push(x, [(1600, {"t_s": 0.1, "sources": [{**src, "distance_m": 1.0}]})])
+    sep.push(x, [(1600, {"t_s": 0.2, "sources": [{**src, "distance_m": 1.1}]})])  # 10 %: kept
+    assert sep._tracks[1].distance_m == 1.0
+    sep.push(x, [(1600, {"t_s": 0.3, "sources": [{**src, "distance_m": 1.2}]})])  # 20 %: followed
+    assert sep._tracks[1].distance_m == 1.2
