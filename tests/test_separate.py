@@ -41,6 +41,15 @@ def white_talkers(rng: np.random.Generator, n: int, count: int = 2) -> list[np.n
     return sig
 
 
+def two_white_talkers(seed: int, render, places) -> tuple[int, list[np.ndarray], np.ndarray]:
+    """3 s of two :func:`white_talkers` at ``places`` (``render(signal, place)`` -> (n, 8) image): the length,
+    each talker's image and their mixture with a little sensor noise."""
+    rng = np.random.default_rng(seed)
+    n = 3 * FS
+    images = [render(s, p) for s, p in zip(white_talkers(rng, n), places)]
+    return n, images, images[0] + images[1] + 1e-3 * rng.standard_normal((n, 8))
+
+
 def test_lcmv_unit_gain_to_target_and_null_to_other():
     array = get_array("uca8-r10")
     f = np.fft.rfftfreq(512, 1.0 / FS)
@@ -88,13 +97,9 @@ def _run(array, mix: np.ndarray, sources: list[dict], settings=None, start_s: fl
                                                     (True, "spatial", 7.5)])  # white noise is not sparse:
 def test_two_plane_waves_are_separated(postfilter, mask, min_db):  # a post-filter's mask costs SI-SDR there
     # (the spatial mask with gain_min 0.1, the default since round 5: +7.9 / +8.8 dB; with 0.2 +8.9 / +9.7)
-    rng = np.random.default_rng(1)
     array = get_array("uca8-r10")
-    n = 3 * FS
-    sig = white_talkers(rng, n)
     dirs = [(40.0, 25.0), (170.0, 10.0)]
-    images = [arrival(array, s, az, el) for s, (az, el) in zip(sig, dirs)]
-    mix = images[0] + images[1] + 1e-3 * rng.standard_normal((n, 8))
+    n, images, mix = two_white_talkers(1, lambda s, d: arrival(array, s, *d), dirs)
     sources = [{"id": k + 1, "azimuth_deg": az, "elevation_deg": el} for k, (az, el) in enumerate(dirs)]
     streams = _run(array, mix, sources, SeparateSettings(postfilter=postfilter, mask=mask))
     assert sorted(streams) == [1, 2]
@@ -478,13 +483,9 @@ def test_near_field_steering_is_the_spherical_wave_and_far_away_the_plane_wave()
 def test_near_field_separates_two_close_talkers_better():
     """Two talkers 0.7 m from the array: steered at spherical waves from the decode's distance, the beams null
     each other where a plane wave leaves them leaking (post-filter off, so the beams alone are compared)."""
-    rng = np.random.default_rng(3)
     array = get_array("uca8-r10")
-    n = 3 * FS
-    sig = white_talkers(rng, n)
     dirs = [(40.0, 0.7), (130.0, 0.7)]
-    images = [point_source(array, s, az, d) for s, (az, d) in zip(sig, dirs)]
-    mix = images[0] + images[1] + 1e-3 * rng.standard_normal((n, 8))
+    n, images, mix = two_white_talkers(3, lambda s, d: point_source(array, s, *d), dirs)
     sources = [{"id": k + 1, "azimuth_deg": az, "elevation_deg": 0.0, "distance_m": d}
                for k, (az, d) in enumerate(dirs)]
     part = slice(FS, n - FS // 4)
