@@ -384,11 +384,7 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path | None = None, sourc
 
     separate = _separate_table(data.get("separate", {}), base_dir)
 
-    model = None
-    if model_text:
-        model = Path(model_text).expanduser()
-        if not model.is_absolute() and base_dir is not None:
-            model = base_dir / model
+    model = _beside(model_text, base_dir) if model_text else None
     return Config(
         device=device, array=array, model=model, decode=dict(decode),
         stdout=StdoutSettings.from_dict(data.get("stdout", {})),
@@ -398,6 +394,12 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path | None = None, sourc
         logging=LoggingSettings.from_dict(data.get("logging", {})),
         source=source, **top,
     )
+
+
+def _beside(value: str, base_dir: Path | None) -> Path:
+    """A path the config file names: ``~`` expanded, and a relative one taken relative to the file's directory."""
+    path = Path(value).expanduser()
+    return base_dir / path if not path.is_absolute() and base_dir is not None else path
 
 
 def _separate_table(table: Any, base_dir: Path | None) -> dict[str, Any]:
@@ -413,19 +415,12 @@ def _separate_table(table: Any, base_dir: Path | None) -> dict[str, Any]:
     directory = SeparateTable.from_dict(table).dir
     table = {k: v for k, v in table.items() if k != "dir"}
     if directory:
-        path = Path(directory).expanduser()
-        directory = str(base_dir / path if not path.is_absolute() and base_dir is not None else path)
+        directory = str(_beside(directory, base_dir))
     if table.get("learned_weights"):
         from .separate_nn import PostfilterNet
 
-        path = Path(table["learned_weights"]).expanduser()
-        path = base_dir / path if not path.is_absolute() and base_dir is not None else path
-        try:
-            PostfilterNet.load(path)
-        except (OSError, ValueError, KeyError) as e:
-            raise ConfigError(f"[separate] learned_weights = {table['learned_weights']!r}: cannot load it ({e}); give "
-                              "a .npz written by `python -m train_tf.separate_postfilter train` (relative to the "
-                              "config file), or '' for the bundled network") from None
+        path = _beside(table["learned_weights"], base_dir)
+        PostfilterNet.load_setting(path, table["learned_weights"], " (relative to the config file)")
         table = {**table, "learned_weights": str(path)}
     return {"dir": directory, **table} if directory or table else {}
 

@@ -265,7 +265,7 @@ class _Track:
     model_dir: tuple[float, float, float | None] | None = None
     steer: np.ndarray | None = None  # (F, M) steering vector towards steer_dir
     steer_dir: tuple[float, ...] | None = None
-    distance_m: float | None = None  # near_field: the decode's distance, when it moved enough (NEAR_MOVE)
+    distance_m: float | None = None  # near_field: the decode's distance, when it moved enough (NEAR_MOVE); else None
     acg: np.ndarray | None = None  # (F, M, M) spatial class scatter learnt online, weighted sum
     acg_weight: np.ndarray | None = None  # (F,)
     prior: np.ndarray | None = None  # (F,) mixture weight of the class
@@ -317,12 +317,7 @@ class Separator:
         self._net = None
         if s.learned and s.mask == "spatial":  # it reads the spatial posteriors
             from .separate_nn import DEFAULT_WEIGHTS, PostfilterNet
-            try:
-                self._net = PostfilterNet.load(s.learned_weights or DEFAULT_WEIGHTS)
-            except (OSError, ValueError, KeyError) as e:
-                raise SeparateConfigError(f"[separate] learned_weights = {s.learned_weights!r}: cannot load it ({e}); "
-                                          "give a .npz written by `python -m train_tf.separate_postfilter train`, "
-                                          "or '' for the bundled network") from None
+            self._net = PostfilterNet.load_setting(s.learned_weights or DEFAULT_WEIGHTS, s.learned_weights)
         self.observer = None
         """For experiments: called with every rendered block (``_render``'s evidence) before the post-filter."""
         self.reset()
@@ -594,8 +589,7 @@ class Separator:
         """(F, M) the track's steering vector, made again only when its direction (or distance) changed."""
         key = (t.azimuth_deg, t.elevation_deg, t.distance_m)
         if t.steer_dir != key:
-            dist = t.distance_m if self.settings.near_field else None
-            t.steer = steering(self.positions, self.freqs_hz, t.azimuth_deg, t.elevation_deg, dist)
+            t.steer = steering(self.positions, self.freqs_hz, t.azimuth_deg, t.elevation_deg, t.distance_m)
             t.steer_dir = key
         return t.steer
 
@@ -812,7 +806,7 @@ class Separator:
             states.append(tr.nn_state)
         match = None
         if self.observer is not None or self._net.needs_match:
-            # how much of each bin's power across the mics arrives from the track's direction as a plane wave
+            # how much of each bin's power across the mics arrives from the track's direction (its steering vector)
             a = np.stack([self._steering(self._tracks[k]) for k in ids]).astype(np.complex64)
             ds = np.einsum("kfm,tfm->ktf", a.conj(), spec.astype(np.complex64))
             p = np.sum(spec.real ** 2 + spec.imag ** 2, axis=2)

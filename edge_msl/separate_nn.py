@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .settings_check import SettingError
+
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "models" / "separate-postfilter.npz"
 
 FEATURES = (
@@ -51,8 +53,8 @@ def features(y: np.ndarray, masks: np.ndarray, gains: np.ndarray, x0: np.ndarray
     """(K, T, F, N_FEATURES) float32 for the beams ``y`` (K, T, F) of a block, the spatial posteriors ``masks``
     and the separator's own gains (K, T, F), mic 0's frames ``x0`` (T, F), the mic noise floor (F,), each
     track's state, which is updated to the block's last frame, and ``match`` (K, T, F): how much of each bin's
-    power across the mics arrives as a plane wave from the track's direction, |a^H x|^2 / (M |x|^2) in [0, 1]
-    (None: 0)."""
+    power across the mics arrives from the track's direction, |a^H x|^2 / (M |x|^2) with ``a`` the track's steering
+    vector (a plane wave, or with ``near_field`` a spherical one), about [0, 1] (None: 0)."""
     k_n, t_n, f_n = y.shape
     tiny = 1e-12
     py = (y.real ** 2 + y.imag ** 2).astype(np.float32)
@@ -139,6 +141,18 @@ class PostfilterNet:
             layers = [(z[f"w{i}"].astype(np.float32), z[f"b{i}"].astype(np.float32)) for i in range(n)]
             target = str(z["target"]) if "target" in z else ""
         return cls(layers, target, tuple(names))
+
+    @classmethod
+    def load_setting(cls, path: str | Path, shown: str, where: str = "") -> "PostfilterNet":
+        """:meth:`load` for the ``[separate] learned_weights`` setting (``shown``: its value as the user wrote it,
+        ``where``: what a relative path is relative to); a file that cannot be loaded is one :class:`SettingError`
+        naming the key, the value and the fix."""
+        try:
+            return cls.load(path)
+        except (OSError, ValueError, KeyError) as e:
+            raise SettingError(f"[separate] learned_weights = {shown!r}: cannot load it ({e}); give a .npz written by "
+                               f"`python -m train_tf.separate_postfilter train`{where}, or '' for the bundled network"
+                               ) from None
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """(..., N_FEATURES) -> (...) in (0, 1)."""
