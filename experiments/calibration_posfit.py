@@ -8,11 +8,11 @@ is what a talker's unknown elevation and the board's echo look like) left out of
 """
 import math, sys
 import numpy as np
-from edge_msl.arrays import get_array
+from edge_msl.arrays import SPEED_OF_SOUND_M_S, get_array
 from train_tf.calibrate.standin import StandInRoom, dry_speech
 from train_tf.signals import DryBank
 
-C = 343.0
+C = SPEED_OF_SOUND_M_S
 FS = 16000
 arr = get_array("uca8-r10")
 nom = arr.positions()
@@ -62,13 +62,8 @@ def fit(res, azs, drop_radial):
             rhs.append(res[k, m])
     A = np.array(rows)
     b = np.array(rhs)
-    # common modes: translation (x, y), and optionally the radial scale, projected out of the offsets
-    modes = [np.r_[np.zeros(M), np.tile([1.0, 0.0], M)], np.r_[np.zeros(M), np.tile([0.0, 1.0], M)],
-             np.r_[np.ones(M), np.zeros(2 * M)]]
-    rot = np.r_[np.zeros(M), np.stack([-nom[:, 1], nom[:, 0]], 1).ravel()]
-    modes.append(rot)
-    if drop_radial:
-        modes.append(np.r_[np.zeros(M), nom[:, :2].ravel()])
+    # the offsets' common modes and the delays' common constant, projected out of the solution
+    modes = [np.r_[np.zeros(M), v] for v in offset_modes(M, drop_radial)] + [np.r_[np.ones(M), np.zeros(2 * M)]]
     Q, _ = np.linalg.qr(np.array(modes).T)
     P = np.eye(3 * M) - Q @ Q.T
     sol, *_ = np.linalg.lstsq(A @ P, b, rcond=None)
@@ -76,14 +71,18 @@ def fit(res, azs, drop_radial):
     return sol[M:].reshape(M, 2)
 
 
-def project(e, drop_radial):
-    M = len(e)
-    v = e.ravel()
+def offset_modes(M, drop_radial):
+    """The (2 M,) offset patterns no fit can tell: translation (x, y), rotation and, with ``drop_radial``, the
+    radial scale."""
     modes = [np.tile([1.0, 0.0], M), np.tile([0.0, 1.0], M), np.stack([-nom[:, 1], nom[:, 0]], 1).ravel()]
-    if drop_radial:
-        modes.append(nom[:, :2].ravel())
-    Q, _ = np.linalg.qr(np.array(modes).T)
-    return (v - Q @ (Q.T @ v)).reshape(M, 2)
+    return modes + [nom[:, :2].ravel()] if drop_radial else modes
+
+
+def project(e, drop_radial):
+    """The offsets ``e`` (M, 2) less their :func:`offset_modes`."""
+    v = e.ravel()
+    Q, _ = np.linalg.qr(np.array(offset_modes(len(e), drop_radial)).T)
+    return (v - Q @ (Q.T @ v)).reshape(e.shape)
 
 
 def main(seed, n_pos, el_range, rt60, label_sd=0.0):

@@ -12,7 +12,7 @@ import numpy as np
 
 import edge_msl.separate as sep_mod
 from benchmarks import separation_bench as sb
-from train_tf.separate_postfilter import _stft
+from train_tf.separate_postfilter import nearest_talker, reference_stfts
 
 REF = sys.argv.pop(1)
 CURRENT = {}
@@ -31,20 +31,16 @@ def _learned_gains(self, ids, first, y, masks, gains, spec, only):
     scene = CURRENT["scene"]
     refs = getattr(self, "_oracle_refs", None)
     if refs is None or refs[0] is not scene:
-        n_frames = len(scene.audio) // self._hop + 2
-        refs = (scene, np.stack([_stft(r, self._win, self._hop, n_frames) for r in getattr(scene, REF)]))
+        refs = (scene, reference_stfts(scene, self, REF))
         self._oracle_refs = refs
     r = refs[1]
-    az = np.asarray(scene.azimuth_deg, dtype=float)
     out = np.array(gains, copy=True)
     t_n = y.shape[1]
     for ki, k in enumerate(ids):
-        if only is not None and k not in only:
+        talker = nearest_talker(scene, self._tracks[k].azimuth_deg)
+        if (only is not None and k not in only) or talker < 0:
             continue
-        d = np.abs((az - self._tracks[k].azimuth_deg + 180.0) % 360.0 - 180.0)
-        if d.min() > 20.0:
-            continue
-        rk = r[int(np.argmin(d)), first:first + t_n]
+        rk = r[talker, first:first + t_n]
         yk = y[ki, :len(rk)]
         g = np.real(rk * np.conj(yk)) / (np.abs(yk) ** 2 + 1e-12)
         out[ki, :len(rk)] = np.clip(g, self.settings.gain_min, 1.0)

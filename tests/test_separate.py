@@ -11,7 +11,7 @@ import wave
 import numpy as np
 import pytest
 
-from edge_msl.arrays import far_field_delays_s, get_array
+from edge_msl.arrays import SPEED_OF_SOUND_M_S, far_field_delays_s, get_array
 from edge_msl.separate import (SeparateConfigError, SeparateSettings, Separator, diffuse_coherence, lcmv_weights,
                                steering)
 
@@ -458,8 +458,9 @@ def point_source(array, signal: np.ndarray, azimuth_deg: float, distance_m: floa
     r = np.linalg.norm(src[None, :] - (pos - pos.mean(axis=0)), axis=1)
     s = np.fft.rfft(signal)
     f = np.fft.rfftfreq(len(signal), 1.0 / FS)
-    return np.stack([distance_m / rm * np.fft.irfft(s * np.exp(-2j * np.pi * f * rm / 343.0), n=len(signal))
-                     for rm in r], axis=1)
+    delay = r / SPEED_OF_SOUND_M_S
+    return np.stack([distance_m / rm * np.fft.irfft(s * np.exp(-2j * np.pi * f * d), n=len(signal))
+                     for rm, d in zip(r, delay)], axis=1)
 
 
 def test_near_field_steering_is_the_spherical_wave_and_far_away_the_plane_wave():

@@ -3,8 +3,10 @@
 The bundled network (edge_msl/models/separate-postfilter.npz, round 9 of
 docs/experiments/separation-learned-postfilter.md) is made by:
 
-    # rows of evidence from the separator as it runs in the pipeline, with each row's ideal gain (~1 s a scene)
-    python -m train_tf.separate_postfilter data --out data/separate-pf/train --seed 50000 --scenes 1200
+    # rows of evidence from the separator as it runs in the pipeline, with each row's ideal gain (~1 s a scene);
+    # its rows were made before round 14's spherical-wave steering became the default, hence the plane waves here
+    python -m train_tf.separate_postfilter data --out data/separate-pf/train --seed 50000 --scenes 1200 \
+        --settings '{"near_field": false}'
     # the network (about 90 s on one core): the mix target, round 9's 17 features
     python -m train_tf.separate_postfilter train --data data/separate-pf/train --target mix \
         --features $(python -c "from edge_msl.separate_nn import FEATURES; print(*FEATURES[:17])") \
@@ -47,30 +49,35 @@ def _stft(x: np.ndarray, win: np.ndarray, hop: int, n_frames: int) -> np.ndarray
     return np.fft.rfft(pad[idx] * win, axis=1)
 
 
+def reference_stfts(scene, sep, name: str) -> np.ndarray:
+    """(K, T, F) each talker's reference ``name`` ('direct' or 'early') in the frames of the separator ``sep``."""
+    n_frames = len(scene.audio) // sep._hop + 2
+    return np.stack([_stft(r, sep._win, sep._hop, n_frames) for r in getattr(scene, name)])
+
+
+def nearest_talker(scene, azimuth_deg: float) -> int:
+    """The scene's talker nearest ``azimuth_deg`` in azimuth, or -1 when none is within ``MATCH_DEG``."""
+    d = np.abs((np.asarray(scene.azimuth_deg, dtype=float) - azimuth_deg + 180.0) % 360.0 - 180.0)
+    return int(np.argmin(d)) if d.min() <= MATCH_DEG else -1
+
+
 def scene_rows(scene, model, keep: float, rng: np.random.Generator, settings=None) -> dict[str, np.ndarray]:
     """Run the pipeline with separation over ``scene``; the sampled rows of every rendered block."""
     from edge_msl.arrays import get_array
     from edge_msl.pipeline import Pipeline
-    from edge_msl.separate import SeparatedAudio, Separator
-
-    from edge_msl.separate import SeparateSettings
+    from edge_msl.separate import SeparatedAudio, SeparateSettings, Separator
 
     arr = get_array(scene.array)
     # the rows are the evidence before the post-filter: the same with or without the learned one (not run here)
     sep = Separator(arr.positions(), 16000, settings or SeparateSettings(learned=False))
     n = len(scene.audio)
-    n_frames = n // sep._hop + 2
-    refs = {name: np.stack([_stft(r, sep._win, sep._hop, n_frames) for r in getattr(scene, name)])
-            for name in TARGETS}  # (K, T, F)
-    az = np.asarray(scene.azimuth_deg, dtype=float)
+    refs = {name: reference_stfts(scene, sep, name) for name in TARGETS}  # (K, T, F)
     rows: dict[str, list[np.ndarray]] = {"x": [], "mag": [], "direct": [], "early": []}
 
     def observe(s, ids, first, y, feats, spec) -> None:
         t_n = y.shape[1]
         for ki, k in enumerate(ids):
-            tr = s._tracks[k]
-            d = np.abs((az - tr.azimuth_deg + 180.0) % 360.0 - 180.0)
-            talker = int(np.argmin(d)) if d.min() <= MATCH_DEG else -1
+            talker = nearest_talker(scene, s._tracks[k].azimuth_deg)
             pick = rng.random((t_n, y.shape[2])) < keep
             if not pick.any():
                 continue
@@ -120,11 +127,10 @@ def cmd_data(args: argparse.Namespace) -> int:
 
     os.environ.setdefault("PRA_NUM_THREADS", "1")
     from edge_msl.arrays import get_array
+    from edge_msl.separate import SeparateSettings
 
     bank = DryBank.load(REPO / args.bank if not Path(args.bank).is_absolute() else Path(args.bank))
     model = load_model(None, array=get_array(args.array))
-    from edge_msl.separate import SeparateSettings
-
     settings = SeparateSettings.from_dict({**json.loads(args.settings), "learned": False})
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
