@@ -141,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--previous", help="a checkout of the commit before the temporal decode (a646a83): its "
                         "`edge-msl locate` gives the 'previous' rows")
+    parser.add_argument("--model", help="model .tflite (default: the packaged uca8-r10)")
     parser.add_argument("--json")
     parser.add_argument("--labels", default="srp", choices=("srp", "triangulated"),
                         help="srp: this array's SRP-PHAT per 0.5 s window (default); triangulated: both arrays' "
@@ -155,9 +156,11 @@ def main(argv: list[str] | None = None) -> int:
         lab = labels(audio)
     first_s = 0.4 * len(audio) / FS
     singles, sums = make_clips(audio, lab, args.clip_s, first_s, args.sums, args.seed)
-    model = load_model()
+    model = load_model(args.model)
     runners = {"shipped (locate)": lambda pcm: Pipeline(model).push(pcm),
                "each window alone, no tracking": lambda pcm: Pipeline(model, track=False).push(pcm)}
+    if model.temporal_head() is not None:
+        runners["without the temporal head"] = lambda pcm: Pipeline(model, temporal_head=False).push(pcm)
     if args.previous:
         runners["previous: 1 s pooling + tracker"] = lambda pcm: run_locate(args.previous, pcm)
     rows = []

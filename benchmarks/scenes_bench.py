@@ -84,8 +84,9 @@ def run_locate(tree: str, stem: Path) -> list[dict]:
 
 
 def cached_outputs(model, stem: Path) -> dict[str, np.ndarray]:
-    """Per window (hop 0.1 s): end time, outputs as the window is and on the pipeline's cycled
-    image, and the SRP cross-spectrum of the window (for the refinement)."""
+    """Per window (hop 0.1 s): end time, outputs as the window is, on the pipeline's cycled
+    image and (a model with a temporal head) through the head, and the SRP cross-spectrum of the window (for the
+    refinement)."""
     cache = stem.parent / f".cache-{model.info.sha256[:12]}-{stem.name}.npz"
     if cache.exists():
         with np.load(cache) as z:
@@ -99,10 +100,13 @@ def cached_outputs(model, stem: Path) -> dict[str, np.ndarray]:
     info = model.info
     cycle = model_cycle(info.array.positions(), info.layout)
     refiner = SrpRefiner(info.array.positions(), info.sample_rate_hz, info.srp_refine or {"fmax_hz": 8000})
-    t, plain, cyc, cross, hops = [], [], [], [], []
+    head = model.temporal_head()
+    t, plain, cyc, cross, hops, headed = [], [], [], [], [], []
     for k, (end, win) in enumerate(pipe.windower.push(x)):
         t.append(end / fs)
         plain.append(model.outputs(win))
+        if head is not None:
+            headed.append(head.step(model.embedding()))
         img = cycle[k % len(cycle)]
         cyc.append(img.restore(model.outputs(img.permute(win))))
         pieces = [refiner.cross(p) for p in hop_segments(win, pipe.hop_samples)]
@@ -110,6 +114,8 @@ def cached_outputs(model, stem: Path) -> dict[str, np.ndarray]:
         hops.append(pieces[-1])
     out = {"t_s": np.array(t), "plain": np.array(plain), "cycle": np.array(cyc),
            "cross": np.array(cross).astype(np.complex64), "hop_cross": np.array(hops).astype(np.complex64)}
+    if head is not None:
+        out["head"] = np.array(headed)
     np.savez(cache, **out)
     return out
 
@@ -232,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     model = load_model(args.model, array=get_array(args.array) if args.array else None)
     info = model.info
     base = DecodeSettings.from_dict(info.raw.get("decode", {}).get("temporal", {}))
-    images = "cycle" if info.symmetry == "cycle" else "plain"
+    images = "head" if model.temporal_head() is not None else "cycle" if info.symmetry == "cycle" else "plain"
     rows = []
     wanted = args.variants.split(",")
     t0 = time.perf_counter()

@@ -54,6 +54,13 @@ def installed_model(state: str | Path, array_name: str) -> Path:
     return default_model_path(array_name)
 
 
+def head_file(tflite: str | Path) -> Path:
+    """Where a model's learned temporal head lives: ``<name>.head.tflite`` beside ``<name>.tflite``
+    (:class:`edge_msl.runtime.TemporalHead`); a sidecar without ``temporal_head`` ignores it."""
+    p = Path(tflite)
+    return p.with_name(p.stem + ".head.tflite")
+
+
 def install(tflite: str | Path, state: str | Path, array_name: str) -> Path:
     """Copy ``tflite`` and its sidecar to ``<state>/models/<array>.tflite/.json``, keeping the pair they replace as
     ``<array>.previous.tflite/.json`` (for :func:`rollback`).
@@ -74,8 +81,13 @@ def install(tflite: str | Path, state: str | Path, array_name: str) -> Path:
     dst = calibrated_model(state, array_name)
     prev = previous_model(state, array_name)
     copies = [(src.with_suffix(".json"), dst.with_suffix(".json")), (src, dst)]
+    if head_file(src).is_file():  # a learned temporal head travels with its model
+        copies.append((head_file(src), head_file(dst)))
     if dst.exists():
-        copies = [(dst.with_suffix(".json"), prev.with_suffix(".json")), (dst, prev)] + copies
+        old = [(dst.with_suffix(".json"), prev.with_suffix(".json")), (dst, prev)]
+        if head_file(dst).is_file():
+            old.append((head_file(dst), head_file(prev)))
+        copies = old + copies
     # staged from the current files before any rename, so the previous pair is the old current pair
     _swap(models, copies, f"could not install into {models}", "; free some space and run install again")
     return dst
@@ -89,8 +101,12 @@ def rollback(state: str | Path, array_name: str) -> Path:
     if not prev.exists() or not prev.with_suffix(".json").exists():
         raise ModelStoreError(f"no previous model {prev} to roll back to (nothing was installed over another "
                               "model yet)")
-    _swap(models, [(dst.with_suffix(".json"), prev.with_suffix(".json")), (dst, prev),
-                   (prev.with_suffix(".json"), dst.with_suffix(".json")), (prev, dst)], f"could not roll back in {models}")
+    copies = [(dst.with_suffix(".json"), prev.with_suffix(".json")), (dst, prev),
+              (prev.with_suffix(".json"), dst.with_suffix(".json")), (prev, dst)]
+    for a, b in ((dst, prev), (prev, dst)):
+        if head_file(a).is_file():
+            copies.append((head_file(a), head_file(b)))
+    _swap(models, copies, f"could not roll back in {models}")
     return dst
 
 

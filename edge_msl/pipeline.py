@@ -179,12 +179,15 @@ class Pipeline:
     (:mod:`edge_msl.refine`); ``symmetry`` False runs every window as it is. ``elevation`` (needs the
     sidecar's ``srp_refine``) fills ``elevation_deg`` from the same cross-spectra; it never moves an azimuth.
     ``audio_listener`` (e.g. :class:`edge_msl.separate.SeparatedAudio`) gets the analysed audio and messages.
+    A model with a learned temporal head (its sidecar's ``temporal_head``) gives each window's outputs from the
+    embeddings of the last few windows (:class:`edge_msl.runtime.TemporalHead`; the symmetric images are then not
+    cycled); ``temporal_head`` False runs the network's own heads on each window alone.
     """
 
     def __init__(self, model: Model, *, hop_s: float = 0.1, threshold: float | None = None, track: bool = True,
                  decode: DecodeSettings | dict | None = None, input_rate_hz: int | None = None,
                  array: MicArray | None = None, srp_refine: bool = True, symmetry: bool = True,
-                 elevation: bool = True) -> None:
+                 elevation: bool = True, temporal_head: bool = True) -> None:
         info = model.info
         self.model = model
         self.array = array or info.array
@@ -241,9 +244,12 @@ class Pipeline:
         """Optional: ``push(x, [(index into x after a window's end, message), ...])`` with the audio (mic
         order, model rate) each :meth:`push` analysed, and ``reset()`` on :meth:`reset`."""
         self._crosses: deque[np.ndarray] = deque(maxlen=max(1, info.window_samples // self.hop_samples))
-        # decode.symmetry cycle: each window runs on the next symmetric image of the array
+        # the model's learned temporal head, if it has one: the outputs of each window from its embedding and
+        # those of the windows before it (edge_msl.runtime.TemporalHead), all in the array's own frame
+        self._head = model.temporal_head() if temporal_head else None
+        # decode.symmetry cycle (models without a temporal head): each window runs on the next symmetric image
         self._cycle = model_cycle(info.array.positions(), info.layout) \
-            if symmetry and info.symmetry == "cycle" and self.track else []
+            if symmetry and info.symmetry == "cycle" and self.track and self._head is None else []
         self._offset_s = 0.0  # stream time before the last reset, so t_s never goes back
         self.windows_analysed = 0
 
@@ -301,6 +307,8 @@ class Pipeline:
             y = image.restore(self.model.outputs(image.permute(window)))
         else:
             y = self.model.outputs(window)
+            if self._head is not None:
+                y = self._head.step(self.model.embedding())
         self.windows_analysed += 1
         return np.asarray(y, dtype=np.float64)
 
@@ -351,6 +359,8 @@ class Pipeline:
             self.audio_listener.reset()
         if self.resampler is not None:
             self.resampler.reset()
+        if self._head is not None:
+            self._head.reset()
         if self.decoder is not None:
             self.decoder.reset()
 

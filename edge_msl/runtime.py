@@ -12,6 +12,7 @@ import importlib
 import json
 import logging
 import math
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -20,6 +21,7 @@ import numpy as np
 
 from .arrays import ArrayConfigError, MicArray
 from .features import normalize_window, parse_scaling
+from .model_store import head_file
 from .refine import RefineConfigError, check_settings
 from .regions import Detection, RegionConfigError, RegionLayout, decode
 from .settings_check import SettingError, integer, number
@@ -39,6 +41,13 @@ RUNTIMES = ("ai_edge_litert", "tflite_runtime", "tensorflow.lite")
 
 _MODELS_DIR = Path(__file__).resolve().parent / "models"
 _OUTPUT_COLUMNS = ["active", "distance", "azimuth"]
+EMBEDDING = "embedding"
+"""Sidecar key (and output name) of the network's embedding, the input of its temporal head."""
+HEAD_SUFFIX = ".head.tflite"
+"""A temporal head's file is its model's name with this suffix (``uca8-r10.head.tflite``, :func:`head_file`): not a
+model itself."""
+TEMPORAL_HEAD = "temporal_head"
+"""Sidecar key of the learned temporal head (:class:`TemporalHead`)."""
 
 
 class ModelError(RuntimeError):
@@ -149,7 +158,7 @@ def _runtime_fix(machine: str | None = None, pointer_bits: int | None = None) ->
 
 def available_models() -> list[str]:
     """Array names that have a model packaged in ``edge_msl/models``."""
-    return sorted(p.stem for p in _MODELS_DIR.glob("*.tflite"))
+    return sorted(p.stem for p in _MODELS_DIR.glob("*.tflite") if not p.name.endswith(HEAD_SUFFIX))
 
 
 def default_model_path(array_name: str = DEFAULT_ARRAY_NAME) -> Path:
@@ -346,6 +355,16 @@ class Model:
         if got_in != want_in or got_out != want_out:
             raise ModelError(path, f"tensor shapes {got_in} -> {got_out} differ "
                              f"from the sidecar's {want_in} -> {want_out}", "the sidecar belongs to another model")
+        self._emb_index: int | None = None
+        if EMBEDDING in side:  # the network's embedding, a second output (python -m convert.temporal_head)
+            emb_name = _get(side, "embedding.name", str, path, info.sidecar_path)
+            try:
+                emb_det = runner.get_output_details()[emb_name]
+            except KeyError:
+                raise ModelError(path, f"signature {sig_name!r} has no output {emb_name!r} named in the sidecar's "
+                                 "embedding", "the sidecar belongs to another model; reconvert") from None
+            self._emb_index = int(emb_det["index"])
+            self._emb_scale, self._emb_zero = (float(v) for v in emb_det["quantization"])
         self._in_scale, self._in_zero = (float(v) for v in in_det["quantization"])
         self._out_scale, self._out_zero = (float(v) for v in out_det["quantization"])
         if not (self._in_scale > 0 and self._out_scale > 0 and math.isfinite(self._in_scale)):
@@ -358,6 +377,7 @@ class Model:
         self._out_index = int(out_det["index"])
         self._qf = np.empty(want_in[1:], dtype=np.float32)
         self._q = np.empty(want_in, dtype=np.int8)
+        self.temporal_head()  # a missing or broken head fails here, at load time
 
     def __repr__(self) -> str:
         return (f"Model({str(self.info.path)!r}, array={self.info.array.name!r}, runtime={self.runtime!r}, "
@@ -390,9 +410,82 @@ class Model:
         y = self._interp.get_tensor(self._out_index)[0]
         return (y.astype(np.float32) - np.float32(self._out_zero)) * np.float32(self._out_scale)
 
+    def embedding(self) -> np.ndarray:
+        """The embedding (dim,) float32 of the window of the last :meth:`outputs` call: the values the network's heads
+        read, which its temporal head takes (ValueError if the model has no ``embedding`` output)."""
+        if self._emb_index is None:
+            raise ValueError(f"model {self.info.path.name} has no embedding output (python -m convert.temporal_head)")
+        y = self._interp.get_tensor(self._emb_index)[0]
+        return (y.astype(np.float32) - np.float32(self._emb_zero)) * np.float32(self._emb_scale)
+
+    def temporal_head(self) -> TemporalHead | None:
+        """A new :class:`TemporalHead` (one per stream) if the sidecar names one, else None."""
+        if TEMPORAL_HEAD not in self.info.raw:
+            return None
+        if self._emb_index is None:
+            raise ModelError(self.info.path, "its sidecar names a temporal_head but no embedding output",
+                             "give it both with python -m convert.temporal_head, or remove temporal_head")
+        return TemporalHead(self.info, self.num_threads)
+
     def detections(self, window: np.ndarray, threshold: float | None = None) -> list[Detection]:
         """Decoded sources of one window alone, no pooling (``threshold`` defaults to the model's)."""
         return decode_outputs(self.info, self.outputs(window), threshold)
+
+
+class TemporalHead:
+    """A model's learned temporal head (the sidecar's ``temporal_head``, an int8 TFLite file next to the model): the
+    embeddings (:meth:`Model.embedding`) of the last ``k`` windows in, the newest window's region outputs out, from
+    what the ``k`` windows heard together (``train_tf.temporal_head``). It holds one stream's history: at the
+    stream's start, and after :meth:`reset`, the oldest embedding it has stands in for the missing ones."""
+
+    def __init__(self, info: ModelInfo, num_threads: int = 1) -> None:
+        side = info.raw[TEMPORAL_HEAD]
+        path = head_file(info.path)
+        name = path.name
+        fix = f"copy the model's {HEAD_SUFFIX} file next to it as {name} (python -m convert.temporal_head writes it)"
+        if not path.exists():
+            raise ModelError(info.path, f"its temporal head {name} is missing", fix)
+        if _sha256(path) != side.get("sha256"):
+            raise ModelError(info.path, f"its temporal head {name} differs from the one the sidecar describes "
+                             "(sha256)", fix)
+        self.k = int(side["k"])
+        self.path = path
+        try:
+            interp = pick_runtime(path).interpreter(model_path=str(path), num_threads=num_threads)
+            interp.allocate_tensors()
+            runner = interp.get_signature_runner()
+            in_det = runner.get_input_details()[side["input"]["name"]]
+            out_det = runner.get_output_details()[side["output"]["name"]]
+        except (KeyError, ValueError, RuntimeError) as exc:
+            raise ModelError(info.path, f"its temporal head {name} cannot be loaded ({exc})", fix) from None
+        want_out = (1, info.layout.n_regions, 3)
+        got_in, got_out = (tuple(int(v) for v in d["shape"]) for d in (in_det, out_det))
+        if got_in[:2] != (1, self.k) or got_out != want_out:
+            raise ModelError(info.path, f"its temporal head's tensors {got_in} -> {got_out} differ from "
+                             f"(1, {self.k}, dim) -> {want_out}", fix)
+        self._interp = interp
+        self._in_index, self._out_index = int(in_det["index"]), int(out_det["index"])
+        self._in_scale, self._in_zero = (float(v) for v in in_det["quantization"])
+        self._out_scale, self._out_zero = (float(v) for v in out_det["quantization"])
+        self._history: deque[np.ndarray] = deque(maxlen=self.k)
+        self._q = np.empty(got_in, dtype=np.int8)
+
+    def step(self, embedding: np.ndarray) -> np.ndarray:
+        """Region outputs (n_regions, 3) float32 of the newest window, given its embedding."""
+        e = np.asarray(embedding, dtype=np.float32)
+        if not self._history:
+            self._history.extend([e] * (self.k - 1))
+        self._history.append(e)
+        x = np.rint(np.stack(self._history) / np.float32(self._in_scale) + np.float32(self._in_zero))
+        np.copyto(self._q[0], np.clip(x, -128, 127), casting="unsafe")
+        self._interp.set_tensor(self._in_index, self._q)
+        self._interp.invoke()
+        y = self._interp.get_tensor(self._out_index)[0]
+        return (y.astype(np.float32) - np.float32(self._out_zero)) * np.float32(self._out_scale)
+
+    def reset(self) -> None:
+        """Forget the history (a gap in the stream)."""
+        self._history.clear()
 
 
 def decode_outputs(info: ModelInfo, outputs: np.ndarray, threshold: float | None = None) -> list[Detection]:
@@ -425,5 +518,5 @@ def load_model(path: str | Path | None = None, *, array: MicArray | None = None,
 
 __all__ = [
     "ModelError", "ModelInfo", "Model", "Runtime", "RUNTIMES", "pick_runtime", "available_models",
-    "default_model_path", "read_info", "load_model", "decode_outputs",
+    "default_model_path", "read_info", "load_model", "decode_outputs", "TemporalHead", "EMBEDDING", "TEMPORAL_HEAD",
 ]

@@ -112,7 +112,7 @@ def static(args: argparse.Namespace) -> int:
             for i in range(0, n, 64):
                 x = audio[i:i + 64, o:o + window].astype(np.float32) / 32768.0
                 emb[i:i + 64, j] = np.asarray(embed(normalize_window(x, **scaling), training=False))
-        shipped = window_outputs(MODEL_DIR, audio, WEIGHTS)[0]
+        shipped = window_outputs(MODEL_DIR, audio, WEIGHTS, symmetry="cycle")[0]  # the network alone
         np.savez(cache, emb=emb, shipped=shipped)
     pers = {"float shipped (cycle)": shipped,
             "float heads (plain)": _plain(emb.reshape(-1, emb.shape[-1]), heads, n_regions).reshape(
@@ -121,11 +121,41 @@ def static(args: argparse.Namespace) -> int:
         hist = np.stack([histories(e, cfg["k"]) for e in emb])
         pers[f"seq {Path(args.head[j]).name}"] = np.asarray(model.predict(
             hist.reshape(-1, *hist.shape[2:]), verbose=0, batch_size=512)).reshape(n, len(offsets), n_regions, 3)
-    for name, per in pers.items():
-        dets, _t, _s = temporal_decode_all(per, audio, params)
+    from train_tf.evaluate.device_decode import temporal_settings
+
+    base = temporal_settings(params)
+    runs = [(name, per, args.network_decode if not name.startswith("seq") else "{}") for name, per in pers.items()]
+    runs += [(name, per, extra) for name, per in pers.items() if name.startswith("seq") for extra in args.decode]
+    for name, per, extra in runs:
+        from edge_msl.temporal import DecodeSettings
+
+        st = DecodeSettings.from_dict(json.loads(extra), base=base)
+        dets, _t, _s = temporal_decode_all(per, audio, params, settings=st)
         s = summarize(score_detections(dets, true_az, true_d, 20.0))
+        name = f"{name} {extra}" if extra != "{}" else name
         print(f"{name:<28} F1 {s['f1']:.4f} recall {s['recall']:.4f} precision {s['precision']:.4f} "
               f"error {s['err_mean']:.3f}", flush=True)
+    return 0
+
+
+def sweep(args: argparse.Namespace) -> int:
+    """The packaged int8 model through its head (``benchmarks.scenes_bench``'s cache) with decode settings over the
+    sidecar's, one row per set and JSON."""
+    from benchmarks.scenes_bench import cached_outputs, decode_cached, score_set
+    from edge_msl.runtime import load_model
+
+    tfl = load_model(args.model)
+    info = tfl.info
+    for d in args.sets:
+        stems = stems_of([d])
+        cache = {s: cached_outputs(tfl, s) for s in stems}
+        for extra in ["{}", *args.variants]:
+            st = decode_settings(info, json.loads(extra))
+            r = score_set(stems, lambda s, st=st: decode_cached(tfl, cache[s], st, args.images), info.window_s)
+            print(f"| {Path(d).name} | {extra} | {r['f1']:.4f} | {r['precision']:.4f} | {r['recall']:.4f} | "
+                  f"{r['doa_error_mean_deg']:.3f} | {r['doa_error_moving_deg'] or float('nan'):.3f} | "
+                  f"{r['pickup_p90_s']} | {r['linger_mean_s']} / {r['linger_p90_s']} | {r['id_switches_per_turn']} |",
+                  flush=True)
     return 0
 
 
@@ -145,8 +175,16 @@ def main(argv: list[str] | None = None) -> int:
     st.add_argument("--head", nargs="*", default=[])
     st.add_argument("--weights", default="best.weights.h5")
     st.add_argument("--max-windows", type=int, default=2000)
+    st.add_argument("--decode", nargs="*", default=[], help="JSONs of decode settings for the heads' extra rows")
+    st.add_argument("--network-decode", default="{}", help="JSON of decode settings for the rows of the network "
+                    "alone (e.g. the settings it shipped with)")
+    w = sub.add_parser("sweep", help="decode settings for the int8 model through its head, on scene sets")
+    w.add_argument("sets", nargs="+")
+    w.add_argument("--variants", nargs="*", default=[], help="JSONs of decode settings over the sidecar's")
+    w.add_argument("--model", help="model .tflite (default: the packaged one)")
+    w.add_argument("--images", default="head", help="which cached outputs: head, cycle or plain")
     args = p.parse_args(argv)
-    return {"score": score, "static": static}[args.cmd](args)
+    return {"score": score, "static": static, "sweep": sweep}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -95,6 +95,7 @@ def test_a_bad_sidecar_setting_is_a_model_error(tmp_path):
     src = load_model().info
     shutil.copy(src.path, tmp_path / "m.tflite")
     side = json.loads(src.sidecar_path.read_text())
+    side.pop("temporal_head", None)
     side["decode"]["srp_refine"]["weight"] = 2
     (tmp_path / "m.json").write_text(json.dumps(side))
     with pytest.raises(ModelError, match=r"decode\.srp_refine\.weight = 2 is invalid; allowed: a number in \[0, 1\].*fix "

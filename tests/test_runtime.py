@@ -49,6 +49,8 @@ def copy(tmp_path):
     dst = tmp_path / "m.tflite"
     shutil.copy(src, dst)
     shutil.copy(src.with_suffix(".json"), dst.with_suffix(".json"))
+    if "temporal_head" in json.loads(src.with_suffix(".json").read_text()):  # its learned head, beside it
+        shutil.copy(src.with_name(src.stem + ".head.tflite"), dst.with_name("m.head.tflite"))
     return dst
 
 

@@ -129,6 +129,7 @@ def _copy_model(tmp_path: Path, **decode) -> Path:
     dst = tmp_path / src.name
     shutil.copy(src, dst)
     side = json.loads(src.with_suffix(".json").read_text())
+    side.pop("temporal_head", None)  # the network alone (a model with a temporal head does not cycle)
     side["decode"].update(decode)
     for k in [k for k, v in decode.items() if v is None]:
         del side["decode"][k]

@@ -45,12 +45,13 @@ LEAD_S = {"centre": 0.25, "end": 0.0}
 """Where in the window the label's direction is taken (seconds before its end)."""
 
 
-def _net(model_dir: str):
+def _net(model_dir: str | Path, weights: str = WEIGHTS):
+    """The network of a model directory as (embedding model, its heads' (kernel, bias), params)."""
     import keras
 
     from train_tf.model_dir import load_model
 
-    model, params = load_model(model_dir, WEIGHTS)
+    model, params = load_model(model_dir, weights)
     embed = keras.Model(model.inputs, model.get_layer("dense").output)
     w, b = model.get_layer("heads").get_weights()
     return embed, (w, b), params
@@ -319,13 +320,49 @@ def train(args: argparse.Namespace) -> int:
     return 0
 
 
-def load_head(run: str, weights: str = "best.weights.h5"):
+def load_head(run: str | Path, weights: str = "best.weights.h5", net: tuple | None = None):
+    """(head model, its head.json, embedding model, heads, params) of a head directory; ``net`` (what :func:`_net`
+    returns) spares loading the network of its ``model_dir`` again."""
     cfg = json.loads((Path(run) / "head.json").read_text())
-    embed, heads, params = _net(cfg["model_dir"])
+    embed, heads, params = net or _net(cfg["model_dir"])
     model = build_head(cfg["k"], cfg["dim"], heads, cfg["n_regions"], cfg["hidden"], cfg["scale"], cfg["dropout"],
                        cfg.get("proj", 0))
     model.load_weights(Path(run) / weights)
     return model, cfg, embed, heads, params
+
+
+HEAD_DIR = "temporal_head"
+"""A model directory's temporal head (head.json + :data:`HEAD_WEIGHTS`), if it has one."""
+HEAD_WEIGHTS = "head.weights.h5"
+
+
+def has_head(model_dir: str | Path) -> bool:
+    return (Path(model_dir) / HEAD_DIR / "head.json").exists()
+
+
+def head_window_outputs(model_dir: str | Path, audio: np.ndarray, weights: str, hop_s: float,
+                        batch: int = 64) -> np.ndarray:
+    """Outputs (N, k, n_regions, 3) of a model with a temporal head on the sub-windows of N windows (as
+    ``train_tf.evaluate.window_outputs``): each sub-window's from its embedding and those of the sub-windows before
+    it in its window (the first standing in for missing ones, as at a stream's start); windows as they are."""
+    from edge_msl.features import model_scaling, normalize_window
+    from train_tf.evaluate.outputs import pool_offsets
+
+    net = _net(model_dir, weights)
+    head, cfg, embed, _heads, params = load_head(Path(model_dir) / HEAD_DIR, HEAD_WEIGHTS, net)
+    fs, window = int(params["sample_rate_hz"]), int(params["model"]["window_samples"])
+    offsets = [0] if audio.shape[1] == window else pool_offsets(audio.shape[1], window,
+                                                                 max(1, int(round(hop_s * fs))))
+    scaling = model_scaling(params)
+    n = len(audio)
+    emb = np.zeros((n, len(offsets), int(cfg["dim"])), np.float32)
+    for j, o in enumerate(offsets):
+        for i in range(0, n, batch):
+            x = audio[i:i + batch, o:o + window].astype(np.float32) / 32768.0
+            emb[i:i + batch, j] = np.asarray(embed(normalize_window(x, **scaling), training=False))
+    hist = np.stack([histories(e, int(cfg["k"])) for e in emb])
+    out = np.asarray(head.predict(hist.reshape(-1, *hist.shape[2:]), verbose=0, batch_size=512))
+    return out.reshape(n, len(offsets), *out.shape[1:])
 
 
 def main(argv: list[str] | None = None) -> int:

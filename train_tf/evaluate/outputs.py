@@ -53,9 +53,14 @@ def window_outputs(run_dir: str | Path, audio: np.ndarray, weights: str, batch: 
     on its image under the ((i + j) mod n)-th of the array's n symmetries
     (:func:`edge_msl.symmetry.model_cycle`), as the daemon's running count does (windows of the
     model's length are not pooled, and run as they are, as in the daemon); "none" runs the windows
-    as they are."""
+    as they are. A model directory with a temporal head (``temporal_head/``, :mod:`train_tf.temporal_head`)
+    gives each sub-window's outputs through it, as the daemon does, unless ``symmetry`` is given."""
     from edge_msl.symmetry import model_cycle
+    from train_tf.temporal_head import has_head, head_window_outputs
 
+    if symmetry is None and has_head(run_dir):  # the model's temporal head, on windows as they are
+        per = head_window_outputs(run_dir, audio, weights, hop_s, batch)
+        return per, params_of(run_dir)
     model, params = load_model(run_dir, weights)
     window = int(params["model"]["window_samples"])
     scaling = model_scaling(params)

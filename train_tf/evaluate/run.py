@@ -20,6 +20,7 @@ from train_tf.evaluate.report import plot, tables
 from train_tf.evaluate.scoring import (AUDIBLE_DB, MODEL, border_distance_deg, by_kind, cells, error_by_border,
                                        recall_by_distance, recall_by_level, score, score_detections, summarize,
                                        summarize_audible)
+from train_tf.temporal_head import has_head
 
 def sweep(run_dir: str | Path, data_dir: str | Path, weights: str, thresholds: Sequence[float],
           separations: Sequence[float], match_deg: float = 20.0,
@@ -124,7 +125,9 @@ def evaluate(run_dir: str | Path, data_dir: str | Path, out_dir: str | Path, wei
         "match_deg": match_deg, "n_regions": params["regions"]["n_regions"], "model_macs": params["macs_per_window"],
         "min_separation_deg": min_sep, "fine_stretch": float(params["regions"].get("fine_stretch", 1.0)),
         "srp_refine": params.get("decode", {}).get("srp_refine"),
-        "symmetry": symmetry_used(audio.shape[1], params, symmetry),
+        "symmetry": "none" if symmetry is None and has_head(run_dir) else symmetry_used(audio.shape[1], params,
+                                                                                        symmetry),
+        "temporal_head": symmetry is None and has_head(run_dir),
         "analysis": how,
         "decode": temporal_settings(params, threshold).to_dict() if is_pooled else {"threshold": threshold},
         "methods": methods, "seconds": {"model": round(model_s, 1), "baselines": round(base_s, 1)},
