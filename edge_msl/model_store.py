@@ -54,11 +54,15 @@ def installed_model(state: str | Path, array_name: str) -> Path:
     return default_model_path(array_name)
 
 
+HEAD_SUFFIX = ".head.tflite"
+"""A model's learned temporal head is a file of its name with this suffix (``uca8-r10.head.tflite``): not a model."""
+
+
 def head_file(tflite: str | Path) -> Path:
     """Where a model's learned temporal head lives: ``<name>.head.tflite`` beside ``<name>.tflite``
     (:class:`edge_msl.runtime.TemporalHead`); a sidecar without ``temporal_head`` ignores it."""
     p = Path(tflite)
-    return p.with_name(p.stem + ".head.tflite")
+    return p.with_name(p.stem + HEAD_SUFFIX)
 
 
 def install(tflite: str | Path, state: str | Path, array_name: str) -> Path:

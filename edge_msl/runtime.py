@@ -21,7 +21,7 @@ import numpy as np
 
 from .arrays import ArrayConfigError, MicArray
 from .features import normalize_window, parse_scaling
-from .model_store import head_file
+from .model_store import HEAD_SUFFIX, head_file
 from .refine import RefineConfigError, check_settings
 from .regions import Detection, RegionConfigError, RegionLayout, decode
 from .settings_check import SettingError, integer, number
@@ -43,9 +43,6 @@ _MODELS_DIR = Path(__file__).resolve().parent / "models"
 _OUTPUT_COLUMNS = ["active", "distance", "azimuth"]
 EMBEDDING = "embedding"
 """Sidecar key (and output name) of the network's embedding, the input of its temporal head."""
-HEAD_SUFFIX = ".head.tflite"
-"""A temporal head's file is its model's name with this suffix (``uca8-r10.head.tflite``, :func:`head_file`): not a
-model itself."""
 TEMPORAL_HEAD = "temporal_head"
 """Sidecar key of the learned temporal head (:class:`TemporalHead`)."""
 

@@ -46,6 +46,7 @@ def describe(model) -> dict:
         "threshold": info.threshold,
         "decode": info.temporal.to_dict(),
         "symmetry": info.symmetry,
+        "temporal_head": _head(model),
         "symmetric_images": len(model_cycle(info.array.positions(), layout)),
         "input_scaling": raw.get("input_scaling"),
         "input": raw.get("input"),
@@ -53,6 +54,18 @@ def describe(model) -> dict:
         "macs_per_window": raw.get("macs_per_window"),
         "converter": raw.get("converter"),
     }
+
+
+def _head(model) -> dict | None:
+    """The model's learned temporal head: its file, size, windows read and MACs (None without one)."""
+    side = model.info.raw.get("temporal_head")
+    if not side:
+        return None
+    from ..model_store import head_file
+
+    path = head_file(model.info.path)
+    k, dim = side["input"]["shape"][1:3]
+    return {"file": str(path), "bytes": path.stat().st_size, "k": k, "embedding": dim}
 
 
 def main(args: argparse.Namespace) -> int:
@@ -92,7 +105,13 @@ def main(args: argparse.Namespace) -> int:
                    f"{d['decode']['confirm_confidence']:g}), listed while its evidence is >= "
                    f"{d['decode']['keep_threshold']:g}, unlisted {d['decode']['miss_windows']} window(s) after it "
                    f"falls; --no-track: each window alone at {d['threshold']:g}"),
-        ("symmetry", f"{d['symmetry']}: " + (f"each window on the next of the array's {d['symmetric_images']} "
+        ("head", "none: each window's outputs are the network's alone" if not d["temporal_head"] else
+                 f"{d['temporal_head']['file']} ({d['temporal_head']['bytes'] / 1e3:.0f} kB): each window's outputs "
+                 f"from the network's embeddings ({d['temporal_head']['embedding']} values) of it and the "
+                 f"{d['temporal_head']['k'] - 1} before it"),
+        ("symmetry", f"{d['symmetry']}: " + ("not used with the temporal head (windows as they are)"
+                                             if d["temporal_head"] else
+                                             f"each window on the next of the array's {d['symmetric_images']} "
                                              f"symmetric images" if d["symmetry"] == "cycle" else
                                              f"windows as they are (the array has {d['symmetric_images']} symmetric "
                                              f"images)")),
