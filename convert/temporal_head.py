@@ -17,7 +17,6 @@ Needs TensorFlow. The same inputs give the same bytes.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import json
 import os
@@ -81,25 +80,10 @@ def calibration_histories(dirs: list[str], k: int, n: int, seed: int = 0) -> np.
 def convert_head(head_dir: str | Path, calib: np.ndarray, out: str | Path) -> dict[str, Any]:
     """Write the head's int8 TFLite model; returns its tensors (``input``, ``output``)."""
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    import tensorflow as tf
+    from convert.tflite import full_int8
+    from train_tf.temporal_head import HEAD_WEIGHTS, load_head
 
-    from train_tf.temporal_head import load_head
-
-    model = load_head(str(head_dir), "head.weights.h5")[0]
-
-    def rep():
-        for i in range(len(calib)):
-            yield [calib[i:i + 1]]
-
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = rep
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.int8
-    converter.inference_output_type = tf.int8
-    with contextlib.redirect_stdout(sys.stderr):
-        blob = converter.convert()
-    Path(out).write_bytes(blob)
+    Path(out).write_bytes(full_int8(load_head(str(head_dir), HEAD_WEIGHTS)[0], calib))
     from edge_msl.runtime import pick_runtime
 
     runner = pick_runtime().interpreter(model_path=str(out), num_threads=1).get_signature_runner()

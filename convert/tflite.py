@@ -38,16 +38,10 @@ DEFAULT_HOP_S = 0.1
 """Hop recorded in the sidecar: how often the device is meant to analyse a window (overridable)."""
 
 
-def convert(model_dir: str | Path, calib: np.ndarray, out: str | Path,
-            calib_source: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Write the int8 model and its sidecar; returns the sidecar dict (``calib_source``: where the
-    calibration windows came from, recorded in the sidecar)."""
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+def full_int8(model: Any, calib: np.ndarray) -> bytes:
+    """A Keras model as a full-integer TFLite flatbuffer (int8 weights, activations, input and output;
+    ``TFLITE_BUILTINS_INT8`` only), its activations calibrated on ``calib`` (one input per row)."""
     import tensorflow as tf
-
-    from train_tf.model_dir import default_weights, load_model
-
-    model, params = load_model(model_dir, default_weights(model_dir))
 
     def rep():
         for i in range(len(calib)):
@@ -59,10 +53,23 @@ def convert(model_dir: str | Path, calib: np.ndarray, out: str | Path,
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = tf.int8
     converter.inference_output_type = tf.int8
-    t0 = time.perf_counter()
     # Keras prints the exported signature on stdout; stdout is for the JSON summary only
     with contextlib.redirect_stdout(sys.stderr):
-        blob = converter.convert()
+        return converter.convert()
+
+
+def convert(model_dir: str | Path, calib: np.ndarray, out: str | Path,
+            calib_source: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write the int8 model and its sidecar; returns the sidecar dict (``calib_source``: where the
+    calibration windows came from, recorded in the sidecar)."""
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    import tensorflow as tf
+
+    from train_tf.model_dir import default_weights, load_model
+
+    model, params = load_model(model_dir, default_weights(model_dir))
+    t0 = time.perf_counter()
+    blob = full_int8(model, calib)
     seconds = time.perf_counter() - t0
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -160,13 +160,9 @@ def _windows(stem: Path, params: dict) -> np.ndarray:
 
 def stems_of(dirs: list[str]) -> list[Path]:
     """The scenes (path stems of ``*.truth.json`` + ``.wav``) of the directories."""
-    out: list[Path] = []
-    for d in dirs:
-        found = sorted(Path(d).glob("*.truth.json"))
-        if not found:
-            raise SystemExit(f"{d}: no scenes (*.truth.json); make them with python -m train_tf.scenes")
-        out += [Path(str(p)[:-len(".truth.json")]) for p in found]
-    return out
+    from benchmarks.scenes_bench import scenes
+
+    return scenes(dirs)
 
 
 def histories(emb: np.ndarray, k: int) -> np.ndarray:
