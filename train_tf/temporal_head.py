@@ -235,7 +235,7 @@ def static_dataset(data_dir: str, k: int, embed, params: dict, n_images: int = 1
 
 
 def build_head(k: int, dim: int, heads: tuple[np.ndarray, np.ndarray], n_regions: int, hidden: int,
-               scale: float, dropout: float = 0.1, proj: int = 0):
+               scale: float, dropout: float = 0.1, proj: int = 0, azimuth: bool = True):
     """The learned stage: the shipped heads on the newest embedding plus a zero-started correction from all k."""
     import keras
     from keras import layers, ops
@@ -255,6 +255,10 @@ def build_head(k: int, dim: int, heads: tuple[np.ndarray, np.ndarray], n_regions
     delta = layers.Dense(3 * n_regions, kernel_initializer="zeros", name="delta")(h)
     keep = np.ones(3 * n_regions, np.float32)
     keep[DISTANCE::3] = 0.0  # the distance stays the shipped heads'
+    if not azimuth:  # and, if asked, the azimuth too: the head corrects the activity alone
+        from edge_msl.regions import AZIMUTH
+
+        keep[AZIMUTH::3] = 0.0
     delta = layers.Lambda(lambda t: t * ops.convert_to_tensor(keep), name="no_distance")(delta)
     out = layers.Activation("sigmoid", name="act")(layers.Add(name="logits")([base, delta]))
     out = layers.Reshape((n_regions, 3), name="regions")(out)
@@ -292,7 +296,8 @@ def train(args: argparse.Namespace) -> int:
         x, y = np.concatenate([x, xs]), np.concatenate([y, ys])
     xv, yv = dataset(args.val, args.k, args.instant, embed, params)
     scale = float(np.percentile(x[::7, -1].astype(np.float32), 99))
-    model = build_head(args.k, x.shape[-1], heads, n_regions, args.hidden, scale, args.dropout, args.proj)
+    model = build_head(args.k, x.shape[-1], heads, n_regions, args.hidden, scale, args.dropout, args.proj,
+                       not args.activity_only)
     steps = args.epochs * int(np.ceil(len(x) / args.batch))
     lr = keras.optimizers.schedules.CosineDecay(args.lr, steps)
     model.compile(keras.optimizers.AdamW(lr, weight_decay=args.weight_decay), seq_loss())
@@ -306,6 +311,7 @@ def train(args: argparse.Namespace) -> int:
     model.save_weights(out / "last.weights.h5")
     cfg = {"k": args.k, "instant": args.instant, "hidden": args.hidden, "dropout": args.dropout, "scale": scale,
            "proj": args.proj, "images": args.images, "weight_decay": args.weight_decay,
+           "activity_only": args.activity_only,
            "dim": int(x.shape[-1]), "n_regions": n_regions, "model_dir": args.model_dir, "train": args.train,
            "static": args.static,
            "val": args.val, "epochs": args.epochs, "lr": args.lr, "batch": args.batch, "n_train": int(len(x)),
@@ -322,7 +328,7 @@ def load_head(run: str | Path, weights: str = "best.weights.h5", net: tuple | No
     cfg = json.loads((Path(run) / "head.json").read_text())
     embed, heads, params = net or _net(cfg["model_dir"])
     model = build_head(cfg["k"], cfg["dim"], heads, cfg["n_regions"], cfg["hidden"], cfg["scale"], cfg["dropout"],
-                       cfg.get("proj", 0))
+                       cfg.get("proj", 0), not cfg.get("activity_only", False))
     model.load_weights(Path(run) / weights)
     return model, cfg, embed, heads, params
 
@@ -383,6 +389,8 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--batch", type=int, default=512)
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--weight-decay", type=float, default=0.004)
+    t.add_argument("--activity-only", action="store_true", help="correct the activity alone (the azimuth stays "
+                   "the network's)")
     t.add_argument("--out", required=True)
     args = p.parse_args(argv)
     if args.cmd == "features":
