@@ -63,16 +63,18 @@ def _layout(params: dict):
     return RegionLayout.from_dict(params["regions"])
 
 
-def labels(truth, t_s: np.ndarray, window_s: float, layout, lead_s: float) -> tuple[np.ndarray, np.ndarray]:
-    """Targets (N, R, 3) and a care mask (N, R) per window ending at ``t_s``: the scoring's present talkers, at
-    ``t - lead_s``; a region holding a talker with some voice but less than the scoring's 0.15 s is not cared about."""
+def labels(truth, t_s: np.ndarray, window_s: float, layout, lead_s: float,
+           min_voiced_s: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Targets (N, R, 3) and a care mask (N, R) per window ending at ``t_s``: the scoring's present talkers (at least
+    ``min_voiced_s`` of voice in the window, default the scoring's 0.15 s), at ``t - lead_s``; a region holding a
+    talker with some voice but less is not cared about."""
     from edge_msl.regions import encode
     from edge_msl.truth import audible, present
 
     tgt = np.zeros((len(t_s), layout.n_regions, 3), np.float32)
     care = np.ones((len(t_s), layout.n_regions), np.float32)
     for k, t in enumerate(t_s):
-        on = present(truth, t, window_s)
+        on = present(truth, t, window_s) if min_voiced_s is None else present(truth, t, window_s, min_voiced_s)
         if on:
             az = [truth[i].azimuth_at(t - lead_s) for i in on]
             dist = [truth[i].distance_m if np.isfinite(truth[i].distance_m) else 1.5 for i in on]
@@ -172,15 +174,22 @@ def histories(emb: np.ndarray, k: int) -> np.ndarray:
     return emb[np.clip(idx, 0, None)]
 
 
-def dataset(dirs: list[str], k: int, instant: str, embed, params: dict,
-            n_images: int = 1) -> tuple[np.ndarray, np.ndarray]:
+def dataset(dirs: list[str], k: int, instant: str, embed, params: dict, n_images: int = 1,
+            min_voiced_s: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Histories (N, k, dim) and targets + care mask (N, R, 4) of the scenes' windows, on ``n_images`` images;
+    ``min_voiced_s`` (default: the scoring's 0.15 s) is the voice a talker needs in a window to be labelled."""
     from edge_msl.symmetry import model_cycle
+    from edge_msl.truth import load_truth
 
     cycle = model_cycle(params["array"]["positions_m"], params["regions"])
     xs, ys = [], []
     for stem in stems_of(dirs):
         f = scene_features(stem, embed, params)
         tgt, care = f[f"target_{instant}"], f[f"care_{instant}"]
+        if min_voiced_s is not None:
+            window_s = int(params["model"]["window_samples"]) / int(params["sample_rate_hz"])
+            tgt, care = labels(load_truth(stem.with_suffix(".truth.json"))[0], f["t_s"], window_s, _layout(params),
+                               LEAD_S[instant], min_voiced_s)
         xs.append(histories(f["emb"], k).astype(np.float16))
         ys.append(np.concatenate([tgt, care[..., None]], axis=-1))
         if n_images > 1:
@@ -289,7 +298,7 @@ def train(args: argparse.Namespace) -> int:
 
     embed, heads, params = _net(args.model_dir)
     n_regions = int(params["regions"]["n_regions"])
-    x, y = dataset(args.train, args.k, args.instant, embed, params, args.images)
+    x, y = dataset(args.train, args.k, args.instant, embed, params, args.images, args.min_voiced_s)
     for d in args.static or []:
         xs, ys = static_dataset(d, args.k, embed, params, args.images)
         print(f"{d}: {len(xs)} static sub-windows")
@@ -311,7 +320,7 @@ def train(args: argparse.Namespace) -> int:
     model.save_weights(out / "last.weights.h5")
     cfg = {"k": args.k, "instant": args.instant, "hidden": args.hidden, "dropout": args.dropout, "scale": scale,
            "proj": args.proj, "images": args.images, "weight_decay": args.weight_decay,
-           "activity_only": args.activity_only,
+           "activity_only": args.activity_only, "min_voiced_s": args.min_voiced_s,
            "dim": int(x.shape[-1]), "n_regions": n_regions, "model_dir": args.model_dir, "train": args.train,
            "static": args.static,
            "val": args.val, "epochs": args.epochs, "lr": args.lr, "batch": args.batch, "n_train": int(len(x)),
@@ -389,6 +398,8 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--batch", type=int, default=512)
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--weight-decay", type=float, default=0.004)
+    t.add_argument("--min-voiced-s", type=float, help="voice a talker needs in a training window to be labelled "
+                   "(default: the scoring's 0.15 s; less lists a starting talker sooner)")
     t.add_argument("--activity-only", action="store_true", help="correct the activity alone (the azimuth stays "
                    "the network's)")
     t.add_argument("--out", required=True)
