@@ -44,7 +44,7 @@ def score(args: argparse.Namespace) -> int:
     from benchmarks.scenes_bench import cached_outputs, decode_cached, score_set, table
     from edge_msl.runtime import load_model
 
-    tfl = load_model(None)
+    tfl = load_model(args.model)
     info = tfl.info
     rows = []
     heads_runs = [load_head(h, args.weights) for h in args.head]
@@ -63,7 +63,8 @@ def score(args: argparse.Namespace) -> int:
             for j, (model, cfg, *_r) in enumerate(heads_runs):
                 c[f"seq{j}"] = np.asarray(model.predict(histories(f["emb"], cfg["k"]), verbose=0, batch_size=512))
             cache[stem] = c
-        variants = {"int8 shipped (cycle)": ("cycle", None), "float heads (plain)": ("float", None)}
+        alone = "cycle" if info.symmetry == "cycle" else "plain"  # the network alone, on its decode's images
+        variants = {f"int8 network alone ({alone})": (alone, None), "float heads (plain)": ("float", None)}
         for j, (_m, cfg, *_r) in enumerate(heads_runs):
             lead = None if cfg["instant"] == "centre" else 0.0
             for extra in args.seq_decode or ["{}"]:
@@ -112,9 +113,13 @@ def static(args: argparse.Namespace) -> int:
             for i in range(0, n, 64):
                 x = audio[i:i + 64, o:o + window].astype(np.float32) / 32768.0
                 emb[i:i + 64, j] = np.asarray(embed(normalize_window(x, **scaling), training=False))
-        shipped = window_outputs(MODEL_DIR, audio, WEIGHTS, symmetry="cycle")[0]  # the network alone
+        from edge_msl.symmetry import symmetry_mode
+
+        # the network alone, on the images its decode uses
+        model_dir = heads_runs[0][1]["model_dir"] if heads_runs else MODEL_DIR
+        shipped = window_outputs(model_dir, audio, WEIGHTS, symmetry=symmetry_mode(params["decode"]))[0]
         np.savez(cache, emb=emb, shipped=shipped)
-    pers = {"float shipped (cycle)": shipped,
+    pers = {"float network alone": shipped,
             "float heads (plain)": _plain(emb.reshape(-1, emb.shape[-1]), heads, n_regions).reshape(
                 n, len(offsets), n_regions, 3)}
     for j, (model, cfg, *_r) in enumerate(heads_runs):
@@ -167,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--head", nargs="*", default=[])
     s.add_argument("--weights", default="best.weights.h5")
     s.add_argument("--decode", help="JSON of decode settings over the model's")
+    s.add_argument("--model", help="the int8 model of the heads' network (default: the packaged uca8-r10)")
     s.add_argument("--seq-decode", nargs="*", help="JSONs of decode settings for the learned stage's rows (one "
                    "row each)")
     s.add_argument("--json")
