@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     model = load_model(args.model)
     runners = {"shipped (locate)": lambda pcm: Pipeline(model).push(pcm),
                "each window alone, no tracking": lambda pcm: Pipeline(model, track=False).push(pcm)}
-    if model.temporal_head() is not None:
+    if model.has_temporal_head:
         runners["without the temporal head"] = lambda pcm: Pipeline(model, temporal_head=False).push(pcm)
     if args.previous:
         runners["previous: 1 s pooling + tracker"] = lambda pcm: run_locate(args.previous, pcm)

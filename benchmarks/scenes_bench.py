@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     model = load_model(args.model, array=get_array(args.array) if args.array else None)
     info = model.info
     base = DecodeSettings.from_dict(info.raw.get("decode", {}).get("temporal", {}))
-    images = "head" if model.temporal_head() is not None else "cycle" if info.symmetry == "cycle" else "plain"
+    images = "head" if model.has_temporal_head else "cycle" if info.symmetry == "cycle" else "plain"
     rows = []
     wanted = args.variants.split(",")
     t0 = time.perf_counter()

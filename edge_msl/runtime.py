@@ -404,20 +404,23 @@ class Model:
         """
         self._interp.set_tensor(self._in_index, self.quantize(window))
         self._interp.invoke()
-        y = self._interp.get_tensor(self._out_index)[0]
-        return (y.astype(np.float32) - np.float32(self._out_zero)) * np.float32(self._out_scale)
+        return _dequantize(self._interp.get_tensor(self._out_index)[0], self._out_scale, self._out_zero)
 
     def embedding(self) -> np.ndarray:
         """The embedding (dim,) float32 of the window of the last :meth:`outputs` call: the values the network's heads
         read, which its temporal head takes (ValueError if the model has no ``embedding`` output)."""
         if self._emb_index is None:
             raise ValueError(f"model {self.info.path.name} has no embedding output (python -m convert.temporal_head)")
-        y = self._interp.get_tensor(self._emb_index)[0]
-        return (y.astype(np.float32) - np.float32(self._emb_zero)) * np.float32(self._emb_scale)
+        return _dequantize(self._interp.get_tensor(self._emb_index)[0], self._emb_scale, self._emb_zero)
+
+    @property
+    def has_temporal_head(self) -> bool:
+        """Whether the sidecar names a learned temporal head (:meth:`temporal_head` makes one)."""
+        return TEMPORAL_HEAD in self.info.raw
 
     def temporal_head(self) -> TemporalHead | None:
         """A new :class:`TemporalHead` (one per stream) if the sidecar names one, else None."""
-        if TEMPORAL_HEAD not in self.info.raw:
+        if not self.has_temporal_head:
             return None
         if self._emb_index is None:
             raise ModelError(self.info.path, "its sidecar names a temporal_head but no embedding output",
@@ -427,6 +430,11 @@ class Model:
     def detections(self, window: np.ndarray, threshold: float | None = None) -> list[Detection]:
         """Decoded sources of one window alone, no pooling (``threshold`` defaults to the model's)."""
         return decode_outputs(self.info, self.outputs(window), threshold)
+
+
+def _dequantize(y: np.ndarray, scale: float, zero: float) -> np.ndarray:
+    """An int8 tensor's values as float32."""
+    return (y.astype(np.float32) - np.float32(zero)) * np.float32(scale)
 
 
 class TemporalHead:
@@ -477,8 +485,7 @@ class TemporalHead:
         np.copyto(self._q[0], np.clip(x, -128, 127), casting="unsafe")
         self._interp.set_tensor(self._in_index, self._q)
         self._interp.invoke()
-        y = self._interp.get_tensor(self._out_index)[0]
-        return (y.astype(np.float32) - np.float32(self._out_zero)) * np.float32(self._out_scale)
+        return _dequantize(self._interp.get_tensor(self._out_index)[0], self._out_scale, self._out_zero)
 
     def reset(self) -> None:
         """Forget the history (a gap in the stream)."""

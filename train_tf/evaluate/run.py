@@ -22,6 +22,7 @@ from train_tf.evaluate.scoring import (AUDIBLE_DB, MODEL, border_distance_deg, b
                                        summarize_audible)
 from train_tf.temporal_head import has_head
 
+
 def sweep(run_dir: str | Path, data_dir: str | Path, weights: str, thresholds: Sequence[float],
           separations: Sequence[float], match_deg: float = 20.0,
           keep_thresholds: Sequence[float] = (), symmetry: str | None = None) -> list[dict[str, Any]]:
@@ -95,6 +96,7 @@ def evaluate(run_dir: str | Path, data_dir: str | Path, out_dir: str | Path, wei
     true_az, true_d, rt60 = data["azimuth_deg"][:n], data["distance_m"][:n], data["rt60_s"][:n]
     t0 = time.perf_counter()
     how = analysis(audio.shape[1], params_of(run_dir))
+    headed = symmetry is None and has_head(run_dir)  # window_outputs runs the model's temporal head
     # (the window's length decides: sub-windows through the temporal decode, or one window alone)
     is_pooled = how["pooled_windows"] > 1
     if is_pooled:  # longer windows: the temporal decode over their sub-windows, as the daemon runs it
@@ -125,9 +127,8 @@ def evaluate(run_dir: str | Path, data_dir: str | Path, out_dir: str | Path, wei
         "match_deg": match_deg, "n_regions": params["regions"]["n_regions"], "model_macs": params["macs_per_window"],
         "min_separation_deg": min_sep, "fine_stretch": float(params["regions"].get("fine_stretch", 1.0)),
         "srp_refine": params.get("decode", {}).get("srp_refine"),
-        "symmetry": "none" if symmetry is None and has_head(run_dir) else symmetry_used(audio.shape[1], params,
-                                                                                        symmetry),
-        "temporal_head": symmetry is None and has_head(run_dir),
+        "symmetry": "none" if headed else symmetry_used(audio.shape[1], params, symmetry),
+        "temporal_head": headed,
         "analysis": how,
         "decode": temporal_settings(params, threshold).to_dict() if is_pooled else {"threshold": threshold},
         "methods": methods, "seconds": {"model": round(model_s, 1), "baselines": round(base_s, 1)},
