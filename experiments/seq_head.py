@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from train_tf.temporal_head import MODEL_DIR, WEIGHTS, _net, histories, load_head, scene_features, stems_of
+from train_tf.temporal_head import (MODEL_DIR, WEIGHTS, _net, embeddings, histories, load_head, scene_features,
+                                   stems_of)
 
 def _plain(emb: np.ndarray, heads: tuple[np.ndarray, np.ndarray], n_regions: int) -> np.ndarray:
     """The float network's own heads on each embedding: its outputs (N, R, 3)."""
@@ -91,7 +92,6 @@ def static(args: argparse.Namespace) -> int:
     from train_tf.evaluate.outputs import POOL_HOP_S, pool_offsets, window_outputs
     from train_tf.evaluate.scoring import score_detections, summarize
     from train_tf.simulate import load_windows
-    from edge_msl.features import model_scaling, normalize_window
 
     data = load_windows(args.data)
     n = min(args.max_windows, len(data["audio"]))
@@ -102,7 +102,6 @@ def static(args: argparse.Namespace) -> int:
     n_regions = int(params["regions"]["n_regions"])
     fs, window = int(params["sample_rate_hz"]), int(params["model"]["window_samples"])
     offsets = pool_offsets(audio.shape[1], window, int(round(POOL_HOP_S * fs)))
-    scaling = model_scaling(params)
     cache = Path(args.data) / f".seqstatic-{n}.npz"
     if cache.exists():
         with np.load(cache) as z:
@@ -110,9 +109,7 @@ def static(args: argparse.Namespace) -> int:
     else:
         emb = np.zeros((n, len(offsets), int(heads[0].shape[0])), np.float32)
         for j, o in enumerate(offsets):
-            for i in range(0, n, 64):
-                x = audio[i:i + 64, o:o + window].astype(np.float32) / 32768.0
-                emb[i:i + 64, j] = np.asarray(embed(normalize_window(x, **scaling), training=False))
+            emb[:, j] = embeddings(embed, params, audio[:, o:o + window], full_scale=32768.0)
         from edge_msl.symmetry import symmetry_mode
 
         # the network alone, on the images its decode uses

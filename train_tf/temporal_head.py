@@ -63,18 +63,33 @@ def _layout(params: dict):
     return RegionLayout.from_dict(params["regions"])
 
 
+def embeddings(embed, params: dict, windows: np.ndarray, sym=None, full_scale: float = 1.0,
+               batch: int = 64) -> np.ndarray:
+    """The network's embeddings (N, dim) of windows (N, samples, mics): scaled as the model's input (after dividing
+    by ``full_scale``, 32768 for int16 PCM), on the symmetric image ``sym`` if given, ``batch`` at a time."""
+    from edge_msl.features import model_scaling, normalize_window
+
+    scaling = model_scaling(params)
+    out = []
+    for i in range(0, len(windows), batch):
+        x = windows[i:i + batch].astype(np.float32) / full_scale
+        x = x if sym is None else sym.permute(x)
+        out.append(np.asarray(embed(normalize_window(x, **scaling), training=False)))
+    return np.concatenate(out)
+
+
 def labels(truth, t_s: np.ndarray, window_s: float, layout, lead_s: float,
            min_voiced_s: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Targets (N, R, 3) and a care mask (N, R) per window ending at ``t_s``: the scoring's present talkers (at least
     ``min_voiced_s`` of voice in the window, default the scoring's 0.15 s), at ``t - lead_s``; a region holding a
     talker with some voice but less is not cared about."""
     from edge_msl.regions import encode
-    from edge_msl.truth import audible, present
+    from edge_msl.truth import PRESENT_VOICED_S, audible, present
 
     tgt = np.zeros((len(t_s), layout.n_regions, 3), np.float32)
     care = np.ones((len(t_s), layout.n_regions), np.float32)
     for k, t in enumerate(t_s):
-        on = present(truth, t, window_s) if min_voiced_s is None else present(truth, t, window_s, min_voiced_s)
+        on = present(truth, t, window_s, PRESENT_VOICED_S if min_voiced_s is None else min_voiced_s)
         if on:
             az = [truth[i].azimuth_at(t - lead_s) for i in on]
             dist = [truth[i].distance_m if np.isfinite(truth[i].distance_m) else 1.5 for i in on]
@@ -90,15 +105,12 @@ def scene_features(stem: Path, embed, params: dict, batch: int = 64) -> dict[str
     if cache.exists():
         with np.load(cache) as z:
             return dict(z)
-    from edge_msl.features import model_scaling, normalize_window
     from edge_msl.truth import load_truth
 
     wins = _windows(stem, params)
     fs, window = int(params["sample_rate_hz"]), int(params["model"]["window_samples"])
     ends = [(window + i * int(round(HOP_S * fs))) / fs for i in range(len(wins))]
-    scaling = model_scaling(params)
-    emb = np.concatenate([np.asarray(embed(normalize_window(wins[i:i + batch], **scaling), training=False))
-                          for i in range(0, len(wins), batch)])
+    emb = embeddings(embed, params, wins, batch=batch)
     truth, _ = load_truth(stem.with_suffix(".truth.json"))
     t_s = np.array(ends)
     out = {"t_s": t_s, "emb": emb.astype(np.float32)}
@@ -127,7 +139,6 @@ def image_features(stem: Path, embed, params: dict, n_images: int, batch: int = 
     """Embeddings (n_images - 1, N, D) of the scene's windows on the array's symmetric images 1.. (in the
     daemon's cycle order; image 0 is the scene as it is), cached: a rotated or mirrored copy of every scene for
     training."""
-    from edge_msl.features import model_scaling, normalize_window
     from edge_msl.symmetry import model_cycle
 
     cache = stem.parent / f".seqaug{n_images}-{stem.name}.npz"
@@ -136,10 +147,7 @@ def image_features(stem: Path, embed, params: dict, n_images: int, batch: int = 
             return z["emb"]
     cycle = model_cycle(params["array"]["positions_m"], params["regions"])[1:n_images]
     wins = _windows(stem, params)
-    scaling = model_scaling(params)
-    out = np.stack([np.concatenate([np.asarray(embed(normalize_window(sym.permute(wins[i:i + batch]), **scaling),
-                                                     training=False)) for i in range(0, len(wins), batch)])
-                    for sym in cycle]).astype(np.float16)
+    out = np.stack([embeddings(embed, params, wins, sym, batch=batch) for sym in cycle]).astype(np.float16)
     np.savez(cache, emb=out)
     return out
 
@@ -154,8 +162,8 @@ def _windows(stem: Path, params: dict) -> np.ndarray:
     if fs != int(params["sample_rate_hz"]):
         raise SystemExit(f"{stem}: {fs} Hz, the model's rate is {params['sample_rate_hz']}")
     array = get_array(params["array"]["name"])
-    x = pcm[:, :array.n_mics].astype(np.float32) / 32768.0 if pcm.shape[1] == array.n_mics else \
-        array.select_channels(pcm).astype(np.float32) / 32768.0
+    mics = pcm if pcm.shape[1] == array.n_mics else array.select_channels(pcm)  # a scene's WAV or a capture
+    x = mics.astype(np.float32) / 32768.0
     win = Windower(int(params["model"]["window_samples"]), int(round(HOP_S * fs)), x.shape[1])
     return np.stack([np.array(w, np.float32) for _end, w in win.push(x)])
 
@@ -204,7 +212,6 @@ def static_dataset(data_dir: str, k: int, embed, params: dict, n_images: int = 1
     """Windows of ``train_tf.simulate`` longer than the model's (1 s: six sub-windows 0.1 s apart), still talkers
     throughout: each sub-window with its history inside the window (the first repeated, as at a stream's start),
     labelled with all the window's sources; on the array's first ``n_images`` symmetric images."""
-    from edge_msl.features import model_scaling, normalize_window
     from edge_msl.regions import encode_batch
     from edge_msl.symmetry import model_cycle
     from train_tf.evaluate.outputs import POOL_HOP_S, pool_offsets
@@ -221,13 +228,10 @@ def static_dataset(data_dir: str, k: int, embed, params: dict, n_images: int = 1
         with np.load(cache) as z:
             emb = z["emb"]
     else:
-        scaling = model_scaling(params)
         emb = np.zeros((len(cycle), n, len(offsets), int(embed.output.shape[-1])), np.float16)
         for m, sym in enumerate(cycle):
             for j, o in enumerate(offsets):
-                for i in range(0, n, 64):
-                    x = sym.permute(audio[i:i + 64, o:o + window].astype(np.float32) / 32768.0)
-                    emb[m, i:i + 64, j] = np.asarray(embed(normalize_window(x, **scaling), training=False))
+                emb[m, :, j] = embeddings(embed, params, audio[:, o:o + window], sym, 32768.0)
         np.savez(cache, emb=emb)
     layout = _layout(params)
     tgt = encode_batch(layout, data["azimuth_deg"], data["distance_m"])
@@ -356,7 +360,6 @@ def head_window_outputs(model_dir: str | Path, audio: np.ndarray, weights: str, 
     """Outputs (N, k, n_regions, 3) of a model with a temporal head on the sub-windows of N windows (as
     ``train_tf.evaluate.window_outputs``): each sub-window's from its embedding and those of the sub-windows before
     it in its window (the first standing in for missing ones, as at a stream's start); windows as they are."""
-    from edge_msl.features import model_scaling, normalize_window
     from train_tf.evaluate.outputs import pool_offsets
 
     net = _net(model_dir, weights)
@@ -364,13 +367,10 @@ def head_window_outputs(model_dir: str | Path, audio: np.ndarray, weights: str, 
     fs, window = int(params["sample_rate_hz"]), int(params["model"]["window_samples"])
     offsets = [0] if audio.shape[1] == window else pool_offsets(audio.shape[1], window,
                                                                  max(1, int(round(hop_s * fs))))
-    scaling = model_scaling(params)
     n = len(audio)
     emb = np.zeros((n, len(offsets), int(cfg["dim"])), np.float32)
     for j, o in enumerate(offsets):
-        for i in range(0, n, batch):
-            x = audio[i:i + batch, o:o + window].astype(np.float32) / 32768.0
-            emb[i:i + batch, j] = np.asarray(embed(normalize_window(x, **scaling), training=False))
+        emb[:, j] = embeddings(embed, params, audio[:, o:o + window], full_scale=32768.0, batch=batch)
     hist = np.stack([histories(e, int(cfg["k"])) for e in emb])
     out = np.asarray(head.predict(hist.reshape(-1, *hist.shape[2:]), verbose=0, batch_size=512))
     return out.reshape(n, len(offsets), *out.shape[1:])
